@@ -1,0 +1,1 @@
+"""Protocol adapters: each sub-package speaks one wire protocol and the core's DTOs inside."""

@@ -1,0 +1,1 @@
+"""The twilio channel adapter."""

@@ -1,0 +1,1 @@
+"""The webchat channel adapter."""

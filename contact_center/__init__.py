@@ -1,0 +1,1 @@
+"""The contact-center application: web app, API, realtime hub, routing and the CLI."""

@@ -1,0 +1,26 @@
+"""SQLAlchemy models; importing this package registers every table on ``Base.metadata``."""
+
+from crm_core.models.agents import Agent, AgentSession, ApiToken, Role, Team
+from crm_core.models.audit import AuditEntry
+from crm_core.models.base import Base, utcnow
+from crm_core.models.customers import Customer, CustomerEmail, CustomerPhone
+from crm_core.models.interactions import Interaction
+from crm_core.models.tickets import Counter, Ticket, TicketComment
+
+__all__ = [
+    "Agent",
+    "AgentSession",
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "Counter",
+    "Customer",
+    "CustomerEmail",
+    "CustomerPhone",
+    "Interaction",
+    "Role",
+    "Team",
+    "Ticket",
+    "TicketComment",
+    "utcnow",
+]

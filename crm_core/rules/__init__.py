@@ -1,0 +1,1 @@
+"""Pure rules: plain functions and tables with no I/O."""

@@ -1,0 +1,313 @@
+"""Customers and their contact points: create, read, update, search, claim."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from crm_core import events
+from crm_core.contact_points import email_match_key, normalize_email, normalize_phone
+from crm_core.db import UnitOfWork
+from crm_core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from crm_core.models import Agent, Customer, CustomerEmail, CustomerPhone, Interaction, Role
+from crm_core.services.audit import audit, diff
+from crm_core.types import CONSENT_CHANNELS, Channel
+from crm_core.visibility import Viewer, customer_filter
+
+EDITABLE_FIELDS = (
+    "display_name",
+    "company",
+    "tags",
+    "segment",
+    "timezone",
+    "preferred_language",
+    "consent",
+    "custom_fields",
+)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    total: int
+
+
+def _snapshot(customer: Customer) -> dict[str, Any]:
+    return {name: getattr(customer, name) for name in (*EDITABLE_FIELDS, "owner_id")}
+
+
+def _check_consent(consent: dict[str, Any]) -> None:
+    for key, value in consent.items():
+        if key not in CONSENT_CHANNELS:
+            raise InvalidInput(f"unknown consent channel {key!r}", "consent")
+        if not isinstance(value, bool):
+            raise InvalidInput(f"consent for {key} must be true or false", "consent")
+
+
+def with_contact_points() -> tuple[Any, ...]:
+    return (selectinload(Customer.phones), selectinload(Customer.emails), selectinload(Customer.owner))
+
+
+async def get_visible(
+    session: AsyncSession, viewer: Viewer, customer_id: int, *, for_update: bool = False
+) -> Customer:
+    """The customer, or :class:`NotFound` when it does not exist or ``viewer`` may not see it."""
+    stmt = (
+        select(Customer)
+        .where(Customer.id == customer_id, Customer.merged_into_id.is_(None), customer_filter(viewer))
+        .options(*with_contact_points())
+    )
+    customer = (await session.execute(stmt)).scalar_one_or_none()
+    if customer is None:
+        raise NotFound(f"customer {customer_id} not found")
+    return customer
+
+
+async def _attach_phone(session: AsyncSession, customer: Customer, e164: str, label: str | None) -> None:
+    owner = await session.scalar(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164))
+    if owner is not None and owner != customer.id:
+        raise Conflict(f"phone {e164} already belongs to customer {owner}")
+    if owner is None:
+        session.add(CustomerPhone(customer_id=customer.id, e164=e164, label=label))
+
+
+async def _attach_email(session: AsyncSession, customer: Customer, address: str, label: str | None) -> None:
+    owner = await session.scalar(select(CustomerEmail.customer_id).where(CustomerEmail.address == address))
+    if owner is not None and owner != customer.id:
+        raise Conflict(f"email {address} already belongs to customer {owner}")
+    if owner is None:
+        session.add(
+            CustomerEmail(
+                customer_id=customer.id, address=address, match_key=email_match_key(address), label=label
+            )
+        )
+
+
+def normalize_contact_points(
+    phones: Sequence[str], emails: Sequence[str], region: str
+) -> tuple[list[str], list[str]]:
+    norm_phones = [normalize_phone(p, region, f"phones[{i}]") for i, p in enumerate(phones)]
+    norm_emails = [normalize_email(e, f"emails[{i}]") for i, e in enumerate(emails)]
+    return list(dict.fromkeys(norm_phones)), list(dict.fromkeys(norm_emails))
+
+
+async def create_customer(
+    uow: UnitOfWork,
+    actor: Viewer | None,
+    *,
+    region: str,
+    display_name: str,
+    phones: Sequence[str] = (),
+    emails: Sequence[str] = (),
+    owner_id: int | None = None,
+    **fields: Any,
+) -> Customer:
+    """Create a customer with its contact points; phones and emails are normalised here."""
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    _check_consent(fields.get("consent") or {})
+    norm_phones, norm_emails = normalize_contact_points(phones, emails, region)
+    session = uow.session
+    if owner_id is not None:
+        await _check_owner_assignable(session, actor, owner_id)
+    customer = Customer(display_name=display_name.strip(), owner_id=owner_id, **fields)
+    session.add(customer)
+    await session.flush()
+    for e164 in norm_phones:
+        await _attach_phone(session, customer, e164, None)
+    for address in norm_emails:
+        await _attach_email(session, customer, address, None)
+    await session.flush()
+    audit(session, "customer", customer.id, "created", actor.agent_id if actor else None, _snapshot(customer))
+    uow.record(
+        events.DomainEvent(
+            events.CUSTOMER_CREATED,
+            {"customer_id": customer.id, "owner_id": owner_id, "display_name": customer.display_name},
+        )
+    )
+    return customer
+
+
+async def _check_owner_assignable(session: AsyncSession, actor: Viewer | None, owner_id: int) -> None:
+    owner = await session.get(Agent, owner_id)
+    if owner is None or not owner.active:
+        raise InvalidInput(f"agent {owner_id} does not exist or is inactive", "owner_id")
+    if actor is None or actor.is_admin or owner_id == actor.agent_id:
+        return
+    if actor.role is Role.SUPERVISOR and owner.team_id == actor.team_id:
+        return
+    raise Forbidden(
+        "you may only assign customers to yourself" + (" or your team" if actor.is_supervisor else "")
+    )
+
+
+async def update_customer(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    customer_id: int,
+    changes: dict[str, Any],
+    *,
+    region: str,
+    add_phones: Sequence[str] = (),
+    add_emails: Sequence[str] = (),
+    remove_phones: Sequence[str] = (),
+    remove_emails: Sequence[str] = (),
+) -> Customer:
+    session = uow.session
+    customer = await get_visible(session, viewer, customer_id)
+    unknown = set(changes) - {*EDITABLE_FIELDS, "owner_id"}
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    if "consent" in changes:
+        _check_consent(changes["consent"] or {})
+    if "owner_id" in changes and changes["owner_id"] != customer.owner_id:
+        if changes["owner_id"] is None:
+            if not (viewer.is_supervisor or customer.owner_id == viewer.agent_id):
+                raise Forbidden("only the owner or a supervisor can release a customer to the pool")
+        else:
+            await _check_owner_assignable(session, viewer, changes["owner_id"])
+    before = _snapshot(customer)
+    for name, value in changes.items():
+        setattr(customer, name, value.strip() if name == "display_name" and isinstance(value, str) else value)
+    new_phones, new_emails = normalize_contact_points(add_phones, add_emails, region)
+    for e164 in new_phones:
+        await _attach_phone(session, customer, e164, None)
+    for address in new_emails:
+        await _attach_email(session, customer, address, None)
+    drop_phones, drop_emails = normalize_contact_points(remove_phones, remove_emails, region)
+    for phone in list(customer.phones):
+        if phone.e164 in drop_phones:
+            await session.delete(phone)
+    for email in list(customer.emails):
+        if email.address in drop_emails:
+            await session.delete(email)
+    await session.flush()
+    changed = diff(before, _snapshot(customer))
+    contact_changes = {
+        k: v
+        for k, v in {
+            "added_phones": new_phones,
+            "added_emails": new_emails,
+            "removed_phones": drop_phones,
+            "removed_emails": drop_emails,
+        }.items()
+        if v
+    }
+    if changed or contact_changes:
+        audit(session, "customer", customer.id, "updated", viewer.agent_id, {**changed, **contact_changes})
+        uow.record(
+            events.DomainEvent(
+                events.CUSTOMER_UPDATED, {"customer_id": customer.id, "fields": sorted(changed)}
+            )
+        )
+    await session.refresh(customer, ["phones", "emails", "owner", "updated_at"])
+    return customer
+
+
+async def claim_customer(uow: UnitOfWork, viewer: Viewer, customer_id: int) -> Customer:
+    """Take a pool customer as one's own; a customer someone already owns is a conflict."""
+    session = uow.session
+    customer = await get_visible(session, viewer, customer_id)
+    if customer.owner_id == viewer.agent_id:
+        return customer
+    if customer.owner_id is not None:
+        raise Conflict(f"customer {customer_id} already has an owner")
+    customer.owner_id = viewer.agent_id
+    audit(session, "customer", customer.id, "claimed", viewer.agent_id, {"owner_id": [None, viewer.agent_id]})
+    uow.record(
+        events.DomainEvent(events.CUSTOMER_CLAIMED, {"customer_id": customer.id, "owner_id": viewer.agent_id})
+    )
+    await session.flush()
+    await session.refresh(customer, ["owner", "updated_at"])
+    return customer
+
+
+def search_statement(
+    viewer: Viewer,
+    *,
+    region: str,
+    q: str | None = None,
+    name: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    owner_id: int | None = None,
+    pool: bool | None = None,
+) -> Select[tuple[Customer]]:
+    stmt = select(Customer).where(Customer.merged_into_id.is_(None), customer_filter(viewer))
+    if name:
+        stmt = stmt.where(func.lower(Customer.display_name).contains(name.lower(), autoescape=True))
+    if phone:
+        e164 = normalize_phone(phone, region, "phone")
+        stmt = stmt.where(
+            Customer.id.in_(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164))
+        )
+    if email:
+        address = normalize_email(email, "email")
+        stmt = stmt.where(
+            Customer.id.in_(select(CustomerEmail.customer_id).where(CustomerEmail.address == address))
+        )
+    if owner_id is not None:
+        stmt = stmt.where(Customer.owner_id == owner_id)
+    if pool is not None:
+        stmt = stmt.where(Customer.owner_id.is_(None) if pool else Customer.owner_id.is_not(None))
+    if q:
+        text = q.strip().lower()
+        matches = [
+            func.lower(Customer.display_name).contains(text, autoescape=True),
+            func.lower(Customer.company).contains(text, autoescape=True),
+            Customer.id.in_(
+                select(CustomerEmail.customer_id).where(
+                    CustomerEmail.address.startswith(text, autoescape=True)
+                )
+            ),
+        ]
+        try:
+            e164 = normalize_phone(q, region)
+        except InvalidInput:
+            pass
+        else:
+            matches.append(
+                Customer.id.in_(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164))
+            )
+        stmt = stmt.where(or_(*matches))
+    return stmt
+
+
+async def search_customers(
+    session: AsyncSession, viewer: Viewer, *, limit: int, offset: int, region: str, **filters: Any
+) -> Page[Customer]:
+    stmt = search_statement(viewer, region=region, **filters)
+    total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = await session.scalars(
+        stmt.options(*with_contact_points()).order_by(Customer.id).limit(limit).offset(offset)
+    )
+    return Page(list(rows), total)
+
+
+async def timeline(
+    session: AsyncSession,
+    viewer: Viewer,
+    customer_id: int,
+    *,
+    limit: int,
+    offset: int,
+    channels: Sequence[Channel] = (),
+) -> Page[Interaction]:
+    await get_visible(session, viewer, customer_id)
+    stmt = select(Interaction).where(Interaction.customer_id == customer_id)
+    if channels:
+        stmt = stmt.where(Interaction.channel.in_(list(channels)))
+    total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = await session.scalars(
+        stmt.order_by(Interaction.started_at.desc(), Interaction.id.desc()).limit(limit).offset(offset)
+    )
+    return Page(list(rows), total)

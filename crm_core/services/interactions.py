@@ -1,0 +1,135 @@
+"""The interaction log: one row per contact, idempotent by (channel, external id)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core import events
+from crm_core.db import UnitOfWork
+from crm_core.errors import NotFound
+from crm_core.models import Customer, Interaction, utcnow
+from crm_core.services.customers import Page
+from crm_core.sql import insert_ignore
+from crm_core.types import Channel, Direction
+from crm_core.visibility import Viewer, customer_filter
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    interaction: Interaction
+    created: bool
+
+
+async def log_interaction(
+    uow: UnitOfWork,
+    *,
+    channel: Channel,
+    direction: Direction,
+    customer_id: int,
+    external_id: str | None = None,
+    agent_id: int | None = None,
+    ticket_id: int | None = None,
+    status: str = "logged",
+    started_at: datetime | None = None,
+    ended_at: datetime | None = None,
+    duration_seconds: int | None = None,
+    subject: str | None = None,
+    body: str | None = None,
+    summary: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Logged:
+    """Insert the interaction; a second delivery with the same external id returns the first row."""
+    session = uow.session
+    values: dict[str, Any] = {
+        "channel": channel,
+        "direction": direction,
+        "customer_id": customer_id,
+        "external_id": external_id,
+        "agent_id": agent_id,
+        "ticket_id": ticket_id,
+        "status": status,
+        "started_at": started_at or utcnow(),
+        "ended_at": ended_at,
+        "duration_seconds": duration_seconds,
+        "subject": subject,
+        "body": body,
+        "summary": summary,
+        "metadata": meta or {},
+        "created_at": utcnow(),
+    }
+    if external_id is None:
+        interaction = Interaction(**{("meta" if k == "metadata" else k): v for k, v in values.items()})
+        session.add(interaction)
+        await session.flush()
+        new_id: int | None = interaction.id
+    else:
+        new_id = await insert_ignore(session, Interaction, values, ["channel", "external_id"])
+    if new_id is None:
+        existing = await session.scalar(
+            select(Interaction).where(Interaction.channel == channel, Interaction.external_id == external_id)
+        )
+        assert existing is not None
+        return Logged(existing, created=False)
+    interaction = await session.get_one(Interaction, new_id)
+    uow.record(
+        events.DomainEvent(
+            events.INTERACTION_LOGGED,
+            {
+                "interaction_id": new_id,
+                "customer_id": customer_id,
+                "channel": str(channel),
+                "direction": str(direction),
+                "agent_id": agent_id,
+                "ticket_id": ticket_id,
+            },
+        )
+    )
+    return Logged(interaction, created=True)
+
+
+async def get_interaction(session: AsyncSession, viewer: Viewer, interaction_id: int) -> Interaction:
+    stmt = (
+        select(Interaction)
+        .join(Customer, Customer.id == Interaction.customer_id)
+        .where(Interaction.id == interaction_id, customer_filter(viewer))
+    )
+    found = (await session.execute(stmt)).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"interaction {interaction_id} not found")
+    return found
+
+
+async def list_interactions(
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    limit: int,
+    offset: int,
+    channel: Channel | None = None,
+    customer_id: int | None = None,
+    ticket_id: int | None = None,
+    agent_id: int | None = None,
+) -> Page[Interaction]:
+    stmt = (
+        select(Interaction)
+        .join(Customer, Customer.id == Interaction.customer_id)
+        .where(customer_filter(viewer))
+    )
+    if channel is not None:
+        stmt = stmt.where(Interaction.channel == channel)
+    if customer_id is not None:
+        stmt = stmt.where(Interaction.customer_id == customer_id)
+    if ticket_id is not None:
+        stmt = stmt.where(Interaction.ticket_id == ticket_id)
+    if agent_id is not None:
+        stmt = stmt.where(Interaction.agent_id == agent_id)
+    total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = await session.scalars(
+        stmt.order_by(Interaction.started_at.desc(), Interaction.id.desc()).limit(limit).offset(offset)
+    )
+    return Page(list(rows), total)
