@@ -1,0 +1,1 @@
+"""Route groups of the REST API, one module per resource."""

@@ -1,0 +1,363 @@
+"""Request and response bodies of the REST API (pydantic models; the OpenAPI schemas come from here)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from crm_core.models import Role
+from crm_core.rules.ticket_status import TicketStatus
+from crm_core.types import Channel, Direction, Priority
+
+T = TypeVar("T")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+PhoneIn = Annotated[str, StringConstraints(max_length=40)]
+EmailIn = Annotated[str, StringConstraints(max_length=320)]
+
+
+class Input(BaseModel):
+    """Request bodies reject unknown fields so a typo is an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class ErrorBody(BaseModel):
+    status: int
+    code: str
+    message: str
+    fields: dict[str, str] | None = Field(default=None, description="Per-field messages for invalid input")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class PageOut(Output, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class PageQuery(Input):
+    limit: int | None = Field(default=None, ge=1)
+    offset: int = Field(default=0, ge=0)
+
+
+# --- auth -----------------------------------------------------------------------------------
+
+
+class LoginIn(Input):
+    login: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class AgentOut(Output):
+    id: int
+    login: str
+    display_name: str
+    email: str | None
+    role: Role
+    team_id: int | None
+    supervisor_id: int | None
+    skills: list[str]
+    active: bool
+
+
+class SessionOut(Output):
+    agent: AgentOut
+    csrf_token: str | None = Field(description="Send as X-CSRF-Token on unsafe requests made with the cookie")
+
+
+# --- customers ------------------------------------------------------------------------------
+
+Consent = dict[Channel, bool]
+
+
+class CustomerCreate(Input):
+    display_name: Name
+    company: ShortText | None = None
+    owner_id: int | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    segment: ShortText | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    preferred_language: Annotated[str, StringConstraints(max_length=16)] | None = None
+    consent: Consent = Field(default_factory=dict)
+    custom_fields: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    phones: list[PhoneIn] = Field(default_factory=list, max_length=20)
+    emails: list[EmailIn] = Field(default_factory=list, max_length=20)
+
+
+class CustomerUpdate(Input):
+    display_name: Name | None = None
+    company: ShortText | None = None
+    owner_id: int | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    segment: ShortText | None = None
+    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    preferred_language: Annotated[str, StringConstraints(max_length=16)] | None = None
+    consent: Consent | None = None
+    custom_fields: dict[str, Any] | None = Field(default=None, max_length=100)
+    add_phones: list[PhoneIn] = Field(default_factory=list, max_length=20)
+    add_emails: list[EmailIn] = Field(default_factory=list, max_length=20)
+    remove_phones: list[PhoneIn] = Field(default_factory=list, max_length=20)
+    remove_emails: list[EmailIn] = Field(default_factory=list, max_length=20)
+
+
+class PhoneOut(Output):
+    e164: str
+    label: str | None
+
+
+class EmailOut(Output):
+    address: str
+    label: str | None
+
+
+class CustomerOut(Output):
+    id: int
+    display_name: str
+    company: str | None
+    owner_id: int | None
+    tags: list[str]
+    segment: str | None
+    timezone: str | None
+    preferred_language: str | None
+    consent: dict[str, bool]
+    custom_fields: dict[str, Any]
+    phones: list[PhoneOut]
+    emails: list[EmailOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerPage(PageOut[CustomerOut]):
+    pass
+
+
+class CustomerSearch(PageQuery):
+    q: str | None = Field(default=None, max_length=200, description="Name, company, email prefix or phone")
+    name: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=320)
+    owner_id: int | None = None
+    pool: bool | None = Field(default=None, description="true: only unowned customers; false: only owned")
+
+
+class MergeIn(Input):
+    merged_id: int = Field(description="The customer folded into this one")
+
+
+class DuplicateOut(Output):
+    customer: CustomerOut
+    reasons: list[str]
+    score: float
+
+
+class DuplicateList(Output):
+    items: list[DuplicateOut]
+
+
+class ImportReport(Output):
+    created: int
+    updated: int
+    duplicates: int
+    rejected: list[dict[str, Any]]
+
+
+# --- interactions ---------------------------------------------------------------------------
+
+
+class InteractionOut(Output):
+    id: int
+    channel: Channel
+    direction: Direction
+    customer_id: int
+    agent_id: int | None
+    ticket_id: int | None
+    external_id: str | None
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    duration_seconds: int | None
+    subject: str | None
+    body: str | None
+    summary: str | None
+    metadata: dict[str, Any] = Field(validation_alias="meta")
+
+
+class InteractionPage(PageOut[InteractionOut]):
+    pass
+
+
+class TimelineQuery(PageQuery):
+    channel: list[Channel] = Field(default_factory=list)
+
+
+class InteractionQuery(PageQuery):
+    channel: Channel | None = None
+    customer_id: int | None = None
+    ticket_id: int | None = None
+    agent_id: int | None = None
+
+
+# --- tickets --------------------------------------------------------------------------------
+
+Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+
+
+class TicketCreate(Input):
+    customer_id: int
+    subject: Subject
+    priority: Priority = Priority.NORMAL
+    assignee_id: int | None = None
+    team_id: int | None = None
+    source_channel: Channel | None = None
+
+
+class TicketUpdate(Input):
+    subject: Subject | None = None
+    priority: Priority | None = None
+    status: TicketStatus | None = None
+    assignee_id: int | None = None
+    team_id: int | None = None
+
+
+class TransitionIn(Input):
+    status: TicketStatus
+
+
+class AssignIn(Input):
+    assignee_id: int | None
+
+
+class CommentIn(Input):
+    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
+    internal: bool = True
+
+
+class CommentOut(Output):
+    id: int
+    ticket_id: int
+    author_id: int | None
+    body: str
+    internal: bool
+    created_at: datetime
+
+
+class CommentList(Output):
+    items: list[CommentOut]
+
+
+class TicketOut(Output):
+    id: int
+    number: int
+    subject: str
+    status: TicketStatus
+    priority: Priority
+    customer_id: int
+    assignee_id: int | None
+    team_id: int | None
+    source_channel: Channel | None
+    linked_ticket_id: int | None
+    first_response_due_at: datetime | None
+    resolution_due_at: datetime | None
+    first_responded_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TicketPage(PageOut[TicketOut]):
+    pass
+
+
+class TicketQuery(PageQuery):
+    status: list[TicketStatus] = Field(default_factory=list)
+    priority: Priority | None = None
+    assignee_id: int | None = None
+    unassigned: bool = False
+    mine: bool = False
+    team_id: int | None = None
+    customer_id: int | None = None
+    channel: Channel | None = None
+    q: str | None = Field(default=None, max_length=200, description="Ticket number or words of the subject")
+
+
+# --- agents, teams, tokens ------------------------------------------------------------------
+
+Login = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=2, max_length=100, pattern=r"^[\w.@-]+$")
+]
+
+
+class AgentCreate(Input):
+    login: Login
+    display_name: Name
+    password: Annotated[str, StringConstraints(min_length=10, max_length=1024)]
+    role: Role = Role.AGENT
+    team_id: int | None = None
+    supervisor_id: int | None = None
+    skills: list[Tag] = Field(default_factory=list, max_length=50)
+    email: EmailIn | None = None
+
+
+class AgentUpdate(Input):
+    display_name: Name | None = None
+    password: Annotated[str, StringConstraints(min_length=10, max_length=1024)] | None = None
+    role: Role | None = None
+    team_id: int | None = None
+    supervisor_id: int | None = None
+    skills: list[Tag] | None = Field(default=None, max_length=50)
+    email: EmailIn | None = None
+    active: bool | None = None
+
+
+class AgentList(Output):
+    items: list[AgentOut]
+
+
+class TeamCreate(Input):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class TeamOut(Output):
+    id: int
+    name: str
+
+
+class TeamList(Output):
+    items: list[TeamOut]
+
+
+class TokenCreate(Input):
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    agent_id: int = Field(description="The agent whose rights the token carries")
+
+
+class TokenOut(Output):
+    id: int
+    name: str
+    agent_id: int
+    created_by_id: int | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="Shown once; only its hash is stored")
+
+
+class TokenList(Output):
+    items: list[TokenOut]

@@ -1,0 +1,232 @@
+"""Declared API endpoints: routing, request parsing and the OpenAPI 3.1 document from one table."""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from contact_center.api.errors import ApiError, validation_fields
+
+API_PREFIX = "/api/v1"
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    public: bool = False
+    produces: str = "application/json"
+    consumes: str = "application/json"
+
+
+class ApiRoutes:
+    """A module's endpoints; ``route`` is used as a decorator on each handler."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        public: bool = False,
+        produces: str = "application/json",
+        consumes: str = "application/json",
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(
+                Endpoint(
+                    method,
+                    API_PREFIX + path,
+                    handler,
+                    summary,
+                    self.tag,
+                    body,
+                    query,
+                    response,
+                    status,
+                    public,
+                    produces,
+                    consumes,
+                )
+            )
+            return handler
+
+        return register
+
+
+def add_routes(app: web.Application, groups: Iterable[ApiRoutes]) -> list[Endpoint]:
+    endpoints = [e for g in groups for e in g.endpoints]
+    for e in endpoints:
+        app.router.add_route(e.method, e.path, e.handler)
+    return endpoints
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    try:
+        data = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_input", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_input", "the body has invalid fields", validation_fields(exc)) from None
+
+
+def _is_list(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_list(a) for a in typing.get_args(annotation))
+    return typing.get_origin(annotation) is list
+
+
+def parse_query(request: web.Request, model: type[M]) -> M:
+    data: dict[str, Any] = {}
+    for key in set(request.query.keys()):
+        field = model.model_fields.get(key)
+        values = request.query.getall(key)
+        data[key] = values if field is not None and _is_list(field.annotation) else values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(
+            422, "invalid_input", "the query has invalid parameters", validation_fields(exc)
+        ) from None
+
+
+def path_int(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError(404, "not_found", f"no such {name}: {raw!r}")
+    return int(raw)
+
+
+def _schema_refs(endpoints: list[Endpoint]) -> tuple[dict[Any, Any], dict[str, Any]]:
+    wanted: list[tuple[type[BaseModel], JsonSchemaMode]] = []
+    for e in endpoints:
+        if e.body is not None:
+            wanted.append((e.body, "validation"))
+        if e.response is not None:
+            wanted.append((e.response, "serialization"))
+    from contact_center.api.schemas import ErrorResponse
+
+    wanted.append((ErrorResponse, "serialization"))
+    unique = list(dict.fromkeys(wanted))
+    refs, defs = models_json_schema(unique, ref_template="#/components/schemas/{model}")
+    return dict(refs), defs.get("$defs", {})
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(mode="validation")
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in schema.get("required", []),
+                "schema": prop,
+                **({"description": prop["description"]} if "description" in prop else {}),
+            }
+        )
+    return params
+
+
+def openapi_document(
+    endpoints: list[Endpoint], *, title: str, version: str, server_url: str
+) -> dict[str, Any]:
+    refs, components = _schema_refs(endpoints)
+    error_ref = refs[(_error_model(), "serialization")]
+    paths: dict[str, dict[str, Any]] = {}
+    for e in endpoints:
+        op: dict[str, Any] = {
+            "operationId": e.handler.__name__,
+            "summary": e.summary,
+            "tags": [e.tag],
+            "parameters": [
+                {"name": n, "in": "path", "required": True, "schema": {"type": "integer"}}
+                for n in re.findall(r"{(\w+)}", e.path)
+            ],
+            "responses": {},
+        }
+        if e.query is not None:
+            op["parameters"].extend(_query_parameters(e.query))
+        if not op["parameters"]:
+            del op["parameters"]
+        if e.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[(e.body, "validation")]}},
+            }
+        elif e.consumes != "application/json":
+            op["requestBody"] = {"required": True, "content": {e.consumes: {"schema": {"type": "string"}}}}
+        if e.response is not None:
+            content = {e.produces: {"schema": refs[(e.response, "serialization")]}}
+            op["responses"][str(e.status)] = {"description": "OK", "content": content}
+        elif e.produces != "application/json":
+            op["responses"][str(e.status)] = {
+                "description": "OK",
+                "content": {e.produces: {"schema": {"type": "string"}}},
+            }
+        else:
+            op["responses"][str(e.status)] = {"description": "No content"}
+        errors = ["400", "422"] if e.body or e.query else []
+        if not e.public:
+            errors = ["401", "403", *errors]
+        if "{" in e.path:
+            errors.append("404")
+        for code in errors:
+            op["responses"][code] = {
+                "description": "Error",
+                "content": {"application/json": {"schema": error_ref}},
+            }
+        if not e.public:
+            op["security"] = [{"session": []}, {"bearer": []}]
+        paths.setdefault(e.path, {})[e.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "servers": [{"url": server_url}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "cc_session"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+
+
+def _error_model() -> type[BaseModel]:
+    from contact_center.api.schemas import ErrorResponse
+
+    return ErrorResponse

@@ -1,0 +1,88 @@
+"""The application factory: the one place that picks concrete adapters from the settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from contact_center.api.errors import json_errors
+from contact_center.api.routes import admin, auth, customers, interactions, tickets
+from contact_center.api.spec import Endpoint, add_routes, openapi_document
+from contact_center.appkeys import RUNTIME, SETTINGS, Runtime
+from contact_center.auth.middleware import authenticate
+from contact_center.auth.passwords import Argon2Hasher
+from contact_center.bus import EventBus
+from contact_center.bus.inprocess import InProcessBus
+from contact_center.bus.redis_bus import RedisBus
+from contact_center.health import routes as health_routes
+from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from contact_center.settings import Settings
+from crm_core.db import UnitOfWorkFactory, create_engine
+
+log = logging.getLogger(__name__)
+
+API_GROUPS = (auth.routes, customers.routes, tickets.routes, interactions.routes, admin.routes)
+VERSION = "0.1.0"
+ENDPOINTS = web.AppKey("endpoints", list[Endpoint])
+
+
+async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    engine = create_engine(
+        settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size
+    )
+    redis: Redis | None = None
+    bus: EventBus
+    limiter: RateLimiter
+    if settings.redis.url:
+        redis = Redis.from_url(settings.redis.url, decode_responses=True, health_check_interval=30)
+        bus = RedisBus(redis, settings.redis.key_prefix)
+        limiter = RedisRateLimiter(redis, settings.redis.key_prefix)
+    else:
+        bus = InProcessBus()
+        limiter = MemoryRateLimiter()
+    await bus.start()
+    app[RUNTIME] = Runtime(
+        settings=settings,
+        uow=UnitOfWorkFactory(engine, bus),
+        bus=bus,
+        hasher=Argon2Hasher(settings.security.password_time_cost, settings.security.password_memory_kib),
+        limiter=limiter,
+        redis=redis,
+        sla=settings.crm.sla_policy(),
+    )
+    log.info("database %s, event bus %s", engine.dialect.name, type(bus).__name__)
+    try:
+        yield
+    finally:
+        await bus.close()
+        if redis is not None:
+            await redis.aclose()
+        await engine.dispose()
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    doc = openapi_document(
+        request.app[ENDPOINTS],
+        title="contact-center API",
+        version=VERSION,
+        server_url=settings.server.public_base_url,
+    )
+    return web.json_response(doc)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[json_errors, authenticate],
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_runtime_ctx)
+    app.router.add_routes(health_routes)
+    app[ENDPOINTS] = add_routes(app, API_GROUPS)
+    app.router.add_get("/api/openapi.json", openapi_json)
+    return app

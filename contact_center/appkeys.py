@@ -1,0 +1,39 @@
+"""Every typed key the aiohttp application and its requests carry, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from contact_center.auth.credentials import Identity
+from contact_center.auth.passwords import Argon2Hasher
+from contact_center.bus import EventBus
+from contact_center.rate_limit import RateLimiter
+from contact_center.settings import Settings
+from crm_core.db import UnitOfWorkFactory
+from crm_core.services.tickets import SlaPolicy
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What request handlers need, built once at start-up by :func:`contact_center.app.create_app`."""
+
+    settings: Settings
+    uow: UnitOfWorkFactory
+    bus: EventBus
+    hasher: Argon2Hasher
+    limiter: RateLimiter
+    redis: Redis | None
+    sla: SlaPolicy
+
+    @property
+    def region(self) -> str:
+        return self.settings.crm.default_region
+
+
+SETTINGS = web.AppKey("settings", Settings)
+RUNTIME = web.AppKey("runtime", Runtime)
+
+IDENTITY = web.RequestKey("identity", Identity)

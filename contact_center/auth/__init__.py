@@ -1,0 +1,1 @@
+"""Agent authentication: passwords, browser sessions, API tokens and the request middleware."""

@@ -1,0 +1,61 @@
+"""Who is calling: a session cookie (browser) or a bearer token (integration).
+
+Cookie-authenticated requests that change state must carry the session's CSRF token in the
+X-CSRF-Token header; the cookie itself is HttpOnly and SameSite=Lax.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from contact_center.api.errors import ApiError, Handler
+from contact_center.appkeys import IDENTITY, RUNTIME
+from contact_center.auth.credentials import identity_from_session, identity_from_token
+from crm_core.models import Role
+from crm_core.visibility import Viewer
+
+SESSION_COOKIE = "cc_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    auth = request.headers.get("Authorization", "")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if auth:
+        scheme, _, secret = auth.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise ApiError(401, "unauthorized", "use 'Authorization: Bearer <token>'")
+        async with runtime.uow() as uow:
+            identity = await identity_from_token(uow.session, secret.strip())
+            await uow.commit()
+        if identity is None:
+            raise ApiError(401, "unauthorized", "the API token is unknown or revoked")
+        request[IDENTITY] = identity
+    elif cookie:
+        async with runtime.uow() as uow:
+            identity = await identity_from_session(uow.session, cookie)
+        if identity is not None:
+            if request.method not in SAFE_METHODS:
+                sent = request.headers.get(CSRF_HEADER, "")
+                if not identity.csrf_token or not hmac.compare_digest(sent, identity.csrf_token):
+                    raise ApiError(403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header")
+            request[IDENTITY] = identity
+    return await handler(request)
+
+
+def viewer_of(request: web.Request) -> Viewer:
+    identity = request.get(IDENTITY)
+    if identity is None:
+        raise ApiError(401, "unauthorized", "sign in or send an API token")
+    return Viewer.of(identity.agent)
+
+
+def require_role(viewer: Viewer, *roles: Role) -> None:
+    if viewer.role not in roles:
+        wanted = " or ".join(r.value for r in roles)
+        raise ApiError(403, "forbidden", f"this needs the {wanted} role")

@@ -1,0 +1,94 @@
+"""Event bus over Redis pub/sub: every instance subscribed to one channel sees every event.
+
+Pub/sub is fire-and-forget: an instance that is disconnected misses events. That is acceptable
+because the database stays the source of truth; the subscriber reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable, Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from contact_center.bus import EventHandler
+from contact_center.bus.dispatch import Subscribers
+from crm_core.events import DomainEvent
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class RedisBus:
+    def __init__(self, redis: Redis, key_prefix: str) -> None:
+        self._redis = redis
+        self.channel = f"{key_prefix}events"
+        self._subscribers = Subscribers()
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen_forever(), name="redis-bus")
+        # Events published right after start must not be missed by this instance.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), timeout=5)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def publish(self, events: Sequence[DomainEvent]) -> None:
+        if not events:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish(self.channel, json.dumps(event.to_json(), default=str))
+            await pipe.execute()
+
+    def subscribe(self, handler: EventHandler) -> Callable[[], None]:
+        return self._subscribers.add(handler)
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def _listen_forever(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._listen()
+                attempt = 0
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._subscribed.clear()
+                attempt += 1
+                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+                log.warning("redis bus disconnected (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _listen(self) -> None:
+        async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(self.channel)
+            self._subscribed.set()
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                try:
+                    event = DomainEvent.from_json(json.loads(message["data"]))
+                except (ValueError, KeyError, TypeError):
+                    log.warning("ignoring malformed event on %s", self.channel)
+                    continue
+                await self._subscribers.deliver(event)

@@ -1,0 +1,55 @@
+"""Fixed-window rate limits, kept in memory or in Redis (shared by every instance)."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str, limit: int, window_seconds: int) -> bool:
+        """Count one attempt under ``key``; False once more than ``limit`` fall in the window."""
+        ...
+
+    async def reset(self, key: str) -> None: ...
+
+
+class MemoryRateLimiter:
+    def __init__(self) -> None:
+        self._windows: dict[str, tuple[int, int]] = {}
+
+    async def hit(self, key: str, limit: int, window_seconds: int) -> bool:
+        window = int(time.time() // window_seconds)
+        start, count = self._windows.get(key, (window, 0))
+        if start != window:
+            start, count = window, 0
+        count += 1
+        self._windows[key] = (start, count)
+        if len(self._windows) > 100_000:
+            self._windows = {k: v for k, v in self._windows.items() if v[0] == window}
+        return count <= limit
+
+    async def reset(self, key: str) -> None:
+        self._windows.pop(key, None)
+
+
+class RedisRateLimiter:
+    def __init__(self, redis: Redis, key_prefix: str) -> None:
+        self._redis = redis
+        self._prefix = f"{key_prefix}rl:"
+
+    async def hit(self, key: str, limit: int, window_seconds: int) -> bool:
+        window = int(time.time() // window_seconds)
+        redis_key = f"{self._prefix}{key}:{window}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(redis_key)
+            pipe.expire(redis_key, window_seconds + 1)
+            count, _ = await pipe.execute()
+        return int(count) <= limit
+
+    async def reset(self, key: str) -> None:
+        keys = [k async for k in self._redis.scan_iter(match=f"{self._prefix}{key}:*")]
+        if keys:
+            await self._redis.delete(*keys)

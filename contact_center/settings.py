@@ -1,0 +1,273 @@
+"""Typed settings: config/default.toml, then an optional file, then environment variables.
+
+A bad value stops the service with one line naming the key: see :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from crm_core.services.tickets import SlaPolicy
+from crm_core.types import Priority
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+
+ENV_KEYS: dict[str, tuple[str, ...]] = {
+    "DATABASE_URL": ("database", "url"),
+    "REDIS_URL": ("redis", "url"),
+    "REDIS_KEY_PREFIX": ("redis", "key_prefix"),
+    "PUBLIC_BASE_URL": ("server", "public_base_url"),
+    "HOST": ("server", "host"),
+    "PORT": ("server", "port"),
+    "SECRET_KEY": ("security", "secret_key"),
+    "TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
+    "TWILIO_AUTH_TOKEN": ("twilio", "auth_token"),
+    "TWILIO_API_BASE_URL": ("twilio", "api_base_url"),
+    "LOG_LEVEL": ("logging", "level"),
+}
+GENERIC_ENV_PREFIX = "CONTACT_CENTER__"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line naming the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str
+    port: int = Field(ge=0, le=65535)
+    public_base_url: str
+    max_body_bytes: int = Field(ge=1024)
+    shutdown_timeout: float = Field(ge=0)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class DatabaseSettings(_Section):
+    url: str
+    pool_size: int = Field(ge=1, le=200)
+    echo: bool
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("not a database URL") from exc
+        if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class RedisSettings(_Section):
+    url: str
+    key_prefix: str
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty or a redis://, rediss:// or unix:// URL")
+        return value
+
+
+class SecuritySettings(_Section):
+    secret_key: SecretStr
+    session_ttl_hours: float = Field(gt=0, le=24 * 30)
+    cookie_secure: bool
+    login_attempts_per_minute: int = Field(ge=1)
+    var_dir: Path
+    password_time_cost: int = Field(ge=1, le=20)
+    password_memory_kib: int = Field(ge=8, le=4 * 1024 * 1024)
+
+
+class SlaSettings(_Section):
+    first_response_minutes: dict[Priority, int]
+    resolution_minutes: dict[Priority, int]
+
+    @field_validator("first_response_minutes", "resolution_minutes")
+    @classmethod
+    def _every_priority(cls, value: dict[Priority, int]) -> dict[Priority, int]:
+        missing = set(Priority) - set(value)
+        if missing:
+            raise ValueError(f"missing priorities: {', '.join(sorted(missing))}")
+        if any(v <= 0 for v in value.values()):
+            raise ValueError("minutes must be positive")
+        return value
+
+
+class CrmSettings(_Section):
+    default_region: str
+    ticket_first_number: int = Field(ge=1)
+    page_size: int = Field(ge=1)
+    max_page_size: int = Field(ge=1)
+    sla: SlaSettings
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}; use an ISO 3166 code such as US or GB")
+        return region
+
+    def sla_policy(self) -> SlaPolicy:
+        return SlaPolicy(
+            first_response={p: timedelta(minutes=m) for p, m in self.sla.first_response_minutes.items()},
+            resolution={p: timedelta(minutes=m) for p, m in self.sla.resolution_minutes.items()},
+            first_number=self.ticket_first_number,
+        )
+
+
+class TwilioSettings(_Section):
+    account_sid: str = Field(pattern=r"^AC\w{32}$")
+    auth_token: SecretStr
+    api_base_url: str
+    twiml_app_sid: str
+    api_key_sid: str
+    api_key_secret: SecretStr
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+    json_lines: bool = Field(alias="json")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(_Section):
+    server: ServerSettings
+    database: DatabaseSettings
+    redis: RedisSettings
+    security: SecuritySettings
+    crm: CrmSettings
+    twilio: TwilioSettings
+    logging: LoggingSettings
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some keys replaced (tests and the CLI use it)."""
+        data = self.model_dump(by_alias=True)
+        for section, values in sections.items():
+            data[section] = {**data[section], **values}
+        data["security"]["secret_key"] = sections.get("security", {}).get(
+            "secret_key", self.security.secret_key.get_secret_value()
+        )
+        for key in ("auth_token", "api_key_secret"):
+            data["twilio"][key] = sections.get("twilio", {}).get(
+                key, getattr(self.twilio, key).get_secret_value()
+            )
+        return Settings.model_validate(data)
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+
+
+def _env_value(raw: str) -> Any:
+    """Environment values are strings; numbers and booleans are read as TOML scalars."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc
+
+
+def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Merge the layers and validate; raise :class:`ConfigError` with a one-line reason."""
+    environ = os.environ if env is None else env
+    data = _read_toml(DEFAULT_CONFIG, "default settings file")
+    origin: dict[tuple[str, ...], str] = {}
+    extra = config_file or environ.get("CONTACT_CENTER_CONFIG")
+    if extra:
+        data = _deep_merge(data, _read_toml(Path(extra), "settings file"))
+    for name, path in ENV_KEYS.items():
+        if name in environ:
+            _set(
+                data,
+                path,
+                environ[name]
+                if path[-1] in ("url", "secret_key", "auth_token")
+                else _env_value(environ[name]),
+            )
+            origin[path] = name
+    for name, raw in environ.items():
+        if name.startswith(GENERIC_ENV_PREFIX):
+            path = tuple(part.lower() for part in name[len(GENERIC_ENV_PREFIX) :].split("__"))
+            _set(data, path, _env_value(raw))
+            origin[path] = name
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        source = origin.get(tuple(str(p) for p in err["loc"]))
+        where = f" (from {source})" if source else ""
+        raise ConfigError(f"{key}: {err['msg']}{where}") from None
+    return _with_secret_key(settings)
+
+
+def _with_secret_key(settings: Settings) -> Settings:
+    if settings.security.secret_key.get_secret_value():
+        if len(settings.security.secret_key.get_secret_value()) < 16:
+            raise ConfigError("security.secret_key: must have at least 16 characters")
+        return settings
+    if not settings.database.is_sqlite:
+        raise ConfigError("security.secret_key: must be set (SECRET_KEY) when the database is not SQLite")
+    key_file = settings.security.var_dir / "secret_key"
+    if key_file.exists():
+        key = key_file.read_text().strip()
+    else:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        key_file.touch(mode=0o600)
+        key_file.write_text(key)
+    return settings.with_overrides(security={"secret_key": key})
