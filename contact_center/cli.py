@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -60,8 +61,13 @@ async def ensure_demo_admin(settings: Settings) -> str | None:
             password = secrets.token_urlsafe(12)
             team = await create_team(session, "Support")
             await create_agent(
-                session, hasher, login=DEMO_ADMIN, display_name="Demo Administrator", password=password,
-                role=Role.ADMIN, team_id=team.id,
+                session,
+                hasher,
+                login=DEMO_ADMIN,
+                display_name="Demo Administrator",
+                password=password,
+                role=Role.ADMIN,
+                team_id=team.id,
             )
             await session.flush()
             return password
@@ -90,8 +96,13 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
     await site.start()
     print(f"contact-center listening on http://{settings.server.host}:{settings.server.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
+        log.info("shutting down")
     finally:
         await runner.cleanup()
     return 0
@@ -108,8 +119,14 @@ async def cmd_create_agent(settings: Settings, args: argparse.Namespace) -> int:
 
             session = AsyncSession(bind=conn, expire_on_commit=False)
             agent = await create_agent(
-                session, hasher, login=args.login, display_name=args.name or args.login, password=password,
-                role=Role(args.role), team_id=args.team_id, skills=args.skill or [],
+                session,
+                hasher,
+                login=args.login,
+                display_name=args.name or args.login,
+                password=password,
+                role=Role(args.role),
+                team_id=args.team_id,
+                skills=args.skill or [],
             )
             await session.flush()
             print(f"agent {agent.id} created: {agent.login} ({agent.role})")
@@ -130,7 +147,9 @@ async def cmd_create_token(settings: Settings, args: argparse.Namespace) -> int:
             if agent is None:
                 print(f"error: no agent with login {args.login!r}", file=sys.stderr)
                 return 1
-            token, secret = await create_api_token(session, name=args.name, agent_id=agent.id, created_by_id=None)
+            token, secret = await create_api_token(
+                session, name=args.name, agent_id=agent.id, created_by_id=None
+            )
             print(f"token {token.id} for {agent.login}: {secret}")
             print("store it now: only its hash is kept", file=sys.stderr)
     finally:

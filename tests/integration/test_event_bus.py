@@ -1,0 +1,103 @@
+"""Events reach subscribers after commit; with Redis, across application instances."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from contact_center.app import create_app
+from contact_center.appkeys import RUNTIME
+from contact_center.settings import Settings
+from crm_core.db import UnitOfWorkFactory
+from crm_core.events import DomainEvent
+from tests.conftest import PASSWORD, Staff
+
+
+async def _collect(client: TestClient[Any, Any]) -> list[DomainEvent]:
+    received: list[DomainEvent] = []
+
+    async def handler(event: DomainEvent) -> None:
+        received.append(event)
+
+    client.app[RUNTIME].bus.subscribe(handler)
+    return received
+
+
+async def _wait_for(received: list[DomainEvent], name: str, timeout: float = 5.0) -> DomainEvent:
+    async with asyncio.timeout(timeout):
+        while True:
+            for event in received:
+                if event.name == name:
+                    return event
+            await asyncio.sleep(0.01)
+
+
+async def _login(client: TestClient[Any, Any], login: str) -> dict[str, str]:
+    resp = await client.post("/api/v1/auth/login", json={"login": login, "password": PASSWORD})
+    assert resp.status == 200
+    return {"X-CSRF-Token": (await resp.json())["csrf_token"]}
+
+
+async def test_committed_change_reaches_subscriber(client: TestClient[Any, Any], staff: Staff) -> None:
+    received = await _collect(client)
+    headers = await _login(client, staff.red_1.login)
+    resp = await client.post("/api/v1/customers", json={"display_name": "Grace Hopper"}, headers=headers)
+    assert resp.status == 201
+    event = await _wait_for(received, "customer.created")
+    assert event.payload["customer_id"] == (await resp.json())["id"]
+
+
+async def test_rejected_change_publishes_nothing(client: TestClient[Any, Any], staff: Staff) -> None:
+    received = await _collect(client)
+    headers = await _login(client, staff.red_1.login)
+    resp = await client.post(
+        "/api/v1/customers", json={"display_name": "Bad", "phones": ["12"]}, headers=headers
+    )
+    assert resp.status == 422
+    await asyncio.sleep(0.2)
+    assert [e for e in received if e.name == "customer.created"] == []
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (two instances share Redis)")
+async def test_two_instances_see_each_others_events(
+    settings: Settings, uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    assert settings.redis.url
+    async with (
+        TestClient(TestServer(create_app(settings))) as one,
+        TestClient(TestServer(create_app(settings))) as two,
+    ):
+        seen_by_two = await _collect(two)
+        seen_by_one = await _collect(one)
+        headers = await _login(one, staff.red_1.login)
+        resp = await one.post(
+            "/api/v1/customers", json={"display_name": "Katherine Johnson"}, headers=headers
+        )
+        assert resp.status == 201
+        customer_id = (await resp.json())["id"]
+        event = await _wait_for(seen_by_two, "customer.created")
+        assert event.payload["customer_id"] == customer_id
+        # The publishing instance hears it the same way as every other instance.
+        assert (await _wait_for(seen_by_one, "customer.created")).payload["customer_id"] == customer_id
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (limits shared through Redis)")
+async def test_login_rate_limit_is_shared_between_instances(
+    settings: Settings, uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    limit = settings.security.login_attempts_per_minute
+    async with (
+        TestClient(TestServer(create_app(settings))) as one,
+        TestClient(TestServer(create_app(settings))) as two,
+    ):
+        login = {"login": staff.blue_1.login, "password": "wrong password!"}
+        for i in range(limit):
+            resp = await (one if i % 2 else two).post("/api/v1/auth/login", json=login)
+            assert resp.status == 401
+        assert (await one.post("/api/v1/auth/login", json=login)).status == 429
+        assert (await two.post("/api/v1/auth/login", json=login)).status == 429
+        await one.app[RUNTIME].limiter.reset(f"login:{staff.blue_1.login}")
