@@ -67,7 +67,7 @@ def test_missing_or_broken_file(tmp_path: Path) -> None:
 
 
 def test_postgres_needs_an_explicit_secret_key() -> None:
-    with pytest.raises(ConfigError, match="security.secret_key"):
+    with pytest.raises(ConfigError, match=r"security\.secret_key"):
         load_settings(env={"DATABASE_URL": "postgresql+asyncpg://u@localhost/db"})
 
 
