@@ -9,7 +9,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from contact_center.api.errors import json_errors
-from contact_center.api.routes import admin, auth, customers, interactions, tickets
+from contact_center.api.routes import admin, auth, customer_csv, customers, interactions, tickets
 from contact_center.api.spec import Endpoint, add_routes, openapi_document
 from contact_center.appkeys import RUNTIME, SETTINGS, Runtime
 from contact_center.auth.middleware import authenticate
@@ -24,7 +24,15 @@ from crm_core.db import UnitOfWorkFactory, create_engine
 
 log = logging.getLogger(__name__)
 
-API_GROUPS = (auth.routes, customers.routes, tickets.routes, interactions.routes, admin.routes)
+# customer_csv before customers: its fixed paths (/customers/export) must win over /customers/{id}.
+API_GROUPS = (
+    auth.routes,
+    customer_csv.routes,
+    customers.routes,
+    tickets.routes,
+    interactions.routes,
+    admin.routes,
+)
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])
 

@@ -9,7 +9,8 @@ import logging
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import func, select
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from contact_center.app import create_app
 from contact_center.auth.credentials import create_api_token
 from contact_center.auth.passwords import Argon2Hasher
+from contact_center.customer_csv_cli import add_customer_csv_commands
 from contact_center.logging_setup import configure_logging
 from contact_center.settings import ConfigError, Settings, load_settings
 from crm_core.db import create_engine, migrate
@@ -27,7 +29,7 @@ from crm_core.services.agents import agent_by_login, create_agent, create_team
 log = logging.getLogger("contact_center")
 DEMO_ADMIN = "admin"
 
-Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 COMMANDS: dict[str, Command] = {}
 
 
@@ -175,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("create-token", help="create an API token acting as an agent")
     token.add_argument("login", help="the agent whose rights the token carries")
     token.add_argument("--name", default="integration", help="what the token is for")
+    add_customer_csv_commands(sub, command)
     return parser
 
 

@@ -8,7 +8,9 @@ import phonenumbers
 
 from crm_core.errors import InvalidInput
 
-_EMAIL_RE = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)+$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+# Checked on the ASCII (IDNA) form of the domain, so internationalised domains pass.
+_EMAIL_RE = re.compile(rf"^[^@\s<>()\[\],;:\"]+@{_LABEL}(?:\.{_LABEL})+$")
 _DOTLESS_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
 
@@ -31,14 +33,15 @@ def normalize_phone(raw: str, default_region: str, field: str = "phone") -> str:
 def normalize_email(raw: str, field: str = "email") -> str:
     """Lower-case the domain (and the local part: mailboxes here are case-insensitive)."""
     text = raw.strip()
-    if len(text) > 320 or not _EMAIL_RE.match(text):
-        raise InvalidInput(f"not a valid email address: {raw!r}", field)
     local, _, domain = text.rpartition("@")
     try:
         domain = domain.encode("idna").decode("ascii")
     except UnicodeError as exc:
         raise InvalidInput(f"not a valid email domain: {domain!r}", field) from exc
-    return f"{local.lower()}@{domain.lower()}"
+    address = f"{local}@{domain}"
+    if len(address) > 320 or not _EMAIL_RE.match(address):
+        raise InvalidInput(f"not a valid email address: {raw!r}", field)
+    return address.lower()
 
 
 def email_match_key(normalized: str) -> str:

@@ -35,6 +35,13 @@ def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Async
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
+        @event.listens_for(engine.sync_engine, "savepoint")
+        def _begin_before_savepoint(conn: Connection, _name: str | None) -> None:
+            # pysqlite opens a transaction only before INSERT/UPDATE/DELETE: a SAVEPOINT issued
+            # first would itself become the transaction and its RELEASE would COMMIT everything.
+            if not conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     return create_async_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -90,8 +97,9 @@ class UnitOfWork:
         return tuple(self._events)
 
     async def commit(self) -> None:
-        await self.session.commit()
+        # Taken first: if the commit fails, the facts they announce never happened.
         events, self._events = self._events, []
+        await self.session.commit()
         if events:
             await self._publisher.publish(events)
 

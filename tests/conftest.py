@@ -143,7 +143,12 @@ async def staff(uow_factory: UnitOfWorkFactory, settings: Settings) -> Staff:
 
         async def agent(login: str, role: Role, team: Team | None) -> Agent:
             return await create_agent(
-                s, hasher, login=login, display_name=login.title(), password=PASSWORD, role=role,
+                s,
+                hasher,
+                login=login,
+                display_name=login.title(),
+                password=PASSWORD,
+                role=role,
                 team_id=team.id if team else None,
             )
 

@@ -37,8 +37,14 @@ def error_response(
 def validation_fields(exc: ValidationError, prefix: str = "") -> dict[str, str]:
     fields: dict[str, str] = {}
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if p != "__root__") or "body"
-        fields.setdefault(prefix + loc, err["msg"])
+        loc = ""
+        for part in err["loc"]:
+            # List positions read as the domain errors name them: phones[0], not phones.0.
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            elif part != "__root__":
+                loc += f".{part}" if loc else str(part)
+        fields.setdefault(prefix + (loc or "body"), err["msg"])
     return fields
 
 

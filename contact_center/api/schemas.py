@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from crm_core.models import Role
 from crm_core.rules.ticket_status import TicketStatus
@@ -18,12 +18,21 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 PhoneIn = Annotated[str, StringConstraints(max_length=40)]
 EmailIn = Annotated[str, StringConstraints(max_length=320)]
+MAX_ID = 2**63 - 1  # database keys are 64-bit; a larger number is invalid input, not a server error
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Input(BaseModel):
     """Request bodies reject unknown fields so a typo is an error, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def not_null(value: Any) -> Any:
+    """For PATCH bodies: a field may be left out, but null would blank a required column."""
+    if value is None:
+        raise ValueError("may be left out but not null")
+    return value
 
 
 class Output(BaseModel):
@@ -50,7 +59,7 @@ class PageOut(Output, Generic[T]):
 
 class PageQuery(Input):
     limit: int | None = Field(default=None, ge=1)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_ID)
 
 
 # --- auth -----------------------------------------------------------------------------------
@@ -86,7 +95,7 @@ Consent = dict[Channel, bool]
 class CustomerCreate(Input):
     display_name: Name
     company: ShortText | None = None
-    owner_id: int | None = None
+    owner_id: Id | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     segment: ShortText | None = None
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
@@ -100,7 +109,7 @@ class CustomerCreate(Input):
 class CustomerUpdate(Input):
     display_name: Name | None = None
     company: ShortText | None = None
-    owner_id: int | None = None
+    owner_id: Id | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
     segment: ShortText | None = None
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
@@ -111,6 +120,8 @@ class CustomerUpdate(Input):
     add_emails: list[EmailIn] = Field(default_factory=list, max_length=20)
     remove_phones: list[PhoneIn] = Field(default_factory=list, max_length=20)
     remove_emails: list[EmailIn] = Field(default_factory=list, max_length=20)
+
+    _required = field_validator("display_name", "tags", "consent", "custom_fields")(not_null)
 
 
 class PhoneOut(Output):
@@ -149,12 +160,12 @@ class CustomerSearch(PageQuery):
     name: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
     email: str | None = Field(default=None, max_length=320)
-    owner_id: int | None = None
+    owner_id: Id | None = None
     pool: bool | None = Field(default=None, description="true: only unowned customers; false: only owned")
 
 
 class MergeIn(Input):
-    merged_id: int = Field(description="The customer folded into this one")
+    merged_id: Id = Field(description="The customer folded into this one")
 
 
 class DuplicateOut(Output):
@@ -205,9 +216,9 @@ class TimelineQuery(PageQuery):
 
 class InteractionQuery(PageQuery):
     channel: Channel | None = None
-    customer_id: int | None = None
-    ticket_id: int | None = None
-    agent_id: int | None = None
+    customer_id: Id | None = None
+    ticket_id: Id | None = None
+    agent_id: Id | None = None
 
 
 # --- tickets --------------------------------------------------------------------------------
@@ -216,11 +227,11 @@ Subject = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, 
 
 
 class TicketCreate(Input):
-    customer_id: int
+    customer_id: Id
     subject: Subject
     priority: Priority = Priority.NORMAL
-    assignee_id: int | None = None
-    team_id: int | None = None
+    assignee_id: Id | None = None
+    team_id: Id | None = None
     source_channel: Channel | None = None
 
 
@@ -228,8 +239,10 @@ class TicketUpdate(Input):
     subject: Subject | None = None
     priority: Priority | None = None
     status: TicketStatus | None = None
-    assignee_id: int | None = None
-    team_id: int | None = None
+    assignee_id: Id | None = None
+    team_id: Id | None = None
+
+    _required = field_validator("subject", "priority", "status")(not_null)
 
 
 class TransitionIn(Input):
@@ -237,7 +250,7 @@ class TransitionIn(Input):
 
 
 class AssignIn(Input):
-    assignee_id: int | None
+    assignee_id: Id | None
 
 
 class CommentIn(Input):
@@ -285,11 +298,11 @@ class TicketPage(PageOut[TicketOut]):
 class TicketQuery(PageQuery):
     status: list[TicketStatus] = Field(default_factory=list)
     priority: Priority | None = None
-    assignee_id: int | None = None
+    assignee_id: Id | None = None
     unassigned: bool = False
     mine: bool = False
-    team_id: int | None = None
-    customer_id: int | None = None
+    team_id: Id | None = None
+    customer_id: Id | None = None
     channel: Channel | None = None
     q: str | None = Field(default=None, max_length=200, description="Ticket number or words of the subject")
 
@@ -306,8 +319,8 @@ class AgentCreate(Input):
     display_name: Name
     password: Annotated[str, StringConstraints(min_length=10, max_length=1024)]
     role: Role = Role.AGENT
-    team_id: int | None = None
-    supervisor_id: int | None = None
+    team_id: Id | None = None
+    supervisor_id: Id | None = None
     skills: list[Tag] = Field(default_factory=list, max_length=50)
     email: EmailIn | None = None
 
@@ -316,11 +329,13 @@ class AgentUpdate(Input):
     display_name: Name | None = None
     password: Annotated[str, StringConstraints(min_length=10, max_length=1024)] | None = None
     role: Role | None = None
-    team_id: int | None = None
-    supervisor_id: int | None = None
+    team_id: Id | None = None
+    supervisor_id: Id | None = None
     skills: list[Tag] | None = Field(default=None, max_length=50)
     email: EmailIn | None = None
     active: bool | None = None
+
+    _required = field_validator("display_name", "password", "role", "skills", "active")(not_null)
 
 
 class AgentList(Output):
@@ -342,7 +357,7 @@ class TeamList(Output):
 
 class TokenCreate(Input):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-    agent_id: int = Field(description="The agent whose rights the token carries")
+    agent_id: Id = Field(description="The agent whose rights the token carries")
 
 
 class TokenOut(Output):

@@ -124,7 +124,7 @@ def parse_query(request: web.Request, model: type[M]) -> M:
 
 def path_int(request: web.Request, name: str = "id") -> int:
     raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # not "²" (isdigit, but int() fails)
         raise ApiError(404, "not_found", f"no such {name}: {raw!r}")
     return int(raw)
 
@@ -144,8 +144,11 @@ def _schema_refs(endpoints: list[Endpoint]) -> tuple[dict[Any, Any], dict[str, A
     return dict(refs), defs.get("$defs", {})
 
 
-def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema(mode="validation")
+def _query_parameters(model: type[BaseModel], components: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(mode="validation", ref_template="#/components/schemas/{model}")
+    # The enums the parameters refer to are component schemas like every other (not "#/$defs").
+    for name, definition in schema.get("$defs", {}).items():
+        components.setdefault(name, definition)
     params = []
     for name, prop in schema.get("properties", {}).items():
         params.append(
@@ -178,7 +181,7 @@ def openapi_document(
             "responses": {},
         }
         if e.query is not None:
-            op["parameters"].extend(_query_parameters(e.query))
+            op["parameters"].extend(_query_parameters(e.query, components))
         if not op["parameters"]:
             del op["parameters"]
         if e.body is not None:
@@ -198,7 +201,10 @@ def openapi_document(
             }
         else:
             op["responses"][str(e.status)] = {"description": "No content"}
-        errors = ["400", "422"] if e.body or e.query else []
+        has_body = e.body is not None or e.consumes != "application/json"
+        errors = ["400", "422"] if has_body or e.query else []
+        if has_body:
+            errors += ["413", "415"]
         if not e.public:
             errors = ["401", "403", *errors]
         if "{" in e.path:

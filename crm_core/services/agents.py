@@ -82,6 +82,9 @@ async def update_agent(
         agent.password_hash = hasher.hash(password)
     if changes.get("team_id") is not None and await session.get(Team, changes["team_id"]) is None:
         raise InvalidInput(f"team {changes['team_id']} does not exist", "team_id")
+    supervisor_id = changes.get("supervisor_id")
+    if supervisor_id is not None and await session.get(Agent, supervisor_id) is None:
+        raise InvalidInput(f"agent {supervisor_id} does not exist", "supervisor_id")
     for name, value in changes.items():
         setattr(agent, name, value)
     await session.flush()

@@ -92,10 +92,15 @@ async def _attach_email(session: AsyncSession, customer: Customer, address: str,
 
 
 def normalize_contact_points(
-    phones: Sequence[str], emails: Sequence[str], region: str
+    phones: Sequence[str],
+    emails: Sequence[str],
+    region: str,
+    *,
+    phone_field: str = "phones",
+    email_field: str = "emails",
 ) -> tuple[list[str], list[str]]:
-    norm_phones = [normalize_phone(p, region, f"phones[{i}]") for i, p in enumerate(phones)]
-    norm_emails = [normalize_email(e, f"emails[{i}]") for i, e in enumerate(emails)]
+    norm_phones = [normalize_phone(p, region, f"{phone_field}[{i}]") for i, p in enumerate(phones)]
+    norm_emails = [normalize_email(e, f"{email_field}[{i}]") for i, e in enumerate(emails)]
     return list(dict.fromkeys(norm_phones)), list(dict.fromkeys(norm_emails))
 
 
@@ -143,7 +148,7 @@ async def _check_owner_assignable(session: AsyncSession, actor: Viewer | None, o
         raise InvalidInput(f"agent {owner_id} does not exist or is inactive", "owner_id")
     if actor is None or actor.is_admin or owner_id == actor.agent_id:
         return
-    if actor.role is Role.SUPERVISOR and owner.team_id == actor.team_id:
+    if actor.role is Role.SUPERVISOR and actor.team_id is not None and owner.team_id == actor.team_id:
         return
     raise Forbidden(
         "you may only assign customers to yourself" + (" or your team" if actor.is_supervisor else "")
@@ -174,16 +179,24 @@ async def update_customer(
             if not (viewer.is_supervisor or customer.owner_id == viewer.agent_id):
                 raise Forbidden("only the owner or a supervisor can release a customer to the pool")
         else:
+            # Seeing a colleague's customer (through a ticket) is not owning it: agents take
+            # customers only from the pool, as with claim.
+            if not viewer.is_supervisor and customer.owner_id not in (None, viewer.agent_id):
+                raise Forbidden("only the owner or a supervisor can change the owner of a customer")
             await _check_owner_assignable(session, viewer, changes["owner_id"])
     before = _snapshot(customer)
     for name, value in changes.items():
         setattr(customer, name, value.strip() if name == "display_name" and isinstance(value, str) else value)
-    new_phones, new_emails = normalize_contact_points(add_phones, add_emails, region)
+    new_phones, new_emails = normalize_contact_points(
+        add_phones, add_emails, region, phone_field="add_phones", email_field="add_emails"
+    )
     for e164 in new_phones:
         await _attach_phone(session, customer, e164, None)
     for address in new_emails:
         await _attach_email(session, customer, address, None)
-    drop_phones, drop_emails = normalize_contact_points(remove_phones, remove_emails, region)
+    drop_phones, drop_emails = normalize_contact_points(
+        remove_phones, remove_emails, region, phone_field="remove_phones", email_field="remove_emails"
+    )
     for phone in list(customer.phones):
         if phone.e164 in drop_phones:
             await session.delete(phone)
@@ -311,3 +324,73 @@ async def timeline(
         stmt.order_by(Interaction.started_at.desc(), Interaction.id.desc()).limit(limit).offset(offset)
     )
     return Page(list(rows), total)
+
+
+async def fill_customer(
+    uow: UnitOfWork,
+    actor: Viewer | None,
+    customer: Customer,
+    *,
+    phones: Sequence[str] = (),
+    emails: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    owner_id: int | None = None,
+    **fields: Any,
+) -> bool:
+    """Complete ``customer`` without overwriting anything it already has.
+
+    Adds the normalised ``phones`` and ``emails`` it lacks and the missing ``tags``, sets empty
+    fields and the owner of a pool customer, and adds consent channels and custom fields it has no
+    value for. Returns whether anything changed (then an audit entry and an event are recorded).
+    """
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    _check_consent(fields.get("consent") or {})
+    session = uow.session
+    before = _snapshot(customer)
+    for name, value in fields.items():
+        current = getattr(customer, name)
+        if isinstance(current, dict) and isinstance(value, dict):
+            missing = {k: v for k, v in value.items() if current.get(k) in (None, "")}
+            if missing:
+                setattr(customer, name, {**current, **missing})
+        elif current in (None, "") and value not in (None, ""):
+            setattr(customer, name, value.strip() if name == "display_name" else value)
+    new_tags = [t for t in dict.fromkeys(tags) if t not in (customer.tags or [])]
+    if new_tags:
+        customer.tags = [*(customer.tags or []), *new_tags]
+    if owner_id is not None and customer.owner_id is None:
+        await _check_owner_assignable(session, actor, owner_id)
+        customer.owner_id = owner_id
+    known_phones = set(
+        await session.scalars(select(CustomerPhone.e164).where(CustomerPhone.customer_id == customer.id))
+    )
+    known_emails = set(
+        await session.scalars(select(CustomerEmail.address).where(CustomerEmail.customer_id == customer.id))
+    )
+    added_phones = [p for p in dict.fromkeys(phones) if p not in known_phones]
+    added_emails = [e for e in dict.fromkeys(emails) if e not in known_emails]
+    for e164 in added_phones:
+        await _attach_phone(session, customer, e164, None)
+    for address in added_emails:
+        await _attach_email(session, customer, address, None)
+    await session.flush()
+    changed = diff(before, _snapshot(customer))
+    contact_changes = {
+        k: v for k, v in {"added_phones": added_phones, "added_emails": added_emails}.items() if v
+    }
+    if not (changed or contact_changes):
+        return False
+    audit(
+        session,
+        "customer",
+        customer.id,
+        "updated",
+        actor.agent_id if actor else None,
+        {**changed, **contact_changes},
+    )
+    uow.record(
+        events.DomainEvent(events.CUSTOMER_UPDATED, {"customer_id": customer.id, "fields": sorted(changed)})
+    )
+    return True

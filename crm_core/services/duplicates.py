@@ -14,12 +14,13 @@ from crm_core.db import UnitOfWork
 from crm_core.errors import InvalidInput
 from crm_core.models import Customer, CustomerEmail, CustomerPhone, Interaction, Ticket
 from crm_core.services.audit import audit
-from crm_core.services.customers import get_visible
+from crm_core.services.customers import get_visible, with_contact_points
 from crm_core.visibility import Viewer, customer_filter
 
 NAME_SIMILARITY = 0.85
 _PUNCT = re.compile(r"[^\w\s]")
-_COMPANY_SUFFIXES = re.compile(r"\b(inc|ltd|llc|gmbh|sa|sas|plc|co|corp|bv|ag)\b")
+# Legal-form words at the end of a company name ("Acme Co Ltd"), not inside it ("AG Barr").
+_COMPANY_SUFFIXES = re.compile(r"(?:\s+(?:inc|ltd|llc|gmbh|sa|sas|plc|co|corp|bv|ag))+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +36,7 @@ def normalize_name(text: str | None) -> str:
 
 
 def normalize_company(text: str | None) -> str:
-    return " ".join(_COMPANY_SUFFIXES.sub(" ", normalize_name(text)).split())
+    return _COMPANY_SUFFIXES.sub("", normalize_name(text))
 
 
 def name_similarity(a: str, b: str) -> float:
@@ -58,6 +59,7 @@ async def find_duplicates(
         rows = await session.execute(
             select(Customer, CustomerEmail.address)
             .join(CustomerEmail, CustomerEmail.customer_id == Customer.id)
+            .options(*with_contact_points())
             .where(
                 CustomerEmail.match_key.in_(keys),
                 Customer.id != customer.id,
@@ -74,6 +76,7 @@ async def find_duplicates(
     if first_word:
         pool = await session.scalars(
             select(Customer)
+            .options(*with_contact_points())
             .where(
                 Customer.id != customer.id,
                 Customer.merged_into_id.is_(None),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
@@ -86,7 +86,7 @@ async def _check_assignee(session: AsyncSession, actor: Viewer | None, assignee_
         raise InvalidInput(f"agent {assignee_id} does not exist or is inactive", "assignee_id")
     if actor is None or actor.is_admin or assignee_id == actor.agent_id:
         return
-    if actor.is_supervisor and agent.team_id == actor.team_id:
+    if actor.is_supervisor and actor.team_id is not None and agent.team_id == actor.team_id:
         return
     raise Forbidden("agents may only assign tickets to themselves; supervisors within their team")
 
@@ -305,10 +305,14 @@ async def list_tickets(
         stmt = stmt.where(Ticket.source_channel == source_channel)
     if q:
         text = q.strip().lstrip("#")
-        if text.isdigit():
-            stmt = stmt.where(Ticket.number == int(text))
+        if text.isascii() and text.isdigit():
+            # Ticket numbers are 32-bit; a longer number matches no ticket (and no SQL error).
+            number = int(text)
+            stmt = stmt.where(Ticket.number == number if number < 2**31 else false())
         else:
-            stmt = stmt.where(func.lower(Ticket.subject).contains(text.lower(), autoescape=True))
+            # Every word must appear in the subject, in any order.
+            for word in text.lower().split():
+                stmt = stmt.where(func.lower(Ticket.subject).contains(word, autoescape=True))
     total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = await session.scalars(stmt.order_by(Ticket.id.desc()).limit(limit).offset(offset))
     return Page(list(rows), total)
