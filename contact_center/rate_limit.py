@@ -13,6 +13,10 @@ class RateLimiter(Protocol):
         """Count one attempt under ``key``; False once more than ``limit`` fall in the window."""
         ...
 
+    async def attempts(self, key: str, window_seconds: int) -> int:
+        """How many attempts fall under ``key`` in the current window (counting none)."""
+        ...
+
     async def reset(self, key: str) -> None: ...
 
 
@@ -31,6 +35,10 @@ class MemoryRateLimiter:
             self._windows = {k: v for k, v in self._windows.items() if v[0] == window}
         return count <= limit
 
+    async def attempts(self, key: str, window_seconds: int) -> int:
+        start, count = self._windows.get(key, (-1, 0))
+        return count if start == int(time.time() // window_seconds) else 0
+
     async def reset(self, key: str) -> None:
         self._windows.pop(key, None)
 
@@ -48,6 +56,10 @@ class RedisRateLimiter:
             pipe.expire(redis_key, window_seconds + 1)
             count, _ = await pipe.execute()
         return int(count) <= limit
+
+    async def attempts(self, key: str, window_seconds: int) -> int:
+        window = int(time.time() // window_seconds)
+        return int(await self._redis.get(f"{self._prefix}{key}:{window}") or 0)
 
     async def reset(self, key: str) -> None:
         keys = [k async for k in self._redis.scan_iter(match=f"{self._prefix}{key}:*")]

@@ -1,7 +1,8 @@
 """Who may see which customers and tickets: one set of SQL filters used by every read path.
 
-- agent: customers they own, the shared pool, and customers of tickets assigned to them;
-  tickets assigned to them, tickets of customers they own, and unassigned tickets of their team.
+- agent: tickets assigned to them, tickets of customers they own, and unassigned tickets waiting
+  in their team's queue or in the general queue (no team); customers they own, the shared pool
+  (no owner), and the customer of every ticket they may see.
 - supervisor: all of the above for every member of their team, and every ticket of the team.
 - admin: everything.
 """
@@ -45,18 +46,15 @@ def customer_filter(viewer: Viewer) -> ColumnElement[bool]:
     """A WHERE clause over ``Customer`` selecting what ``viewer`` may see."""
     if viewer.is_admin:
         return true()
-    owners = [viewer.agent_id]
-    assignee_match: ColumnElement[bool] = Ticket.assignee_id == viewer.agent_id
     team = _team_member_ids(viewer)
-    clauses: list[ColumnElement[bool]] = [Customer.owner_id.is_(None)]
-    if team is not None:
-        team_agents = select(Agent.id).where(team).scalar_subquery()
-        clauses.append(Customer.owner_id.in_(team_agents))
-        assignee_match = or_(Ticket.assignee_id.in_(team_agents), Ticket.team_id == viewer.team_id)
-    else:
-        clauses.append(Customer.owner_id.in_(owners))
-    clauses.append(Customer.id.in_(select(Ticket.customer_id).where(assignee_match)))
-    return or_(*clauses)
+    owned = (
+        Customer.owner_id.in_(select(Agent.id).where(team).scalar_subquery())
+        if team is not None
+        else Customer.owner_id == viewer.agent_id
+    )
+    # Whoever may work a ticket may open its customer, including tickets waiting in a queue.
+    via_ticket = Customer.id.in_(select(Ticket.customer_id).where(ticket_filter(viewer)))
+    return or_(Customer.owner_id.is_(None), owned, via_ticket)
 
 
 def ticket_filter(viewer: Viewer) -> ColumnElement[bool]:

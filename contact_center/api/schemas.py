@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from crm_core.models import Role
 from crm_core.rules.ticket_status import TicketStatus
@@ -18,6 +19,18 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 PhoneIn = Annotated[str, StringConstraints(max_length=40)]
 EmailIn = Annotated[str, StringConstraints(max_length=320)]
+Segment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+
+
+def _iana_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from exc
+    return value
+
+
+TimeZone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_iana_zone)]
 MAX_ID = 2**63 - 1  # database keys are 64-bit; a larger number is invalid input, not a server error
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
@@ -97,8 +110,8 @@ class CustomerCreate(Input):
     company: ShortText | None = None
     owner_id: Id | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=50)
-    segment: ShortText | None = None
-    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    segment: Segment | None = None
+    timezone: TimeZone | None = None
     preferred_language: Annotated[str, StringConstraints(max_length=16)] | None = None
     consent: Consent = Field(default_factory=dict)
     custom_fields: dict[str, Any] = Field(default_factory=dict, max_length=100)
@@ -111,8 +124,8 @@ class CustomerUpdate(Input):
     company: ShortText | None = None
     owner_id: Id | None = None
     tags: list[Tag] | None = Field(default=None, max_length=50)
-    segment: ShortText | None = None
-    timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+    segment: Segment | None = None
+    timezone: TimeZone | None = None
     preferred_language: Annotated[str, StringConstraints(max_length=16)] | None = None
     consent: Consent | None = None
     custom_fields: dict[str, Any] | None = Field(default=None, max_length=100)

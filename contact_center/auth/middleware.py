@@ -19,6 +19,9 @@ from crm_core.visibility import Viewer
 SESSION_COOKIE = "cc_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Signing in again from a browser that still holds a session must work; a cross-site JSON
+# POST cannot reach it without a CORS preflight this service never grants.
+CSRF_EXEMPT_PATHS = frozenset({"/api/v1/auth/login"})
 
 
 @web.middleware
@@ -40,7 +43,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         async with runtime.uow() as uow:
             identity = await identity_from_session(uow.session, cookie)
         if identity is not None:
-            if request.method not in SAFE_METHODS:
+            if request.method not in SAFE_METHODS and request.path not in CSRF_EXEMPT_PATHS:
                 sent = request.headers.get(CSRF_HEADER, "")
                 if not identity.csrf_token or not hmac.compare_digest(sent, identity.csrf_token):
                     raise ApiError(403, "csrf_failed", f"missing or wrong {CSRF_HEADER} header")

@@ -74,7 +74,7 @@ async def get_visible(
 async def _attach_phone(session: AsyncSession, customer: Customer, e164: str, label: str | None) -> None:
     owner = await session.scalar(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164))
     if owner is not None and owner != customer.id:
-        raise Conflict(f"phone {e164} already belongs to customer {owner}")
+        raise Conflict(f"phone {e164} already belongs to another customer")
     if owner is None:
         session.add(CustomerPhone(customer_id=customer.id, e164=e164, label=label))
 
@@ -82,7 +82,7 @@ async def _attach_phone(session: AsyncSession, customer: Customer, e164: str, la
 async def _attach_email(session: AsyncSession, customer: Customer, address: str, label: str | None) -> None:
     owner = await session.scalar(select(CustomerEmail.customer_id).where(CustomerEmail.address == address))
     if owner is not None and owner != customer.id:
-        raise Conflict(f"email {address} already belongs to customer {owner}")
+        raise Conflict(f"email {address} already belongs to another customer")
     if owner is None:
         session.add(
             CustomerEmail(

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
 from crm_core.db import UnitOfWork
-from crm_core.errors import InvalidInput
+from crm_core.errors import Forbidden, InvalidInput
 from crm_core.models import Customer, CustomerEmail, CustomerPhone, Interaction, Ticket
 from crm_core.services.audit import audit
 from crm_core.services.customers import get_visible, with_contact_points
@@ -104,6 +104,13 @@ async def merge_customers(uow: UnitOfWork, viewer: Viewer, survivor_id: int, mer
     session = uow.session
     survivor = await get_visible(session, viewer, survivor_id)
     merged = await get_visible(session, viewer, merged_id)
+    if not viewer.is_supervisor:
+        # Seeing a customer through a ticket is not owning it: agents merge only their own or the pool's.
+        for customer in (survivor, merged):
+            if customer.owner_id not in (None, viewer.agent_id):
+                raise Forbidden(
+                    f"customer {customer.id} belongs to another agent; ask a supervisor to merge it"
+                )
     moved: dict[str, object] = {
         "phones": [p.e164 for p in merged.phones],
         "emails": [e.address for e in merged.emails],
@@ -118,6 +125,10 @@ async def merge_customers(uow: UnitOfWork, viewer: Viewer, survivor_id: int, mer
     survivor.company = survivor.company or merged.company
     survivor.owner_id = survivor.owner_id or merged.owner_id
     merged.merged_into_id = survivor_id
+    # Customers merged earlier into the one going away now point at the survivor directly.
+    await session.execute(
+        update(Customer).where(Customer.merged_into_id == merged_id).values(merged_into_id=survivor_id)
+    )
     snapshot = {"display_name": merged.display_name, "company": merged.company, "owner_id": merged.owner_id}
     audit(
         session,

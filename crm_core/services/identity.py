@@ -101,21 +101,17 @@ async def resolve_visitor(
     email: str | None = None,
     phone: str | None = None,
 ) -> Resolution:
-    """A chat visitor: email first, then phone; with neither, a new anonymous pool customer."""
-    if email:
-        address = normalize_email(email)
-        found = await _customer_by_email(uow, address)
-        if found is not None:
+    """A chat visitor: email first, then phone; unknown ones become one new pool customer
+    holding every contact point given (or an anonymous one when none is)."""
+    address = normalize_email(email) if email else None
+    e164 = normalize_phone(phone, region) if phone else None
+    for _ in range(2):
+        if address and (found := await _customer_by_email(uow, address)) is not None:
             return Resolution(found, created=False)
-    if phone:
-        e164 = normalize_phone(phone, region)
-        found = await _customer_by_phone(uow, e164)
-        if found is not None:
+        if e164 and (found := await _customer_by_phone(uow, e164)) is not None:
             return Resolution(found, created=False)
-    if email:
-        return await resolve_email(uow, email, display_name=name, source="chat")
-    if phone:
-        return await resolve_phone(uow, phone, region=region, source="chat")
-    created = await _create_in_pool(uow, (name or "").strip() or "Web visitor", None, None, "chat")
-    assert created is not None
-    return Resolution(created, created=True)
+        label = (name or "").strip() or address or e164 or "Web visitor"
+        created = await _create_in_pool(uow, label, e164, address, "chat")
+        if created is not None:
+            return Resolution(created, created=True)
+    raise RuntimeError("could not resolve the chat visitor")  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -63,6 +64,11 @@ async def next_ticket_number(session: AsyncSession, first_number: int) -> int:
         await insert_ignore(session, Counter, {"name": TICKET_COUNTER, "value": first_number - 1}, ["name"])
         value = (await session.execute(stmt)).scalar_one()
     return int(value)
+
+
+def plain(value: Any) -> Any:
+    """An audit-friendly value: enums by their value, everything else as it is."""
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def _event(name: str, ticket: Ticket, **extra: Any) -> events.DomainEvent:
@@ -189,11 +195,14 @@ async def update_ticket(
 
     def note(name: str, old: Any, new: Any) -> None:
         if old != new:
-            record[name] = [str(old) if old is not None else None, str(new) if new is not None else None]
+            record[name] = [plain(old), plain(new)]
 
-    if "subject" in changes and changes["subject"] != ticket.subject:
-        note("subject", ticket.subject, changes["subject"])
-        ticket.subject = changes["subject"].strip()
+    if "subject" in changes and changes["subject"].strip() != ticket.subject:
+        subject = changes["subject"].strip()
+        if not subject:
+            raise InvalidInput("subject is empty", "subject")
+        note("subject", ticket.subject, subject)
+        ticket.subject = subject
     if "priority" in changes and changes["priority"] != ticket.priority:
         priority = Priority(changes["priority"])
         note("priority", ticket.priority, priority)

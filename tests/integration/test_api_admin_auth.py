@@ -26,7 +26,7 @@ Client = TestClient[Any, Any]
 
 @pytest_asyncio.fixture(loop_scope="session", autouse=True)
 async def _fresh_login_limits(client: Client) -> AsyncIterator[None]:
-    """Every sign-in counts against the client address; start each test with a clean window."""
+    """Failed sign-ins count against the client address; start each test with a clean window."""
     limiter = client.app[RUNTIME].limiter
     await limiter.reset("login-ip:127.0.0.1")
     yield

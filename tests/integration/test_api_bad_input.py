@@ -12,19 +12,11 @@ from typing import Any
 
 import pytest_asyncio
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
-from contact_center.appkeys import RUNTIME
 from contact_center.settings import Settings
 from tests.conftest import Session, SignIn, Staff
 
 API = "/api/v1"
-
-
-@pytest_asyncio.fixture(loop_scope="session", autouse=True)
-async def _fresh_login_limits(client: TestClient[Any, Any]) -> None:
-    """Every sign-in counts against the client address; start each test with a clean window."""
-    await client.app[RUNTIME].limiter.reset("login-ip:127.0.0.1")
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -153,6 +145,8 @@ WRONG_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"display_name": "Ada", "consent": {"sms": "yes please"}}, "consent.sms"),
     ({"display_name": "Ada", "consent": {"fax": True}}, "consent.fax.[key]"),
     ({"display_name": "Ada", "consent": []}, "consent"),
+    ({"display_name": "Ada", "timezone": "Mars/Olympus_Mons"}, "timezone"),
+    ({"display_name": "Ada", "segment": "s" * 101}, "segment"),
     ({"display_name": "Ada", "custom_fields": ["a"]}, "custom_fields"),
     ({}, "display_name"),
 ]

@@ -14,7 +14,6 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from contact_center.app import create_app
-from contact_center.appkeys import RUNTIME
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent, AuditEntry
@@ -24,12 +23,6 @@ from tests.conftest import PASSWORD, Session, SignIn, Staff
 
 API = "/api/v1"
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture(loop_scope="session", autouse=True)
-async def _fresh_login_limits(client: TestClient[Any, Any]) -> None:
-    """Every sign-in counts against the client address; start each test with a clean window."""
-    await client.app[RUNTIME].limiter.reset("login-ip:127.0.0.1")
 
 
 async def ok(resp: ClientResponse, status: int = 200) -> Any:

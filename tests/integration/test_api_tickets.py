@@ -7,11 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
-from contact_center.appkeys import RUNTIME
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent
@@ -19,12 +16,6 @@ from crm_core.types import Priority
 from tests.conftest import Session, SignIn, Staff
 
 API = "/api/v1"
-
-
-@pytest_asyncio.fixture(loop_scope="session", autouse=True)
-async def _fresh_login_limits(client: TestClient[Any, Any]) -> None:
-    """Every sign-in counts against the client address; start each test with a clean window."""
-    await client.app[RUNTIME].limiter.reset("login-ip:127.0.0.1")
 
 
 async def ok(resp: ClientResponse, status: int = 200) -> Any:

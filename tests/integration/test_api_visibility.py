@@ -12,9 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
-from contact_center.appkeys import RUNTIME
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent, Team
 from crm_core.services.customers import create_customer
@@ -50,10 +48,10 @@ TICKETS = {
 # x: listed and readable; .: neither listed nor readable (404).
 CUSTOMER_MATRIX = """
 viewer      A  B  C  D  E  F  G
-red_1       x  .  .  x  .  .  .
-red_2       .  x  x  x  .  .  x
+red_1       x  .  .  x  x  .  .
+red_2       .  x  x  x  x  .  x
 red_lead    x  x  x  x  x  .  x
-blue_1      x  .  x  x  x  .  .
+blue_1      x  x  x  x  x  .  .
 blue_lead   x  x  x  x  x  x  .
 admin       x  x  x  x  x  x  x
 """
@@ -101,12 +99,6 @@ class World:
 
     def interaction_name(self, interaction_id: int) -> str:
         return next(k for k, v in self.interactions.items() if v == interaction_id)
-
-
-@pytest_asyncio.fixture(loop_scope="session", autouse=True)
-async def _fresh_login_limits(client: TestClient[Any, Any]) -> None:
-    """Every sign-in counts against the client address; start each test with a clean window."""
-    await client.app[RUNTIME].limiter.reset("login-ip:127.0.0.1")
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -269,6 +269,24 @@ async def test_unknown_visitor_with_a_phone_becomes_a_chat_pool_customer(
     assert [e.payload["source"] for e in published.events] == ["chat"]
 
 
+async def test_unknown_visitor_keeps_both_email_and_phone(
+    uow_factory: UnitOfWorkFactory, published: RecordingPublisher
+) -> None:
+    async with uow_factory() as uow:
+        found = await resolve_visitor(
+            uow, region=REGION, name="Vic", email="vic@example.com", phone="(202) 555-0177"
+        )
+        await uow.commit()
+    assert found.created
+    async with uow_factory() as uow:
+        by_phone = await resolve_phone(uow, "+12025550177", region=REGION)
+        by_email = await resolve_email(uow, "VIC@example.com")
+        await uow.commit()
+    assert not by_phone.created and not by_email.created
+    assert by_phone.customer.id == by_email.customer.id == found.customer.id
+    assert published.names() == ["customer.created"]
+
+
 async def test_anonymous_visitors_each_get_a_new_pool_customer(
     uow_factory: UnitOfWorkFactory, published: RecordingPublisher
 ) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from crm_core.db import UnitOfWorkFactory
-from crm_core.errors import InvalidInput, NotFound
+from crm_core.errors import Forbidden, InvalidInput, NotFound
 from crm_core.models import AuditEntry, Customer, Interaction, Ticket
 from crm_core.services.customer_card import card_by_phone
 from crm_core.services.customers import create_customer, get_visible
@@ -245,3 +245,48 @@ async def test_an_agent_cannot_merge_a_customer_they_cannot_see(
             await merge_customers(uow, Viewer.of(staff.red_1), mine, theirs)
     async with uow_factory() as uow:
         assert (await uow.session.get_one(Customer, theirs)).merged_into_id is None
+
+
+async def test_an_agent_merges_only_their_own_or_pool_customers(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    red_1 = Viewer.of(staff.red_1)
+    mine = await _new(uow_factory, "Mine", owner_id=staff.red_1.id)
+    pooled = await _new(uow_factory, "Pooled")
+    colleague = await _new(uow_factory, "Colleague's", owner_id=staff.red_2.id)
+    async with uow_factory() as uow:
+        # red_1 sees the colleague's customer through a ticket assigned to red_1 ...
+        await open_ticket(
+            uow, None, customer_id=colleague, subject="Help", sla=SlaPolicy(), assignee_id=staff.red_1.id
+        )
+        await uow.commit()
+    async with uow_factory() as uow:
+        await get_visible(uow.session, red_1, colleague)
+        # ... but seeing is not owning.
+        with pytest.raises(Forbidden):
+            await merge_customers(uow, red_1, mine, colleague)
+        with pytest.raises(Forbidden):
+            await merge_customers(uow, red_1, colleague, mine)
+    async with uow_factory() as uow:
+        await merge_customers(uow, red_1, mine, pooled)
+        await uow.commit()
+    async with uow_factory() as uow:
+        await merge_customers(uow, Viewer.of(staff.red_lead), mine, colleague)
+        await uow.commit()
+        assert (await uow.session.get_one(Customer, colleague)).merged_into_id == mine
+
+
+async def test_earlier_merges_follow_the_customer_into_its_survivor(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    admin = Viewer.of(staff.admin)
+    a, b, c = [await _new(uow_factory, name) for name in ("A", "B", "C")]
+    async with uow_factory() as uow:
+        await merge_customers(uow, admin, b, c)
+        await uow.commit()
+    async with uow_factory() as uow:
+        await merge_customers(uow, admin, a, b)
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert (await uow.session.get_one(Customer, b)).merged_into_id == a
+        assert (await uow.session.get_one(Customer, c)).merged_into_id == a

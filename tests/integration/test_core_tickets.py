@@ -285,8 +285,8 @@ async def test_update_ticket_audits_old_and_new_values(
         "subject": ["Old subject", "New subject"],
         "priority": ["normal", "high"],
         "status": ["new", "open"],
-        "assignee_id": [None, str(staff.red_1.id)],
-        "team_id": [None, str(staff.red.id)],
+        "assignee_id": [None, staff.red_1.id],
+        "team_id": [None, staff.red.id],
     }
     assert published.names() == ["ticket.updated"]
     payload = published.events[0].payload

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from sqlalchemy import delete, select
 
@@ -25,11 +24,6 @@ from tests.conftest import RecordingPublisher, SignIn, Staff
 
 API = "/api/v1"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest_asyncio.fixture(loop_scope="session", autouse=True)
-async def _fresh_login_limits(client: TestClient[Any, Any]) -> None:
-    await client.app[RUNTIME].limiter.reset("login-ip:127.0.0.1")
 
 
 def lines(*rows: str) -> io.BytesIO:

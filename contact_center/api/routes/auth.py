@@ -18,6 +18,10 @@ from crm_core.services.agents import agent_by_login
 log = logging.getLogger(__name__)
 routes = ApiRoutes("auth")
 
+LOGIN_WINDOW_SECONDS = 60
+# Failed sign-ins allowed from one address, as a multiple of the per-login limit.
+IP_LIMIT_FACTOR = 5
+
 
 def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
@@ -34,23 +38,26 @@ def client_address(request: web.Request) -> str:
 async def login(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = await parse_body(request, LoginIn)
-    limit = runtime.settings.security.login_attempts_per_minute
+    limiter, limit = runtime.limiter, runtime.settings.security.login_attempts_per_minute
     login_name = body.login.lower()
-    allowed_login = await runtime.limiter.hit(f"login:{login_name}", limit, 60)
-    allowed_ip = await runtime.limiter.hit(f"login-ip:{client_address(request)}", limit * 5, 60)
-    if not (allowed_login and allowed_ip):
-        log.warning("login rate limit reached for %r from %s", login_name, client_address(request))
-        raise ApiError(429, "too_many_requests", "too many sign-in attempts; wait a minute")
+    # Only failures count, so a whole office signing in from one address at shift start is fine.
+    keys = {f"login:{login_name}": limit, f"login-ip:{client_address(request)}": limit * IP_LIMIT_FACTOR}
+    for key, key_limit in keys.items():
+        if await limiter.attempts(key, LOGIN_WINDOW_SECONDS) >= key_limit:
+            log.warning("login rate limit reached for %r from %s", login_name, client_address(request))
+            raise ApiError(429, "too_many_requests", "too many failed sign-in attempts; wait a minute")
     async with runtime.uow() as uow:
         agent = await agent_by_login(uow.session, login_name)
         ok = runtime.hasher.verify(agent.password_hash if agent else None, body.password)
         if agent is None or not ok or not agent.active:
+            for key, key_limit in keys.items():
+                await limiter.hit(key, key_limit, LOGIN_WINDOW_SECONDS)
             log.info("failed sign-in for %r from %s", login_name, client_address(request))
             raise ApiError(401, "invalid_credentials", "wrong login or password")
         ttl = timedelta(hours=runtime.settings.security.session_ttl_hours)
         secret, csrf = await open_session(uow.session, agent, ttl)
         await uow.commit()
-    await runtime.limiter.reset(f"login:{login_name}")
+    await limiter.reset(f"login:{login_name}")
     response = web.json_response(
         SessionOut(agent=AgentOut.model_validate(agent), csrf_token=csrf).model_dump(mode="json")
     )
