@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,9 +15,11 @@ from crm_core.db import UnitOfWork
 from crm_core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crm_core.models import Agent, Customer, CustomerEmail, CustomerPhone, Interaction, Role
 from crm_core.services.audit import audit, diff
+from crm_core.services.pages import Page, paginate
 from crm_core.types import CONSENT_CHANNELS, Channel
 from crm_core.visibility import Viewer, customer_filter
 
+NEWEST_FIRST = (Interaction.started_at.desc(), Interaction.id.desc())
 EDITABLE_FIELDS = (
     "display_name",
     "company",
@@ -29,15 +30,6 @@ EDITABLE_FIELDS = (
     "consent",
     "custom_fields",
 )
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Page(Generic[T]):
-    items: Sequence[T]
-    total: int
 
 
 def _snapshot(customer: Customer) -> dict[str, Any]:
@@ -299,11 +291,9 @@ async def search_customers(
     session: AsyncSession, viewer: Viewer, *, limit: int, offset: int, region: str, **filters: Any
 ) -> Page[Customer]:
     stmt = search_statement(viewer, region=region, **filters)
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = await session.scalars(
-        stmt.options(*with_contact_points()).order_by(Customer.id).limit(limit).offset(offset)
+    return await paginate(
+        session, stmt.options(*with_contact_points()), Customer.id, limit=limit, offset=offset
     )
-    return Page(list(rows), total)
 
 
 async def timeline(
@@ -319,11 +309,7 @@ async def timeline(
     stmt = select(Interaction).where(Interaction.customer_id == customer_id)
     if channels:
         stmt = stmt.where(Interaction.channel.in_(list(channels)))
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = await session.scalars(
-        stmt.order_by(Interaction.started_at.desc(), Interaction.id.desc()).limit(limit).offset(offset)
-    )
-    return Page(list(rows), total)
+    return await paginate(session, stmt, *NEWEST_FIRST, limit=limit, offset=offset)
 
 
 async def fill_customer(

@@ -6,14 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
 from crm_core.db import UnitOfWork
 from crm_core.errors import NotFound
 from crm_core.models import Customer, Interaction, utcnow
-from crm_core.services.customers import Page
+from crm_core.services.customers import NEWEST_FIRST
+from crm_core.services.pages import Page, paginate
 from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Direction
 from crm_core.visibility import Viewer, customer_filter
@@ -128,8 +129,4 @@ async def list_interactions(
         stmt = stmt.where(Interaction.ticket_id == ticket_id)
     if agent_id is not None:
         stmt = stmt.where(Interaction.agent_id == agent_id)
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = await session.scalars(
-        stmt.order_by(Interaction.started_at.desc(), Interaction.id.desc()).limit(limit).offset(offset)
-    )
-    return Page(list(rows), total)
+    return await paginate(session, stmt, *NEWEST_FIRST, limit=limit, offset=offset)

@@ -17,7 +17,8 @@ from crm_core.errors import Forbidden, InvalidInput, NotFound
 from crm_core.models import Agent, Counter, Customer, Team, Ticket, TicketComment, utcnow
 from crm_core.rules.ticket_status import ACTIVE_STATUSES, TicketStatus, check_transition
 from crm_core.services.audit import audit
-from crm_core.services.customers import Page, get_visible
+from crm_core.services.customers import get_visible
+from crm_core.services.pages import Page, paginate
 from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Priority
 from crm_core.visibility import Viewer, ticket_filter
@@ -322,9 +323,7 @@ async def list_tickets(
             # Every word must appear in the subject, in any order.
             for word in text.lower().split():
                 stmt = stmt.where(func.lower(Ticket.subject).contains(word, autoescape=True))
-    total = await session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = await session.scalars(stmt.order_by(Ticket.id.desc()).limit(limit).offset(offset))
-    return Page(list(rows), total)
+    return await paginate(session, stmt, Ticket.id.desc(), limit=limit, offset=offset)
 
 
 async def open_ticket_for_customer(
