@@ -198,6 +198,18 @@ class ImportReport(Output):
     rejected: list[dict[str, Any]]
 
 
+class AuditEntryOut(Output):
+    id: int
+    action: str
+    actor_id: int | None = Field(description="The agent who acted; null for the system (a channel)")
+    changes: dict[str, Any] = Field(description="Changed fields as [old, new], or what the action concerned")
+    created_at: datetime
+
+
+class AuditTrail(Output):
+    items: list[AuditEntryOut]
+
+
 # --- interactions ---------------------------------------------------------------------------
 
 

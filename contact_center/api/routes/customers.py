@@ -6,6 +6,8 @@ from aiohttp import web
 
 from contact_center.api.responses import json_out, page_bounds, page_out
 from contact_center.api.schemas import (
+    AuditEntryOut,
+    AuditTrail,
     CustomerCreate,
     CustomerOut,
     CustomerPage,
@@ -21,6 +23,7 @@ from contact_center.api.spec import ApiRoutes, parse_body, parse_query, path_int
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import viewer_of
 from crm_core.services import customers as svc
+from crm_core.services.audit import history
 from crm_core.services.duplicates import find_duplicates, merge_customers
 
 routes = ApiRoutes("customers")
@@ -166,3 +169,18 @@ async def merge_customer(request: web.Request) -> web.Response:
         survivor = await merge_customers(uow, viewer, path_int(request), body.merged_id)
         await uow.commit()
     return json_out(CustomerOut.model_validate(survivor))
+
+
+@routes.route(
+    "GET",
+    "/customers/{id}/history",
+    summary="Who changed what on the customer, oldest first",
+    response=AuditTrail,
+)
+async def customer_history(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    customer_id = path_int(request)
+    async with request.app[RUNTIME].uow() as uow:
+        await svc.get_visible(uow.session, viewer, customer_id)
+        entries = await history(uow.session, "customer", customer_id)
+    return json_out(AuditTrail(items=[AuditEntryOut.model_validate(e) for e in entries]))

@@ -7,6 +7,8 @@ from aiohttp import web
 from contact_center.api.responses import json_out, page_bounds, page_out
 from contact_center.api.schemas import (
     AssignIn,
+    AuditEntryOut,
+    AuditTrail,
     CommentIn,
     CommentList,
     CommentOut,
@@ -21,6 +23,7 @@ from contact_center.api.spec import ApiRoutes, parse_body, parse_query, path_int
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import viewer_of
 from crm_core.services import tickets as svc
+from crm_core.services.audit import history
 
 routes = ApiRoutes("tickets")
 
@@ -145,3 +148,18 @@ async def list_ticket_comments(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].uow() as uow:
         rows = await svc.list_comments(uow.session, viewer, path_int(request))
     return json_out(CommentList(items=[CommentOut.model_validate(r) for r in rows]))
+
+
+@routes.route(
+    "GET",
+    "/tickets/{id}/history",
+    summary="Who changed what on the ticket, oldest first",
+    response=AuditTrail,
+)
+async def ticket_history(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    ticket_id = path_int(request)
+    async with request.app[RUNTIME].uow() as uow:
+        await svc.get_ticket(uow.session, viewer, ticket_id)
+        entries = await history(uow.session, "ticket", ticket_id)
+    return json_out(AuditTrail(items=[AuditEntryOut.model_validate(e) for e in entries]))
