@@ -98,6 +98,7 @@ async def test_card_content(uow_factory: UnitOfWorkFactory, staff: Staff) -> Non
                 priority=Priority.HIGH,
                 customer_id=customer.id,
                 assignee_id=staff.red_1.id,
+                resolution_due_at=T0 + timedelta(days=n + 1, microseconds=250),
             )
             s.add(ticket)
             await s.flush()
@@ -135,6 +136,10 @@ async def test_card_content(uow_factory: UnitOfWorkFactory, staff: Staff) -> Non
     ]
     assert [t.status for t in card.open_tickets] == ["pending", "open", "new"]
     assert {t.priority for t in card.open_tickets} == {"high"}
+    # Timestamps survive the JSON round trip exactly, as aware UTC datetimes.
+    assert [t.resolution_due_at for t in card.open_tickets] == [
+        T0 + timedelta(days=n, microseconds=250) for n in (3, 2, 1)
+    ]
 
     # The last 20 interactions, newest first.
     assert RECENT_INTERACTIONS == 20
@@ -223,8 +228,8 @@ async def test_number_of_statements_does_not_grow_with_history(
         counts[label] = len(statements)
         cards[label] = card
 
-    assert counts["light"] == counts["heavy"], counts
-    assert counts["heavy"] <= 6, counts
+    # The whole card is one statement, however long the history.
+    assert counts == {"light": 1, "heavy": 1}, counts
 
     heavy = cards["heavy"]
     assert len(heavy.recent_interactions) == 20
