@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from crm_core.models import Role
 from crm_core.rules.ticket_status import TicketStatus
@@ -22,15 +21,7 @@ EmailIn = Annotated[str, StringConstraints(max_length=320)]
 Segment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 
 
-def _iana_zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris") from exc
-    return value
-
-
-TimeZone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_iana_zone)]
+TimeZone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
 MAX_ID = 2**63 - 1  # database keys are 64-bit; a larger number is invalid input, not a server error
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,12 +37,21 @@ def _snapshot(customer: Customer) -> dict[str, Any]:
     return {name: getattr(customer, name) for name in (*EDITABLE_FIELDS, "owner_id")}
 
 
-def _check_consent(consent: dict[str, Any]) -> None:
-    for key, value in consent.items():
+def _check_fields(fields: dict[str, Any]) -> None:
+    """Rules on field values that hold whichever way a customer is written (API, CSV, channels)."""
+    for key, value in (fields.get("consent") or {}).items():
         if key not in CONSENT_CHANNELS:
             raise InvalidInput(f"unknown consent channel {key!r}", "consent")
         if not isinstance(value, bool):
             raise InvalidInput(f"consent for {key} must be true or false", "consent")
+    zone = fields.get("timezone")
+    if zone:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise InvalidInput(
+                f"unknown time zone {zone!r}; use an IANA name such as Europe/Paris", "timezone"
+            ) from exc
 
 
 def with_contact_points() -> tuple[Any, ...]:
@@ -111,7 +121,7 @@ async def create_customer(
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
-    _check_consent(fields.get("consent") or {})
+    _check_fields(fields)
     norm_phones, norm_emails = normalize_contact_points(phones, emails, region)
     session = uow.session
     if owner_id is not None:
@@ -164,8 +174,7 @@ async def update_customer(
     unknown = set(changes) - {*EDITABLE_FIELDS, "owner_id"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
-    if "consent" in changes:
-        _check_consent(changes["consent"] or {})
+    _check_fields(changes)
     if "owner_id" in changes and changes["owner_id"] != customer.owner_id:
         if changes["owner_id"] is None:
             if not (viewer.is_supervisor or customer.owner_id == viewer.agent_id):
@@ -332,7 +341,7 @@ async def fill_customer(
     unknown = set(fields) - set(EDITABLE_FIELDS)
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
-    _check_consent(fields.get("consent") or {})
+    _check_fields(fields)
     session = uow.session
     before = _snapshot(customer)
     for name, value in fields.items():

@@ -345,3 +345,14 @@ async def test_openapi_lists_the_csv_routes(client: TestClient[Any, Any]) -> Non
     import_op = paths[f"{API}/customers/import"]["post"]
     assert "text/csv" in import_op["requestBody"]["content"]
     assert "text/csv" in paths[f"{API}/customers/export"]["get"]["responses"]["200"]["content"]
+
+
+async def test_unknown_time_zone_is_rejected_with_its_line(uow_factory: UnitOfWorkFactory) -> None:
+    result = await run_import(
+        uow_factory,
+        lines("display_name,timezone", "Ada,Europe/London", "Bob,Mars/Olympus_Mons", "Cy,America/New_York"),
+    )
+    assert result.created == 2
+    [rejected] = result.rejected
+    assert rejected.line == 3
+    assert "unknown time zone 'Mars/Olympus_Mons'" in rejected.reason
