@@ -9,7 +9,16 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from contact_center.api.errors import json_errors
-from contact_center.api.routes import admin, auth, customer_csv, customers, interactions, tickets
+from contact_center.api.routes import (
+    admin,
+    auth,
+    customer_csv,
+    customers,
+    interactions,
+    presence,
+    tickets,
+    voice,
+)
 from contact_center.api.spec import Endpoint, add_routes, openapi_document
 from contact_center.appkeys import RUNTIME, SETTINGS, Runtime
 from contact_center.auth.middleware import authenticate
@@ -18,8 +27,11 @@ from contact_center.bus import EventBus
 from contact_center.bus.inprocess import InProcessBus
 from contact_center.bus.redis_bus import RedisBus
 from contact_center.health import routes as health_routes
+from contact_center.presence import presence_store
 from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from contact_center.realtime import setup_realtime
 from contact_center.settings import Settings
+from contact_center.voice_setup import setup_voice
 from crm_core.db import UnitOfWorkFactory, create_engine
 
 log = logging.getLogger(__name__)
@@ -32,6 +44,8 @@ API_GROUPS = (
     tickets.routes,
     interactions.routes,
     admin.routes,
+    presence.routes,
+    voice.routes,
 )
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])
@@ -61,6 +75,7 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         limiter=limiter,
         redis=redis,
         sla=settings.crm.sla_policy(),
+        presence=presence_store(redis, settings.redis.key_prefix),
     )
     log.info("database %s, event bus %s", engine.dialect.name, type(bus).__name__)
     try:
@@ -93,4 +108,6 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(health_routes)
     app[ENDPOINTS] = add_routes(app, API_GROUPS)
     app.router.add_get("/api/openapi.json", openapi_json)
+    setup_voice(app, settings)
+    setup_realtime(app)
     return app

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from contact_center.auth.credentials import Identity
 from contact_center.auth.passwords import Argon2Hasher
 from contact_center.bus import EventBus
+from contact_center.presence import PresenceStore
 from contact_center.rate_limit import RateLimiter
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
@@ -27,6 +28,7 @@ class Runtime:
     limiter: RateLimiter
     redis: Redis | None
     sla: SlaPolicy
+    presence: PresenceStore
 
     @property
     def region(self) -> str:

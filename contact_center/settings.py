@@ -9,15 +9,26 @@ import os
 import secrets
 import tomllib
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from crm_core.errors import InvalidInput
+from crm_core.rules.business_hours import WEEKDAYS, BusinessHours
 from crm_core.services.tickets import SlaPolicy
 from crm_core.types import Priority
 
@@ -152,6 +163,38 @@ class TwilioSettings(_Section):
     api_key_secret: SecretStr
 
 
+class HoursSettings(_Section):
+    timezone: str
+    monday: str
+    tuesday: str
+    wednesday: str
+    thursday: str
+    friday: str
+    saturday: str
+    sunday: str
+    holidays: list[date]
+
+    @model_validator(mode="after")
+    def _valid_hours(self) -> HoursSettings:
+        try:
+            self.business_hours()
+        except InvalidInput as exc:
+            raise ValueError(f"{exc.field}: {exc}") from None
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from exc
+        return self
+
+    def business_hours(self) -> BusinessHours:
+        days = {day: getattr(self, day) for day in WEEKDAYS}
+        return BusinessHours.from_config(self.timezone, days, self.holidays)
+
+
+class VoiceSettings(_Section):
+    wrap_up_seconds: float = Field(ge=0, le=3600)
+    ring_seconds: int = Field(ge=5, le=120)
+    hours: HoursSettings
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
     json_lines: bool = Field(alias="json")
@@ -169,6 +212,7 @@ class Settings(_Section):
     security: SecuritySettings
     crm: CrmSettings
     twilio: TwilioSettings
+    voice: VoiceSettings
     logging: LoggingSettings
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:

@@ -7,6 +7,15 @@ from datetime import datetime
 from typing import Protocol
 
 from crm_core.events import DomainEvent
+from crm_core.voice import (
+    CallDecision,
+    CallStatusUpdate,
+    DialOutcome,
+    InboundCall,
+    QueueOutcome,
+    QueueWait,
+    Recording,
+)
 
 
 class EventPublisher(Protocol):
@@ -23,3 +32,25 @@ class PasswordHasher(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class VoiceCalls(Protocol):
+    """What the voice channel asks of the application, one method per kind of webhook."""
+
+    async def inbound_call(self, call: InboundCall) -> CallDecision: ...
+
+    async def call_status(self, update: CallStatusUpdate) -> None: ...
+
+    async def agent_leg_status(self, agent_id: int, parent_call_sid: str, update: CallStatusUpdate) -> None:
+        """The agent's leg of a connected call was answered or ended."""
+        ...
+
+    async def dial_finished(self, outcome: DialOutcome) -> CallDecision: ...
+
+    async def queue_wait(self, wait: QueueWait) -> list[str]:
+        """What to say to a caller waiting in the queue (their position, for instance)."""
+        ...
+
+    async def queue_finished(self, outcome: QueueOutcome) -> CallDecision: ...
+
+    async def recording_ready(self, recording: Recording) -> None: ...

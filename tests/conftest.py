@@ -7,6 +7,7 @@ unique to the run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,11 +19,11 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
 from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 from contact_center.app import create_app
-from contact_center.appkeys import RUNTIME
 from contact_center.auth.passwords import Argon2Hasher
 from contact_center.settings import Settings, load_settings
 from crm_core.db import UnitOfWorkFactory, create_engine, migrate
@@ -169,11 +170,34 @@ async def staff(uow_factory: UnitOfWorkFactory, settings: Settings) -> Staff:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_app(settings)
+    app = create_app(isolated_settings(settings))
     async with TestClient(TestServer(app)) as test_client:
-        # Redis outlives the app: failed sign-ins of earlier tests must not throttle this one.
-        await app[RUNTIME].limiter.reset("login-ip:127.0.0.1")
         yield test_client
+
+
+def isolated_settings(settings: Settings) -> Settings:
+    """The run's settings with a Redis key prefix of the test's own: Redis outlives the app, and
+    presence or rate limits left by one test must not leak into the next."""
+    if not settings.redis.url:
+        return settings
+    prefix = f"{settings.redis.key_prefix}{next(_TEST_NUMBERS)}:"
+    return settings.with_overrides(redis={"key_prefix": prefix})
+
+
+_TEST_NUMBERS = itertools.count()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def _drop_redis_keys(settings: Settings) -> AsyncIterator[None]:
+    yield
+    if settings.redis.url:
+        redis = Redis.from_url(settings.redis.url)
+        try:
+            keys = [k async for k in redis.scan_iter(match=f"{settings.redis.key_prefix}*")]
+            for start in range(0, len(keys), 500):
+                await redis.delete(*keys[start : start + 500])
+        finally:
+            await redis.aclose()
 
 
 class Session:

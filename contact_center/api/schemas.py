@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from contact_center.presence import AgentState
 from crm_core.models import Role
 from crm_core.rules.ticket_status import TicketStatus
 from crm_core.types import Channel, Direction, Priority
@@ -298,6 +299,7 @@ class TicketOut(Output):
     team_id: int | None
     source_channel: Channel | None
     linked_ticket_id: int | None
+    category: str | None
     first_response_due_at: datetime | None
     resolution_due_at: datetime | None
     first_responded_at: datetime | None
@@ -392,3 +394,40 @@ class TokenCreated(TokenOut):
 
 class TokenList(Output):
     items: list[TokenOut]
+
+
+# --- presence -------------------------------------------------------------------------------
+
+
+class PresenceIn(Input):
+    state: Literal["available", "away", "offline"] = Field(
+        description="Ringing, on-call and wrap-up are set by calls; available also ends a wrap-up early"
+    )
+
+
+class PresenceOut(Output):
+    agent_id: int
+    state: AgentState
+    since: datetime = Field(description="When the agent entered this state (the epoch if never seen)")
+    until: datetime | None = Field(description="When a wrap-up ends")
+    call_sid: str | None = Field(description="The call being offered or taken")
+    seconds_in_state: int | None = Field(description="Whole seconds since `since`; null if never seen")
+
+
+class AgentPresenceOut(PresenceOut):
+    login: str
+    display_name: str
+    team_id: int | None
+
+
+class PresenceList(Output):
+    items: list[AgentPresenceOut]
+
+
+# --- voice ----------------------------------------------------------------------------------
+
+
+class VoiceTokenOut(Output):
+    token: str = Field(description="A Twilio Voice SDK access token (JWT)")
+    identity: str = Field(description="The client identity calls to this agent are dialled to")
+    expires_in: int = Field(description="Seconds the token stays valid")

@@ -30,6 +30,8 @@ class Ticket(Timestamped, Base):
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))
     source_channel: Mapped[Channel | None] = mapped_column(str_enum(Channel))
     linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    # What opened it by itself, when a channel did: "callback" (missed calls), "voicemail", ...
+    category: Mapped[str | None] = mapped_column(String(30))
     first_response_due_at: Mapped[datetime | None]
     resolution_due_at: Mapped[datetime | None]
     first_responded_at: Mapped[datetime | None]

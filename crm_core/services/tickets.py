@@ -115,6 +115,7 @@ async def open_ticket(
     team_id: int | None = None,
     source_channel: Channel | None = None,
     linked_ticket_id: int | None = None,
+    category: str | None = None,
 ) -> Ticket:
     """Open a ticket; ``actor`` None means the system (a channel) opened it."""
     session = uow.session
@@ -138,6 +139,7 @@ async def open_ticket(
         team_id=team_id,
         source_channel=source_channel,
         linked_ticket_id=linked_ticket_id,
+        category=category,
         first_response_due_at=first_due,
         resolution_due_at=resolution_due,
         created_at=now,
@@ -327,12 +329,19 @@ async def list_tickets(
 
 
 async def open_ticket_for_customer(
-    session: AsyncSession, customer_id: int, *, source_channel: Channel | None = None
+    session: AsyncSession,
+    customer_id: int,
+    *,
+    source_channel: Channel | None = None,
+    category: str | None = None,
 ) -> Ticket | None:
-    """The customer's newest active ticket (optionally from one channel): for threading new contacts."""
+    """The customer's newest active ticket (optionally from one channel or of one category):
+    for threading new contacts into what is already open."""
     stmt = select(Ticket).where(Ticket.customer_id == customer_id, Ticket.status.in_(list(ACTIVE_STATUSES)))
     if source_channel is not None:
         stmt = stmt.where(Ticket.source_channel == source_channel)
+    if category is not None:
+        stmt = stmt.where(Ticket.category == category)
     found: Ticket | None = await session.scalar(stmt.order_by(Ticket.id.desc()).limit(1))
     return found
 
@@ -340,3 +349,13 @@ async def open_ticket_for_customer(
 async def find_by_number(session: AsyncSession, number: int) -> Ticket | None:
     found: Ticket | None = await session.scalar(select(Ticket).where(Ticket.number == number))
     return found
+
+
+async def system_note(uow: UnitOfWork, ticket: Ticket, body: str) -> TicketComment:
+    """An internal note written by the service itself (a channel), with no author."""
+    note = TicketComment(ticket_id=ticket.id, author_id=None, body=body, internal=True)
+    uow.session.add(note)
+    ticket.updated_at = utcnow()
+    await uow.session.flush()
+    uow.record(_event(events.TICKET_COMMENTED, ticket, comment_id=note.id, internal=True))
+    return note

@@ -1,0 +1,365 @@
+"""Call handling: the application's answer to every voice webhook (implements crm_core's VoiceCalls).
+
+An inbound call resolves the caller, is logged keyed by CallSid, is routed to an agent (sticky owner
+first, then the longest idle), and pops the customer card on that agent's socket after commit. With
+nobody free the caller waits in the queue; outside business hours they may leave a voicemail. A call
+that ends without reaching an agent opens a callback ticket (or joins the open one).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm.attributes import flag_modified
+
+from contact_center.presence import AgentState, Presence, PresenceStore, presence_changed
+from contact_center.routing import route_call
+from crm_core.db import UnitOfWork, UnitOfWorkFactory
+from crm_core.errors import InvalidInput
+from crm_core.events import DomainEvent
+from crm_core.models import Customer, Interaction, utcnow
+from crm_core.rules.business_hours import BusinessHours
+from crm_core.rules.call_status import TERMINAL, should_apply
+from crm_core.services.customer_card import card_by_customer
+from crm_core.services.identity import resolve_phone
+from crm_core.services.interactions import log_interaction
+from crm_core.services.tickets import SlaPolicy, open_ticket, open_ticket_for_customer, system_note
+from crm_core.types import Channel, Direction, Priority
+from crm_core.voice import (
+    CallDecision,
+    CallStatus,
+    CallStatusUpdate,
+    DecisionKind,
+    DialOutcome,
+    InboundCall,
+    QueueOutcome,
+    QueueWait,
+    Recording,
+)
+
+log = logging.getLogger(__name__)
+
+SCREEN_POP = "call.screen_pop"
+CALL_UPDATED = "call.updated"
+CALLBACK = "callback"
+VOICEMAIL = "voicemail"
+ANSWERED_DIAL = frozenset({"completed", "answered"})
+
+
+def agent_identity(agent_id: int) -> str:
+    """The Voice SDK client identity of an agent's browser."""
+    return f"agent-{agent_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    region: str
+    sla: SlaPolicy
+    hours: BusinessHours
+    wrap_up_seconds: float
+    ring_seconds: int = 20
+    greeting: str = "Thank you for calling. Connecting you to an agent."
+    queue_message: str = "All our agents are busy. Please hold, you are number {position} in line."
+    closed_message: str = "We are closed right now. Please leave a message after the tone."
+
+
+class CallDesk:
+    """Implements :class:`crm_core.ports.VoiceCalls` on the CRM core, presence and routing."""
+
+    def __init__(self, uow: UnitOfWorkFactory, presence: PresenceStore, policy: CallPolicy) -> None:
+        self._uow = uow
+        self._presence = presence
+        self._policy = policy
+
+    # --- inbound -----------------------------------------------------------------------------
+
+    async def inbound_call(self, call: InboundCall) -> CallDecision:
+        async with self._uow() as uow:
+            customer = await self._caller(uow, call)
+            logged = await log_interaction(
+                uow,
+                channel=Channel.VOICE,
+                direction=Direction.INBOUND,
+                customer_id=customer.id,
+                external_id=call.call_sid,
+                status=CallStatus.RINGING.value,
+                meta={"from": call.from_number, "to": call.to_number, "caller_name": call.caller_name},
+            )
+            interaction = logged.interaction
+            if not logged.created:
+                # Twilio retried the webhook: answer as the first time, route nobody twice.
+                await uow.commit()
+                return self._decision_from(interaction.meta)
+            if not self._policy.hours.is_open(utcnow()):
+                decision = CallDecision(DecisionKind.VOICEMAIL, say=[self._policy.closed_message])
+                self._remember(interaction, decision)
+                await uow.commit()
+                return decision
+            agent_id = await self._route(uow, owner_id=customer.owner_id, call_sid=call.call_sid)
+            try:
+                decision = await self._offer_or_queue(uow, interaction, customer.id, agent_id)
+                await uow.commit()
+            except BaseException:
+                if agent_id is not None:
+                    await self._release(agent_id, call.call_sid)
+                raise
+        return decision
+
+    async def _route(self, uow: UnitOfWork, *, owner_id: int | None, call_sid: str) -> int | None:
+        agent_id = await route_call(
+            self._presence, uow.session, owner_id=owner_id, skill=None, call_sid=call_sid
+        )
+        if agent_id is not None:
+            await self._announce(await self._presence.get(agent_id))
+        return agent_id
+
+    async def _set_presence(self, agent_id: int, state: AgentState, **kwargs: Any) -> None:
+        await self._announce(await self._presence.set(agent_id, state, **kwargs))
+
+    async def _release(self, agent_id: int, call_sid: str) -> bool:
+        released = await self._presence.release(agent_id, call_sid)
+        if released:
+            await self._announce(await self._presence.get(agent_id))
+        return released
+
+    async def _announce(self, presence: Presence) -> None:
+        await self._uow.publisher.publish([presence_changed(presence)])
+
+    async def _caller(self, uow: UnitOfWork, call: InboundCall) -> Customer:
+        try:
+            return (
+                await resolve_phone(uow, call.from_number, region=self._policy.region, source="voice")
+            ).customer
+        except InvalidInput:
+            # Withheld or malformed caller ids: each call gets its own unnamed pool customer.
+            customer = Customer(display_name="Withheld number", custom_fields={"caller_id": call.from_number})
+            uow.session.add(customer)
+            await uow.session.flush()
+            return customer
+
+    async def _offer_or_queue(
+        self, uow: UnitOfWork, interaction: Interaction, customer_id: int, agent_id: int | None
+    ) -> CallDecision:
+        if agent_id is None:
+            interaction.status = "queued-for-agent"
+            decision = CallDecision(DecisionKind.ENQUEUE, say=[])
+            self._remember(interaction, decision, queued_at=utcnow().isoformat())
+            uow.record(self._call_event(interaction, "queued"))
+            return decision
+        interaction.agent_id = agent_id
+        decision = CallDecision(
+            DecisionKind.CONNECT_AGENT,
+            agent_id=agent_id,
+            agent_identity=agent_identity(agent_id),
+            say=[self._policy.greeting],
+            ring_seconds=self._policy.ring_seconds,
+        )
+        self._remember(interaction, decision)
+        await uow.session.flush()
+        card = await card_by_customer(uow.session, customer_id)
+        uow.record(
+            DomainEvent(
+                SCREEN_POP,
+                {
+                    "agent_id": agent_id,
+                    "call_sid": interaction.external_id,
+                    "interaction_id": interaction.id,
+                    "from": interaction.meta.get("from"),
+                    "card": card.to_json() if card else None,
+                },
+            )
+        )
+        return decision
+
+    @staticmethod
+    def _remember(interaction: Interaction, decision: CallDecision, **extra: Any) -> None:
+        interaction.meta = {
+            **interaction.meta,
+            "decision": decision.kind.value,
+            "routed_agent_id": decision.agent_id,
+            **extra,
+        }
+
+    def _decision_from(self, meta: dict[str, Any]) -> CallDecision:
+        kind = DecisionKind(meta.get("decision", DecisionKind.ENQUEUE.value))
+        agent_id = meta.get("routed_agent_id")
+        if kind is DecisionKind.CONNECT_AGENT and isinstance(agent_id, int):
+            return CallDecision(
+                kind,
+                agent_id=agent_id,
+                agent_identity=agent_identity(agent_id),
+                say=[self._policy.greeting],
+                ring_seconds=self._policy.ring_seconds,
+            )
+        if kind is DecisionKind.VOICEMAIL:
+            return CallDecision(kind, say=[self._policy.closed_message])
+        return CallDecision(DecisionKind.ENQUEUE)
+
+    # --- progress ----------------------------------------------------------------------------
+
+    async def _interaction(self, uow: UnitOfWork, call_sid: str) -> Interaction | None:
+        found: Interaction | None = await uow.session.scalar(
+            select(Interaction)
+            .where(Interaction.channel == Channel.VOICE, Interaction.external_id == call_sid)
+            .with_for_update()
+        )
+        return found
+
+    async def call_status(self, update: CallStatusUpdate) -> None:
+        release: tuple[int, str] | None = None
+        async with self._uow() as uow:
+            interaction = await self._interaction(uow, update.call_sid)
+            if interaction is None:
+                log.info("status %s for unknown call %s ignored", update.status, update.call_sid)
+                return
+            meta = dict(interaction.meta)
+            if not should_apply(
+                interaction.status, meta.get("sequence"), update.status, update.sequence_number
+            ):
+                return
+            interaction.status = update.status.value
+            meta["sequence"] = update.sequence_number
+            if update.status in TERMINAL:
+                interaction.ended_at = update.timestamp or utcnow()
+                interaction.duration_seconds = update.duration_seconds
+                if update.recording_url:
+                    meta["recording_url"] = update.recording_url
+                routed = meta.get("routed_agent_id")
+                if isinstance(routed, int) and not meta.get("answered_at"):
+                    release = (routed, update.call_sid)
+                if not meta.get("answered_at") and not meta.get("recording_url"):
+                    meta["missed"] = True
+                    interaction.meta = meta
+                    await self._callback_ticket(uow, interaction)
+            interaction.meta = meta
+            flag_modified(interaction, "meta")
+            uow.record(self._call_event(interaction, update.status.value))
+            await uow.commit()
+        if release is not None:
+            await self._release(*release)
+
+    async def agent_leg_status(self, agent_id: int, parent_call_sid: str, update: CallStatusUpdate) -> None:
+        if update.status is CallStatus.IN_PROGRESS:
+            if await self._mark_answered(parent_call_sid, agent_id):
+                await self._set_presence(agent_id, AgentState.ON_CALL, call_sid=parent_call_sid)
+            return
+        if update.status in TERMINAL:
+            await self._wrap_up(agent_id, parent_call_sid)
+
+    async def _wrap_up(self, agent_id: int, call_sid: str) -> None:
+        """The agent's part of the call is over: wrap-up, then available again by itself."""
+        current = await self._presence.get(agent_id)
+        if current.call_sid == call_sid and current.state in (AgentState.ON_CALL, AgentState.RINGING):
+            await self._set_presence(
+                agent_id, AgentState.WRAP_UP, call_sid=call_sid, wrap_up_seconds=self._policy.wrap_up_seconds
+            )
+
+    async def _mark_answered(self, call_sid: str, agent_id: int) -> bool:
+        """Record who answered; False when it was already recorded (a repeated callback)."""
+        async with self._uow() as uow:
+            interaction = await self._interaction(uow, call_sid)
+            if interaction is None or interaction.meta.get("answered_at"):
+                return False
+            interaction.agent_id = agent_id
+            answered = {"answered_at": utcnow().isoformat(), "answered_by": agent_id}
+            interaction.meta = {**interaction.meta, **answered}
+            uow.record(self._call_event(interaction, "answered"))
+            await uow.commit()
+            return True
+
+    async def dial_finished(self, outcome: DialOutcome) -> CallDecision:
+        if outcome.status in ANSWERED_DIAL:
+            if outcome.agent_id is not None:
+                # Also proof that the agent took the call, should the agent leg's callbacks be lost.
+                await self._mark_answered(outcome.call_sid, outcome.agent_id)
+                await self._wrap_up(outcome.agent_id, outcome.call_sid)
+            return CallDecision(DecisionKind.HANG_UP)
+        # The offered agent did not pick up: they go "away" (not ready) and the call is routed again.
+        if outcome.agent_id is not None and await self._release(outcome.agent_id, outcome.call_sid):
+            await self._set_presence(outcome.agent_id, AgentState.AWAY)
+        async with self._uow() as uow:
+            interaction = await self._interaction(uow, outcome.call_sid)
+            if interaction is None:
+                return CallDecision(DecisionKind.HANG_UP)
+            agent_id = await self._route(uow, owner_id=None, call_sid=outcome.call_sid)
+            try:
+                decision = await self._offer_or_queue(uow, interaction, interaction.customer_id, agent_id)
+                await uow.commit()
+            except BaseException:
+                if agent_id is not None:
+                    await self._release(agent_id, outcome.call_sid)
+                raise
+        return decision
+
+    async def queue_wait(self, wait: QueueWait) -> list[str]:
+        return [self._policy.queue_message.format(position=wait.position)]
+
+    async def queue_finished(self, outcome: QueueOutcome) -> CallDecision:
+        return CallDecision(DecisionKind.HANG_UP)
+
+    async def recording_ready(self, recording: Recording) -> None:
+        async with self._uow() as uow:
+            interaction = await self._interaction(uow, recording.call_sid)
+            if interaction is None:
+                return
+            if interaction.meta.get("recording_url") == recording.recording_url:
+                return
+            interaction.meta = {
+                **interaction.meta,
+                "recording_url": recording.recording_url,
+                "recording_sid": recording.recording_sid,
+                "recording_seconds": recording.duration_seconds,
+            }
+            if interaction.ticket_id is None:
+                ticket = await open_ticket(
+                    uow,
+                    None,
+                    customer_id=interaction.customer_id,
+                    sla=self._policy.sla,
+                    subject=f"Voicemail from {interaction.meta.get('from') or 'a withheld number'}",
+                    source_channel=Channel.VOICE,
+                    category=VOICEMAIL,
+                    priority=Priority.HIGH,
+                )
+                interaction.ticket_id = ticket.id
+                await system_note(uow, ticket, f"Voicemail recording: {recording.recording_url}")
+            await uow.commit()
+
+    # --- tickets and events ------------------------------------------------------------------
+
+    async def _callback_ticket(self, uow: UnitOfWork, interaction: Interaction) -> None:
+        """A missed call: join the customer's open callback ticket, or open one."""
+        caller = interaction.meta.get("from") or "a withheld number"
+        ticket = await open_ticket_for_customer(uow.session, interaction.customer_id, category=CALLBACK)
+        if ticket is None:
+            ticket = await open_ticket(
+                uow,
+                None,
+                customer_id=interaction.customer_id,
+                sla=self._policy.sla,
+                subject=f"Call back {caller}",
+                source_channel=Channel.VOICE,
+                category=CALLBACK,
+                priority=Priority.HIGH,
+            )
+        await system_note(
+            uow, ticket, f"Missed call from {caller} at {interaction.started_at:%Y-%m-%d %H:%M} UTC"
+        )
+        interaction.ticket_id = ticket.id
+
+    @staticmethod
+    def _call_event(interaction: Interaction, state: str) -> DomainEvent:
+        return DomainEvent(
+            CALL_UPDATED,
+            {
+                "call_sid": interaction.external_id,
+                "interaction_id": interaction.id,
+                "customer_id": interaction.customer_id,
+                "agent_id": interaction.agent_id,
+                "state": state,
+                "ticket_id": interaction.ticket_id,
+            },
+        )

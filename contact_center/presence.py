@@ -1,0 +1,367 @@
+"""Agent presence: who can take a call now, kept in memory or in Redis (shared by every instance).
+
+The database says who the agents are; this says what they are doing. It is short-lived state:
+losing it sends everybody back to OFFLINE (they set themselves available again), nothing more.
+
+- A wrap-up carries its end (``until``). Once that has passed the agent reads as AVAILABLE since
+  ``until``: evaluated on every read and inside the claim, so no timer runs and any instance sees
+  the same thing.
+- :meth:`PresenceStore.claim` picks an agent and marks them RINGING in one atomic step (a lock in
+  memory, one Lua script in Redis): two calls, on one instance or several, never get the same agent.
+- An agent who was rung but did not take the call is :meth:`~PresenceStore.release`\\d back to
+  AVAILABLE with the idle ``since`` they had before the claim, so they keep their place at the
+  head of the line (the call was not their fault, and resetting it would push the most idle
+  agent to the back every time a caller hangs up while it rings).
+- Setting an agent to the passive state they are already in (available, away, offline) keeps
+  ``since``: pressing "available" twice does not cost an agent their place in the line.
+
+Times are taken from this process's clock (instances are expected to run NTP) and kept in Redis
+as integer microseconds since the epoch, so the Lua script compares them without rounding.
+The stores publish nothing; the caller announces changes with :func:`presence_changed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+
+from crm_core.events import DomainEvent
+from crm_core.models.base import utcnow
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+PRESENCE_CHANGED = "presence.changed"
+
+
+class AgentState(enum.StrEnum):
+    AVAILABLE = "available"
+    RINGING = "ringing"  # a call is being offered to the agent
+    ON_CALL = "on-call"
+    WRAP_UP = "wrap-up"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+# States an agent stays in until told otherwise; setting one of them again keeps ``since``.
+PASSIVE_STATES = frozenset({AgentState.AVAILABLE, AgentState.AWAY, AgentState.OFFLINE})
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    agent_id: int
+    state: AgentState
+    since: datetime
+    until: datetime | None = None  # end of a wrap-up
+    call_sid: str | None = None
+
+    def at(self, now: datetime) -> Presence:
+        """What this presence reads as at ``now``: an ended wrap-up is AVAILABLE since its end."""
+        if self.state is AgentState.WRAP_UP and self.until is not None and self.until <= now:
+            return Presence(self.agent_id, AgentState.AVAILABLE, self.until)
+        return self
+
+    def seconds_in_state(self, now: datetime) -> float:
+        return max(0.0, (now - self.since).total_seconds())
+
+
+def presence_changed(presence: Presence) -> DomainEvent:
+    """The ``presence.changed`` event for wallboards (JSON-safe payload, same on every bus)."""
+    return DomainEvent(
+        PRESENCE_CHANGED,
+        {
+            "agent_id": presence.agent_id,
+            "state": presence.state.value,
+            "since": presence.since.isoformat(),
+            "until": presence.until.isoformat() if presence.until else None,
+            "call_sid": presence.call_sid,
+        },
+    )
+
+
+class PresenceStore(Protocol):
+    async def get(self, agent_id: int) -> Presence:
+        """The agent's presence; one never seen is OFFLINE since the epoch."""
+        ...
+
+    async def get_many(self, agent_ids: Sequence[int]) -> dict[int, Presence]: ...
+
+    async def set(
+        self,
+        agent_id: int,
+        state: AgentState,
+        *,
+        call_sid: str | None = None,
+        wrap_up_seconds: float | None = None,
+    ) -> Presence:
+        """Put the agent in ``state``; WRAP_UP needs ``wrap_up_seconds`` (it sets ``until``)."""
+        ...
+
+    async def claim(self, *, preferred: int | None, eligible: Sequence[int], call_sid: str) -> int | None:
+        """Atomically pick an AVAILABLE agent and mark them RINGING for ``call_sid``.
+
+        ``preferred`` wins if available; otherwise the agent of ``eligible`` available the
+        longest (smallest ``since``, ties to the smaller id). None when nobody is available.
+        """
+        ...
+
+    async def release(self, agent_id: int, call_sid: str) -> bool:
+        """Undo a claim the agent did not take: back to AVAILABLE with their idle ``since``.
+
+        Applies (and returns True) only while the agent is still RINGING for ``call_sid``.
+        """
+        ...
+
+    async def forget(self, agent_id: int) -> None: ...
+
+
+Clock = Callable[[], datetime]
+
+
+def _until(state: AgentState, now: datetime, wrap_up_seconds: float | None) -> datetime | None:
+    if state is not AgentState.WRAP_UP:
+        return None
+    if wrap_up_seconds is None or wrap_up_seconds < 0:
+        raise ValueError("wrap-up needs wrap_up_seconds (zero or more)")
+    return now + timedelta(seconds=wrap_up_seconds)
+
+
+def _candidates(preferred: int | None, eligible: Sequence[int]) -> list[int]:
+    """The preferred agent first, then the eligible ones, each once."""
+    return list(dict.fromkeys([*([preferred] if preferred is not None else []), *eligible]))
+
+
+# --- in memory (one instance) ------------------------------------------------------------------
+
+
+class MemoryPresenceStore:
+    def __init__(self, clock: Clock = utcnow) -> None:
+        self._clock = clock
+        self._presence: dict[int, Presence] = {}
+        self._idle_since: dict[int, datetime] = {}  # RINGING agents: when they became available
+        self._lock = asyncio.Lock()
+
+    def _read(self, agent_id: int, now: datetime) -> Presence:
+        stored = self._presence.get(agent_id)
+        return stored.at(now) if stored else Presence(agent_id, AgentState.OFFLINE, EPOCH)
+
+    def _write(self, presence: Presence) -> Presence:
+        self._presence[presence.agent_id] = presence
+        self._idle_since.pop(presence.agent_id, None)
+        return presence
+
+    async def get(self, agent_id: int) -> Presence:
+        return self._read(agent_id, self._clock())
+
+    async def get_many(self, agent_ids: Sequence[int]) -> dict[int, Presence]:
+        now = self._clock()
+        return {agent_id: self._read(agent_id, now) for agent_id in agent_ids}
+
+    async def set(
+        self,
+        agent_id: int,
+        state: AgentState,
+        *,
+        call_sid: str | None = None,
+        wrap_up_seconds: float | None = None,
+    ) -> Presence:
+        now = self._clock()
+        until = _until(state, now, wrap_up_seconds)
+        async with self._lock:
+            current = self._read(agent_id, now)
+            since = current.since if state in PASSIVE_STATES and current.state is state else now
+            return self._write(Presence(agent_id, state, since, until, call_sid))
+
+    async def claim(self, *, preferred: int | None, eligible: Sequence[int], call_sid: str) -> int | None:
+        async with self._lock:
+            now = self._clock()
+            available = [
+                p
+                for p in (self._read(a, now) for a in _candidates(preferred, eligible))
+                if p.state is AgentState.AVAILABLE
+            ]
+            if not available:
+                return None
+            if available[0].agent_id == preferred:
+                chosen = available[0]
+            else:
+                chosen = min(available, key=lambda p: (p.since, p.agent_id))
+            self._write(Presence(chosen.agent_id, AgentState.RINGING, now, call_sid=call_sid))
+            self._idle_since[chosen.agent_id] = chosen.since
+            return chosen.agent_id
+
+    async def release(self, agent_id: int, call_sid: str) -> bool:
+        async with self._lock:
+            now = self._clock()
+            current = self._read(agent_id, now)
+            if current.state is not AgentState.RINGING or current.call_sid != call_sid:
+                return False
+            since = self._idle_since.get(agent_id, now)
+            self._write(Presence(agent_id, AgentState.AVAILABLE, since))
+            return True
+
+    async def forget(self, agent_id: int) -> None:
+        async with self._lock:
+            self._presence.pop(agent_id, None)
+            self._idle_since.pop(agent_id, None)
+
+
+# --- Redis (several instances) -----------------------------------------------------------------
+#
+# One hash per agent: state, since, until (wrap-up), call_sid, idle_since (while ringing).
+# Times are integer microseconds since the epoch, copied as strings inside the scripts: Lua
+# numbers would print large values in exponent form and lose digits.
+
+_SET = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'since', 'until')
+local now = tonumber(ARGV[2])
+local state, since = h[1], h[2]
+if state == 'wrap-up' and h[3] and tonumber(h[3]) <= now then
+  state, since = 'available', h[3]
+end
+local passive = ARGV[1] == 'available' or ARGV[1] == 'away' or ARGV[1] == 'offline'
+if not (passive and state == ARGV[1] and since) then
+  since = ARGV[2]
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'since', since)
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'until', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'call_sid', ARGV[4]) end
+return since
+"""
+
+# KEYS: the candidates' hashes, the preferred agent's first when ARGV[3] == '1'.
+# ARGV: now, call_sid, has_preferred, then the agent ids in the order of KEYS.
+_CLAIM = """
+local now = tonumber(ARGV[1])
+local best, best_since, best_num, best_id
+for i, key in ipairs(KEYS) do
+  local h = redis.call('HMGET', key, 'state', 'since', 'until')
+  local since
+  if h[1] == 'available' then
+    since = h[2]
+  elseif h[1] == 'wrap-up' and h[3] and tonumber(h[3]) <= now then
+    since = h[3]
+  end
+  if since then
+    local num, id = tonumber(since), tonumber(ARGV[3 + i])
+    if i == 1 and ARGV[3] == '1' then
+      best, best_since = i, since
+      break
+    end
+    if best == nil or num < best_num or (num == best_num and id < best_id) then
+      best, best_since, best_num, best_id = i, since, num, id
+    end
+  end
+end
+if best == nil then
+  return false
+end
+redis.call('DEL', KEYS[best])
+redis.call('HSET', KEYS[best], 'state', 'ringing', 'since', ARGV[1], 'call_sid', ARGV[2],
+  'idle_since', best_since)
+return ARGV[3 + best]
+"""
+
+_RELEASE = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'call_sid', 'idle_since')
+if h[1] ~= 'ringing' or h[2] ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', 'available', 'since', h[3] or ARGV[2])
+return 1
+"""
+
+
+def _micros(moment: datetime) -> str:
+    delta = moment - EPOCH
+    return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+
+
+def _moment(raw: Any) -> datetime:
+    return EPOCH + timedelta(microseconds=int(raw))
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+class RedisPresenceStore:
+    def __init__(self, redis: Redis, key_prefix: str, clock: Clock = utcnow) -> None:
+        self._redis = redis
+        self._prefix = f"{key_prefix}presence:"
+        self._clock = clock
+        self._set = redis.register_script(_SET)
+        self._claim = redis.register_script(_CLAIM)
+        self._release = redis.register_script(_RELEASE)
+
+    def key(self, agent_id: int) -> str:
+        return f"{self._prefix}{agent_id}"
+
+    def _decode(self, agent_id: int, fields: Mapping[Any, Any], now: datetime) -> Presence:
+        data = {_text(k): _text(v) for k, v in fields.items()}
+        if "state" not in data or "since" not in data:
+            return Presence(agent_id, AgentState.OFFLINE, EPOCH)
+        try:
+            state = AgentState(data["state"])
+        except ValueError:
+            return Presence(agent_id, AgentState.OFFLINE, EPOCH)
+        until = _moment(data["until"]) if data.get("until") else None
+        presence = Presence(agent_id, state, _moment(data["since"]), until, data.get("call_sid") or None)
+        return presence.at(now)
+
+    async def get(self, agent_id: int) -> Presence:
+        fields = await self._redis.hgetall(self.key(agent_id))
+        return self._decode(agent_id, fields, self._clock())
+
+    async def get_many(self, agent_ids: Sequence[int]) -> dict[int, Presence]:
+        ids = list(dict.fromkeys(agent_ids))
+        if not ids:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for agent_id in ids:
+                pipe.hgetall(self.key(agent_id))
+            rows = await pipe.execute()
+        now = self._clock()
+        return {agent_id: self._decode(agent_id, row, now) for agent_id, row in zip(ids, rows, strict=True)}
+
+    async def set(
+        self,
+        agent_id: int,
+        state: AgentState,
+        *,
+        call_sid: str | None = None,
+        wrap_up_seconds: float | None = None,
+    ) -> Presence:
+        now = self._clock()
+        until = _until(state, now, wrap_up_seconds)
+        args = [state.value, _micros(now), _micros(until) if until else "", call_sid or ""]
+        since = await self._set(keys=[self.key(agent_id)], args=args)
+        return Presence(agent_id, state, _moment(_text(since)), until, call_sid or None)
+
+    async def claim(self, *, preferred: int | None, eligible: Sequence[int], call_sid: str) -> int | None:
+        candidates = _candidates(preferred, eligible)
+        if not candidates:
+            return None
+        args = [_micros(self._clock()), call_sid, "1" if preferred is not None else "0", *candidates]
+        winner = await self._claim(keys=[self.key(a) for a in candidates], args=args)
+        return None if winner is None else int(_text(winner))
+
+    async def release(self, agent_id: int, call_sid: str) -> bool:
+        applied = await self._release(keys=[self.key(agent_id)], args=[call_sid, _micros(self._clock())])
+        return bool(int(applied))
+
+    async def forget(self, agent_id: int) -> None:
+        await self._redis.delete(self.key(agent_id))
+
+
+def presence_store(redis: Redis | None, key_prefix: str) -> PresenceStore:
+    """Redis when configured (several instances share it), else this process's memory."""
+    if redis is None:
+        return MemoryPresenceStore()
+    return RedisPresenceStore(redis, key_prefix)

@@ -1,0 +1,26 @@
+"""ticket category (callback, voicemail: tickets channels open by themselves)
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-23 12:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("tickets") as batch_op:
+        batch_op.add_column(sa.Column("category", sa.String(length=30), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("tickets") as batch_op:
+        batch_op.drop_column("category")

@@ -1,0 +1,95 @@
+"""Voice calls in the core's terms: what arrives from the phone network and what to do with it.
+
+The Twilio channel parses its webhooks into these and renders :class:`CallDecision` as TwiML;
+nothing here knows Twilio's parameter names.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class CallStatus(enum.StrEnum):
+    QUEUED = "queued"
+    INITIATED = "initiated"
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    FAILED = "failed"
+    NO_ANSWER = "no-answer"
+    CANCELED = "canceled"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundCall:
+    call_sid: str
+    from_number: str
+    to_number: str
+    caller_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallStatusUpdate:
+    call_sid: str
+    status: CallStatus
+    sequence_number: int | None = None
+    duration_seconds: int | None = None
+    timestamp: datetime | None = None
+    answered_by: str | None = None
+    recording_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DialOutcome:
+    """How a ``Dial`` to an agent ended (Twilio's Dial action)."""
+
+    call_sid: str
+    agent_id: int | None
+    status: str  # completed, answered, busy, no-answer, failed, canceled
+    duration_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOutcome:
+    call_sid: str
+    result: str  # bridged, hangup, redirected, leave, error, queue-full, system-error...
+    queue_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueWait:
+    call_sid: str
+    position: int
+    queue_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    call_sid: str
+    recording_url: str
+    recording_sid: str | None
+    duration_seconds: int | None
+
+
+class DecisionKind(enum.StrEnum):
+    CONNECT_AGENT = "connect-agent"
+    ENQUEUE = "enqueue"
+    VOICEMAIL = "voicemail"
+    HANG_UP = "hang-up"
+    HOLD_MESSAGE = "hold-message"
+
+
+@dataclass(frozen=True, slots=True)
+class CallDecision:
+    """What the caller hears and where the call goes next; rendered by the voice channel."""
+
+    kind: DecisionKind
+    agent_id: int | None = None
+    agent_identity: str | None = None
+    agent_number: str | None = None
+    queue_name: str = "support"
+    say: list[str] = field(default_factory=list)
+    ring_seconds: int = 20

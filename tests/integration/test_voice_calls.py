@@ -1,0 +1,400 @@
+"""Inbound calls over signed Twilio webhooks: routing, screen-pop on the agent socket, queue,
+voicemail, missed-call tickets, and callbacks delivered twice or out of order."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+from xml.etree import ElementTree
+
+import pytest
+import pytest_asyncio
+from aiohttp import ClientResponse, ClientWebSocketResponse
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+from twilio.request_validator import RequestValidator
+
+from contact_center.app import create_app
+from contact_center.appkeys import RUNTIME
+from contact_center.presence import AgentState
+from contact_center.settings import Settings
+from crm_core.db import UnitOfWorkFactory
+from crm_core.models import Customer, Interaction, Ticket, TicketComment
+from crm_core.services.customers import create_customer
+from crm_core.services.interactions import log_interaction
+from crm_core.types import Channel, Direction
+from tests.conftest import PASSWORD, Staff, isolated_settings
+
+VOICE = "/twilio/voice"
+CALLER = "+12025550143"
+_SIDS = itertools.count(1)
+
+
+def call_sid() -> str:
+    return f"CA{next(_SIDS):032x}"
+
+
+class Twilio:
+    """Posts webhooks to the app signed exactly as Twilio signs them."""
+
+    def __init__(self, client: TestClient[Any, Any], settings: Settings) -> None:
+        self.client = client
+        self.base = settings.server.public_base_url
+        self.validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
+
+    async def post(
+        self, path: str, params: dict[str, str], *, signature: str | None = None
+    ) -> ClientResponse:
+        url = self.base + path
+        sig = self.validator.compute_signature(url, params) if signature is None else signature
+        return await self.client.post(path, data=params, headers={"X-Twilio-Signature": sig})
+
+    async def twiml(self, path: str, params: dict[str, str]) -> ElementTree.Element:
+        resp = await self.post(path, params)
+        assert resp.status == 200, await resp.text()
+        assert resp.content_type == "text/xml"
+        return ElementTree.fromstring(await resp.text())
+
+    async def incoming(self, sid: str, caller: str = CALLER) -> ElementTree.Element:
+        return await self.twiml(
+            f"{VOICE}/inbound",
+            {
+                "CallSid": sid,
+                "From": caller,
+                "To": "+15005550006",
+                "CallStatus": "ringing",
+                "Direction": "inbound",
+            },
+        )
+
+    async def status(self, sid: str, status: str, sequence: int, **extra: str) -> None:
+        params = {"CallSid": sid, "CallStatus": status, "SequenceNumber": str(sequence), **extra}
+        resp = await self.post(f"{VOICE}/status", params)
+        assert resp.status == 200, await resp.text()
+
+    async def agent_answers(self, sid: str, agent_id: int) -> None:
+        params = {"CallSid": "CA" + "f" * 32, "ParentCallSid": sid, "CallStatus": "in-progress"}
+        resp = await self.post(f"{VOICE}/agent-leg?agent={agent_id}", params)
+        assert resp.status == 200
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def twilio(client: TestClient[Any, Any], settings: Settings) -> Twilio:
+    return Twilio(client, settings)
+
+
+async def available(client: TestClient[Any, Any], *agents: Any) -> None:
+    for agent in agents:
+        await client.app[RUNTIME].presence.set(agent.id, AgentState.AVAILABLE)
+
+
+async def agent_socket(client: TestClient[Any, Any], login: str) -> ClientWebSocketResponse:
+    resp = await client.post("/api/v1/auth/login", json={"login": login, "password": PASSWORD})
+    assert resp.status == 200
+    cookie = resp.cookies["cc_session"].value
+    client.session.cookie_jar.clear()
+    ws = await client.ws_connect("/ws/agent", headers={"Cookie": f"cc_session={cookie}"})
+    hello = await ws.receive_json(timeout=5)
+    assert hello["type"] == "hello"
+    return ws
+
+
+async def next_of(ws: ClientWebSocketResponse, kind: str, timeout: float = 5) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            message = json.loads((await ws.receive()).data)
+            if message["type"] == kind:
+                return message
+
+
+async def nothing_of(ws: ClientWebSocketResponse, kind: str, wait: float = 0.3) -> None:
+    try:
+        message = await next_of(ws, kind, timeout=wait)
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected {kind}: {message}")
+
+
+async def known_customer(uow_factory: UnitOfWorkFactory, owner_id: int | None = None) -> int:
+    async with uow_factory() as uow:
+        customer = await create_customer(
+            uow, None, region="US", display_name="Ada Lovelace", phones=[CALLER], owner_id=owner_id
+        )
+        await log_interaction(
+            uow,
+            channel=Channel.EMAIL,
+            direction=Direction.INBOUND,
+            customer_id=customer.id,
+            external_id="<m1@example.com>",
+            subject="Invoice question",
+        )
+        await uow.commit()
+    return customer.id
+
+
+async def voice_rows(uow_factory: UnitOfWorkFactory) -> list[Interaction]:
+    async with uow_factory() as uow:
+        return list(
+            await uow.session.scalars(select(Interaction).where(Interaction.channel == Channel.VOICE))
+        )
+
+
+def dialed_identity(twiml: ElementTree.Element) -> str | None:
+    client = twiml.find("./Dial/Client")
+    return None if client is None else (client.text or "").strip()
+
+
+async def test_known_caller_pops_the_card_on_the_chosen_agent(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    customer_id = await known_customer(uow_factory)
+    await available(client, staff.red_1)
+    ws = await agent_socket(client, staff.red_1.login)
+    other = await agent_socket(client, staff.red_2.login)
+    sid = call_sid()
+    twiml = await twilio.incoming(sid)
+    assert dialed_identity(twiml) == f"agent-{staff.red_1.id}"
+    dial = twiml.find("./Dial")
+    assert dial is not None and dial.get("action", "").endswith(f"/dial-action?agent={staff.red_1.id}")
+    pop = await next_of(ws, "call.screen_pop")
+    assert pop["call_sid"] == sid
+    card = pop["card"]
+    assert card["customer_id"] == customer_id and card["display_name"] == "Ada Lovelace"
+    # History from other channels is on the card.
+    assert [i["channel"] for i in card["recent_interactions"]] == ["voice", "email"]
+    await nothing_of(other, "call.screen_pop")
+    assert (await client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.RINGING
+    await ws.close()
+    await other.close()
+
+
+async def test_forged_or_missing_signature_is_refused_and_nothing_is_logged(
+    twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    params = {"CallSid": call_sid(), "From": CALLER, "To": "+15005550006", "CallStatus": "ringing"}
+    assert (await twilio.post(f"{VOICE}/inbound", params, signature="bm90IHRoZSBzaWduYXR1cmU=")).status == 403
+    assert (await twilio.post(f"{VOICE}/inbound", params, signature="")).status == 403
+    # A valid signature for other parameters does not carry over.
+    good = twilio.validator.compute_signature(twilio.base + f"{VOICE}/inbound", params)
+    tampered = {**params, "From": "+12025550199"}
+    assert (await twilio.post(f"{VOICE}/inbound", tampered, signature=good)).status == 403
+    assert await voice_rows(uow_factory) == []
+    async with uow_factory() as uow:
+        assert await uow.session.scalar(select(func.count()).select_from(Customer)) == 0
+
+
+async def test_unknown_caller_becomes_a_customer(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(client, staff.blue_1)
+    ws = await agent_socket(client, staff.blue_1.login)
+    await twilio.incoming(call_sid(), caller="+442079460958")
+    pop = await next_of(ws, "call.screen_pop")
+    assert pop["card"]["phones"] == ["+442079460958"]
+    assert pop["card"]["owner"] is None
+    await ws.close()
+
+
+async def test_the_owner_gets_their_customer_call(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await known_customer(uow_factory, owner_id=staff.red_2.id)
+    await available(client, staff.red_1)
+    await available(client, staff.red_2)
+    assert dialed_identity(await twilio.incoming(call_sid())) == f"agent-{staff.red_2.id}"
+
+
+async def test_simultaneous_calls_never_share_an_agent(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff
+) -> None:
+    await available(client, staff.red_1, staff.red_2, staff.blue_1)
+    callers = [f"+1202555{n:04d}" for n in range(171, 176)]
+    answers = await asyncio.gather(*(twilio.incoming(call_sid(), caller=c) for c in callers))
+    dialed = [dialed_identity(t) for t in answers]
+    routed = [d for d in dialed if d is not None]
+    assert len(routed) == 3 and len(set(routed)) == 3
+    assert sum(1 for t in answers if t.find("./Enqueue") is not None) == 2
+
+
+async def test_busy_agents_queue_the_caller_and_a_missed_call_opens_one_callback_ticket(
+    twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    customer_id = await known_customer(uow_factory)
+    first, second = call_sid(), call_sid()
+    twiml = await twilio.incoming(first)
+    enqueue = twiml.find("./Enqueue")
+    assert enqueue is not None and enqueue.get("waitUrl", "").endswith("/queue-wait")
+    wait = await twilio.twiml(
+        f"{VOICE}/queue-wait", {"CallSid": first, "QueuePosition": "2", "QueueTime": "30"}
+    )
+    assert "number 2" in "".join(wait.itertext())
+    await twilio.status(first, "completed", 3, CallDuration="40")
+    await twilio.incoming(second)
+    await twilio.status(second, "completed", 2, CallDuration="5")
+    async with uow_factory() as uow:
+        tickets = list(await uow.session.scalars(select(Ticket).where(Ticket.customer_id == customer_id)))
+        assert [(t.category, t.source_channel) for t in tickets] == [("callback", Channel.VOICE)]
+        notes = list(
+            await uow.session.scalars(select(TicketComment).where(TicketComment.ticket_id == tickets[0].id))
+        )
+        assert len(notes) == 2 and all("Missed call" in n.body for n in notes)
+    rows = await voice_rows(uow_factory)
+    assert {r.ticket_id for r in rows} == {tickets[0].id}
+
+
+async def test_status_callbacks_twice_and_out_of_order_end_in_the_final_state(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await known_customer(uow_factory)
+    await available(client, staff.red_1)
+    sid = call_sid()
+    await twilio.incoming(sid)
+    await twilio.agent_answers(sid, staff.red_1.id)
+    await twilio.agent_answers(sid, staff.red_1.id)
+    assert (await client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.ON_CALL
+    await twilio.status(sid, "completed", 3, CallDuration="95")
+    await twilio.status(sid, "in-progress", 2)
+    await twilio.status(sid, "ringing", 1)
+    await twilio.status(sid, "completed", 3, CallDuration="95")
+    [row] = await voice_rows(uow_factory)
+    assert (row.status, row.duration_seconds, row.agent_id) == ("completed", 95, staff.red_1.id)
+    assert row.ticket_id is None  # answered: no callback ticket
+    resp = await twilio.post(
+        f"{VOICE}/dial-action?agent={staff.red_1.id}",
+        {"CallSid": sid, "DialCallStatus": "completed", "DialCallDuration": "90"},
+    )
+    assert resp.status == 200
+    presence = await client.app[RUNTIME].presence.get(staff.red_1.id)
+    assert presence.state is AgentState.WRAP_UP and presence.until is not None
+
+
+async def test_unanswered_offer_moves_on_and_sets_the_agent_away(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(client, staff.red_1)
+    sid = call_sid()
+    assert dialed_identity(await twilio.incoming(sid)) == f"agent-{staff.red_1.id}"
+    await available(client, staff.blue_1)
+    twiml = await twilio.twiml(
+        f"{VOICE}/dial-action?agent={staff.red_1.id}", {"CallSid": sid, "DialCallStatus": "no-answer"}
+    )
+    assert dialed_identity(twiml) == f"agent-{staff.blue_1.id}"
+    assert (await client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.AWAY
+
+
+async def test_a_retried_inbound_webhook_routes_nobody_twice(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(client, staff.red_1, staff.red_2)
+    sid = call_sid()
+    first = await twilio.incoming(sid)
+    again = await twilio.incoming(sid)
+    assert dialed_identity(first) == dialed_identity(again)
+    assert len(await voice_rows(uow_factory)) == 1
+    states = await client.app[RUNTIME].presence.get_many([staff.red_1.id, staff.red_2.id])
+    assert sorted(p.state.value for p in states.values()) == ["available", "ringing"]
+
+
+async def test_a_reconnecting_agent_gets_the_card_of_a_call_still_ringing(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await known_customer(uow_factory)
+    await available(client, staff.red_1)
+    sid = call_sid()
+    await twilio.incoming(sid)
+    ws = await agent_socket(client, staff.red_1.login)
+    pop = await next_of(ws, "call.screen_pop")
+    assert (pop["call_sid"], pop["replayed"]) == (sid, True)
+    await ws.close()
+
+
+async def test_agent_socket_needs_a_session_and_our_origin(
+    client: TestClient[Any, Any], staff: Staff
+) -> None:
+    resp = await client.get("/ws/agent")
+    assert resp.status == 401
+    login = await client.post("/api/v1/auth/login", json={"login": staff.red_1.login, "password": PASSWORD})
+    cookie = login.cookies["cc_session"].value
+    client.session.cookie_jar.clear()
+    resp = await client.get(
+        "/ws/agent",
+        headers={
+            "Cookie": f"cc_session={cookie}",
+            "Origin": "https://evil.example",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
+    assert resp.status == 403
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def closed_client(
+    settings: Settings, uow_factory: UnitOfWorkFactory
+) -> AsyncIterator[TestClient[Any, Any]]:
+    closed = {
+        day: "" for day in ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+    }
+    app = create_app(
+        isolated_settings(settings).with_overrides(
+            voice={"hours": {"timezone": "UTC", "holidays": [], **closed}}
+        )
+    )
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def test_after_hours_voicemail_opens_a_ticket_with_the_recording(
+    closed_client: TestClient[Any, Any], settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    twilio = Twilio(closed_client, settings)
+    customer_id = await known_customer(uow_factory)
+    await available(closed_client, staff.red_1)
+    sid = call_sid()
+    twiml = await twilio.incoming(sid)
+    record = twiml.find("./Record")
+    assert record is not None and dialed_identity(twiml) is None
+    recording = {
+        "CallSid": sid,
+        "RecordingUrl": "https://api.twilio.com/rec/RE1",
+        "RecordingSid": "RE1",
+        "RecordingDuration": "12",
+    }
+    await twilio.twiml(f"{VOICE}/voicemail", recording)
+    await twilio.twiml(f"{VOICE}/recording-status", {**recording, "RecordingStatus": "completed"})
+    await twilio.status(sid, "completed", 2, CallDuration="20")
+    async with uow_factory() as uow:
+        [ticket] = list(await uow.session.scalars(select(Ticket).where(Ticket.customer_id == customer_id)))
+        assert ticket.category == "voicemail"
+        notes = list(
+            await uow.session.scalars(select(TicketComment).where(TicketComment.ticket_id == ticket.id))
+        )
+        assert [n.body for n in notes] == ["Voicemail recording: https://api.twilio.com/rec/RE1"]
+    [row] = await voice_rows(uow_factory)
+    assert row.ticket_id == ticket.id and row.meta["recording_url"].endswith("RE1")
+    assert (await closed_client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.AVAILABLE
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (two instances share Redis)")
+async def test_pop_reaches_the_agent_on_another_instance(
+    settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    shared = isolated_settings(settings)
+    async with (
+        TestClient(TestServer(create_app(shared))) as one,
+        TestClient(TestServer(create_app(shared))) as two,
+    ):
+        await known_customer(uow_factory)
+        await available(one, staff.blue_1)
+        ws = await agent_socket(two, staff.blue_1.login)
+        sid = call_sid()
+        await Twilio(one, settings).incoming(sid)
+        pop = await next_of(ws, "call.screen_pop")
+        assert pop["call_sid"] == sid and pop["card"]["display_name"] == "Ada Lovelace"
+        await ws.close()
