@@ -8,7 +8,9 @@ that ends without reaching an agent opens a callback ticket (or joins the open o
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +20,10 @@ from sqlalchemy.orm.attributes import flag_modified
 from contact_center.presence import AgentState, Presence, PresenceStore, presence_changed
 from contact_center.routing import route_call
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
-from crm_core.errors import InvalidInput
+from crm_core.errors import GatewayError, InvalidInput
 from crm_core.events import DomainEvent
 from crm_core.models import Customer, Interaction, utcnow
+from crm_core.ports import CallControl
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.rules.call_status import TERMINAL, should_apply
 from crm_core.services.customer_card import card_by_customer
@@ -69,10 +72,20 @@ class CallPolicy:
 class CallDesk:
     """Implements :class:`crm_core.ports.VoiceCalls` on the CRM core, presence and routing."""
 
-    def __init__(self, uow: UnitOfWorkFactory, presence: PresenceStore, policy: CallPolicy) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        presence: PresenceStore,
+        policy: CallPolicy,
+        control: CallControl,
+        connect_url: Callable[[int], str],
+    ) -> None:
         self._uow = uow
         self._presence = presence
         self._policy = policy
+        self._control = control
+        self._connect_url = connect_url
+        self._dequeue_lock = asyncio.Lock()
 
     # --- inbound -----------------------------------------------------------------------------
 
@@ -293,6 +306,75 @@ class CallDesk:
                     await self._release(agent_id, outcome.call_sid)
                 raise
         return decision
+
+    # --- the queue ---------------------------------------------------------------------------
+
+    async def connect_waiting_callers(self) -> int:
+        """Offer the longest-waiting queued callers to the agents who are free now.
+
+        Runs on a timer on every instance and whenever an agent becomes available; the row lock
+        (SKIP LOCKED on PostgreSQL) and the presence claim keep two instances from offering one
+        caller twice or one agent two callers. Returns how many callers were offered.
+        """
+        offered = 0
+        async with self._dequeue_lock:
+            while await self._offer_longest_waiting():
+                offered += 1
+        return offered
+
+    async def _offer_longest_waiting(self) -> bool:
+        async with self._uow() as uow:
+            interaction = await uow.session.scalar(
+                select(Interaction)
+                .where(Interaction.channel == Channel.VOICE, Interaction.status == "queued-for-agent")
+                .order_by(Interaction.started_at, Interaction.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if interaction is None:
+                return False
+            customer = await uow.session.get_one(Customer, interaction.customer_id)
+            call_sid = str(interaction.external_id)
+            agent_id = await self._route(uow, owner_id=customer.owner_id, call_sid=call_sid)
+            if agent_id is None:
+                return False
+            try:
+                await self._offer_or_queue(uow, interaction, interaction.customer_id, agent_id)
+                interaction.status = "offering"
+                await uow.commit()
+            except BaseException:
+                await self._release(agent_id, call_sid)
+                raise
+        try:
+            await self._control.redirect_call(call_sid, self._connect_url(agent_id))
+        except GatewayError as exc:
+            log.warning("could not take %s out of the queue: %s", call_sid, exc)
+            await self._release(agent_id, call_sid)
+            await self._requeue(call_sid)
+            return False
+        return True
+
+    async def _requeue(self, call_sid: str) -> None:
+        async with self._uow() as uow:
+            interaction = await self._interaction(uow, call_sid)
+            if interaction is not None and interaction.status == "offering":
+                interaction.status = "queued-for-agent"
+                interaction.agent_id = None
+                await uow.commit()
+
+    async def connect_agent(self, call_sid: str, agent_id: int) -> CallDecision:
+        """A queued caller taken out of the queue: ring the agent claimed for them."""
+        presence = await self._presence.get(agent_id)
+        if presence.state is not AgentState.RINGING or presence.call_sid != call_sid:
+            # The claim was undone meanwhile: back into the queue.
+            await self._requeue(call_sid)
+            return CallDecision(DecisionKind.ENQUEUE)
+        return CallDecision(
+            DecisionKind.CONNECT_AGENT,
+            agent_id=agent_id,
+            agent_identity=agent_identity(agent_id),
+            ring_seconds=self._policy.ring_seconds,
+        )
 
     async def queue_wait(self, wait: QueueWait) -> list[str]:
         return [self._policy.queue_message.format(position=wait.position)]

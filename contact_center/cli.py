@@ -20,6 +20,7 @@ from contact_center.auth.credentials import create_api_token
 from contact_center.auth.passwords import Argon2Hasher
 from contact_center.customer_csv_cli import add_customer_csv_commands
 from contact_center.logging_setup import configure_logging
+from contact_center.sandbox.cli import add_sandbox_commands
 from contact_center.settings import ConfigError, Settings, load_settings
 from crm_core.db import create_engine, migrate
 from crm_core.errors import CoreError
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("login", help="the agent whose rights the token carries")
     token.add_argument("--name", default="integration", help="what the token is for")
     add_customer_csv_commands(sub, command)
+    add_sandbox_commands(sub, command)
     return parser
 
 

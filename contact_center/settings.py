@@ -192,7 +192,72 @@ class HoursSettings(_Section):
 class VoiceSettings(_Section):
     wrap_up_seconds: float = Field(ge=0, le=3600)
     ring_seconds: int = Field(ge=5, le=120)
+    queue_poll_seconds: float = Field(gt=0, le=60)
     hours: HoursSettings
+
+
+class SandboxNumberSettings(_Section):
+    voice_url: str = ""
+    voice_status_callback: str = ""
+    sms_url: str = ""
+    voice_status_events: tuple[Literal["initiated", "ringing", "answered", "completed"], ...] = (
+        "initiated",
+        "ringing",
+        "answered",
+        "completed",
+    )
+
+
+class SandboxOutboundSettings(_Section):
+    human: float = Field(default=0.6, ge=0)
+    machine: float = Field(default=0.2, ge=0)
+    busy: float = Field(default=0.05, ge=0)
+    no_answer: float = Field(default=0.1, ge=0)
+    failed: float = Field(default=0.05, ge=0)
+    ring_seconds: tuple[float, float] = (3.0, 15.0)
+    talk_seconds: tuple[float, float] = (20.0, 180.0)
+    amd_seconds: tuple[float, float] = (2.0, 4.0)
+
+    @field_validator("ring_seconds", "talk_seconds", "amd_seconds")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] < 0 or value[1] < value[0]:
+            raise ValueError("must be [min, max] with 0 <= min <= max")
+        return value
+
+
+class SandboxMessageSettings(_Section):
+    delivered: float = Field(default=0.97, ge=0)
+    undelivered: float = Field(default=0.02, ge=0)
+    failed: float = Field(default=0.01, ge=0)
+    send_seconds: float = Field(default=1.0, ge=0)
+    deliver_seconds: float = Field(default=2.0, ge=0)
+    out_of_order: bool = False
+
+
+class SandboxSettings(_Section):
+    """The built-in Twilio sandbox (contact_center.sandbox)."""
+
+    time_scale: float = Field(default=1.0, gt=0, le=100)
+    seed: int | None = None
+    webhook_timeout: float = Field(default=15.0, gt=0, le=120)
+    client_voice_url: str = ""
+    client_auto_answer_seconds: float = Field(default=0, ge=0)
+    outbound: SandboxOutboundSettings = Field(default_factory=SandboxOutboundSettings)
+    messages: SandboxMessageSettings = Field(default_factory=SandboxMessageSettings)
+    numbers: dict[str, SandboxNumberSettings] = Field(default_factory=dict)
+
+    @field_validator("numbers")
+    @classmethod
+    def _e164(cls, value: dict[str, SandboxNumberSettings]) -> dict[str, SandboxNumberSettings]:
+        for number in value:
+            try:
+                parsed = phonenumbers.parse(number, None)
+            except phonenumbers.NumberParseException:
+                parsed = None
+            if parsed is None or not phonenumbers.is_valid_number(parsed):
+                raise ValueError(f"{number!r} is not an E.164 phone number")
+        return value
 
 
 class LoggingSettings(_Section):
@@ -213,6 +278,7 @@ class Settings(_Section):
     crm: CrmSettings
     twilio: TwilioSettings
     voice: VoiceSettings
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     logging: LoggingSettings
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:

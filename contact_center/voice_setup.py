@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from channels.twilio.gateway import TwilioGateway
 from channels.twilio.signature import WebhookVerifier
-from channels.twilio.voice import voice_routes
+from channels.twilio.twiml import VoiceUrls
+from channels.twilio.voice import PREFIX, voice_routes
 from contact_center.appkeys import RUNTIME
 from contact_center.calls import CallDesk, CallPolicy
+from contact_center.presence import PRESENCE_CHANGED, AgentState
 from contact_center.settings import Settings
+from crm_core.events import DomainEvent
 from crm_core.voice import (
     CallDecision,
     CallStatusUpdate,
@@ -22,6 +28,7 @@ from crm_core.voice import (
 )
 
 CALL_DESK = web.AppKey("call_desk", CallDesk)
+SANDBOX_PREFIX = "/twilio-sandbox"
 
 
 class _DeskOfApp:
@@ -46,6 +53,9 @@ class _DeskOfApp:
     async def dial_finished(self, outcome: DialOutcome) -> CallDecision:
         return await self._desk.dial_finished(outcome)
 
+    async def connect_agent(self, call_sid: str, agent_id: int) -> CallDecision:
+        return await self._desk.connect_agent(call_sid, agent_id)
+
     async def queue_wait(self, wait: QueueWait) -> list[str]:
         return await self._desk.queue_wait(wait)
 
@@ -66,10 +76,52 @@ def call_policy(settings: Settings) -> CallPolicy:
     )
 
 
+def gateway_base_url(settings: Settings) -> str:
+    """Twilio's API, or the built-in sandbox mounted on this service when none is configured."""
+    return settings.twilio.api_base_url or settings.server.public_base_url + SANDBOX_PREFIX
+
+
 async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
-    app[CALL_DESK] = CallDesk(runtime.uow, runtime.presence, call_policy(runtime.settings))
-    yield
+    settings = runtime.settings
+    gateway = TwilioGateway(
+        account_sid=settings.twilio.account_sid,
+        auth_token=settings.twilio.auth_token.get_secret_value(),
+        base_url=gateway_base_url(settings),
+    )
+    urls = VoiceUrls(settings.server.public_base_url, PREFIX)
+    desk = CallDesk(runtime.uow, runtime.presence, call_policy(settings), gateway, urls.connect)
+    app[CALL_DESK] = desk
+    tasks: set[asyncio.Task[int]] = set()
+
+    async def on_presence(event: DomainEvent) -> None:
+        # An agent became free somewhere: offer them the longest-waiting caller at once.
+        if event.name == PRESENCE_CHANGED and event.payload.get("state") == AgentState.AVAILABLE.value:
+            task = asyncio.create_task(desk.connect_waiting_callers())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    unsubscribe = runtime.bus.subscribe(on_presence)
+    # Wrap-ups end by themselves (no event), so a timer also looks at the queue.
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(
+        desk.connect_waiting_callers,
+        "interval",
+        seconds=settings.voice.queue_poll_seconds,
+        max_instances=1,
+        coalesce=True,
+        id="connect-waiting-callers",
+    )
+    scheduler.start()
+    try:
+        yield
+    finally:
+        unsubscribe()
+        scheduler.shutdown(wait=False)
+        for task in list(tasks):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await gateway.close()
 
 
 def setup_voice(app: web.Application, settings: Settings) -> None:

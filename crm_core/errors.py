@@ -27,3 +27,19 @@ class InvalidInput(CoreError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class GatewayError(CoreError):
+    """The phone network refused or failed a request.
+
+    ``code`` is the provider's error code (Twilio's 21211, 21610, ...); ``retryable`` is true only
+    when the provider cannot have acted on the request, so sending it again is safe.
+    """
+
+    def __init__(
+        self, message: str, *, code: int | None = None, status: int | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.retryable = retryable

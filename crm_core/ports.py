@@ -47,6 +47,10 @@ class VoiceCalls(Protocol):
 
     async def dial_finished(self, outcome: DialOutcome) -> CallDecision: ...
 
+    async def connect_agent(self, call_sid: str, agent_id: int) -> CallDecision:
+        """A caller taken out of the queue for an agent: what to run on their call now."""
+        ...
+
     async def queue_wait(self, wait: QueueWait) -> list[str]:
         """What to say to a caller waiting in the queue (their position, for instance)."""
         ...
@@ -54,3 +58,23 @@ class VoiceCalls(Protocol):
     async def queue_finished(self, outcome: QueueOutcome) -> CallDecision: ...
 
     async def recording_ready(self, recording: Recording) -> None: ...
+
+
+class CallControl(Protocol):
+    """Places and steers live calls on the phone network (the Twilio gateway)."""
+
+    async def redirect_call(self, call_sid: str, url: str) -> None:
+        """Make a live call fetch and run new instructions from ``url``."""
+        ...
+
+    async def place_call(
+        self, *, to: str, from_: str, url: str, status_callback: str, machine_detection: bool = False
+    ) -> str:
+        """Start an outbound call; returns its CallSid."""
+        ...
+
+
+class SmsSender(Protocol):
+    async def send_sms(self, *, to: str, from_: str, body: str, status_callback: str | None = None) -> str:
+        """Hand a text message to the network; returns its MessageSid."""
+        ...

@@ -55,6 +55,9 @@ class VoiceUrls:
     def dial_action(self, agent_id: int | None) -> str:
         return f"{self.base}/dial-action" + (f"?agent={agent_id}" if agent_id is not None else "")
 
+    def connect(self, agent_id: int) -> str:
+        return f"{self.base}/connect?agent={agent_id}"
+
     def agent_leg(self, agent_id: int | None) -> str:
         return f"{self.base}/agent-leg" + (f"?agent={agent_id}" if agent_id is not None else "")
 

@@ -2,7 +2,8 @@
 
 Endpoints (all form POSTs from Twilio, all signature-checked): ``inbound`` (a call arrives),
 ``status`` (call progress), ``agent-leg`` (the agent's leg answered or ended), ``dial-action``,
-``queue-wait``, ``enqueue-action``, ``voicemail`` (Record action) and ``recording-status``.
+``connect`` (a queued call redirected to the agent claimed for it), ``queue-wait``,
+``enqueue-action``, ``voicemail`` (Record action) and ``recording-status``.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ def voice_routes(calls: VoiceCalls, verifier: WebhookVerifier, public_base_url: 
         outcome = voice_params.dial_outcome(params, _agent_param(request))
         return twiml.render(await calls.dial_finished(outcome), urls)
 
+    async def connect(request: web.Request, params: MultiDict[str]) -> str:
+        agent_id = _agent_param(request)
+        if agent_id is None:
+            raise InvalidInput("missing agent", "agent")
+        return twiml.render(
+            await calls.connect_agent(voice_params.inbound_call(params).call_sid, agent_id), urls
+        )
+
     async def queue_wait(request: web.Request, params: MultiDict[str]) -> str:
         return twiml.say_only(await calls.queue_wait(voice_params.queue_wait(params)))
 
@@ -85,6 +94,7 @@ def voice_routes(calls: VoiceCalls, verifier: WebhookVerifier, public_base_url: 
         "status": status,
         "agent-leg": agent_leg,
         "dial-action": dial_action,
+        "connect": connect,
         "queue-wait": queue_wait,
         "enqueue-action": enqueue_action,
         "voicemail": voicemail,

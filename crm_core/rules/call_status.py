@@ -15,7 +15,7 @@ _RANK = {
     **{status: 4 for status in TERMINAL},
 }
 # Statuses of the interaction row that are not Twilio's own (set by our call flow).
-_OWN_RANK = {"logged": 0, "queued-for-agent": 2, "voicemail": 3}
+_OWN_RANK = {"logged": 0, "queued-for-agent": 2, "offering": 2, "voicemail": 3}
 
 
 def rank(status: str) -> int:

@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 
 import pytest
 import pytest_asyncio
-from aiohttp import ClientResponse, ClientWebSocketResponse
+from aiohttp import ClientResponse, ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
@@ -398,3 +398,61 @@ async def test_pop_reaches_the_agent_on_another_instance(
         pop = await next_of(ws, "call.screen_pop")
         assert pop["call_sid"] == sid and pop["card"]["display_name"] == "Ada Lovelace"
         await ws.close()
+
+
+class FakeTwilioRest:
+    """Records the REST calls the gateway makes (the queue's redirects)."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[str, dict[str, str]]] = []
+        self.app = web.Application()
+        self.app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self.update_call)
+
+    async def update_call(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        sid = request.match_info["sid"]
+        self.updates.append((sid, form))
+        return web.json_response(
+            {"sid": sid, "status": "in-progress", "account_sid": request.match_info["account"]}
+        )
+
+
+async def test_a_freed_agent_gets_the_longest_waiting_caller(
+    settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    rest = FakeTwilioRest()
+    async with TestServer(rest.app) as rest_server:
+        configured = isolated_settings(settings).with_overrides(
+            twilio={"api_base_url": str(rest_server.make_url("")).rstrip("/")}
+        )
+        async with TestClient(TestServer(create_app(configured))) as client:
+            twilio = Twilio(client, settings)
+            await known_customer(uow_factory)
+            first, second = call_sid(), call_sid()
+            assert (await twilio.incoming(first)).find("./Enqueue") is not None
+            assert (await twilio.incoming(second, caller="+12025550144")).find("./Enqueue") is not None
+            ws = await agent_socket(client, staff.red_1.login)
+            login = await client.post(
+                "/api/v1/auth/login", json={"login": staff.red_1.login, "password": PASSWORD}
+            )
+            csrf = (await login.json())["csrf_token"]
+            resp = await client.put(
+                "/api/v1/presence/me", json={"state": "available"}, headers={"X-CSRF-Token": csrf}
+            )
+            assert resp.status == 200
+            pop = await next_of(ws, "call.screen_pop")
+            assert pop["call_sid"] == first  # the longest waiting
+            async with asyncio.timeout(5):
+                while not rest.updates:
+                    await asyncio.sleep(0.02)
+            [(sid, form)] = rest.updates
+            assert sid == first and form["Url"].endswith(f"/twilio/voice/connect?agent={staff.red_1.id}")
+            twiml = await twilio.twiml(
+                f"/twilio/voice/connect?agent={staff.red_1.id}",
+                {"CallSid": first, "From": CALLER, "To": "+15005550006"},
+            )
+            assert dialed_identity(twiml) == f"agent-{staff.red_1.id}"
+            rows = {r.external_id: r for r in await voice_rows(uow_factory)}
+            assert (rows[first].status, rows[first].agent_id) == ("offering", staff.red_1.id)
+            assert rows[second].status == "queued-for-agent"
+            await ws.close()
