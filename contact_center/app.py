@@ -12,6 +12,7 @@ from contact_center.api.errors import json_errors
 from contact_center.api.routes import (
     admin,
     auth,
+    calls,
     customer_csv,
     customers,
     interactions,
@@ -46,6 +47,7 @@ API_GROUPS = (
     admin.routes,
     presence.routes,
     voice.routes,
+    calls.routes,
 )
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])

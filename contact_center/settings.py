@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfoNotFoundError
 
 import phonenumbers
@@ -193,6 +193,7 @@ class VoiceSettings(_Section):
     wrap_up_seconds: float = Field(ge=0, le=3600)
     ring_seconds: int = Field(ge=5, le=120)
     queue_poll_seconds: float = Field(gt=0, le=60)
+    dispositions: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(min_length=1)
     hours: HoursSettings
 
 

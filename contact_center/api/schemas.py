@@ -431,3 +431,27 @@ class VoiceTokenOut(Output):
     token: str = Field(description="A Twilio Voice SDK access token (JWT)")
     identity: str = Field(description="The client identity calls to this agent are dialled to")
     expires_in: int = Field(description="Seconds the token stays valid")
+
+
+class CallOutcomeIn(Input):
+    disposition: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+    note: Annotated[str, StringConstraints(max_length=20000)] | None = None
+
+
+class LiveCallOut(Output):
+    interaction_id: int
+    call_sid: str | None
+    customer_id: int
+    customer_name: str
+    caller: str | None
+    status: str
+    agent_id: int | None
+    started_at: datetime
+    seconds: int = Field(description="Seconds since the call arrived")
+    queue_position: int | None = Field(description="1 for the caller waiting longest; null when not queued")
+
+
+class LiveCallList(Output):
+    items: list[LiveCallOut]
+    queued: int
+    longest_wait_seconds: int | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,13 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
 from crm_core.db import UnitOfWork
-from crm_core.errors import NotFound
+from crm_core.errors import Forbidden, InvalidInput, NotFound
 from crm_core.models import Customer, Interaction, utcnow
 from crm_core.services.customers import NEWEST_FIRST
 from crm_core.services.pages import Page, paginate
 from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Direction
 from crm_core.visibility import Viewer, customer_filter
+
+# Voice statuses of a call that is not over yet (Twilio's, and the call desk's own).
+LIVE_CALL_STATUSES = ("queued", "initiated", "ringing", "in-progress", "queued-for-agent", "offering")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +134,70 @@ async def list_interactions(
     if agent_id is not None:
         stmt = stmt.where(Interaction.agent_id == agent_id)
     return await paginate(session, stmt, *NEWEST_FIRST, limit=limit, offset=offset)
+
+
+async def record_outcome(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    interaction_id: int,
+    *,
+    disposition: str,
+    note: str | None,
+    dispositions: Sequence[str],
+) -> Interaction:
+    """After a contact: its disposition (from the configured list) and the agent's note.
+
+    The agent who handled it, or a supervisor or admin who can see it, may record it; a later
+    call replaces the earlier outcome (the previous one is kept in the metadata's history).
+    """
+    if disposition not in dispositions:
+        raise InvalidInput(
+            f"unknown disposition {disposition!r}; use one of: {', '.join(dispositions)}", "disposition"
+        )
+    interaction = await get_interaction(uow.session, viewer, interaction_id)
+    if not viewer.is_supervisor and interaction.agent_id != viewer.agent_id:
+        raise Forbidden("only the agent who handled this contact or a supervisor can record its outcome")
+    previous = {k: interaction.meta[k] for k in ("disposition", "disposition_by") if k in interaction.meta}
+    history = [*interaction.meta.get("outcome_history", []), previous] if previous else []
+    interaction.meta = {
+        **interaction.meta,
+        "disposition": disposition,
+        "disposition_by": viewer.agent_id,
+        **({"outcome_history": history} if history else {}),
+    }
+    if note is not None:
+        interaction.summary = note.strip() or None
+    await uow.session.flush()
+    uow.record(
+        events.DomainEvent(
+            events.INTERACTION_UPDATED,
+            {
+                "interaction_id": interaction.id,
+                "customer_id": interaction.customer_id,
+                "agent_id": interaction.agent_id,
+                "disposition": disposition,
+            },
+        )
+    )
+    return interaction
+
+
+async def live_calls(
+    session: AsyncSession, viewer: Viewer, *, only_mine: bool
+) -> Sequence[tuple[Interaction, str]]:
+    """Voice contacts still going on (ringing, queued, offered or connected), oldest first,
+    with the customer's name."""
+    stmt = (
+        select(Interaction, Customer.display_name)
+        .join(Customer, Customer.id == Interaction.customer_id)
+        .where(
+            Interaction.channel == Channel.VOICE,
+            Interaction.ended_at.is_(None),
+            Interaction.status.in_(LIVE_CALL_STATUSES),
+            customer_filter(viewer),
+        )
+        .order_by(Interaction.started_at, Interaction.id)
+    )
+    if only_mine:
+        stmt = stmt.where(Interaction.agent_id == viewer.agent_id)
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]

@@ -27,7 +27,7 @@ from crm_core.models import Customer, Interaction, Ticket, TicketComment
 from crm_core.services.customers import create_customer
 from crm_core.services.interactions import log_interaction
 from crm_core.types import Channel, Direction
-from tests.conftest import PASSWORD, Staff, isolated_settings
+from tests.conftest import PASSWORD, SignIn, Staff, isolated_settings
 
 VOICE = "/twilio/voice"
 CALLER = "+12025550143"
@@ -456,3 +456,52 @@ async def test_a_freed_agent_gets_the_longest_waiting_caller(
             assert (rows[first].status, rows[first].agent_id) == ("offering", staff.red_1.id)
             assert rows[second].status == "queued-for-agent"
             await ws.close()
+
+
+async def test_live_calls_queue_and_call_outcome(
+    client: TestClient[Any, Any],
+    twilio: Twilio,
+    staff: Staff,
+    uow_factory: UnitOfWorkFactory,
+    sign_in: SignIn,
+) -> None:
+    await known_customer(uow_factory, owner_id=staff.red_1.id)
+    await available(client, staff.red_1)
+    talking, waiting = call_sid(), call_sid()
+    await twilio.incoming(talking)
+    await twilio.agent_answers(talking, staff.red_1.id)
+    await twilio.incoming(waiting, caller="+12025550144")
+
+    lead = await sign_in(staff.red_lead)
+    board = await (await lead.get("/api/v1/calls/live")).json()
+    assert [(c["call_sid"], c["status"], c["queue_position"]) for c in board["items"]] == [
+        (talking, "ringing", None),
+        (waiting, "queued-for-agent", 1),
+    ]
+    assert board["queued"] == 1
+    red_1 = await sign_in(staff.red_1)
+    mine = await (await red_1.get("/api/v1/calls/live")).json()
+    assert [c["call_sid"] for c in mine["items"]] == [talking]
+
+    await twilio.status(talking, "completed", 3, CallDuration="60")
+    assert [c["call_sid"] for c in (await (await lead.get("/api/v1/calls/live")).json())["items"]] == [
+        waiting
+    ]
+    [row] = [r for r in await voice_rows(uow_factory) if r.external_id == talking]
+    resp = await red_1.post(
+        f"/api/v1/calls/{row.id}/outcome", json={"disposition": "resolved", "note": " Fixed the invoice "}
+    )
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["summary"] == "Fixed the invoice" and body["metadata"]["disposition"] == "resolved"
+    bad = await red_1.post(f"/api/v1/calls/{row.id}/outcome", json={"disposition": "made-up"})
+    assert bad.status == 422 and "disposition" in (await bad.json())["error"]["fields"]
+    red_2 = await sign_in(staff.red_2)
+    assert (await red_2.post(f"/api/v1/calls/{row.id}/outcome", json={"disposition": "resolved"})).status in (
+        403,
+        404,
+    )
+    again = await lead.post(f"/api/v1/calls/{row.id}/outcome", json={"disposition": "escalated"})
+    assert (await again.json())["metadata"]["outcome_history"] == [
+        {"disposition": "resolved", "disposition_by": staff.red_1.id}
+    ]
