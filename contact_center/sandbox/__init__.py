@@ -1,0 +1,65 @@
+"""The project's own Twilio: a REST API and a phone network on loopback, so nothing needs an account.
+
+Simulated
+- REST 2010-04-01 with Basic auth (AccountSid:AuthToken; 401/20003, wrong account 404/20404):
+  ``Calls.json`` create/list, ``Calls/{Sid}.json`` fetch/update (Url, Twiml, Status=canceled|completed),
+  ``Messages.json`` create/list, ``Messages/{Sid}.json``, ``Recordings/{Sid}(.json|.wav)``; Twilio's
+  JSON shapes, 201 on create, errors ``{code, message, more_info, status}`` (21211 invalid To,
+  21610 opted out, 21602/21603/21604/21606/21617, 20404, Twilio's magic +1500555000x numbers).
+- Inbound calls (``POST /sandbox/calls``): signed voice webhooks, TwiML Say, Play, Pause, Gather
+  (digits or ``speech:`` text, with barge-in), Dial with Client/Number (simultaneous ringing, action,
+  DialCallStatus/DialCallSid/DialCallDuration/DialBridged, timeLimit, noun statusCallback), Dial
+  Queue (dequeue), Enqueue (waitUrl loop with queue parameters, Leave, action with QueueResult),
+  Record (action, recordingStatusCallback), Redirect, Hangup, Reject; relative URLs resolved
+  against the document's URL; end of document hangs up.
+- Status callbacks for the requested events with SequenceNumber, Timestamp, CallDuration,
+  SipResponseCode, CallbackSource; optionally jittered so they arrive out of order.
+- Outbound calls: outcomes from seeded probabilities (human, machine, busy, no-answer, failed),
+  ring/talk durations, MachineDetection (sync AnsweredBy or AsyncAmd callback), calls to
+  ``client:<identity>`` ring the simulated browser.
+- Agent browsers: ``/sandbox/clients/{identity}/ringing|answer|reject|calls``; hang up either side.
+- Driving it (JSON under ``/sandbox/``): ``POST calls`` {from, to, digits?, hangup_after_seconds?,
+  caller_name?, record_seconds?}, ``GET calls``, ``GET calls/{sid}`` (state and event log),
+  ``POST calls/{sid}/hangup`` {side?: caller|agent}, ``POST calls/{sid}/digits``, ``POST sms``
+  {from, to, body, media_urls?}, ``GET messages[/{sid}]``, ``GET queues``, ``GET debugger``,
+  ``POST reset`` {seed?}, ``GET /sandbox`` (account, numbers, REST base URL).
+- Messages: queued (accepted with a MessagingServiceSid) -> sent -> delivered / undelivered /
+  failed with ErrorCode, one signed status callback per status (optionally newest first); inbound
+  SMS webhooks with media, STOP/START/HELP keywords tracked per sender, ``<Message>`` replies.
+- Every webhook is form-encoded and signed (``X-Twilio-Signature`` by twilio's RequestValidator);
+  failures (refused, 4xx/5xx, timeout, bad TwiML) are logged on the call and in
+  ``/sandbox/debugger`` as 11200/12100, and the call hangs up. Waits are scaled by ``time_scale``.
+
+Not simulated
+- Conference, Sip, Connect/Stream, Pay, Refer, Start/Siprec, Sms inside voice TwiML, audio,
+  transcription, Dial ``record``/``hangupOnStar``/``answerOnBridge`` and the nouns' ``url``
+  whispers (Client, Number, Queue), TaskRouter, FallbackUrl, webhook retries and ``#ct=..``
+  connection overrides, SharedKey HMAC-SHA256 signatures, API keys as credentials, Messaging
+  Service sender pools (the first configured number sends), Queues REST resources, rate limits
+  (20429), prices. ``/sandbox/`` endpoints need no credentials (a development tool).
+- Timestamps are real UTC time; durations are simulated seconds.
+"""
+
+from __future__ import annotations
+
+from contact_center.sandbox.app import create_sandbox_app
+from contact_center.sandbox.config import (
+    CallOutcomes,
+    MessageOutcomes,
+    NumberConfig,
+    SandboxConfig,
+    sandbox_config_from_settings,
+)
+from contact_center.sandbox.engine import Sandbox
+from contact_center.sandbox.keys import SANDBOX
+
+__all__ = [
+    "SANDBOX",
+    "CallOutcomes",
+    "MessageOutcomes",
+    "NumberConfig",
+    "Sandbox",
+    "SandboxConfig",
+    "create_sandbox_app",
+    "sandbox_config_from_settings",
+]

@@ -1,0 +1,158 @@
+"""What the sandbox is told: credentials, phone numbers, outcome probabilities and the speed of time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
+
+if TYPE_CHECKING:
+    from contact_center.settings import Settings
+
+DEFAULT_ACCOUNT_SID = "ACsandbox0000000000000000000000000"
+DEFAULT_AUTH_TOKEN = "sandbox-auth-token"  # noqa: S105 - the sandbox's own, public, demo secret
+CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
+
+
+@dataclass(frozen=True, slots=True)
+class NumberConfig:
+    """One phone number the sandbox owns, and the webhooks Twilio would call for it."""
+
+    voice_url: str = ""
+    voice_status_callback: str | None = None
+    sms_url: str = ""
+    voice_method: str = "POST"
+    sms_method: str = "POST"
+    voice_status_events: tuple[str, ...] = CALL_EVENTS
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcomes:
+    """How outbound calls to phone numbers end: relative weights, then simulated durations (seconds)."""
+
+    human: float = 0.6
+    machine: float = 0.2
+    busy: float = 0.05
+    no_answer: float = 0.1
+    failed: float = 0.05
+    ring_seconds: tuple[float, float] = (3.0, 15.0)
+    talk_seconds: tuple[float, float] = (20.0, 180.0)
+    amd_seconds: tuple[float, float] = (2.0, 4.0)
+
+    def weights(self) -> dict[str, float]:
+        return {
+            "human": self.human,
+            "machine": self.machine,
+            "busy": self.busy,
+            "no-answer": self.no_answer,
+            "failed": self.failed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOutcomes:
+    """How outbound messages end (relative weights) and how long each hop takes (simulated seconds)."""
+
+    delivered: float = 0.97
+    undelivered: float = 0.02
+    failed: float = 0.01
+    send_seconds: float = 1.0
+    deliver_seconds: float = 2.0
+    undelivered_error_codes: tuple[int, ...] = (30003, 30005, 30006, 30007)
+    failed_error_codes: tuple[int, ...] = (30008,)
+    out_of_order: bool = False
+    """Send the status callbacks of a message newest first (delivered before sent), to test ordering."""
+
+    def weights(self) -> dict[str, float]:
+        return {"delivered": self.delivered, "undelivered": self.undelivered, "failed": self.failed}
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """Everything the sandbox needs: built by hand in tests or by :func:`sandbox_config_from_settings`."""
+
+    account_sid: str = DEFAULT_ACCOUNT_SID
+    auth_token: str = DEFAULT_AUTH_TOKEN
+    numbers: dict[str, NumberConfig] = field(default_factory=dict)
+    time_scale: float = 1.0
+    """Every simulated wait lasts ``seconds * time_scale`` real seconds: 0.01 runs 100 times faster."""
+    outcomes: CallOutcomes = field(default_factory=CallOutcomes)
+    messages: MessageOutcomes = field(default_factory=MessageOutcomes)
+    seed: int | None = None
+    webhook_timeout: float = 15.0
+    """Real seconds the sandbox waits for a webhook answer before recording error 11200."""
+    public_url: str = ""
+    """Where the sandbox is reached (used in RecordingUrl); empty: taken from the requests it receives."""
+    client_voice_url: str = ""
+    """TwiML App Voice URL, requested when a simulated agent browser places a call."""
+    client_auto_answer_seconds: float | None = None
+    """When set, a ringing browser client answers by itself after these simulated seconds."""
+    callback_jitter_seconds: float = 0.0
+    """Above 0: call status callbacks are sent concurrently, each after a random delay up to this
+    (simulated seconds), so they may arrive out of order as Twilio warns they can."""
+    speech_words_per_second: float = 2.5
+    play_seconds: float = 5.0
+    """Simulated length of one <Play> of an audio file."""
+    record_seconds: float = 5.0
+    """How long a simulated caller speaks when <Record> asks them to."""
+    queue_wait_period_seconds: float = 5.0
+    """Least simulated time between two requests of an <Enqueue> waitUrl."""
+    max_queue_size: int = 100
+    magic_numbers: bool = True
+    """Honour Twilio's magic test numbers (+15005550001 invalid, +15005550004 opted out, ...)."""
+
+
+def _absolute(base: str, url: str) -> str:
+    if not url:
+        return ""
+    return urljoin(base.rstrip("/") + "/", url.lstrip("/")) if "://" not in url else url
+
+
+def sandbox_config_from_settings(settings: Settings, public_url: str | None = None) -> SandboxConfig:
+    """The sandbox for this service: its numbers' relative webhook paths point at ``public_base_url``.
+
+    ``public_url`` is where the sandbox itself is reached; by default the service's own
+    ``<public_base_url>/twilio-sandbox`` (the sandbox mounted as a sub-application).
+    """
+    base = settings.server.public_base_url
+    sb = settings.sandbox
+    numbers = {
+        number: NumberConfig(
+            voice_url=_absolute(base, n.voice_url),
+            voice_status_callback=_absolute(base, n.voice_status_callback) or None,
+            sms_url=_absolute(base, n.sms_url),
+            voice_status_events=tuple(n.voice_status_events),
+        )
+        for number, n in sb.numbers.items()
+    }
+    out = sb.outbound
+    msg = sb.messages
+    return SandboxConfig(
+        account_sid=settings.twilio.account_sid,
+        auth_token=settings.twilio.auth_token.get_secret_value(),
+        numbers=numbers,
+        time_scale=sb.time_scale,
+        outcomes=CallOutcomes(
+            human=out.human,
+            machine=out.machine,
+            busy=out.busy,
+            no_answer=out.no_answer,
+            failed=out.failed,
+            ring_seconds=out.ring_seconds,
+            talk_seconds=out.talk_seconds,
+            amd_seconds=out.amd_seconds,
+        ),
+        messages=MessageOutcomes(
+            delivered=msg.delivered,
+            undelivered=msg.undelivered,
+            failed=msg.failed,
+            send_seconds=msg.send_seconds,
+            deliver_seconds=msg.deliver_seconds,
+            out_of_order=msg.out_of_order,
+        ),
+        seed=sb.seed,
+        webhook_timeout=sb.webhook_timeout,
+        public_url=(public_url if public_url is not None else f"{base}/twilio-sandbox"),
+        client_voice_url=_absolute(base, sb.client_voice_url),
+        client_auto_answer_seconds=sb.client_auto_answer_seconds or None,
+    )

@@ -1,0 +1,63 @@
+"""The [sandbox] settings section and the SandboxConfig built from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from contact_center.sandbox import sandbox_config_from_settings
+from contact_center.settings import ConfigError, load_settings
+
+KEY = {"SECRET_KEY": "0123456789abcdef-secret"}
+
+
+def test_defaults_route_the_demo_number_to_the_service(tmp_path: Path) -> None:
+    settings = load_settings(env={**KEY, "PUBLIC_BASE_URL": "https://cc.example.com"})
+    config = sandbox_config_from_settings(settings)
+    number = config.numbers["+15005550006"]
+    assert number.voice_url == "https://cc.example.com/twilio/voice/inbound"
+    assert number.voice_status_callback == "https://cc.example.com/twilio/voice/status"
+    assert number.sms_url == "https://cc.example.com/twilio/sms/inbound"
+    assert number.voice_status_events == ("initiated", "ringing", "answered", "completed")
+    assert config.public_url == "https://cc.example.com/twilio-sandbox"
+    assert config.account_sid == settings.twilio.account_sid
+    assert config.auth_token == settings.twilio.auth_token.get_secret_value()
+    assert config.time_scale == 1.0 and config.seed is None
+    assert config.client_auto_answer_seconds is None
+    assert sum(config.outcomes.weights().values()) == pytest.approx(1.0)
+
+
+def test_file_and_environment_override(tmp_path: Path) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(
+        "[sandbox]\ntime_scale = 0.01\nseed = 5\n"
+        "[sandbox.outbound]\nbusy = 1.0\nring_seconds = [1, 2]\n"
+        '[sandbox.numbers."+14155550100"]\nvoice_url = "https://elsewhere.example/voice"\n'
+    )
+    settings = load_settings(site, env={**KEY, "CONTACT_CENTER__SANDBOX__CLIENT_AUTO_ANSWER_SECONDS": "3"})
+    config = sandbox_config_from_settings(settings, public_url="http://127.0.0.1:8081")
+    assert config.time_scale == 0.01 and config.seed == 5
+    assert config.outcomes.busy == 1.0 and config.outcomes.ring_seconds == (1.0, 2.0)
+    assert config.numbers["+14155550100"].voice_url == "https://elsewhere.example/voice"
+    assert config.numbers["+14155550100"].voice_status_callback is None
+    assert "+15005550006" in config.numbers
+    assert config.client_auto_answer_seconds == 3
+    assert config.public_url == "http://127.0.0.1:8081"
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[sandbox]\ntime_scale = 0\n", "sandbox.time_scale: "),
+        ("[sandbox.outbound]\nring_seconds = [5, 1]\n", "sandbox.outbound.ring_seconds: "),
+        ('[sandbox.numbers."12345"]\nvoice_url = "/v"\n', "sandbox.numbers: "),
+        ("[sandbox]\nnope = 1\n", "sandbox.nope: "),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, toml: str, message: str) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        load_settings(site, env=KEY)
+    assert str(info.value).startswith(message)
