@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from channels.twilio.gateway import TwilioGateway
+from channels.twilio.gateway import TWILIO_API, TwilioGateway
 from channels.twilio.signature import WebhookVerifier
 from channels.twilio.twiml import VoiceUrls
 from channels.twilio.voice import PREFIX, voice_routes
 from contact_center.appkeys import RUNTIME
 from contact_center.calls import CallDesk, CallPolicy
 from contact_center.presence import PRESENCE_CHANGED, AgentState
+from contact_center.sandbox import create_sandbox_app, sandbox_config_from_settings
 from contact_center.settings import Settings
 from crm_core.events import DomainEvent
 from crm_core.voice import (
@@ -29,6 +30,7 @@ from crm_core.voice import (
 
 CALL_DESK = web.AppKey("call_desk", CallDesk)
 SANDBOX_PREFIX = "/twilio-sandbox"
+SANDBOX_SID_PREFIX = "ACsandbox"
 
 
 class _DeskOfApp:
@@ -76,9 +78,16 @@ def call_policy(settings: Settings) -> CallPolicy:
     )
 
 
+def uses_sandbox(settings: Settings) -> bool:
+    """No Twilio account configured (the default sandbox SID and no API base URL): the built-in
+    sandbox plays Twilio, mounted on this service."""
+    return not settings.twilio.api_base_url and settings.twilio.account_sid.startswith(SANDBOX_SID_PREFIX)
+
+
 def gateway_base_url(settings: Settings) -> str:
-    """Twilio's API, or the built-in sandbox mounted on this service when none is configured."""
-    return settings.twilio.api_base_url or settings.server.public_base_url + SANDBOX_PREFIX
+    if settings.twilio.api_base_url:
+        return settings.twilio.api_base_url
+    return settings.server.public_base_url + SANDBOX_PREFIX if uses_sandbox(settings) else TWILIO_API
 
 
 async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -129,3 +138,5 @@ def setup_voice(app: web.Application, settings: Settings) -> None:
     verifier = WebhookVerifier(settings.twilio.auth_token.get_secret_value(), settings.server.public_base_url)
     app.cleanup_ctx.append(_desk_ctx)
     app.router.add_routes(voice_routes(_DeskOfApp(app), verifier, settings.server.public_base_url))
+    if uses_sandbox(settings):
+        app.add_subapp(SANDBOX_PREFIX, create_sandbox_app(sandbox_config_from_settings(settings)))

@@ -14,8 +14,9 @@ _RANK = {
     CallStatus.IN_PROGRESS: 3,
     **{status: 4 for status in TERMINAL},
 }
-# Statuses of the interaction row that are not Twilio's own (set by our call flow).
-_OWN_RANK = {"logged": 0, "queued-for-agent": 2, "offering": 2, "voicemail": 3}
+# Stages of our own call flow. Twilio reports a caller in our queue as "in-progress" (our TwiML is
+# running), so queue stages rank with it: only the end of the call replaces them.
+_OWN_RANK = {"logged": 0, "queued-for-agent": 3, "offering": 3, "voicemail": 3}
 
 
 def rank(status: str) -> int:

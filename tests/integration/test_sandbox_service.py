@@ -4,7 +4,6 @@ the call desk's TwiML runs, and an agent answers through the simulated browser."
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -12,14 +11,15 @@ from typing import Any
 
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
 from contact_center.presence import AgentState
-from contact_center.sandbox import create_sandbox_app, sandbox_config_from_settings
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
-from tests.conftest import Staff, isolated_settings
+from crm_core.models import Interaction
+from tests.conftest import PASSWORD, Staff, isolated_settings
 
 DEMO_NUMBER = "+15005550006"
 CALLER = "+12025550177"
@@ -34,10 +34,11 @@ def _free_port() -> int:
 @pytest_asyncio.fixture(loop_scope="session")
 async def service(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIterator[TestClient[Any, Any]]:
     port = _free_port()
-    site = isolated_settings(settings).with_overrides(server={"public_base_url": f"http://127.0.0.1:{port}"})
+    site = isolated_settings(settings).with_overrides(
+        server={"public_base_url": f"http://127.0.0.1:{port}"}, sandbox={"time_scale": 0.01, "seed": 1}
+    )
+    # With no Twilio account configured, the service mounts the sandbox itself.
     app = create_app(site)
-    config = dataclasses.replace(sandbox_config_from_settings(site), time_scale=0.01, seed=1)
-    app.add_subapp("/twilio-sandbox", create_sandbox_app(config))
     async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
         yield client
 
@@ -82,3 +83,40 @@ async def test_inbound_call_reaches_an_available_agent_through_the_sandbox(
     webhooks = {e["url"].split("?")[0].rsplit("/", 1)[-1] for e in final["log"] if e["event"] == "webhook"}
     assert {"inbound", "dial-action", "status"} <= webhooks
     assert final["status"] == "completed"
+
+
+async def test_a_queued_caller_goes_to_the_agent_who_frees_up(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    resp = await service.post("/twilio-sandbox/sandbox/calls", json={"from": CALLER, "to": DEMO_NUMBER})
+    sid = (await resp.json())["call_sid"]
+    await _until(service, sid, lambda s: any(e["event"] == "enqueued" for e in s["log"]) or s["ended"])
+
+    login = await service.post("/api/v1/auth/login", json={"login": staff.blue_1.login, "password": PASSWORD})
+    csrf = (await login.json())["csrf_token"]
+    resp = await service.put(
+        "/api/v1/presence/me", json={"state": "available"}, headers={"X-CSRF-Token": csrf}
+    )
+    assert resp.status == 200
+
+    # The service takes the caller out of the queue through the sandbox's REST API ...
+    state = await _until(service, sid, lambda s: s["legs"] or s["ended"])
+    leg = await _state(service, state["legs"][0])
+    assert leg["to"] == f"client:agent-{staff.blue_1.id}"
+    # ... and the agent answers in the (simulated) browser.
+    resp = await service.post(
+        f"/twilio-sandbox/sandbox/clients/agent-{staff.blue_1.id}/answer", json={"call_sid": sid}
+    )
+    assert resp.status == 200
+    await _until(service, sid, lambda s: s["bridged_with"] == leg["sid"])
+    async with asyncio.timeout(5):  # the agent leg's "answered" callback follows the bridge
+        while (await service.app[RUNTIME].presence.get(staff.blue_1.id)).state is not AgentState.ON_CALL:
+            await asyncio.sleep(0.01)
+    assert (await service.app[RUNTIME].presence.get(staff.blue_1.id)).call_sid == sid
+    await service.post(f"/twilio-sandbox/sandbox/calls/{sid}/hangup", json={"side": "caller"})
+    final = await _until(service, sid, lambda s: s["settled"])
+    assert not [e for e in final["log"] if e["event"] == "error"], final["log"]
+    async with uow_factory() as uow:
+        row = await uow.session.scalar(select(Interaction).where(Interaction.external_id == sid))
+        assert row is not None
+        assert (row.status, row.agent_id, row.ticket_id) == ("completed", staff.blue_1.id, None)

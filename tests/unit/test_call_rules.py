@@ -24,7 +24,9 @@ from crm_core.voice import CallStatus
         ("ringing", 1, CallStatus.RINGING, 1, False),  # redelivery
         ("ringing", 1, CallStatus.RINGING, 4, True),  # same stage, later sequence
         ("ringing", None, CallStatus.RINGING, 4, False),
-        ("queued-for-agent", None, CallStatus.RINGING, 0, False),  # our own queued stage ranks as ringing
+        ("queued-for-agent", None, CallStatus.RINGING, 0, False),
+        ("queued-for-agent", None, CallStatus.IN_PROGRESS, 2, False),  # Twilio: our queue TwiML runs
+        ("offering", None, CallStatus.IN_PROGRESS, 3, False),
         ("queued-for-agent", None, CallStatus.COMPLETED, 5, True),
         ("logged", None, CallStatus.INITIATED, 0, True),
     ],
