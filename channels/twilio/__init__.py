@@ -5,13 +5,14 @@ Channel checklist (voice):
       refused with 403 before any work when it fails; the refusal is logged.
 - [x] The wire format is parsed into crm_core DTOs in one module (``voice_params``); nothing past
       it sees Twilio parameter names.
-- [ ] A recorded fixture for every payload shape, plus an unknown and a malformed one.
+- [x] A recorded fixture for every payload shape, plus unknown and malformed ones
+      (tests/fixtures/twilio/voice, replayed by tests/integration/test_voice_fixtures.py).
 - [x] Each event has a natural key (CallSid; status by SequenceNumber); a second delivery changes
       nothing; out-of-order delivery never moves state backwards.
 - [x] Library and network errors are translated at the edge (``GatewayError``).
 - [x] Outbound requests: a real timeout; 429/20429 retried with capped backoff and jitter; other
       failures never repeated blindly.
 - [ ] Outbound sends through the outbox (comes with SMS and the dialer).
-- [ ] Integration tests against the Twilio sandbox over HTTP.
+- [x] Integration tests against the Twilio sandbox over HTTP (tests/integration/test_sandbox_*.py).
 - [ ] The screen-pop benchmark.
 """
