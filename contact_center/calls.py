@@ -22,7 +22,7 @@ from contact_center.routing import route_call
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import GatewayError, InvalidInput
 from crm_core.events import DomainEvent
-from crm_core.models import Customer, Interaction, utcnow
+from crm_core.models import Customer, Interaction, Ticket, utcnow
 from crm_core.ports import CallControl
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.rules.call_status import TERMINAL, should_apply
@@ -396,37 +396,35 @@ class CallDesk:
                 "recording_seconds": recording.duration_seconds,
             }
             if interaction.ticket_id is None:
-                ticket = await open_ticket(
-                    uow,
-                    None,
-                    customer_id=interaction.customer_id,
-                    sla=self._policy.sla,
-                    subject=f"Voicemail from {interaction.meta.get('from') or 'a withheld number'}",
-                    source_channel=Channel.VOICE,
-                    category=VOICEMAIL,
-                    priority=Priority.HIGH,
-                )
+                caller = interaction.meta.get("from") or "a withheld number"
+                ticket = await self._system_ticket(uow, interaction, f"Voicemail from {caller}", VOICEMAIL)
                 interaction.ticket_id = ticket.id
                 await system_note(uow, ticket, f"Voicemail recording: {recording.recording_url}")
             await uow.commit()
 
     # --- tickets and events ------------------------------------------------------------------
 
+    async def _system_ticket(
+        self, uow: UnitOfWork, interaction: Interaction, subject: str, category: str
+    ) -> Ticket:
+        """A ticket the call desk opens by itself for the caller (high priority, source voice)."""
+        return await open_ticket(
+            uow,
+            None,
+            customer_id=interaction.customer_id,
+            sla=self._policy.sla,
+            subject=subject,
+            source_channel=Channel.VOICE,
+            category=category,
+            priority=Priority.HIGH,
+        )
+
     async def _callback_ticket(self, uow: UnitOfWork, interaction: Interaction) -> None:
         """A missed call: join the customer's open callback ticket, or open one."""
         caller = interaction.meta.get("from") or "a withheld number"
         ticket = await open_ticket_for_customer(uow.session, interaction.customer_id, category=CALLBACK)
         if ticket is None:
-            ticket = await open_ticket(
-                uow,
-                None,
-                customer_id=interaction.customer_id,
-                sla=self._policy.sla,
-                subject=f"Call back {caller}",
-                source_channel=Channel.VOICE,
-                category=CALLBACK,
-                priority=Priority.HIGH,
-            )
+            ticket = await self._system_ticket(uow, interaction, f"Call back {caller}", CALLBACK)
         await system_note(
             uow, ticket, f"Missed call from {caller} at {interaction.started_at:%Y-%m-%d %H:%M} UTC"
         )
