@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
 from contact_center.presence import AgentState, Presence, PresenceStore, presence_changed
@@ -22,7 +23,7 @@ from contact_center.routing import route_call
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import GatewayError, InvalidInput
 from crm_core.events import DomainEvent
-from crm_core.models import Customer, Interaction, Ticket, utcnow
+from crm_core.models import Agent, Customer, Interaction, Ticket, utcnow
 from crm_core.ports import CallControl
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.rules.call_status import TERMINAL, should_apply
@@ -105,7 +106,7 @@ class CallDesk:
             if not logged.created:
                 # Twilio retried the webhook: answer as the first time, route nobody twice.
                 await uow.commit()
-                return self._decision_from(interaction.meta)
+                return await self._decision_from(uow.session, interaction.meta)
             if not self._policy.hours.is_open(utcnow()):
                 decision = CallDecision(DecisionKind.VOICEMAIL, say=[self._policy.closed_message])
                 self._remember(interaction, decision)
@@ -163,13 +164,7 @@ class CallDesk:
             uow.record(self._call_event(interaction, "queued"))
             return decision
         interaction.agent_id = agent_id
-        decision = CallDecision(
-            DecisionKind.CONNECT_AGENT,
-            agent_id=agent_id,
-            agent_identity=agent_identity(agent_id),
-            say=[self._policy.greeting],
-            ring_seconds=self._policy.ring_seconds,
-        )
+        decision = await self._connect(uow.session, agent_id, say=[self._policy.greeting])
         self._remember(interaction, decision)
         await uow.session.flush()
         card = await card_by_customer(uow.session, customer_id)
@@ -196,17 +191,23 @@ class CallDesk:
             **extra,
         }
 
-    def _decision_from(self, meta: dict[str, Any]) -> CallDecision:
+    async def _connect(self, session: AsyncSession, agent_id: int, say: list[str]) -> CallDecision:
+        """Ring the agent: their own phone when they set one, else their browser."""
+        phone = await session.scalar(select(Agent.phone).where(Agent.id == agent_id))
+        return CallDecision(
+            DecisionKind.CONNECT_AGENT,
+            agent_id=agent_id,
+            agent_identity=None if phone else agent_identity(agent_id),
+            agent_number=phone,
+            say=say,
+            ring_seconds=self._policy.ring_seconds,
+        )
+
+    async def _decision_from(self, session: AsyncSession, meta: dict[str, Any]) -> CallDecision:
         kind = DecisionKind(meta.get("decision", DecisionKind.ENQUEUE.value))
         agent_id = meta.get("routed_agent_id")
         if kind is DecisionKind.CONNECT_AGENT and isinstance(agent_id, int):
-            return CallDecision(
-                kind,
-                agent_id=agent_id,
-                agent_identity=agent_identity(agent_id),
-                say=[self._policy.greeting],
-                ring_seconds=self._policy.ring_seconds,
-            )
+            return await self._connect(session, agent_id, say=[self._policy.greeting])
         if kind is DecisionKind.VOICEMAIL:
             return CallDecision(kind, say=[self._policy.closed_message])
         return CallDecision(DecisionKind.ENQUEUE)
@@ -369,12 +370,8 @@ class CallDesk:
             # The claim was undone meanwhile: back into the queue.
             await self._requeue(call_sid)
             return CallDecision(DecisionKind.ENQUEUE)
-        return CallDecision(
-            DecisionKind.CONNECT_AGENT,
-            agent_id=agent_id,
-            agent_identity=agent_identity(agent_id),
-            ring_seconds=self._policy.ring_seconds,
-        )
+        async with self._uow() as uow:
+            return await self._connect(uow.session, agent_id, say=[])
 
     async def queue_wait(self, wait: QueueWait) -> list[str]:
         return [self._policy.queue_message.format(position=wait.position)]

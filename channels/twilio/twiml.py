@@ -16,7 +16,11 @@ def render(decision: CallDecision, urls: VoiceUrls) -> str:
     if decision.kind is DecisionKind.CONNECT_AGENT:
         dial = response.dial(action=urls.dial_action(decision.agent_id), timeout=decision.ring_seconds)
         if decision.agent_number:
-            dial.number(decision.agent_number)
+            dial.number(
+                decision.agent_number,
+                status_callback_event="answered completed",
+                status_callback=urls.agent_leg(decision.agent_id),
+            )
         else:
             dial.client(
                 decision.agent_identity,

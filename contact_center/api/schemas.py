@@ -80,6 +80,7 @@ class AgentOut(Output):
     login: str
     display_name: str
     email: str | None
+    phone: str | None = Field(description="Calls ring this number instead of the browser when set")
     role: Role
     team_id: int | None
     supervisor_id: int | None
@@ -341,6 +342,7 @@ class AgentCreate(Input):
     supervisor_id: Id | None = None
     skills: list[Tag] = Field(default_factory=list, max_length=50)
     email: EmailIn | None = None
+    phone: PhoneIn | None = None
 
 
 class AgentUpdate(Input):
@@ -351,6 +353,7 @@ class AgentUpdate(Input):
     supervisor_id: Id | None = None
     skills: list[Tag] | None = Field(default=None, max_length=50)
     email: EmailIn | None = None
+    phone: PhoneIn | None = None
     active: bool | None = None
 
     _required = field_validator("display_name", "password", "role", "skills", "active")(not_null)

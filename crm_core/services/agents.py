@@ -44,6 +44,7 @@ async def create_agent(
     supervisor_id: int | None = None,
     skills: Sequence[str] = (),
     email: str | None = None,
+    phone: str | None = None,
 ) -> Agent:
     if password is not None:
         check_password_strength(password)
@@ -60,6 +61,7 @@ async def create_agent(
         supervisor_id=supervisor_id,
         skills=list(skills),
         email=email,
+        phone=phone,
     )
     session.add(agent)
     try:

@@ -505,3 +505,19 @@ async def test_live_calls_queue_and_call_outcome(
     assert (await again.json())["metadata"]["outcome_history"] == [
         {"disposition": "resolved", "disposition_by": staff.red_1.id}
     ]
+
+
+async def test_an_agent_with_a_phone_number_is_rung_there(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, sign_in: SignIn
+) -> None:
+    admin = await sign_in(staff.admin)
+    resp = await admin.patch(f"/api/v1/agents/{staff.red_1.id}", json={"phone": "(202) 555-0190"})
+    assert resp.status == 200 and (await resp.json())["phone"] == "+12025550190"
+    bad = await admin.patch(f"/api/v1/agents/{staff.red_1.id}", json={"phone": "12"})
+    assert bad.status == 422
+    await available(client, staff.red_1)
+    twiml = await twilio.incoming(call_sid())
+    number = twiml.find("./Dial/Number")
+    assert number is not None and (number.text or "").strip() == "+12025550190"
+    assert number.get("statusCallback", "").endswith(f"/agent-leg?agent={staff.red_1.id}")
+    assert twiml.find("./Dial/Client") is None

@@ -24,7 +24,7 @@ from contact_center.api.spec import ApiRoutes, parse_body, path_int
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.credentials import create_api_token, revoke_api_token
 from contact_center.auth.middleware import require_role, viewer_of
-from crm_core.contact_points import normalize_email
+from crm_core.contact_points import normalize_email, normalize_phone
 from crm_core.models import Agent, ApiToken, Role, Team
 from crm_core.services import agents as svc
 
@@ -55,6 +55,8 @@ async def create_agent(request: web.Request) -> web.Response:
     data = body.model_dump()
     if data["email"]:
         data["email"] = normalize_email(data["email"])
+    if data["phone"]:
+        data["phone"] = normalize_phone(data["phone"], runtime.region)
     async with runtime.uow() as uow:
         agent = await svc.create_agent(uow.session, runtime.hasher, **data)
         await uow.commit()
@@ -91,6 +93,8 @@ async def update_agent(request: web.Request) -> web.Response:
     changes = body.model_dump(exclude_unset=True)
     if changes.get("email"):
         changes["email"] = normalize_email(changes["email"])
+    if changes.get("phone"):
+        changes["phone"] = normalize_phone(changes["phone"], runtime.region)
     async with runtime.uow() as uow:
         agent = await svc.update_agent(uow.session, runtime.hasher, path_int(request), changes)
         await uow.commit()
