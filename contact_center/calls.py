@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -327,7 +327,11 @@ class CallDesk:
         async with self._uow() as uow:
             interaction = await uow.session.scalar(
                 select(Interaction)
-                .where(Interaction.channel == Channel.VOICE, Interaction.status == "queued-for-agent")
+                # A literal, so PostgreSQL matches the partial index ix_interactions_waiting.
+                .where(
+                    Interaction.status == literal_column("'queued-for-agent'"),
+                    Interaction.channel == Channel.VOICE,
+                )
                 .order_by(Interaction.started_at, Interaction.id)
                 .limit(1)
                 .with_for_update(skip_locked=True)

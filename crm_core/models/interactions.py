@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_core.models.base import Base, BigIntId, str_enum, utcnow
@@ -18,6 +18,14 @@ class Interaction(Base):
         UniqueConstraint("channel", "external_id", name="uq_interactions_channel_external_id"),
         Index("ix_interactions_customer_started", "customer_id", "started_at"),
         Index("ix_interactions_ticket", "ticket_id"),
+        # Only the few calls waiting in the queue, in arrival order (the queue poll's query).
+        Index(
+            "ix_interactions_waiting",
+            "started_at",
+            "id",
+            postgresql_where=text("status = 'queued-for-agent'"),
+            sqlite_where=text("status = 'queued-for-agent'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
