@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import flag_modified
 
 from contact_center.presence import AgentState, Presence, PresenceStore, presence_changed
 from contact_center.routing import route_call
@@ -246,10 +245,8 @@ class CallDesk:
                     release = (routed, update.call_sid)
                 if not meta.get("answered_at") and not meta.get("recording_url"):
                     meta["missed"] = True
-                    interaction.meta = meta
                     await self._callback_ticket(uow, interaction)
-            interaction.meta = meta
-            flag_modified(interaction, "meta")
+            interaction.meta = meta  # a new dict: the ORM sees the change
             uow.record(self._call_event(interaction, update.status.value))
             await uow.commit()
         if release is not None:

@@ -36,7 +36,7 @@ class Viewer:
         return cls(agent_id=agent.id, role=agent.role, team_id=agent.team_id, login=agent.login)
 
 
-def _team_member_ids(viewer: Viewer) -> ColumnElement[bool] | None:
+def _team_members(viewer: Viewer) -> ColumnElement[bool] | None:
     if viewer.role is not Role.SUPERVISOR or viewer.team_id is None:
         return None
     return Agent.team_id == viewer.team_id
@@ -46,7 +46,7 @@ def customer_filter(viewer: Viewer) -> ColumnElement[bool]:
     """A WHERE clause over ``Customer`` selecting what ``viewer`` may see."""
     if viewer.is_admin:
         return true()
-    team = _team_member_ids(viewer)
+    team = _team_members(viewer)
     owned = (
         Customer.owner_id.in_(select(Agent.id).where(team).scalar_subquery())
         if team is not None
@@ -61,7 +61,7 @@ def ticket_filter(viewer: Viewer) -> ColumnElement[bool]:
     """A WHERE clause over ``Ticket`` selecting what ``viewer`` may see."""
     if viewer.is_admin:
         return true()
-    team = _team_member_ids(viewer)
+    team = _team_members(viewer)
     if team is not None:
         team_agents = select(Agent.id).where(team).scalar_subquery()
         return or_(

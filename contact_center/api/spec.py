@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from contact_center.api.errors import ApiError, validation_fields
+from contact_center.api.schemas import ErrorResponse
 
 API_PREFIX = "/api/v1"
 M = TypeVar("M", bound=BaseModel)
@@ -136,8 +137,6 @@ def _schema_refs(endpoints: list[Endpoint]) -> tuple[dict[Any, Any], dict[str, A
             wanted.append((e.body, "validation"))
         if e.response is not None:
             wanted.append((e.response, "serialization"))
-    from contact_center.api.schemas import ErrorResponse
-
     wanted.append((ErrorResponse, "serialization"))
     unique = list(dict.fromkeys(wanted))
     refs, defs = models_json_schema(unique, ref_template="#/components/schemas/{model}")
@@ -167,7 +166,7 @@ def openapi_document(
     endpoints: list[Endpoint], *, title: str, version: str, server_url: str
 ) -> dict[str, Any]:
     refs, components = _schema_refs(endpoints)
-    error_ref = refs[(_error_model(), "serialization")]
+    error_ref = refs[(ErrorResponse, "serialization")]
     paths: dict[str, dict[str, Any]] = {}
     for e in endpoints:
         op: dict[str, Any] = {
@@ -230,9 +229,3 @@ def openapi_document(
             },
         },
     }
-
-
-def _error_model() -> type[BaseModel]:
-    from contact_center.api.schemas import ErrorResponse
-
-    return ErrorResponse
