@@ -54,7 +54,7 @@ def alembic_config() -> Config:
     return cfg
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+async def migrate(engine: AsyncEngine, revision: str = "heads") -> None:
     """Bring the schema up to ``revision`` through Alembic on the given engine."""
 
     def _upgrade(connection: Connection) -> None:
