@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import literal_column, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contact_center.presence import AgentState, Presence, PresenceStore, presence_changed
-from contact_center.routing import route_call
+from contact_center.presence import AgentState, Presence, PresenceStore, WrappedUp, presence_changed
+from contact_center.routing import RosterCache, claim_agent
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import GatewayError, InvalidInput
 from crm_core.events import DomainEvent
@@ -26,10 +28,18 @@ from crm_core.models import Agent, Customer, Interaction, Ticket, utcnow
 from crm_core.ports import CallControl
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.rules.call_status import TERMINAL, should_apply
-from crm_core.services.customer_card import card_by_customer
+from crm_core.services.customer_card import CustomerCard, card_by_customer
 from crm_core.services.identity import resolve_phone
-from crm_core.services.interactions import log_interaction
+from crm_core.services.inbound_calls import (
+    LoggedCall,
+    log_inbound_call,
+    look_up_caller,
+    mark_answered,
+    stored_call,
+)
+from crm_core.services.interactions import interaction_logged, log_interaction
 from crm_core.services.tickets import SlaPolicy, open_ticket, open_ticket_for_customer, system_note
+from crm_core.sql import AutocommitConnections, Executor
 from crm_core.types import Channel, Direction, Priority
 from crm_core.voice import (
     CallDecision,
@@ -50,11 +60,30 @@ CALL_UPDATED = "call.updated"
 CALLBACK = "callback"
 VOICEMAIL = "voicemail"
 ANSWERED_DIAL = frozenset({"completed", "answered"})
+QUEUED_FOR_AGENT = "queued-for-agent"
+# A caller id exactly as Twilio sends a valid number (and as customer phones are stored).
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
 def agent_identity(agent_id: int) -> str:
     """The Voice SDK client identity of an agent's browser."""
     return f"agent-{agent_id}"
+
+
+def screen_pop(
+    agent_id: int, call_sid: str, interaction_id: int, caller: str | None, card: CustomerCard | None
+) -> DomainEvent:
+    """The ``call.screen_pop`` event: the caller's card for the agent being rung."""
+    return DomainEvent(
+        SCREEN_POP,
+        {
+            "agent_id": agent_id,
+            "call_sid": call_sid,
+            "interaction_id": interaction_id,
+            "from": caller,
+            "card": card.to_json() if card else None,
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +115,169 @@ class CallDesk:
         self._control = control
         self._connect_url = connect_url
         self._dequeue_lock = asyncio.Lock()
+        self._roster = RosterCache(uow.engine)
+        self._connections = AutocommitConnections(uow.engine)
+        self._nobody_free = False  # at the last routed call: the next one claims first
+
+    async def close(self) -> None:
+        await self._connections.close()
 
     # --- inbound -----------------------------------------------------------------------------
 
     async def inbound_call(self, call: InboundCall) -> CallDecision:
+        decision = await self._inbound_while_open(call)
+        if decision is None:
+            decision = await self._inbound_call(call)
+        return decision
+
+    async def _inbound_while_open(self, call: InboundCall) -> CallDecision | None:
+        """The common case: a caller with a valid E.164 number, while open.
+
+        Two statements (and the card when routed): the caller is looked up (with their owner, for
+        sticky routing; a number not on file becomes a new customer first), an agent is claimed,
+        and the interaction is inserted once with its final status and agent. While nobody was
+        free at the last call, the claim comes first and a queued caller costs one statement (a
+        surge of callers while every agent is busy). None sends the call down
+        :meth:`_inbound_call` (withheld or malformed numbers, voicemail outside business hours).
+        """
+        if not E164.fullmatch(call.from_number) or not self._policy.hours.is_open(utcnow()):
+            return None
+        async with self._connections.connect() as conn:
+            routed = await self._queue_while_nobody_is_free(conn, call) if self._nobody_free else None
+            if routed is None:
+                caller = await look_up_caller(conn, call.from_number, call.call_sid)
+                if caller is not None and caller.logged_id is not None:
+                    return await self._decision_of_logged(conn, call.call_sid)
+                customer = (caller.customer_id, caller.owner_id) if caller else await self._new_caller(call)
+                if customer is None:
+                    return None
+                routed = await self._route_and_log(conn, call, *customer)
+        decision, events = routed
+        await self._uow.publisher.publish(events)
+        return decision
+
+    async def _new_caller(self, call: InboundCall) -> tuple[int, int | None] | None:
+        """The customer of a number not on file as given (created in the pool when unknown);
+        None for a number that is not a valid phone number."""
+        async with self._uow() as uow:
+            try:
+                customer = (
+                    await resolve_phone(uow, call.from_number, region=self._policy.region, source="voice")
+                ).customer
+            except InvalidInput:
+                return None
+            await uow.commit()
+        return customer.id, customer.owner_id
+
+    async def _route_and_log(
+        self, conn: AsyncConnection, call: InboundCall, customer_id: int, owner_id: int | None
+    ) -> tuple[CallDecision, list[DomainEvent]]:
+        roster = await self._roster.get()
+        agent_id = await claim_agent(
+            self._presence, roster, owner_id=owner_id, skill=None, call_sid=call.call_sid
+        )
+        self._nobody_free = agent_id is None
+        try:
+            return await self._log_routed_call(conn, call, customer_id, agent_id)
+        except BaseException:
+            if agent_id is not None:
+                await self._release(agent_id, call.call_sid)
+            raise
+
+    async def _queue_while_nobody_is_free(
+        self, conn: AsyncConnection, call: InboundCall
+    ) -> tuple[CallDecision, list[DomainEvent]] | None:
+        """Claim anyone first: if nobody is free (the caller's own agent neither), queue the
+        caller in one statement. None when someone is free again (the claim is undone), or when
+        the number is not on file or the call already logged: the usual path sorts those out."""
+        roster = await self._roster.get()
+        agent_id = await claim_agent(
+            self._presence, roster, owner_id=None, skill=None, call_sid=call.call_sid
+        )
+        if agent_id is not None:
+            self._nobody_free = False
+            await self._presence.release(agent_id, call.call_sid)  # never announced: nothing to undo
+            return None
+        now = utcnow()
+        logged = await log_inbound_call(
+            conn,
+            call_sid=call.call_sid,
+            customer=call.from_number,
+            agent_id=None,
+            status=QUEUED_FOR_AGENT,
+            started_at=now,
+            meta=self._routed_meta(call, DecisionKind.ENQUEUE, None, now),
+        )
+        return None if logged is None else self._queued(call, logged)
+
+    def _routed_meta(
+        self, call: InboundCall, kind: DecisionKind, agent_id: int | None, now: datetime
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "from": call.from_number,
+            "to": call.to_number,
+            "caller_name": call.caller_name,
+            "decision": kind.value,
+            "routed_agent_id": agent_id,
+        }
+        if kind is DecisionKind.ENQUEUE:
+            meta["queued_at"] = now.isoformat()
+        return meta
+
+    async def _log_routed_call(
+        self, conn: AsyncConnection, call: InboundCall, customer_id: int, agent_id: int | None
+    ) -> tuple[CallDecision, list[DomainEvent]]:
+        now = utcnow()
+        kind = DecisionKind.ENQUEUE if agent_id is None else DecisionKind.CONNECT_AGENT
+        logged = await log_inbound_call(
+            conn,
+            call_sid=call.call_sid,
+            customer=customer_id,
+            agent_id=agent_id,
+            status=QUEUED_FOR_AGENT if agent_id is None else CallStatus.RINGING.value,
+            started_at=now,
+            meta=self._routed_meta(call, kind, agent_id, now),
+        )
+        if logged is None:
+            # A retry of this webhook got here first: undo our claim and answer as it did.
+            if agent_id is not None:
+                await self._release(agent_id, call.call_sid)
+            return await self._decision_of_logged(conn, call.call_sid), []
+        if agent_id is None:
+            return self._queued(call, logged)
+        card = await card_by_customer(conn, customer_id)
+        events = [
+            interaction_logged(
+                logged.interaction_id, customer_id, Channel.VOICE, Direction.INBOUND, agent_id=agent_id
+            ),
+            presence_changed(Presence(agent_id, AgentState.RINGING, now, call_sid=call.call_sid)),
+            screen_pop(agent_id, call.call_sid, logged.interaction_id, call.from_number, card),
+        ]
+        return self._connect_decision(agent_id, logged.agent_phone, say=[self._policy.greeting]), events
+
+    @staticmethod
+    def _queued(call: InboundCall, logged: LoggedCall) -> tuple[CallDecision, list[DomainEvent]]:
+        events = [
+            interaction_logged(logged.interaction_id, logged.customer_id, Channel.VOICE, Direction.INBOUND),
+            DomainEvent(
+                CALL_UPDATED,
+                {
+                    "call_sid": call.call_sid,
+                    "interaction_id": logged.interaction_id,
+                    "customer_id": logged.customer_id,
+                    "agent_id": None,
+                    "state": "queued",
+                    "ticket_id": None,
+                },
+            ),
+        ]
+        return CallDecision(DecisionKind.ENQUEUE, say=[]), events
+
+    async def _decision_of_logged(self, db: Executor, call_sid: str) -> CallDecision:
+        stored = await stored_call(db, call_sid)
+        return await self._decision_from(db, stored.meta if stored else {})
+
+    async def _inbound_call(self, call: InboundCall) -> CallDecision:
         async with self._uow() as uow:
             customer = await self._caller(uow, call)
             logged = await log_interaction(
@@ -111,7 +299,7 @@ class CallDesk:
                 self._remember(interaction, decision)
                 await uow.commit()
                 return decision
-            agent_id = await self._route(uow, owner_id=customer.owner_id, call_sid=call.call_sid)
+            agent_id = await self._route(owner_id=customer.owner_id, call_sid=call.call_sid)
             try:
                 decision = await self._offer_or_queue(uow, interaction, customer.id, agent_id)
                 await uow.commit()
@@ -121,10 +309,9 @@ class CallDesk:
                 raise
         return decision
 
-    async def _route(self, uow: UnitOfWork, *, owner_id: int | None, call_sid: str) -> int | None:
-        agent_id = await route_call(
-            self._presence, uow.session, owner_id=owner_id, skill=None, call_sid=call_sid
-        )
+    async def _route(self, *, owner_id: int | None, call_sid: str) -> int | None:
+        roster = await self._roster.get()
+        agent_id = await claim_agent(self._presence, roster, owner_id=owner_id, skill=None, call_sid=call_sid)
         if agent_id is not None:
             await self._announce(await self._presence.get(agent_id))
         return agent_id
@@ -157,7 +344,7 @@ class CallDesk:
         self, uow: UnitOfWork, interaction: Interaction, customer_id: int, agent_id: int | None
     ) -> CallDecision:
         if agent_id is None:
-            interaction.status = "queued-for-agent"
+            interaction.status = QUEUED_FOR_AGENT
             decision = CallDecision(DecisionKind.ENQUEUE, say=[])
             self._remember(interaction, decision, queued_at=utcnow().isoformat())
             uow.record(self._call_event(interaction, "queued"))
@@ -167,18 +354,8 @@ class CallDesk:
         self._remember(interaction, decision)
         await uow.session.flush()
         card = await card_by_customer(uow.session, customer_id)
-        uow.record(
-            DomainEvent(
-                SCREEN_POP,
-                {
-                    "agent_id": agent_id,
-                    "call_sid": interaction.external_id,
-                    "interaction_id": interaction.id,
-                    "from": interaction.meta.get("from"),
-                    "card": card.to_json() if card else None,
-                },
-            )
-        )
+        call_sid = str(interaction.external_id)
+        uow.record(screen_pop(agent_id, call_sid, interaction.id, interaction.meta.get("from"), card))
         return decision
 
     @staticmethod
@@ -190,9 +367,12 @@ class CallDesk:
             **extra,
         }
 
-    async def _connect(self, session: AsyncSession, agent_id: int, say: list[str]) -> CallDecision:
+    async def _connect(self, db: Executor, agent_id: int, say: list[str]) -> CallDecision:
+        phone = await db.scalar(select(Agent.phone).where(Agent.id == agent_id))
+        return self._connect_decision(agent_id, phone, say)
+
+    def _connect_decision(self, agent_id: int, phone: str | None, say: list[str]) -> CallDecision:
         """Ring the agent: their own phone when they set one, else their browser."""
-        phone = await session.scalar(select(Agent.phone).where(Agent.id == agent_id))
         return CallDecision(
             DecisionKind.CONNECT_AGENT,
             agent_id=agent_id,
@@ -202,11 +382,11 @@ class CallDesk:
             ring_seconds=self._policy.ring_seconds,
         )
 
-    async def _decision_from(self, session: AsyncSession, meta: dict[str, Any]) -> CallDecision:
+    async def _decision_from(self, db: Executor, meta: dict[str, Any]) -> CallDecision:
         kind = DecisionKind(meta.get("decision", DecisionKind.ENQUEUE.value))
         agent_id = meta.get("routed_agent_id")
         if kind is DecisionKind.CONNECT_AGENT and isinstance(agent_id, int):
-            return await self._connect(session, agent_id, say=[self._policy.greeting])
+            return await self._connect(db, agent_id, say=[self._policy.greeting])
         if kind is DecisionKind.VOICEMAIL:
             return CallDecision(kind, say=[self._policy.closed_message])
         return CallDecision(DecisionKind.ENQUEUE)
@@ -254,39 +434,53 @@ class CallDesk:
 
     async def agent_leg_status(self, agent_id: int, parent_call_sid: str, update: CallStatusUpdate) -> None:
         if update.status is CallStatus.IN_PROGRESS:
-            if await self._mark_answered(parent_call_sid, agent_id):
-                await self._set_presence(agent_id, AgentState.ON_CALL, call_sid=parent_call_sid)
+            answered = await self._mark_answered(parent_call_sid, agent_id)
+            if answered is not None:
+                on_call = await self._presence.set(agent_id, AgentState.ON_CALL, call_sid=parent_call_sid)
+                await self._uow.publisher.publish([answered, presence_changed(on_call)])
             return
         if update.status in TERMINAL:
-            await self._wrap_up(agent_id, parent_call_sid)
+            wrapped = await self._wrap_up(agent_id, parent_call_sid)
+            if wrapped is not None:
+                await self._announce(wrapped.presence)
 
-    async def _wrap_up(self, agent_id: int, call_sid: str) -> None:
+    async def _wrap_up(self, agent_id: int, call_sid: str) -> WrappedUp | None:
         """The agent's part of the call is over: wrap-up, then available again by itself."""
-        current = await self._presence.get(agent_id)
-        if current.call_sid == call_sid and current.state in (AgentState.ON_CALL, AgentState.RINGING):
-            await self._set_presence(
-                agent_id, AgentState.WRAP_UP, call_sid=call_sid, wrap_up_seconds=self._policy.wrap_up_seconds
-            )
+        return await self._presence.wrap_up(agent_id, call_sid, self._policy.wrap_up_seconds)
 
-    async def _mark_answered(self, call_sid: str, agent_id: int) -> bool:
-        """Record who answered; False when it was already recorded (a repeated callback)."""
-        async with self._uow() as uow:
-            interaction = await self._interaction(uow, call_sid)
-            if interaction is None or interaction.meta.get("answered_at"):
-                return False
-            interaction.agent_id = agent_id
-            answered = {"answered_at": utcnow().isoformat(), "answered_by": agent_id}
-            interaction.meta = {**interaction.meta, **answered}
-            uow.record(self._call_event(interaction, "answered"))
-            await uow.commit()
-            return True
+    async def _mark_answered(self, call_sid: str, agent_id: int) -> DomainEvent | None:
+        """Record who answered and return the ``call.updated`` event to announce; None when it
+        was already recorded (a repeated callback) or the call is unknown."""
+        async with self._connections.connect() as conn:
+            marked = await mark_answered(conn, call_sid, agent_id, utcnow())
+        if marked is None:
+            return None
+        interaction_id, customer_id, ticket_id = marked
+        return DomainEvent(
+            CALL_UPDATED,
+            {
+                "call_sid": call_sid,
+                "interaction_id": interaction_id,
+                "customer_id": customer_id,
+                "agent_id": agent_id,
+                "state": "answered",
+                "ticket_id": ticket_id,
+            },
+        )
 
     async def dial_finished(self, outcome: DialOutcome) -> CallDecision:
         if outcome.status in ANSWERED_DIAL:
             if outcome.agent_id is not None:
-                # Also proof that the agent took the call, should the agent leg's callbacks be lost.
-                await self._mark_answered(outcome.call_sid, outcome.agent_id)
-                await self._wrap_up(outcome.agent_id, outcome.call_sid)
+                events: list[DomainEvent] = []
+                wrapped = await self._wrap_up(outcome.agent_id, outcome.call_sid)
+                if wrapped is None or wrapped.was is not AgentState.ON_CALL:
+                    # Proof that the agent took the call, should the agent leg's callbacks be lost
+                    # (ON_CALL means the answer is recorded already).
+                    answered = await self._mark_answered(outcome.call_sid, outcome.agent_id)
+                    events += [answered] if answered is not None else []
+                events += [presence_changed(wrapped.presence)] if wrapped is not None else []
+                if events:
+                    await self._uow.publisher.publish(events)
             return CallDecision(DecisionKind.HANG_UP)
         # The offered agent did not pick up: they go "away" (not ready) and the call is routed again.
         if outcome.agent_id is not None and await self._release(outcome.agent_id, outcome.call_sid):
@@ -295,7 +489,7 @@ class CallDesk:
             interaction = await self._interaction(uow, outcome.call_sid)
             if interaction is None:
                 return CallDecision(DecisionKind.HANG_UP)
-            agent_id = await self._route(uow, owner_id=None, call_sid=outcome.call_sid)
+            agent_id = await self._route(owner_id=None, call_sid=outcome.call_sid)
             try:
                 decision = await self._offer_or_queue(uow, interaction, interaction.customer_id, agent_id)
                 await uow.commit()
@@ -326,7 +520,7 @@ class CallDesk:
                 select(Interaction)
                 # A literal, so PostgreSQL matches the partial index ix_interactions_waiting.
                 .where(
-                    Interaction.status == literal_column("'queued-for-agent'"),
+                    Interaction.status == literal_column(f"'{QUEUED_FOR_AGENT}'"),
                     Interaction.channel == Channel.VOICE,
                 )
                 .order_by(Interaction.started_at, Interaction.id)
@@ -337,7 +531,7 @@ class CallDesk:
                 return False
             customer = await uow.session.get_one(Customer, interaction.customer_id)
             call_sid = str(interaction.external_id)
-            agent_id = await self._route(uow, owner_id=customer.owner_id, call_sid=call_sid)
+            agent_id = await self._route(owner_id=customer.owner_id, call_sid=call_sid)
             if agent_id is None:
                 return False
             try:
@@ -360,7 +554,7 @@ class CallDesk:
         async with self._uow() as uow:
             interaction = await self._interaction(uow, call_sid)
             if interaction is not None and interaction.status == "offering":
-                interaction.status = "queued-for-agent"
+                interaction.status = QUEUED_FOR_AGENT
                 interaction.agent_id = None
                 await uow.commit()
 

@@ -47,6 +47,8 @@ class AgentState(enum.StrEnum):
     OFFLINE = "offline"
 
 
+_CLAIMABLE = frozenset({AgentState.AVAILABLE, AgentState.WRAP_UP})
+
 # States an agent stays in until told otherwise; setting one of them again keeps ``since``.
 PASSIVE_STATES = frozenset({AgentState.AVAILABLE, AgentState.AWAY, AgentState.OFFLINE})
 
@@ -67,6 +69,15 @@ class Presence:
 
     def seconds_in_state(self, now: datetime) -> float:
         return max(0.0, (now - self.since).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedUp:
+    was: AgentState  # RINGING or ON_CALL
+    presence: Presence  # the wrap-up
+
+
+WRAPPABLE = frozenset({AgentState.RINGING, AgentState.ON_CALL})
 
 
 def presence_changed(presence: Presence) -> DomainEvent:
@@ -113,6 +124,14 @@ class PresenceStore(Protocol):
         """Undo a claim the agent did not take: back to AVAILABLE with their idle ``since``.
 
         Applies (and returns True) only while the agent is still RINGING for ``call_sid``.
+        """
+        ...
+
+    async def wrap_up(self, agent_id: int, call_sid: str, wrap_up_seconds: float) -> WrappedUp | None:
+        """The agent's part of ``call_sid`` is over: WRAP_UP, in one atomic step.
+
+        Applies only while the agent is RINGING or ON_CALL for ``call_sid``; None otherwise (another
+        call, or they moved on already).
         """
         ...
 
@@ -179,11 +198,14 @@ class MemoryPresenceStore:
     async def claim(self, *, preferred: int | None, eligible: Sequence[int], call_sid: str) -> int | None:
         async with self._lock:
             now = self._clock()
-            available = [
-                p
-                for p in (self._read(a, now) for a in _candidates(preferred, eligible))
-                if p.state is AgentState.AVAILABLE
-            ]
+            available = []
+            for agent_id in _candidates(preferred, eligible):
+                stored = self._presence.get(agent_id)
+                # Only an available agent or an ended wrap-up can be claimed (this runs per call).
+                if stored is not None and stored.state in _CLAIMABLE:
+                    current = stored.at(now)
+                    if current.state is AgentState.AVAILABLE:
+                        available.append(current)
             if not available:
                 return None
             if available[0].agent_id == preferred:
@@ -203,6 +225,16 @@ class MemoryPresenceStore:
             since = self._idle_since.get(agent_id, now)
             self._write(Presence(agent_id, AgentState.AVAILABLE, since))
             return True
+
+    async def wrap_up(self, agent_id: int, call_sid: str, wrap_up_seconds: float) -> WrappedUp | None:
+        now = self._clock()
+        until = _until(AgentState.WRAP_UP, now, wrap_up_seconds)
+        async with self._lock:
+            current = self._read(agent_id, now)
+            if current.call_sid != call_sid or current.state not in WRAPPABLE:
+                return None
+            wrap = self._write(Presence(agent_id, AgentState.WRAP_UP, now, until, call_sid))
+            return WrappedUp(current.state, wrap)
 
     async def forget(self, agent_id: int) -> None:
         async with self._lock:
@@ -234,12 +266,17 @@ if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'call_sid', ARGV[4]) end
 return since
 """
 
-# KEYS: the candidates' hashes, the preferred agent's first when ARGV[3] == '1'.
-# ARGV: now, call_sid, has_preferred, then the agent ids in the order of KEYS.
+# ARGV: now, call_sid, has_preferred ('1': the first candidate is the preferred agent), the key
+# prefix, then the candidates' ids joined by commas. The hashes are named here rather than passed
+# as KEYS: one argument instead of one per agent keeps the client's cost per call flat (this runs
+# for every call; a single Redis, not a cluster, holds presence).
 _CLAIM = """
 local now = tonumber(ARGV[1])
-local best, best_since, best_num, best_id
-for i, key in ipairs(KEYS) do
+local best, best_key, best_since, best_num, best_id
+local i = 0
+for id in string.gmatch(ARGV[5], '[^,]+') do
+  i = i + 1
+  local key = ARGV[4] .. id
   local h = redis.call('HMGET', key, 'state', 'since', 'until')
   local since
   if h[1] == 'available' then
@@ -248,23 +285,23 @@ for i, key in ipairs(KEYS) do
     since = h[3]
   end
   if since then
-    local num, id = tonumber(since), tonumber(ARGV[3 + i])
+    local num, num_id = tonumber(since), tonumber(id)
     if i == 1 and ARGV[3] == '1' then
-      best, best_since = i, since
+      best, best_key, best_since = id, key, since
       break
     end
-    if best == nil or num < best_num or (num == best_num and id < best_id) then
-      best, best_since, best_num, best_id = i, since, num, id
+    if best == nil or num < best_num or (num == best_num and num_id < best_id) then
+      best, best_key, best_since, best_num, best_id = id, key, since, num, num_id
     end
   end
 end
 if best == nil then
   return false
 end
-redis.call('DEL', KEYS[best])
-redis.call('HSET', KEYS[best], 'state', 'ringing', 'since', ARGV[1], 'call_sid', ARGV[2],
+redis.call('DEL', best_key)
+redis.call('HSET', best_key, 'state', 'ringing', 'since', ARGV[1], 'call_sid', ARGV[2],
   'idle_since', best_since)
-return ARGV[3 + best]
+return best
 """
 
 _RELEASE = """
@@ -275,6 +312,18 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'available', 'since', h[3] or ARGV[2])
 return 1
+"""
+
+
+# ARGV: call_sid, now, until. Returns the state the agent was in, or false when it did not apply.
+_WRAP_UP = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'call_sid')
+if (h[1] ~= 'ringing' and h[1] ~= 'on-call') or h[2] ~= ARGV[1] then
+  return false
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', 'wrap-up', 'since', ARGV[2], 'until', ARGV[3], 'call_sid', ARGV[1])
+return h[1]
 """
 
 
@@ -299,6 +348,7 @@ class RedisPresenceStore:
         self._set = redis.register_script(_SET)
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
+        self._wrap_up = redis.register_script(_WRAP_UP)
 
     def key(self, agent_id: int) -> str:
         return f"{self._prefix}{agent_id}"
@@ -348,13 +398,23 @@ class RedisPresenceStore:
         candidates = _candidates(preferred, eligible)
         if not candidates:
             return None
-        args = [_micros(self._clock()), call_sid, "1" if preferred is not None else "0", *candidates]
-        winner = await self._claim(keys=[self.key(a) for a in candidates], args=args)
+        ids = ",".join(map(str, candidates))
+        args = [_micros(self._clock()), call_sid, "1" if preferred is not None else "0", self._prefix, ids]
+        winner = await self._claim(keys=[], args=args)
         return None if winner is None else int(_text(winner))
 
     async def release(self, agent_id: int, call_sid: str) -> bool:
         applied = await self._release(keys=[self.key(agent_id)], args=[call_sid, _micros(self._clock())])
         return bool(int(applied))
+
+    async def wrap_up(self, agent_id: int, call_sid: str, wrap_up_seconds: float) -> WrappedUp | None:
+        now = self._clock()
+        until = _until(AgentState.WRAP_UP, now, wrap_up_seconds)
+        assert until is not None
+        was = await self._wrap_up(keys=[self.key(agent_id)], args=[call_sid, _micros(now), _micros(until)])
+        if was is None:
+            return None
+        return WrappedUp(AgentState(_text(was)), Presence(agent_id, AgentState.WRAP_UP, now, until, call_sid))
 
     async def forget(self, agent_id: int) -> None:
         await self._redis.delete(self.key(agent_id))

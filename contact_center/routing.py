@@ -1,38 +1,116 @@
 """Who takes a call: the customer's own agent if free (sticky agent), else the longest idle.
 
 The database says who may take it (active agents, with the skill when one is needed); presence
-says who is free, and claims the agent atomically so two calls never get the same one.
+says who is free, and claims the agent atomically so two calls never get the same one. The call
+desk reads the agents from a :class:`RosterCache` (reloaded every few seconds) instead of asking
+the database on every call; :func:`route_call` reads them afresh.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contact_center.presence import PresenceStore
 from crm_core.models import Agent
+from crm_core.sql import Executor
+
+ROSTER_TTL_SECONDS = 5.0
+
+_ACTIVE_AGENTS = select(Agent.id, Agent.skills).where(Agent.active.is_(True)).order_by(Agent.id)
+
+
+def _skill_key(skill: str) -> str:
+    return skill.strip().casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    """The active agents (every role may take calls) and their skills, compared without case."""
+
+    agent_ids: tuple[int, ...]
+    skills: dict[int, frozenset[str]]
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[int, list[str] | None]]) -> Roster:
+        skills = {agent_id: frozenset(_skill_key(s) for s in names or ()) for agent_id, names in rows}
+        return cls(tuple(skills), skills)
+
+    def eligible(self, skill: str | None) -> list[int]:
+        wanted = _skill_key(skill) if skill and skill.strip() else None
+        if wanted is None:
+            return list(self.agent_ids)
+        return [agent_id for agent_id in self.agent_ids if wanted in self.skills[agent_id]]
+
+    def is_active(self, agent_id: int | None) -> bool:
+        return agent_id is not None and agent_id in self.skills
+
+
+async def load_roster(db: Executor) -> Roster:
+    return Roster.of((await db.execute(_ACTIVE_AGENTS)).tuples())
+
+
+class RosterCache:
+    """The roster, read from the database at most every ``ttl`` seconds (and after :meth:`invalidate`).
+
+    An agent deactivated or given a new skill is routed to accordingly within ``ttl`` seconds on
+    every instance. Concurrent callers share one reload; while it runs they use the roster they had.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        ttl: float = ROSTER_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._clock = clock
+        self._roster: Roster | None = None
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def invalidate(self) -> None:
+        self._roster = None
+
+    async def get(self) -> Roster:
+        roster = self._roster
+        if roster is not None and self._clock() - self._loaded_at < self._ttl:
+            return roster
+        if roster is not None and self._lock.locked():
+            return roster
+        async with self._lock:
+            if self._roster is None or self._clock() - self._loaded_at >= self._ttl:
+                async with self._engine.connect() as conn:
+                    self._roster = await load_roster(conn)
+                self._loaded_at = self._clock()
+            return self._roster
+
+
+async def claim_agent(
+    presence: PresenceStore, roster: Roster, *, owner_id: int | None, skill: str | None, call_sid: str
+) -> int | None:
+    """Claim an agent for ``call_sid`` (marked RINGING) and return their id; None if nobody is free.
+
+    The owner is preferred whether or not they have ``skill``: they know the customer.
+    """
+    preferred = owner_id if roster.is_active(owner_id) else None
+    return await presence.claim(preferred=preferred, eligible=roster.eligible(skill), call_sid=call_sid)
 
 
 async def route_call(
     presence: PresenceStore,
-    session: AsyncSession,
+    db: Executor,
     *,
     owner_id: int | None,
     skill: str | None,
     call_sid: str,
 ) -> int | None:
-    """Claim an agent for ``call_sid`` (marked RINGING) and return their id; None if nobody is free.
-
-    Every active agent may take calls, whatever their role. The owner is preferred whether or
-    not they have ``skill``: they know the customer. Skills compare without regard to case.
-    """
-    rows = (await session.execute(select(Agent.id, Agent.skills).where(Agent.active.is_(True)))).all()
-    wanted = skill.strip().casefold() if skill and skill.strip() else None
-    eligible = [
-        agent_id
-        for agent_id, skills in rows
-        if wanted is None or wanted in {s.strip().casefold() for s in skills or ()}
-    ]
-    active = {agent_id for agent_id, _ in rows}
-    preferred = owner_id if owner_id is not None and owner_id in active else None
-    return await presence.claim(preferred=preferred, eligible=eligible, call_sid=call_sid)
+    """:func:`claim_agent` on the agents as the database says now."""
+    roster = await load_roster(db)
+    return await claim_agent(presence, roster, owner_id=owner_id, skill=skill, call_sid=call_sid)

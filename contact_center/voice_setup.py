@@ -130,6 +130,7 @@ async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await desk.close()
         await gateway.close()
 
 

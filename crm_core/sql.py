@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from crm_core.models import Base
+
+Executor = AsyncSession | AsyncConnection
+
+
+def dialect_name(executor: Executor) -> str:
+    """``postgresql`` or ``sqlite``, for a session or a connection alike."""
+    if isinstance(executor, AsyncConnection):
+        return executor.dialect.name
+    return executor.get_bind().dialect.name
+
+
+def insert_module(dialect: str) -> Any:
+    """The dialect's ``insert`` construct (the one that knows ON CONFLICT)."""
+    return postgresql if dialect == "postgresql" else sqlite
 
 
 async def insert_ignore(
@@ -18,8 +35,7 @@ async def insert_ignore(
     """INSERT ... ON CONFLICT DO NOTHING; return the new row's primary key, or None if it existed."""
     table = model.__table__
     assert isinstance(table, Table)
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
+    module = insert_module(dialect_name(session))
     stmt = (
         module.insert(table)
         .values(**values)
@@ -28,3 +44,64 @@ async def insert_ignore(
     )
     result = await session.execute(stmt)
     return result.scalar_one_or_none()
+
+
+class AutocommitConnections:
+    """At most ``size`` autocommit connections at a time, kept between uses, for hot paths of
+    single statements.
+
+    Each statement commits by itself (no BEGIN/COMMIT round trips), so use these only where one
+    statement is the whole write; use a unit of work whenever two writes must succeed or fail
+    together. The engine's pool checks every connection it hands out (pre-ping: three round trips
+    on asyncpg); a connection taken again from here within ``fresh_seconds`` of its last use skips
+    that check, and one idle for longer goes back to the pool. More than ``size`` users wait for a
+    connection here, so the path never takes more than ``size`` of the pool's connections. One that
+    raised goes back to the pool, never reused (so after a database restart each kept connection
+    fails one use, where the pre-ping would have replaced it).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        size: int = 8,
+        fresh_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._engine = engine
+        self._fresh = fresh_seconds
+        self._clock = clock
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[AsyncConnection, float]] = []  # the least recently used first
+
+    async def _take(self) -> AsyncConnection:
+        while self._idle:
+            conn, used_at = self._idle.pop()
+            if self._clock() - used_at <= self._fresh:
+                return conn
+            await conn.close()  # unused for a while (and so are the others): the pool checks again
+        conn = await self._engine.connect()
+        return await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    async def _give_back(self, conn: AsyncConnection) -> None:
+        now = self._clock()
+        self._idle.append((conn, now))
+        while self._idle and now - self._idle[0][1] > self._fresh:
+            await self._idle.pop(0)[0].close()
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        async with self._slots:
+            conn = await self._take()
+            try:
+                yield conn
+            except BaseException:
+                await conn.close()
+                raise
+            await self._give_back(conn)
+
+    async def close(self) -> None:
+        """Give the idle connections back to the pool (before the engine is disposed)."""
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            await conn.close()

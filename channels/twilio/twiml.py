@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from twilio.twiml.voice_response import VoiceResponse
 
 from crm_core.voice import CallDecision, DecisionKind
@@ -10,6 +12,31 @@ VOICE = "Polly.Joanna"
 
 
 def render(decision: CallDecision, urls: VoiceUrls) -> str:
+    """The TwiML of ``decision``; the answers repeat (same agents, same prompts), so they are kept."""
+    return _render(
+        decision.kind,
+        decision.agent_id,
+        decision.agent_identity,
+        decision.agent_number,
+        decision.queue_name,
+        tuple(decision.say),
+        decision.ring_seconds,
+        urls,
+    )
+
+
+@lru_cache(maxsize=1024)
+def _render(
+    kind: DecisionKind,
+    agent_id: int | None,
+    agent_identity: str | None,
+    agent_number: str | None,
+    queue_name: str,
+    say: tuple[str, ...],
+    ring_seconds: int,
+    urls: VoiceUrls,
+) -> str:
+    decision = CallDecision(kind, agent_id, agent_identity, agent_number, queue_name, list(say), ring_seconds)
     response = VoiceResponse()
     for text in decision.say:
         response.say(text, voice=VOICE)

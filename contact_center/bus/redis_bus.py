@@ -49,10 +49,8 @@ class RedisBus:
     async def publish(self, events: Sequence[DomainEvent]) -> None:
         if not events:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.publish(self.channel, json.dumps(event.to_json(), default=str))
-            await pipe.execute()
+        # One message per batch: a unit of work's events travel together and in order.
+        await self._redis.publish(self.channel, json.dumps([e.to_json() for e in events], default=str))
 
     def subscribe(self, handler: EventHandler) -> Callable[[], None]:
         return self._subscribers.add(handler)
@@ -86,9 +84,16 @@ class RedisBus:
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue
-                try:
-                    event = DomainEvent.from_json(json.loads(message["data"]))
-                except (ValueError, KeyError, TypeError):
-                    log.warning("ignoring malformed event on %s", self.channel)
-                    continue
-                await self._subscribers.deliver(event)
+                for event in _decode(message["data"], self.channel):
+                    await self._subscribers.deliver(event)
+
+
+def _decode(data: str, channel: str) -> list[DomainEvent]:
+    """The events of one message: a JSON list of events (or a single event object)."""
+    try:
+        decoded = json.loads(data)
+        items = decoded if isinstance(decoded, list) else [decoded]
+        return [DomainEvent.from_json(item) for item in items]
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring malformed event on %s", channel)
+        return []

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import JSON, Row, TextualSelect, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.models import utcnow
 from crm_core.rules.ticket_status import ACTIVE_STATUSES
+from crm_core.sql import Executor, dialect_name
 
 RECENT_INTERACTIONS = 20
 
@@ -130,7 +131,9 @@ _BY_PHONE = ("customer_phones cp JOIN customers c ON c.id = cp.customer_id", "cp
 _BY_ID = ("customers c", "c.id = :key")
 
 
+@cache
 def _card_statement(dialect: str, by: tuple[str, str]) -> TextualSelect:
+    """Built once per dialect and key: the same object each time keeps SQLAlchemy's cache warm."""
     # The statuses are our own enum values, never user input.
     active = ", ".join(f"'{status.value}'" for status in sorted(ACTIVE_STATUSES))
     if dialect == "postgresql":
@@ -193,16 +196,17 @@ def _card_from_row(row: Row[Any]) -> CustomerCard:
     )
 
 
-async def _card(session: AsyncSession, by: tuple[str, str], key: object) -> CustomerCard | None:
-    statement = _card_statement(session.get_bind().dialect.name, by)
-    row = (await session.execute(statement, {"key": key})).one_or_none()
+async def _card(db: Executor, by: tuple[str, str], key: object) -> CustomerCard | None:
+    statement = _card_statement(dialect_name(db), by)
+    row = (await db.execute(statement, {"key": key})).one_or_none()
     return None if row is None else _card_from_row(row)
 
 
-async def card_by_phone(session: AsyncSession, e164: str) -> CustomerCard | None:
+async def card_by_phone(db: Executor, e164: str) -> CustomerCard | None:
     """The card of the customer owning an E.164 number, or None for an unknown caller."""
-    return await _card(session, _BY_PHONE, e164)
+    return await _card(db, _BY_PHONE, e164)
 
 
-async def card_by_customer(session: AsyncSession, customer_id: int) -> CustomerCard | None:
-    return await _card(session, _BY_ID, customer_id)
+async def card_by_customer(db: Executor, customer_id: int) -> CustomerCard | None:
+    """The card of a customer (a session or a connection: the card is one read-only statement)."""
+    return await _card(db, _BY_ID, customer_id)

@@ -82,19 +82,32 @@ async def log_interaction(
         return Logged(existing, created=False)
     interaction = await session.get_one(Interaction, new_id)
     uow.record(
-        events.DomainEvent(
-            events.INTERACTION_LOGGED,
-            {
-                "interaction_id": new_id,
-                "customer_id": customer_id,
-                "channel": str(channel),
-                "direction": str(direction),
-                "agent_id": agent_id,
-                "ticket_id": ticket_id,
-            },
-        )
+        interaction_logged(new_id, customer_id, channel, direction, agent_id=agent_id, ticket_id=ticket_id)
     )
     return Logged(interaction, created=True)
+
+
+def interaction_logged(
+    interaction_id: int,
+    customer_id: int,
+    channel: Channel,
+    direction: Direction,
+    *,
+    agent_id: int | None = None,
+    ticket_id: int | None = None,
+) -> events.DomainEvent:
+    """The ``interaction.logged`` event (also announced by paths that insert without the ORM)."""
+    return events.DomainEvent(
+        events.INTERACTION_LOGGED,
+        {
+            "interaction_id": interaction_id,
+            "customer_id": customer_id,
+            "channel": str(channel),
+            "direction": str(direction),
+            "agent_id": agent_id,
+            "ticket_id": ticket_id,
+        },
+    )
 
 
 async def get_interaction(session: AsyncSession, viewer: Viewer, interaction_id: int) -> Interaction:

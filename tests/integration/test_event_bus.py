@@ -101,3 +101,30 @@ async def test_login_rate_limit_is_shared_between_instances(
         assert (await one.post("/api/v1/auth/login", json=login)).status == 429
         assert (await two.post("/api/v1/auth/login", json=login)).status == 429
         await one.app[RUNTIME].limiter.reset(f"login:{staff.blue_1.login}")
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
+async def test_redis_bus_keeps_batch_order_and_skips_garbage(settings: Settings) -> None:
+    from redis.asyncio import Redis
+
+    from contact_center.bus.redis_bus import RedisBus
+
+    assert settings.redis.url
+    redis = Redis.from_url(settings.redis.url, decode_responses=True)
+    bus = RedisBus(redis, settings.redis.key_prefix + "batch-test:")
+    received: list[DomainEvent] = []
+
+    async def handler(event: DomainEvent) -> None:
+        received.append(event)
+
+    bus.subscribe(handler)
+    await bus.start()
+    try:
+        await redis.publish(bus.channel, "not json")
+        await bus.publish([DomainEvent(name=f"step.{i}", payload={"i": i}) for i in range(5)])
+        await bus.publish([DomainEvent(name="step.5", payload={"i": 5})])
+        await _wait_for(received, "step.5")
+        assert [e.name for e in received] == [f"step.{i}" for i in range(6)]
+    finally:
+        await bus.close()
+        await redis.aclose()

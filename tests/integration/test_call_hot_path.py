@@ -1,0 +1,310 @@
+"""The inbound-call hot path: single statements, kept connections, the agents roster, one-step
+wrap-up, a surge of callers while everyone is busy, and duplicate deliveries racing each other."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+from sqlalchemy import update
+
+from contact_center.appkeys import RUNTIME
+from contact_center.presence import AgentState, MemoryPresenceStore, PresenceStore, RedisPresenceStore
+from contact_center.routing import RosterCache
+from contact_center.settings import Settings
+from crm_core.db import UnitOfWorkFactory
+from crm_core.models import Agent, utcnow
+from crm_core.services.inbound_calls import log_inbound_call, look_up_caller, mark_answered, stored_call
+from crm_core.sql import AutocommitConnections
+from tests.conftest import RUN_ID, Staff
+from tests.integration.test_voice_calls import (
+    CALLER,
+    VOICE,
+    Twilio,
+    available,
+    call_sid,
+    dialed_identity,
+    known_customer,
+    voice_rows,
+)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def twilio(client: TestClient[Any, Any], settings: Settings) -> Twilio:
+    return Twilio(client, settings)
+
+
+class Ticking:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- statements ----------------------------------------------------------------------------------
+
+
+async def test_a_call_is_logged_once_by_customer_id_or_by_number(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    customer_id = await known_customer(uow_factory, owner_id=staff.red_1.id)
+    connections = AutocommitConnections(uow_factory.engine)
+    now = utcnow()
+    try:
+        async with connections.connect() as conn:
+            caller = await look_up_caller(conn, CALLER, "CA-first")
+            assert caller is not None
+            assert (caller.customer_id, caller.owner_id, caller.logged_id) == (
+                customer_id,
+                staff.red_1.id,
+                None,
+            )
+            assert await look_up_caller(conn, "+12025550100", "CA-first") is None
+
+            first = await log_inbound_call(
+                conn,
+                call_sid="CA-first",
+                customer=customer_id,
+                agent_id=staff.red_1.id,
+                status="ringing",
+                started_at=now,
+                meta={"from": CALLER},
+            )
+            assert first is not None and first.customer_id == customer_id and first.agent_phone is None
+            again = await log_inbound_call(
+                conn, call_sid="CA-first", customer=CALLER, agent_id=None, status="x", started_at=now, meta={}
+            )
+            assert again is None
+            by_number = await log_inbound_call(
+                conn,
+                call_sid="CA-second",
+                customer=CALLER,
+                agent_id=None,
+                status="q",
+                started_at=now,
+                meta={},
+            )
+            assert by_number is not None and by_number.customer_id == customer_id
+            unknown = await log_inbound_call(
+                conn,
+                call_sid="CA-third",
+                customer="+12025550100",
+                agent_id=None,
+                status="q",
+                started_at=now,
+                meta={},
+            )
+            assert unknown is None
+
+            caller = await look_up_caller(conn, CALLER, "CA-first")
+            assert caller is not None and caller.logged_id == first.interaction_id
+            stored = await stored_call(conn, "CA-first")
+            assert stored is not None
+            assert (stored.status, stored.agent_id, stored.meta) == (
+                "ringing",
+                staff.red_1.id,
+                {"from": CALLER},
+            )
+    finally:
+        await connections.close()
+
+
+async def test_who_answered_is_recorded_once(uow_factory: UnitOfWorkFactory, staff: Staff) -> None:
+    customer_id = await known_customer(uow_factory)
+    connections = AutocommitConnections(uow_factory.engine)
+    try:
+        async with connections.connect() as conn:
+            logged = await log_inbound_call(
+                conn,
+                call_sid="CA-answer",
+                customer=customer_id,
+                agent_id=staff.red_1.id,
+                status="ringing",
+                started_at=utcnow(),
+                meta={"from": CALLER, "routed_agent_id": staff.red_1.id},
+            )
+            assert logged is not None
+            at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+            marked = await mark_answered(conn, "CA-answer", staff.red_2.id, at)
+            assert marked == (logged.interaction_id, customer_id, None)
+            assert await mark_answered(conn, "CA-answer", staff.red_1.id, at + timedelta(seconds=5)) is None
+            assert await mark_answered(conn, "CA-unknown", staff.red_1.id, at) is None
+            stored = await stored_call(conn, "CA-answer")
+            assert stored is not None and stored.agent_id == staff.red_2.id
+            assert stored.meta == {
+                "from": CALLER,
+                "routed_agent_id": staff.red_1.id,
+                "answered_at": at.isoformat(),
+                "answered_by": staff.red_2.id,
+            }
+    finally:
+        await connections.close()
+
+
+# --- kept connections and the roster -------------------------------------------------------------
+
+
+async def test_connections_are_kept_while_fresh_and_dropped_after_an_error(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    clock = Ticking()
+    connections = AutocommitConnections(uow_factory.engine, size=1, fresh_seconds=5, clock=clock)
+    try:
+        async with connections.connect() as first:
+            pass
+        clock.now += 4
+        async with connections.connect() as again:
+            assert again is first
+        clock.now += 6  # idle for too long: back to the pool, a checked one next time
+        async with connections.connect() as later:
+            assert later is not first
+        with pytest.raises(ZeroDivisionError):
+            async with connections.connect() as failing:
+                assert failing is later
+                raise ZeroDivisionError
+        async with connections.connect() as fresh:
+            assert fresh is not later
+
+        # size=1: a second user waits for the first one to finish.
+        order: list[str] = []
+
+        async def use(name: str) -> None:
+            async with connections.connect():
+                order.append(f"{name} in")
+                await asyncio.sleep(0.02)
+                order.append(f"{name} out")
+
+        await asyncio.gather(use("a"), use("b"))
+        assert order == ["a in", "a out", "b in", "b out"]
+    finally:
+        await connections.close()
+
+
+async def test_the_roster_is_read_again_after_its_time(uow_factory: UnitOfWorkFactory, staff: Staff) -> None:
+    clock = Ticking()
+    roster = RosterCache(uow_factory.engine, ttl=5, clock=clock)
+    assert staff.red_1.id in (await roster.get()).agent_ids
+    async with uow_factory() as uow:
+        await uow.session.execute(update(Agent).where(Agent.id == staff.red_1.id).values(active=False))
+        await uow.commit()
+    clock.now += 4
+    assert staff.red_1.id in (await roster.get()).agent_ids
+    clock.now += 2
+    current = await roster.get()
+    assert staff.red_1.id not in current.agent_ids and not current.is_active(staff.red_1.id)
+    async with uow_factory() as uow:
+        await uow.session.execute(update(Agent).where(Agent.id == staff.red_1.id).values(active=True))
+        await uow.commit()
+    roster.invalidate()
+    assert staff.red_1.id in (await roster.get()).agent_ids
+
+
+# --- wrap-up in one step -------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="session", params=["memory", "redis"])
+async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStore]:
+    if request.param == "memory":
+        yield MemoryPresenceStore()
+        return
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        pytest.skip("needs REDIS_URL")
+    redis = Redis.from_url(url)
+    prefix = f"cc-test-{RUN_ID}:{secrets.token_hex(3)}:"
+    try:
+        yield RedisPresenceStore(redis, prefix)
+    finally:
+        keys = [k async for k in redis.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+
+
+async def test_wrap_up_applies_only_to_the_agents_current_call(presence: PresenceStore) -> None:
+    assert await presence.wrap_up(1, "CA1", 30) is None  # offline
+    await presence.set(1, AgentState.AVAILABLE)
+    assert await presence.claim(preferred=None, eligible=[1], call_sid="CA1") == 1
+    assert await presence.wrap_up(1, "CA2", 30) is None  # another call
+    ringing = await presence.wrap_up(1, "CA1", 30)
+    assert ringing is not None and ringing.was is AgentState.RINGING
+    assert ringing.presence.state is AgentState.WRAP_UP and ringing.presence.until is not None
+    assert await presence.get(1) == ringing.presence
+    assert await presence.wrap_up(1, "CA1", 30) is None  # already wrapping up
+
+    await presence.set(1, AgentState.ON_CALL, call_sid="CA3")
+    on_call = await presence.wrap_up(1, "CA3", 0)
+    assert on_call is not None and on_call.was is AgentState.ON_CALL
+    assert (await presence.get(1)).state is AgentState.AVAILABLE  # a zero wrap-up is over at once
+
+
+# --- the call desk -------------------------------------------------------------------------------
+
+
+async def test_a_surge_while_everyone_is_busy_queues_callers_and_routing_resumes(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    customer_id = await known_customer(uow_factory, owner_id=staff.red_1.id)
+    sids = [call_sid() for _ in range(3)]
+    for sid in sids:
+        assert (await twilio.incoming(sid)).find("./Enqueue") is not None
+    rows = {r.external_id: r for r in await voice_rows(uow_factory)}
+    for sid in sids:
+        row = rows[sid]
+        assert (row.status, row.customer_id, row.agent_id) == ("queued-for-agent", customer_id, None)
+        assert row.meta["decision"] == "enqueue" and row.meta["from"] == CALLER and "queued_at" in row.meta
+    # An unknown caller during the surge still becomes a customer.
+    assert (await twilio.incoming(call_sid(), caller="+442079460958")).find("./Enqueue") is not None
+
+    presence = client.app[RUNTIME].presence
+    await available(client, staff.red_2)  # free the longest
+    await available(client, staff.red_1)
+    before = await presence.get(staff.red_2.id)
+    # Someone is free again: the caller's own agent gets the call, the other keeps their place.
+    assert dialed_identity(await twilio.incoming(call_sid())) == f"agent-{staff.red_1.id}"
+    assert await presence.get(staff.red_2.id) == before
+
+
+async def test_duplicate_deliveries_racing_route_one_agent(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await known_customer(uow_factory)
+    await available(client, staff.red_1, staff.red_2, staff.blue_1)
+    sid = call_sid()
+    answers = await asyncio.gather(*(twilio.incoming(sid) for _ in range(3)))
+    assert len({dialed_identity(a) for a in answers}) == 1
+    assert len(await voice_rows(uow_factory)) == 1
+    states = await client.app[RUNTIME].presence.get_many([staff.red_1.id, staff.red_2.id, staff.blue_1.id])
+    assert sorted(p.state.value for p in states.values()) == ["available", "available", "ringing"]
+
+
+async def test_a_lost_agent_leg_callback_is_made_good_by_the_dial_action(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await known_customer(uow_factory)
+    await available(client, staff.red_1)
+    sid = call_sid()
+    assert dialed_identity(await twilio.incoming(sid)) == f"agent-{staff.red_1.id}"
+    resp = await twilio.post(
+        f"{VOICE}/dial-action?agent={staff.red_1.id}",
+        {"CallSid": sid, "DialCallStatus": "completed", "DialCallDuration": "30"},
+    )
+    assert resp.status == 200
+    [row] = await voice_rows(uow_factory)
+    assert row.agent_id == staff.red_1.id and row.meta["answered_by"] == staff.red_1.id
+    presence = await client.app[RUNTIME].presence.get(staff.red_1.id)
+    assert presence.state is AgentState.WRAP_UP and presence.call_sid == sid
+    await twilio.status(sid, "completed", 3, CallDuration="35")
+    [row] = await voice_rows(uow_factory)
+    assert row.status == "completed" and row.ticket_id is None  # answered: no callback ticket
