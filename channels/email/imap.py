@@ -1,0 +1,414 @@
+"""IMAP ingestion with aioimaplib: one watcher per mailbox, IDLE or polling, fetch by UID.
+
+Each round: UID SEARCH above the checkpoint; fetch only the Message-ID headers and skip what is
+already stored; fetch the remaining bodies; parse and ingest them together with the new
+checkpoint in one transaction; then flag, move or leave them. A crash anywhere repeats at most
+the last batch, which the stored Message-IDs make harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import re
+import ssl
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any, Literal
+
+from aioimaplib import IMAP4, IMAP4_SSL, STOP_WAIT_SERVER_PUSH, AioImapException, Command
+
+from channels.email.content_store import ContentStore
+from channels.email.parsing import parse_message
+from crm_core.db import UnitOfWork
+from crm_core.email_ports import InboundEmail
+from crm_core.models import EmailKind, EmailMessage, EmailStatus, utcnow
+from crm_core.rules.email_refs import message_key
+from crm_core.services.email_batch import ingest, ingest_batch
+from crm_core.services.email_ingest import (
+    EmailPolicy,
+    MailboxPolicy,
+    Outcome,
+    known_keys,
+    load_checkpoint,
+    save_checkpoint,
+)
+from crm_core.types import Direction
+
+log = logging.getLogger(__name__)
+
+_UID_RE = re.compile(rb"\bUID (\d+)")
+_UIDVALIDITY_RE = re.compile(rb"UIDVALIDITY (\d+)")
+
+
+class ImapError(Exception):
+    """The server refused a command or the connection failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImapAccount:
+    name: str
+    host: str
+    port: int
+    tls: Literal["ssl", "starttls", "none"]
+    login: str
+    password: str
+    folder: str = "INBOX"
+    after: Literal["seen", "move", "leave"] = "seen"
+    move_to: str = ""
+
+    def __repr__(self) -> str:  # the password never reaches a log line
+        return f"ImapAccount({self.name!r}, {self.login}@{self.host}:{self.port}/{self.folder})"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOptions:
+    max_attachment_bytes: int = 25 * 1024 * 1024
+    batch_size: int = 50
+    poll_seconds: float = 60.0
+    idle: bool = True
+    idle_seconds: float = 300.0
+    backoff_min: float = 1.0
+    backoff_max: float = 300.0
+    timeout: float = 60.0
+    # Worker processes parsing MIME beside the one writing to the database (0: parse inline).
+    parse_processes: int = 0
+
+
+def fetched_literals(lines: Sequence[Any]) -> dict[int, bytes]:
+    """UID -> literal from an aioimaplib FETCH response (UID before or after the literal)."""
+    found: dict[int, bytes] = {}
+    for index, line in enumerate(lines):
+        if not isinstance(line, bytearray) or index == 0:
+            continue
+        head = bytes(lines[index - 1])
+        match = _UID_RE.search(head)
+        if match is None and index + 1 < len(lines):
+            match = _UID_RE.search(bytes(lines[index + 1]))
+        if match is not None:
+            found[int(match.group(1))] = bytes(line)
+    return found
+
+
+def _check(response: Any, what: str) -> Any:
+    if response.result != "OK":
+        detail = b" ".join(bytes(x) for x in response.lines[-1:]).decode("utf-8", "replace")
+        raise ImapError(f"{what}: {response.result} {detail}")
+    return response
+
+
+def _uid_set(uids: Sequence[int]) -> str:
+    return ",".join(str(u) for u in uids)
+
+
+def parse_batch(raws: list[tuple[int, bytes]], store_root: str, limit: int) -> list[tuple[int, InboundEmail]]:
+    """Parse in a worker process (module level, so it can be sent there)."""
+    store = ContentStore(Path(store_root))
+    return [(uid, parse_message(raw, store, max_attachment_bytes=limit)) for uid, raw in raws]
+
+
+class MailboxWatcher:
+    """Keeps one mailbox ingested; :meth:`run` never returns and never lets an error escape."""
+
+    def __init__(
+        self,
+        account: ImapAccount,
+        uow_factory: Callable[[], UnitOfWork],
+        mailbox: MailboxPolicy,
+        policy: EmailPolicy,
+        store: ContentStore,
+        options: WatchOptions,
+    ) -> None:
+        self.account = account
+        self.uow_factory = uow_factory
+        self.mailbox = mailbox
+        self.policy = policy
+        self.store = store
+        self.options = options
+        self.ingested = 0
+        self.failures = 0
+        self._pool: ProcessPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the parsing processes, if any."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def run(self) -> None:
+        delay = self.options.backoff_min
+        while True:
+            try:
+                await self._session()
+                delay = self.options.backoff_min
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                log.warning("mailbox %s: %s; reconnecting in %.0fs", self.account.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(self.options.backoff_max, delay * 2)
+
+    async def run_once(self) -> int:
+        """Connect, ingest everything new, disconnect; returns how many messages were stored."""
+        client = await self._connect()
+        try:
+            uidvalidity = await self._select(client)
+            await self._finish_processed(client, uidvalidity)
+            return await self.sync(client, uidvalidity)
+        finally:
+            await self._logout(client)
+
+    async def _session(self) -> None:
+        client = await self._connect()
+        try:
+            uidvalidity = await self._select(client)
+            await self._finish_processed(client, uidvalidity)
+            use_idle = self.options.idle and client.has_capability("IDLE")
+            while True:
+                await self.sync(client, uidvalidity)
+                if use_idle:
+                    # Mail that arrived during the last SEARCH is announced in its response
+                    # (which the client library drops), not during IDLE: look once more first.
+                    if await self._pending(client, uidvalidity):
+                        continue
+                    await self._idle(client)
+                else:
+                    await asyncio.sleep(self.options.poll_seconds)
+                    _check(await client.noop(), "NOOP")
+        finally:
+            await self._logout(client)
+
+    async def _connect(self) -> IMAP4:
+        account = self.account
+        client: IMAP4
+        if account.tls == "ssl":
+            client = IMAP4_SSL(
+                host=account.host,
+                port=account.port,
+                timeout=self.options.timeout,
+                ssl_context=ssl.create_default_context(),
+            )
+        else:
+            client = IMAP4(host=account.host, port=account.port, timeout=self.options.timeout)
+        await client.wait_hello_from_server()
+        if account.tls == "starttls":
+            await self._starttls(client)
+        response = await client.login(account.login, account.password)
+        if response.result != "OK":
+            raise ImapError(f"login as {account.login} refused")
+        return client
+
+    async def _starttls(self, client: IMAP4) -> None:
+        protocol = client.protocol
+        _check(
+            await protocol.execute(Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)), "STARTTLS"
+        )
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(
+            protocol.transport, protocol, ssl.create_default_context(), server_hostname=self.account.host
+        )
+        protocol.transport = transport
+        await protocol.capability()
+
+    async def _select(self, client: IMAP4) -> int:
+        response = _check(await client.select(self.account.folder), f"SELECT {self.account.folder}")
+        for line in response.lines:
+            match = _UIDVALIDITY_RE.search(bytes(line))
+            if match:
+                return int(match.group(1))
+        raise ImapError(f"SELECT {self.account.folder} gave no UIDVALIDITY")
+
+    async def _logout(self, client: IMAP4) -> None:
+        with contextlib.suppress(TimeoutError, AioImapException, OSError, AttributeError):
+            await asyncio.wait_for(client.logout(), 5)
+
+    async def _idle(self, client: IMAP4) -> None:
+        idle = await client.idle_start(timeout=self.options.idle_seconds)
+        try:
+            while client.has_pending_idle():
+                push = await client.wait_server_push(timeout=self.options.idle_seconds + 5)
+                # Anything but a keep-alive (EXISTS, RECENT, EXPUNGE, FETCH): look again.
+                if push == STOP_WAIT_SERVER_PUSH or not all(b"Still here" in bytes(p) for p in push):
+                    break
+        except TimeoutError:
+            pass
+        finally:
+            client.idle_done()
+            await asyncio.wait_for(idle, self.options.timeout)
+
+    async def _finish_processed(self, client: IMAP4, uidvalidity: int) -> None:
+        """Flag or move what was stored before a crash but not yet flagged or moved."""
+        if self.account.after == "leave":
+            return
+        async with self.uow_factory() as uow:
+            stored_validity, last_uid = await load_checkpoint(uow.session, self.account.name)
+        if stored_validity != uidvalidity or last_uid == 0:
+            return
+        criteria = f"UID 1:{last_uid}" + (" UNSEEN" if self.account.after == "seen" else "")
+        response = _check(await client.uid_search(criteria, charset=None), "UID SEARCH")
+        uids = [
+            int(t)
+            for line in response.lines[:-1]
+            for t in bytes(line).decode("ascii", "replace").split()
+            if t.isdigit() and int(t) <= last_uid
+        ]
+        size = self.options.batch_size
+        for start in range(0, len(uids), size):
+            await self._after(client, uids[start : start + size])
+
+    async def _pending(self, client: IMAP4, uidvalidity: int) -> bool:
+        async with self.uow_factory() as uow:
+            stored_validity, last_uid = await load_checkpoint(uow.session, self.account.name)
+        if stored_validity != uidvalidity:
+            return True
+        return bool(await self._new_uids(client, last_uid))
+
+    async def _new_uids(self, client: IMAP4, last_uid: int) -> list[int]:
+        response = _check(await client.uid_search(f"UID {last_uid + 1}:*", charset=None), "UID SEARCH")
+        uids: list[int] = []
+        for line in response.lines[:-1]:
+            text = bytes(line).decode("ascii", "replace")
+            if text.startswith("SEARCH"):
+                text = text[len("SEARCH") :]
+            uids.extend(int(t) for t in text.split() if t.isdigit())
+        return sorted(u for u in set(uids) if u > last_uid)
+
+    async def sync(self, client: IMAP4, uidvalidity: int) -> int:
+        async with self.uow_factory() as uow:
+            stored_validity, last_uid = await load_checkpoint(uow.session, self.account.name)
+        if stored_validity is not None and stored_validity != uidvalidity:
+            # The server renumbered the folder: rescan it all; stored Message-IDs skip the known.
+            log.warning("mailbox %s: UIDVALIDITY changed, rescanning", self.account.name)
+            last_uid = 0
+        uids = await self._new_uids(client, last_uid)
+        size = self.options.batch_size
+        batches = [uids[start : start + size] for start in range(0, len(uids), size)]
+        if not batches:
+            if stored_validity != uidvalidity:
+                async with self.uow_factory() as uow:
+                    await save_checkpoint(uow.session, self.account.name, uidvalidity, last_uid)
+                    await uow.commit()
+            return 0
+        # The next batch is fetched and parsed while the current one is written.
+        upcoming = asyncio.ensure_future(self._fetch(client, batches[0]))
+        stored = 0
+        try:
+            for index, batch in enumerate(batches):
+                parsed = await upcoming
+                if index + 1 < len(batches):
+                    upcoming = asyncio.ensure_future(self._fetch(client, batches[index + 1]))
+                count = await self._store(parsed, uidvalidity, max(batch))
+                await self._after(client, batch)
+                self.ingested += count
+                stored += count
+        finally:
+            if not upcoming.done():
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await upcoming
+        return stored
+
+    async def _fetch(self, client: IMAP4, uids: list[int]) -> list[tuple[int, InboundEmail]]:
+        """The batch's new messages, parsed: bodies are fetched only for unknown Message-IDs."""
+        headers = fetched_literals(
+            _check(
+                await client.uid("fetch", _uid_set(uids), "(UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])"),
+                "UID FETCH headers",
+            ).lines
+        )
+        keys: dict[int, str] = {}
+        parser = BytesHeaderParser()
+        for uid, head in headers.items():
+            value = str(parser.parsebytes(head).get("Message-ID") or "").strip()
+            if value:
+                keys[uid] = message_key(value)
+        async with self.uow_factory() as uow:
+            known = await known_keys(uow.session, list(keys.values()))
+        wanted = [u for u in uids if keys.get(u) not in known]
+        bodies: dict[int, bytes] = {}
+        if wanted:
+            bodies = fetched_literals(
+                _check(
+                    await client.uid("fetch", _uid_set(wanted), "(UID BODY.PEEK[])"), "UID FETCH bodies"
+                ).lines
+            )
+        raws = [(uid, bodies[uid]) for uid in wanted if uid in bodies]
+        if self.options.parse_processes > 0 and raws:
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(self.options.parse_processes, mp_context=context)
+            limit = self.options.max_attachment_bytes
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, parse_batch, raws, str(self.store.root), limit
+            )
+        parsed = []
+        for uid, raw in raws:
+            parsed.append((uid, self._parse(raw)))
+            await asyncio.sleep(0)  # let the batch being written make progress
+        return parsed
+
+    def _parse(self, raw: bytes) -> InboundEmail:
+        return parse_message(raw, self.store, max_attachment_bytes=self.options.max_attachment_bytes)
+
+    async def _store(self, parsed: list[tuple[int, InboundEmail]], uidvalidity: int, last_uid: int) -> int:
+        """The whole batch and its checkpoint in one transaction; if that fails, message by
+        message, keeping a message that cannot be ingested as a bare row with the error noted."""
+        try:
+            async with self.uow_factory() as uow:
+                results = await ingest_batch(uow, self.mailbox, self.policy, [mail for _, mail in parsed])
+                await save_checkpoint(uow.session, self.account.name, uidvalidity, last_uid)
+                await uow.commit()
+            return sum(r.outcome is not Outcome.DUPLICATE for r in results)
+        except Exception:
+            log.exception("mailbox %s: batch failed, ingesting one by one", self.account.name)
+        stored = 0
+        for uid, mail in parsed:
+            try:
+                async with self.uow_factory() as uow:
+                    result = await ingest(uow, self.mailbox, self.policy, mail)
+                    stored += result.outcome is not Outcome.DUPLICATE
+                    await save_checkpoint(uow.session, self.account.name, uidvalidity, uid)
+                    await uow.commit()
+            except Exception as exc:
+                log.exception("mailbox %s: UID %s could not be ingested", self.account.name, uid)
+                await self._keep_unprocessed(mail, uidvalidity, uid, exc)
+        async with self.uow_factory() as uow:
+            await save_checkpoint(uow.session, self.account.name, uidvalidity, last_uid)
+            await uow.commit()
+        return stored
+
+    async def _keep_unprocessed(self, mail: InboundEmail, uidvalidity: int, uid: int, exc: Exception) -> None:
+        async with self.uow_factory() as uow:
+            if not await known_keys(uow.session, [mail.key]):
+                uow.session.add(
+                    EmailMessage(
+                        message_key=mail.key,
+                        message_id=mail.message_id,
+                        direction=Direction.INBOUND,
+                        kind=EmailKind.MESSAGE,
+                        status=EmailStatus.RECEIVED,
+                        mailbox=self.mailbox.name,
+                        from_address=(mail.from_address or "")[:320] or None,
+                        subject=mail.subject,
+                        text_body=mail.text,
+                        visible_text=mail.visible_text,
+                        defects=[*mail.defects, f"not ingested: {exc}"],
+                        raw_sha256=mail.raw_sha256,
+                        raw_size=mail.raw_size,
+                        created_at=utcnow(),
+                    )
+                )
+            await save_checkpoint(uow.session, self.account.name, uidvalidity, uid)
+            await uow.commit()
+
+    async def _after(self, client: IMAP4, uids: list[int]) -> None:
+        if self.account.after == "seen":
+            _check(await client.uid("store", _uid_set(uids), "+FLAGS.SILENT", r"(\Seen)"), "UID STORE")
+        elif self.account.after == "move":
+            _check(await client.uid("move", _uid_set(uids), self.account.move_to), "UID MOVE")

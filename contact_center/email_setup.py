@@ -1,0 +1,185 @@
+"""Wiring of the email channel: one IMAP watcher per configured mailbox and the outbox sender,
+started and stopped with the application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aiohttp import web
+
+from channels.email.content_store import ContentStore
+from channels.email.imap import ImapAccount, MailboxWatcher, WatchOptions
+from channels.email.smtp import SmtpSender, SmtpServer
+from contact_center.appkeys import RUNTIME
+from contact_center.settings import MailboxSettings, Settings
+from crm_core.db import UnitOfWork
+from crm_core.email_ports import MailTransport
+from crm_core.services.email_acks import AckTemplate
+from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
+from crm_core.services.email_outbound import RetryPolicy, deliver_due
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmailDesk:
+    """What the email routes and background tasks share."""
+
+    policy: EmailPolicy
+    mailboxes: dict[str, MailboxPolicy]
+    store: ContentStore
+    retry: RetryPolicy
+    settings: Settings
+    outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    watchers: list[MailboxWatcher] = field(default_factory=list)
+
+    def wake_outbox(self) -> None:
+        self.outbox_wakeup.set()
+
+
+EMAIL_DESK = web.AppKey("email_desk", EmailDesk)
+
+
+def _domain(settings: Settings) -> str:
+    if settings.email.message_id_domain:
+        return settings.email.message_id_domain
+    if settings.email.mailboxes:
+        return settings.email.mailboxes[0].address.rpartition("@")[2].lower()
+    return "contact-center.invalid"
+
+
+def email_policy(settings: Settings) -> EmailPolicy:
+    mail = settings.email
+    return EmailPolicy(
+        secret=settings.security.secret_key.get_secret_value().encode(),
+        domain=_domain(settings),
+        our_addresses=frozenset(m.address.lower() for m in mail.mailboxes),
+        sla=settings.crm.sla_policy(),
+        subject_token=mail.subject_token,
+        reopen_window=timedelta(hours=mail.reopen_window_hours),
+        acks_per_hour=mail.acks_per_sender_per_hour,
+    )
+
+
+def mailbox_policy(mailbox: MailboxSettings) -> MailboxPolicy:
+    return MailboxPolicy(
+        name=mailbox.name,
+        address=mailbox.address.lower(),
+        display_name=mailbox.display_name or None,
+        team_id=mailbox.team_id,
+        language=mailbox.language,
+        acknowledge=mailbox.acknowledge,
+        templates={lang: AckTemplate(t.subject, t.body) for lang, t in mailbox.acknowledgments.items()},
+    )
+
+
+def imap_account(mailbox: MailboxSettings) -> ImapAccount:
+    return ImapAccount(
+        name=mailbox.name,
+        host=mailbox.imap_host,
+        port=mailbox.imap_port,
+        tls=mailbox.imap_tls,
+        login=mailbox.login,
+        password=mailbox.imap_password(),
+        folder=mailbox.folder,
+        after=mailbox.after,
+        move_to=mailbox.move_to,
+    )
+
+
+def watch_options(settings: Settings) -> WatchOptions:
+    mail = settings.email
+    return WatchOptions(
+        max_attachment_bytes=mail.max_attachment_bytes,
+        batch_size=mail.batch_size,
+        poll_seconds=mail.poll_seconds,
+        idle=mail.idle,
+        idle_seconds=mail.idle_seconds,
+        backoff_min=mail.reconnect_min_seconds,
+        backoff_max=mail.reconnect_max_seconds,
+        parse_processes=mail.parse_processes,
+    )
+
+
+def smtp_server(settings: Settings) -> SmtpServer:
+    smtp = settings.email.smtp
+    return SmtpServer(
+        host=smtp.host,
+        port=smtp.port,
+        tls=smtp.tls,
+        username=smtp.username,
+        password=smtp.smtp_password(),
+        timeout=smtp.timeout_seconds,
+    )
+
+
+def build_desk(settings: Settings) -> EmailDesk:
+    mail = settings.email
+    return EmailDesk(
+        policy=email_policy(settings),
+        mailboxes={m.name: mailbox_policy(m) for m in mail.mailboxes},
+        store=ContentStore(mail.attachment_dir),
+        retry=RetryPolicy(
+            base_seconds=mail.retry_base_seconds,
+            max_seconds=mail.retry_max_seconds,
+            max_attempts=mail.max_attempts,
+        ),
+        settings=settings,
+    )
+
+
+async def run_outbox(
+    desk: EmailDesk, uow_factory: Callable[[], UnitOfWork], transport: MailTransport, poll_seconds: float
+) -> None:
+    """Deliver due mail until cancelled; sleeps until woken or the next poll when idle."""
+    while True:
+        desk.outbox_wakeup.clear()
+        try:
+            attempted = await deliver_due(uow_factory, transport, desk.retry)
+        except Exception:
+            log.exception("outbox round failed")
+            attempted = 0
+        if attempted == 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(desk.outbox_wakeup.wait(), poll_seconds)
+
+
+async def _email_ctx(app: web.Application) -> AsyncIterator[None]:
+    desk = app[EMAIL_DESK]
+    runtime = app[RUNTIME]
+    settings = desk.settings
+    options = watch_options(settings)
+    tasks: list[asyncio.Task[None]] = []
+    for mailbox in settings.email.mailboxes:
+        watcher = MailboxWatcher(
+            imap_account(mailbox), runtime.uow, desk.mailboxes[mailbox.name], desk.policy, desk.store, options
+        )
+        desk.watchers.append(watcher)
+        tasks.append(asyncio.create_task(watcher.run(), name=f"imap-{mailbox.name}"))
+    sender = SmtpSender(smtp_server(settings), desk.store)
+    tasks.append(
+        asyncio.create_task(
+            run_outbox(desk, runtime.uow, sender, settings.email.outbox_poll_seconds), name="email-outbox"
+        )
+    )
+    log.info("email: %d mailbox(es) watched, outbox via %r", len(settings.email.mailboxes), sender.server)
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for watcher in desk.watchers:
+            watcher.close()
+
+
+def setup_email(app: web.Application, settings: Settings) -> None:
+    """Must come after the runtime in ``cleanup_ctx``; background work only with mailboxes."""
+    app[EMAIL_DESK] = build_desk(settings)
+    if settings.email.mailboxes:
+        app.cleanup_ctx.append(_email_ctx)

@@ -1,0 +1,300 @@
+"""Outbound mail: written to the outbox first (with its Message-ID and an interaction), then
+claimed and delivered by :func:`deliver_due`; retried with exponential backoff on temporary
+failures, marked failed with the server's reply on permanent ones."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from crm_core import events
+from crm_core.db import UnitOfWork
+from crm_core.email_ports import DeliveryError, MailAttachment, MailTransport, OutboundEmail
+from crm_core.models import EmailAttachment, EmailKind, EmailMessage, EmailStatus, Interaction, Ticket, utcnow
+from crm_core.rules.email_refs import body_marker, message_key, new_message_id
+from crm_core.services.email_participants import add_participants
+from crm_core.types import Channel, Direction
+
+log = logging.getLogger(__name__)
+
+EMAIL_DELIVERY = "email.delivery"
+AUTOMATIC_HEADERS = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who a mailbox writes as."""
+
+    mailbox: str
+    address: str
+    display_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_seconds: float = 30.0
+    max_seconds: float = 3600.0
+    max_attempts: int = 10
+    # A claimed message not reported back within this time (a crash mid-send) is tried again.
+    lease_seconds: float = 300.0
+
+    def delay(self, attempts: int) -> timedelta:
+        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1)))
+
+
+def build_outbound(
+    *,
+    ticket_id: int,
+    ticket_number: int,
+    customer_id: int,
+    identity: Identity,
+    secret: bytes,
+    domain: str,
+    kind: EmailKind,
+    to: Sequence[str],
+    subject: str,
+    text: str,
+    html: str | None = None,
+    cc: Sequence[str] = (),
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    automatic: bool = False,
+    author_id: int | None = None,
+    attachments: Sequence[MailAttachment] = (),
+) -> EmailMessage:
+    """An outbox row (with its interaction and attachments) ready to be added to the session:
+    a signed Message-ID and the hidden ticket marker in every body."""
+    now = utcnow()
+    marker = body_marker(ticket_number, secret)
+    message_id = new_message_id(ticket_number, secret, domain)
+    key = message_key(message_id)
+    interaction = Interaction(
+        channel=Channel.EMAIL,
+        direction=Direction.OUTBOUND,
+        customer_id=customer_id,
+        agent_id=author_id,
+        ticket_id=ticket_id,
+        external_id=key,
+        status="queued",
+        started_at=now,
+        subject=subject[:500],
+        body=text.strip(),
+        meta={"kind": str(kind), "to": list(to)},
+        created_at=now,
+    )
+    return EmailMessage(
+        message_key=key,
+        message_id=message_id,
+        direction=Direction.OUTBOUND,
+        kind=kind,
+        status=EmailStatus.QUEUED,
+        mailbox=identity.mailbox,
+        ticket_id=ticket_id,
+        customer_id=customer_id,
+        author_id=author_id,
+        from_address=identity.address,
+        from_name=identity.display_name,
+        recipient=to[0] if to else None,
+        to_addresses=list(to),
+        cc_addresses=list(cc),
+        subject=subject,
+        in_reply_to=in_reply_to,
+        reference_ids=list(references)[-20:],
+        text_body=f"{text.rstrip()}\n\n{marker}\n",
+        html_body=f'{html}<div style="display:none">{marker}</div>' if html else None,
+        visible_text=text.strip(),
+        headers=dict(AUTOMATIC_HEADERS) if automatic else {},
+        defects=[],
+        attempts=0,
+        sent_date=now,
+        next_attempt_at=now,
+        created_at=now,
+        interaction=interaction,
+        attachments=[
+            EmailAttachment(
+                filename=a.filename,
+                content_type=a.content_type,
+                size=a.size,
+                sha256=a.sha256,
+                content_id=a.content_id,
+                inline=a.inline,
+            )
+            for a in attachments
+        ],
+    )
+
+
+def interaction_logged(interaction: Interaction) -> events.DomainEvent:
+    return events.DomainEvent(
+        events.INTERACTION_LOGGED,
+        {
+            "interaction_id": interaction.id,
+            "customer_id": interaction.customer_id,
+            "channel": str(interaction.channel),
+            "direction": str(interaction.direction),
+            "agent_id": interaction.agent_id,
+            "ticket_id": interaction.ticket_id,
+        },
+    )
+
+
+async def queue_email(
+    uow: UnitOfWork,
+    *,
+    ticket: Ticket,
+    identity: Identity,
+    secret: bytes,
+    domain: str,
+    kind: EmailKind,
+    to: Sequence[str],
+    subject: str,
+    text: str,
+    html: str | None = None,
+    cc: Sequence[str] = (),
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    automatic: bool = False,
+    author_id: int | None = None,
+    attachments: Sequence[MailAttachment] = (),
+) -> EmailMessage:
+    """Write one message to the outbox (the sender delivers it after the commit)."""
+    email = build_outbound(
+        ticket_id=ticket.id,
+        ticket_number=ticket.number,
+        customer_id=ticket.customer_id,
+        identity=identity,
+        secret=secret,
+        domain=domain,
+        kind=kind,
+        to=to,
+        subject=subject,
+        text=text,
+        html=html,
+        cc=cc,
+        in_reply_to=in_reply_to,
+        references=references,
+        automatic=automatic,
+        author_id=author_id,
+        attachments=attachments,
+    )
+    uow.session.add(email)
+    await uow.session.flush()
+    assert email.interaction is not None
+    uow.record(interaction_logged(email.interaction))
+    await add_participants(uow.session, ticket.id, [*to, *cc])
+    return email
+
+
+def _lockable(stmt: Any, dialect: str) -> Any:
+    return stmt.with_for_update(skip_locked=True) if dialect == "postgresql" else stmt
+
+
+async def claim_due(uow: UnitOfWork, retry: RetryPolicy, *, limit: int = 20) -> list[OutboundEmail]:
+    """Take up to ``limit`` due messages (SKIP LOCKED on PostgreSQL) and lease them; commits."""
+    session = uow.session
+    now = utcnow()
+    stmt = (
+        select(EmailMessage)
+        .where(
+            EmailMessage.direction == Direction.OUTBOUND,
+            or_(EmailMessage.status == EmailStatus.QUEUED, EmailMessage.status == EmailStatus.SENDING),
+            EmailMessage.next_attempt_at <= now,
+        )
+        .order_by(EmailMessage.next_attempt_at, EmailMessage.id)
+        .limit(limit)
+    )
+    rows = list((await session.scalars(_lockable(stmt, session.get_bind().dialect.name))).all())
+    claimed: list[OutboundEmail] = []
+    for row in rows:
+        row.status = EmailStatus.SENDING
+        row.attempts += 1
+        row.next_attempt_at = now + timedelta(seconds=retry.lease_seconds)
+        attachments = (
+            await session.scalars(select(EmailAttachment).where(EmailAttachment.email_id == row.id))
+        ).all()
+        claimed.append(outbound_of(row, attachments))
+    await uow.commit()
+    return claimed
+
+
+def outbound_of(row: EmailMessage, attachments: Sequence[EmailAttachment]) -> OutboundEmail:
+    """The composable form of an outbox row (for sending, and for downloading what was sent)."""
+    return OutboundEmail(
+        email_id=row.id,
+        message_id=row.message_id or row.message_key,
+        from_address=row.from_address or "",
+        from_name=row.from_name,
+        to=tuple(row.to_addresses),
+        cc=tuple(row.cc_addresses),
+        subject=row.subject,
+        text=row.text_body,
+        html=row.html_body,
+        in_reply_to=row.in_reply_to,
+        references=tuple(row.reference_ids),
+        headers=dict(row.headers),
+        date=row.sent_date or row.created_at,
+        attachments=tuple(
+            MailAttachment(a.filename, a.content_type, a.size, a.sha256, a.content_id, a.inline)
+            for a in attachments
+        ),
+    )
+
+
+async def _record(
+    uow: UnitOfWork, email_id: int, status: EmailStatus, error: str | None, next_at: datetime | None
+) -> None:
+    row = await uow.session.get(EmailMessage, email_id, with_for_update=True)
+    if row is None or row.status not in (EmailStatus.SENDING, EmailStatus.QUEUED):
+        return
+    row.status = status
+    row.last_error = error
+    row.next_attempt_at = next_at
+    if status is EmailStatus.SENT:
+        row.delivered_at = utcnow()
+    if row.interaction_id is not None:
+        interaction = await uow.session.get(Interaction, row.interaction_id)
+        if interaction is not None:
+            interaction.status = str(status)
+    uow.record(
+        events.DomainEvent(
+            EMAIL_DELIVERY,
+            {
+                "email_id": row.id,
+                "ticket_id": row.ticket_id,
+                "status": str(status),
+                "attempts": row.attempts,
+                "error": error,
+            },
+        )
+    )
+    await uow.commit()
+
+
+async def deliver_due(
+    uow_factory: Callable[[], UnitOfWork], transport: MailTransport, retry: RetryPolicy, *, limit: int = 20
+) -> int:
+    """One outbox round: claim, send, record. Returns how many messages were attempted."""
+    async with uow_factory() as uow:
+        claimed = await claim_due(uow, retry, limit=limit)
+    for outbound in claimed:
+        status, error, next_at = EmailStatus.SENT, None, None
+        try:
+            await transport.deliver(outbound)
+        except DeliveryError as exc:
+            error = str(exc)
+            async with uow_factory() as uow:
+                row = await uow.session.get(EmailMessage, outbound.email_id)
+                attempts = row.attempts if row is not None else retry.max_attempts
+            if exc.permanent or attempts >= retry.max_attempts:
+                status = EmailStatus.FAILED
+            else:
+                status, next_at = EmailStatus.QUEUED, utcnow() + retry.delay(attempts)
+            log.warning("email %s not delivered (%s): %s", outbound.email_id, status, error)
+        async with uow_factory() as uow:
+            await _record(uow, outbound.email_id, status, error, next_at)
+    return len(claimed)

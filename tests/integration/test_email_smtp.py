@@ -1,0 +1,160 @@
+"""The outbox against a real SMTP server (aiosmtpd on loopback): composition, retries, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy import select
+
+from channels.email.content_store import ContentStore
+from channels.email.parsing import parse_message
+from channels.email.smtp import SmtpSender, SmtpServer
+from contact_center.email_setup import EmailDesk, run_outbox
+from contact_center.settings import Settings
+from crm_core.db import UnitOfWorkFactory
+from crm_core.email_ports import MailAttachment
+from crm_core.models import EmailKind, EmailMessage, EmailStatus, Interaction, Ticket
+from crm_core.services.email_batch import ingest
+from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
+from crm_core.services.email_outbound import RetryPolicy, deliver_due, queue_email
+from crm_core.services.tickets import SlaPolicy
+from tests.email_servers import SmtpSink, free_port, make_mail
+
+POLICY = EmailPolicy(
+    secret=b"smtp-test-secret",
+    domain="example.com",
+    our_addresses=frozenset({"support@example.com"}),
+    sla=SlaPolicy(),
+)
+SUPPORT = MailboxPolicy(name="support", address="support@example.com", display_name="Example Support")
+FAST = RetryPolicy(base_seconds=0.05, max_seconds=0.2, max_attempts=4, lease_seconds=30)
+
+
+def sender(port: int, store: ContentStore) -> SmtpSender:
+    return SmtpSender(SmtpServer("127.0.0.1", port, "none", timeout=5), store)
+
+
+async def new_ticket_with_ack(uow_factory: UnitOfWorkFactory, store: ContentStore, message_id: str) -> int:
+    mail = parse_message(make_mail(message_id=message_id), store, max_attachment_bytes=10_000)
+    async with uow_factory() as uow:
+        result = await ingest(uow, SUPPORT, POLICY, mail)
+        await uow.commit()
+    assert result.acknowledgment_id is not None
+    return result.acknowledgment_id
+
+
+async def email(uow_factory: UnitOfWorkFactory, email_id: int) -> EmailMessage:
+    async with uow_factory() as uow:
+        return await uow.session.get_one(EmailMessage, email_id)
+
+
+async def test_acknowledgment_is_composed_and_delivered(
+    uow_factory: UnitOfWorkFactory, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    store = ContentStore(tmp_path)
+    ack_id = await new_ticket_with_ack(uow_factory, store, "smtp-1@example.org")
+    assert await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST) == 1
+    (received,) = await smtp_sink.wait_for(1)
+    msg = received.message
+    assert received.envelope_from == "support@example.com" and received.recipients == ["ana@example.org"]
+    assert msg["Auto-Submitted"] == "auto-replied" and msg["X-Auto-Response-Suppress"] == "All"
+    assert msg["In-Reply-To"] == "<smtp-1@example.org>"
+    assert str(msg["From"]) == "Example Support <support@example.com>"
+    row = await email(uow_factory, ack_id)
+    assert msg["Message-ID"] == f"<{row.message_id}>"
+    assert row.status is EmailStatus.SENT and row.delivered_at is not None and row.attempts == 1
+    async with uow_factory() as uow:
+        interaction = await uow.session.get_one(Interaction, row.interaction_id)
+        assert interaction.status == "sent" and interaction.direction == "outbound"
+    assert await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST) == 0
+
+
+async def test_smtp_down_then_back_delivers_once_later(
+    uow_factory: UnitOfWorkFactory, tmp_path: Path, settings: Settings
+) -> None:
+    store = ContentStore(tmp_path)
+    ack_id = await new_ticket_with_ack(uow_factory, store, "smtp-2@example.org")
+    port = free_port()
+    desk = EmailDesk(
+        policy=POLICY, mailboxes={"support": SUPPORT}, store=store, retry=FAST, settings=settings
+    )
+    task = asyncio.create_task(run_outbox(desk, uow_factory, sender(port, store), poll_seconds=0.05))
+    sink = SmtpSink("127.0.0.1", port)
+    try:
+        for _ in range(100):
+            row = await email(uow_factory, ack_id)
+            if row.attempts >= 2 and row.status is EmailStatus.QUEUED:
+                break
+            await asyncio.sleep(0.05)
+        assert row.status is EmailStatus.QUEUED and row.attempts >= 2
+        assert row.last_error and "connection" in row.last_error
+        sink.start()
+        await sink.wait_for(1)
+        for _ in range(100):
+            row = await email(uow_factory, ack_id)
+            if row.status is EmailStatus.SENT:
+                break
+            await asyncio.sleep(0.05)
+        assert row.status is EmailStatus.SENT and row.last_error is None
+        await asyncio.sleep(0.3)
+        assert len(sink.received) == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        sink.stop()
+
+
+async def test_5xx_fails_with_the_reply_and_4xx_retries(
+    uow_factory: UnitOfWorkFactory, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    store = ContentStore(tmp_path)
+    ack_id = await new_ticket_with_ack(uow_factory, store, "smtp-3@example.org")
+    smtp_sink.reply = "451 4.3.0 try again later"
+    await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST)
+    row = await email(uow_factory, ack_id)
+    assert row.status is EmailStatus.QUEUED and "451" in (row.last_error or "")
+    smtp_sink.reply = "554 5.7.1 rejected by policy"
+    await asyncio.sleep(0.1)
+    await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST)
+    row = await email(uow_factory, ack_id)
+    assert row.status is EmailStatus.FAILED and "554 5.7.1 rejected by policy" in (row.last_error or "")
+    await asyncio.sleep(0.3)
+    assert await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST) == 0
+    assert smtp_sink.received == []
+
+
+async def test_attachments_and_html_alternative_are_composed(
+    uow_factory: UnitOfWorkFactory, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    store = ContentStore(tmp_path)
+    ack_id = await new_ticket_with_ack(uow_factory, store, "smtp-4@example.org")
+    row = await email(uow_factory, ack_id)
+    sha = store.put(b"%PDF-1.4 invoice")
+    async with uow_factory() as uow:
+        ticket = await uow.session.get_one(Ticket, row.ticket_id)
+        await queue_email(
+            uow,
+            ticket=ticket,
+            identity=SUPPORT.identity,
+            secret=POLICY.secret,
+            domain=POLICY.domain,
+            kind=EmailKind.REPLY,
+            to=["ana@example.org"],
+            subject="Your invoice",
+            text="Attached.",
+            html="<p>Attached.</p>",
+            attachments=[MailAttachment("invoice.pdf", "application/pdf", 16, sha)],
+        )
+        await uow.commit()
+    await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST)
+    received = await smtp_sink.wait_for(2)
+    reply = next(r.message for r in received if r.message["Subject"] == "Your invoice")
+    assert reply["Auto-Submitted"] is None
+    body = reply.get_body(("html",))
+    assert body is not None and "Attached." in body.get_content()
+    (attachment,) = list(reply.iter_attachments())
+    assert attachment.get_filename() == "invoice.pdf" and attachment.get_content() == b"%PDF-1.4 invoice"
+    async with uow_factory() as uow:
+        statuses = set(await uow.session.scalars(select(EmailMessage.status)))
+    assert EmailStatus.SENT in statuses
