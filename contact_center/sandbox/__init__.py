@@ -21,7 +21,8 @@ Simulated
 - Driving it (JSON under ``/sandbox/``): ``POST calls`` {from, to, digits?, hangup_after_seconds?,
   caller_name?, record_seconds?}, ``GET calls``, ``GET calls/{sid}`` (state and event log),
   ``POST calls/{sid}/hangup`` {side?: caller|agent}, ``POST calls/{sid}/digits``, ``POST sms``
-  {from, to, body, media_urls?}, ``GET messages[/{sid}]``, ``GET queues``, ``GET debugger``,
+  {from, to, body, media_urls?}, ``GET messages[/{sid}]``, ``POST messages/outcomes`` {to, outcome,
+  error_code?} (how texts to a number end), ``GET queues``, ``GET debugger``,
   ``POST reset`` {seed?}, ``GET /sandbox`` (account, numbers, REST base URL).
 - Messages: queued (accepted with a MessagingServiceSid) -> sent -> delivered / undelivered /
   failed with ErrorCode, one signed status callback per status (optionally newest first); inbound

@@ -28,6 +28,8 @@ CALL_TIMEOUT = 600.0
 async def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
     if args.sandbox_command == "serve":
         return await serve(settings, args)
+    if args.sandbox_command == "sms":
+        return await send_sms(settings, args)
     return await place_call(settings, args)
 
 
@@ -99,6 +101,34 @@ async def place_call(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def send_sms(settings: Settings, args: argparse.Namespace) -> int:
+    """A phone texts a sandbox number: the signed webhook goes to the service; print what happened."""
+    base = (args.url or f"{settings.server.public_base_url}/twilio-sandbox").rstrip("/")
+    body: dict[str, Any] = {"from": args.from_, "to": args.to, "body": args.body, "media_urls": args.media}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        try:
+            async with session.post(f"{base}/sandbox/sms", json=body) as resp:
+                answer = await resp.json(content_type=None)
+        except aiohttp.ClientError as exc:
+            print(f"error: no sandbox at {base}: {exc}", file=sys.stderr)
+            return 1
+    if resp.status != 201:
+        print(f"error: {answer.get('error', answer)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    message = answer["message"]
+    print(answer["message_sid"], flush=True)
+    for entry in message.get("log", []):
+        print(_describe(entry))
+    for reply in answer.get("replies", []):
+        print(f"reply {reply['sid']} ({reply['status']}): {reply['body']}")
+    failed = any(entry.get("event") == "error" for entry in message.get("log", []))
+    return 1 if failed else 0
+
+
 def add_sandbox_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     register: Callable[[str], Callable[[Command], Command]],
@@ -120,4 +150,13 @@ def add_sandbox_commands(
     )
     call.add_argument("--wait", type=float, default=CALL_TIMEOUT, help="seconds to wait for the end")
     call.add_argument("--json", action="store_true", help="print the final state as JSON")
+    sms = commands.add_parser("sms", help="text a sandbox number, print the MessageSid and the webhook log")
+    sms.add_argument("--from", dest="from_", required=True, metavar="E164", help="the texter's number")
+    sms.add_argument("--to", required=True, metavar="E164", help="a number the sandbox owns")
+    sms.add_argument("--body", required=True, help="the text")
+    sms.add_argument("--media", action="append", default=[], metavar="URL", help="a media URL (repeatable)")
+    sms.add_argument(
+        "--url", metavar="SANDBOX_URL", help="the sandbox (default <public_base_url>/twilio-sandbox)"
+    )
+    sms.add_argument("--json", action="store_true", help="print the sandbox's answer as JSON")
     register("sandbox")(cmd_sandbox)

@@ -78,6 +78,7 @@ class Sandbox:
         self.queues.clear()
         self.recordings.clear()
         self.opt_outs.clear()
+        self.sms.reset()
         self.debugger.clear()
         self.rng = random.Random(self.config.seed if seed is None else seed)
 

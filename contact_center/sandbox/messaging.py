@@ -51,9 +51,27 @@ class OutboundMessage:
     status_callback: str | None = None
 
 
+OUTCOMES = ("delivered", "undelivered", "failed")
+
+
 class Messaging:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox
+        self.forced: dict[str, tuple[str, int | None]] = {}
+        """Recipient -> (outcome, ErrorCode): how every text to that number ends, chance aside."""
+
+    def force_outcome(self, to: str, outcome: str | None, error_code: int | None = None) -> None:
+        """Texts to ``to`` end ``outcome`` (delivered, undelivered or failed, with ``error_code``
+        or a typical one); None goes back to the configured weights."""
+        if outcome is None:
+            self.forced.pop(to, None)
+            return
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome is one of {', '.join(OUTCOMES)}")
+        self.forced[to] = (outcome, error_code)
+
+    def reset(self) -> None:
+        self.forced.clear()
 
     # -- outbound --------------------------------------------------------------------------------
 
@@ -111,15 +129,16 @@ class Messaging:
         """queued -> sent -> delivered (or undelivered / failed), one status callback per status."""
         cfg = self.sb.config.messages
         steps: list[tuple[str, int | None]] = [("queued", None)] if message.status == "accepted" else []
-        outcome = self.sb.pick(cfg.weights())
+        forced = self.forced.get(message.to)
+        outcome, code = forced if forced is not None else (self.sb.pick(cfg.weights()), None)
         if outcome == "failed":
-            steps.append(("failed", self.sb.rng.choice(cfg.failed_error_codes)))
+            steps.append(("failed", code or self.sb.rng.choice(cfg.failed_error_codes)))
         else:
             steps.append(("sent", None))
             if outcome == "delivered":
                 steps.append(("delivered", None))
             else:
-                steps.append(("undelivered", self.sb.rng.choice(cfg.undelivered_error_codes)))
+                steps.append(("undelivered", code or self.sb.rng.choice(cfg.undelivered_error_codes)))
         held: list[dict[str, str]] = []
         for index, (status, code) in enumerate(steps):
             await self.sb.sleep(cfg.send_seconds if index == 0 else cfg.deliver_seconds)

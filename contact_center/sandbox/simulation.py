@@ -288,6 +288,25 @@ async def receive_sms(request: web.Request) -> web.Response:
     )
 
 
+@routes.post("/sandbox/messages/outcomes")
+async def force_message_outcome(request: web.Request) -> web.Response:
+    """Texts to a number end as told: ``{to, outcome: delivered|undelivered|failed|null, error_code?}``."""
+    sb = request.app[SANDBOX]
+    data = await _body(request)
+    outcome = data.get("outcome")
+    code = data.get("error_code")
+    if outcome is not None and not isinstance(outcome, str):
+        raise bad_request("'outcome' must be a string or null")
+    if code is not None and (not isinstance(code, int) or isinstance(code, bool)):
+        raise bad_request("'error_code' must be an integer")
+    to = _text(data, "to", required=True)
+    try:
+        sb.sms.force_outcome(to, outcome, code)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from exc
+    return web.json_response({"to": to, "outcome": outcome, "error_code": code})
+
+
 @routes.get("/sandbox/messages")
 async def list_messages(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX]

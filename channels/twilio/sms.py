@@ -1,0 +1,58 @@
+"""The messaging webhooks: verify, parse into core DTOs, hand them to the application.
+
+Endpoints (form POSTs from Twilio, all signature-checked, 403 before any work otherwise):
+``inbound`` (a text to one of our numbers; answered with an empty TwiML ``<Response/>``: replies
+go through the outbox, never as TwiML) and ``status`` (delivery receipts of our texts; the
+outbox row is named in the callback URL's ``outbox`` query parameter).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from multidict import MultiDict
+
+from channels.twilio import sms_params
+from channels.twilio.signature import WebhookVerifier
+from crm_core.errors import InvalidInput
+from crm_core.services.sms_types import SmsInbox
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/twilio/sms"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+
+
+def status_callback_url(public_base_url: str, outbox_id: int) -> str:
+    return f"{public_base_url.rstrip('/')}{PREFIX}/status?outbox={outbox_id}"
+
+
+def _outbox_param(request: web.Request) -> int | None:
+    raw = request.query.get("outbox", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+
+
+def sms_routes(inbox: SmsInbox, verifier: WebhookVerifier) -> list[web.RouteDef]:
+    def webhook(
+        handle: Callable[[web.Request, MultiDict[str]], Awaitable[None]],
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def answer(request: web.Request) -> web.Response:
+            params = await verifier.verified_form(request)
+            try:
+                await handle(request, params)
+            except InvalidInput as exc:
+                log.warning("malformed Twilio webhook to %s: %s", request.path, exc)
+                raise web.HTTPBadRequest(text=str(exc)) from exc
+            return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+        return answer
+
+    async def inbound(request: web.Request, params: MultiDict[str]) -> None:
+        await inbox.message_received(sms_params.inbound_sms(params))
+
+    async def status(request: web.Request, params: MultiDict[str]) -> None:
+        await inbox.message_status(sms_params.message_status(params, _outbox_param(request)))
+
+    return [web.post(f"{PREFIX}/inbound", webhook(inbound)), web.post(f"{PREFIX}/status", webhook(status))]

@@ -1,0 +1,236 @@
+"""Texts from customers: logged once per MessageSid, opt-out keywords honoured, threaded to tickets.
+
+A text from a customer with an open SMS ticket joins it. Otherwise, by the policy's ticket rule,
+a new ticket opens at once (every new conversation) or only once nobody has texted the customer
+back within ``no_answer_minutes`` (:func:`open_unanswered`, run on a timer). Keywords (STOP,
+START, HELP and their synonyms) change the suppression list or get the help reply; they join an
+open ticket but never open one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from crm_core import events
+from crm_core.contact_points import normalize_phone
+from crm_core.db import UnitOfWork
+from crm_core.errors import InvalidInput
+from crm_core.models import Agent, Customer, Interaction, SmsMessage, Ticket, utcnow
+from crm_core.rules.sms_keywords import SmsKeyword, keyword_of
+from crm_core.services.identity import resolve_phone
+from crm_core.services.interactions import log_interaction
+from crm_core.services.sms_outbound import queue_sms
+from crm_core.services.sms_suppression import REASON_KEYWORD, lift, suppress, suppression_of
+from crm_core.services.sms_types import SMS_RECEIVED, InboundSms, SmsPolicy, TicketRule
+from crm_core.services.tickets import open_ticket, open_ticket_for_customer, system_note
+from crm_core.types import Channel, Direction
+
+KIND_MESSAGE = "message"
+KIND_KEYWORD = "keyword"
+KIND_HELP = "help"
+TWILIO_OPT_OUT_TYPES = {"STOP": SmsKeyword.STOP, "START": SmsKeyword.START, "HELP": SmsKeyword.HELP}
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    message: SmsMessage
+    created: bool
+    """False: a redelivery of a text already stored; nothing changed."""
+    ticket: Ticket | None = None
+    keyword: SmsKeyword | None = None
+    reply_id: int | None = None
+    """The help reply queued in the outbox, to send once this transaction commits."""
+
+
+async def _by_sid(uow: UnitOfWork, sid: str) -> SmsMessage | None:
+    found: SmsMessage | None = await uow.session.scalar(
+        select(SmsMessage).where(SmsMessage.message_sid == sid)
+    )
+    return found
+
+
+async def _sender(uow: UnitOfWork, raw: str, region: str) -> tuple[Customer, str]:
+    """The customer behind the sending number and that number in E.164 (short codes and
+    alphanumeric senders are kept as they came, on an unnamed customer of their own)."""
+    try:
+        e164 = normalize_phone(raw, region, "From")
+    except InvalidInput:
+        customer = Customer(
+            display_name=f"SMS sender {raw.strip()[:40] or 'unknown'}", custom_fields={"sms_sender": raw}
+        )
+        uow.session.add(customer)
+        await uow.session.flush()
+        return customer, raw.strip()
+    return (await resolve_phone(uow, e164, region=region, source="sms")).customer, e164
+
+
+async def _active_owner(uow: UnitOfWork, owner_id: int | None) -> int | None:
+    if owner_id is None:
+        return None
+    active = await uow.session.scalar(select(Agent.active).where(Agent.id == owner_id))
+    return owner_id if active else None
+
+
+async def _open_sms_ticket(uow: UnitOfWork, customer: Customer, sender: str, policy: SmsPolicy) -> Ticket:
+    return await open_ticket(
+        uow,
+        None,
+        customer_id=customer.id,
+        subject=f"SMS from {sender}",
+        sla=policy.sla,
+        assignee_id=await _active_owner(uow, customer.owner_id),
+        source_channel=Channel.SMS,
+    )
+
+
+async def _attach(uow: UnitOfWork, message: SmsMessage, ticket: Ticket) -> None:
+    message.ticket_id = ticket.id
+    if message.interaction_id is not None:
+        interaction = await uow.session.get(Interaction, message.interaction_id)
+        if interaction is not None:
+            interaction.ticket_id = ticket.id
+    ticket.updated_at = utcnow()
+
+
+async def _keyword(
+    uow: UnitOfWork, keyword: SmsKeyword, word: str, message: SmsMessage, phone: str, policy: SmsPolicy
+) -> int | None:
+    """Apply an opt-out keyword; returns the help reply queued, if one was."""
+    if keyword is SmsKeyword.STOP:
+        await suppress(uow, phone, reason=REASON_KEYWORD, customer_id=message.customer_id, keyword=word)
+    elif keyword is SmsKeyword.START:
+        await lift(uow, phone, customer_id=message.customer_id, keyword=word)
+    elif policy.help_reply and await suppression_of(uow.session, phone) is None:
+        reply = await queue_sms(
+            uow,
+            customer_id=message.customer_id,
+            to=phone,
+            from_=message.to_number or policy.default_from,
+            body=policy.help_reply,
+            kind=KIND_HELP,
+            ticket_id=message.ticket_id,
+        )
+        return reply.id
+    return None
+
+
+async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -> Received:
+    """Store a text from a customer (once per MessageSid) and thread it; events go out on commit."""
+    existing = await _by_sid(uow, inbound.message_sid)
+    if existing is not None:
+        return Received(existing, created=False)
+    customer, phone = await _sender(uow, inbound.from_number, policy.region)
+    word = inbound.body.strip().upper()
+    # Twilio's Advanced Opt-Out may be configured with keywords of its own: it names them.
+    keyword = keyword_of(inbound.body) or TWILIO_OPT_OUT_TYPES.get(inbound.opt_out_type or "")
+    media = [{"url": m.url, "content_type": m.content_type} for m in inbound.media]
+    logged = await log_interaction(
+        uow,
+        channel=Channel.SMS,
+        direction=Direction.INBOUND,
+        customer_id=customer.id,
+        external_id=inbound.message_sid,
+        status="received",
+        body=inbound.body,
+        meta={
+            "from": phone,
+            "to": inbound.to_number,
+            "media": media,
+            "segments": inbound.segments,
+            **({"keyword": keyword.value} if keyword else {}),
+        },
+    )
+    if not logged.created:  # the same text delivered twice at once: the other delivery stored it
+        raced = await _by_sid(uow, inbound.message_sid)
+        if raced is not None:
+            return Received(raced, created=False)
+    message = SmsMessage(
+        direction=Direction.INBOUND,
+        kind=KIND_KEYWORD if keyword else KIND_MESSAGE,
+        customer_id=customer.id,
+        interaction_id=logged.interaction.id,
+        message_sid=inbound.message_sid,
+        from_number=phone,
+        to_number=inbound.to_number,
+        body=inbound.body,
+        media=media,
+        segments=inbound.segments,
+        status="received",
+    )
+    uow.session.add(message)
+    await uow.session.flush()
+    ticket = await open_ticket_for_customer(uow.session, customer.id, source_channel=Channel.SMS)
+    if ticket is None and keyword is None and policy.ticket_rule is TicketRule.EVERY_CONVERSATION:
+        ticket = await _open_sms_ticket(uow, customer, phone, policy)
+    if ticket is not None:
+        await _attach(uow, message, ticket)
+        if keyword in (SmsKeyword.STOP, SmsKeyword.START):
+            what = "opted out of" if keyword is SmsKeyword.STOP else "opted back in to"
+            await system_note(uow, ticket, f"{phone} {what} text messages ({word}).")
+    reply_id = await _keyword(uow, keyword, word, message, phone, policy) if keyword else None
+    uow.record(
+        events.DomainEvent(
+            SMS_RECEIVED,
+            {
+                "agent_id": ticket.assignee_id if ticket is not None else customer.owner_id,
+                "message_id": message.id,
+                "interaction_id": message.interaction_id,
+                "ticket_id": message.ticket_id,
+                "customer_id": customer.id,
+                "from": phone,
+                "to": inbound.to_number,
+                "body": inbound.body,
+                "media": media,
+                "keyword": keyword.value if keyword else None,
+            },
+        )
+    )
+    return Received(message, created=True, ticket=ticket, keyword=keyword, reply_id=reply_id)
+
+
+async def open_unanswered(uow: UnitOfWork, policy: SmsPolicy, now: datetime | None = None) -> list[int]:
+    """The no-answer rule: customers whose texts nobody answered within ``no_answer_minutes``
+    get a ticket (or join their open SMS ticket) holding every unanswered text. Returns the
+    tickets. Rows are locked with SKIP LOCKED, so instances running this together share the work.
+    """
+    cutoff = (now or utcnow()) - timedelta(minutes=policy.no_answer_minutes)
+    pending = select(SmsMessage).where(
+        SmsMessage.direction == Direction.INBOUND,
+        SmsMessage.kind == KIND_MESSAGE,
+        SmsMessage.ticket_id.is_(None),
+        SmsMessage.answered_at.is_(None),
+    )
+    overdue = await uow.session.scalars(
+        pending.where(SmsMessage.created_at <= cutoff)
+        .order_by(SmsMessage.id)
+        .limit(200)
+        .with_for_update(skip_locked=True)
+    )
+    customer_ids = list(dict.fromkeys(row.customer_id for row in overdue))
+    tickets: list[int] = []
+    for customer_id in customer_ids:
+        rows = list(
+            await uow.session.scalars(
+                pending.where(SmsMessage.customer_id == customer_id)
+                .order_by(SmsMessage.id)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        customer = await uow.session.get(Customer, customer_id)
+        if not rows or customer is None:
+            continue
+        ticket = await open_ticket_for_customer(uow.session, customer_id, source_channel=Channel.SMS)
+        if ticket is None:
+            ticket = await _open_sms_ticket(uow, customer, rows[0].from_number, policy)
+        for row in rows:
+            await _attach(uow, row, ticket)
+        await system_note(
+            uow,
+            ticket,
+            f"No agent answered within {policy.no_answer_minutes:g} minutes; {len(rows)} text(s) waiting.",
+        )
+        tickets.append(ticket.id)
+    return tickets

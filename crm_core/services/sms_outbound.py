@@ -1,0 +1,436 @@
+"""Outbound texts: queued in the outbox (with their segments and encoding) before anything is sent,
+and moved forward by the gateway's answer and the delivery receipts that follow."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core import events
+from crm_core.contact_points import normalize_phone
+from crm_core.db import UnitOfWork
+from crm_core.errors import InvalidInput, NotFound
+from crm_core.models import CustomerPhone, Interaction, SmsMessage, Ticket, utcnow
+from crm_core.rules.sms_segments import count_segments
+from crm_core.rules.sms_status import should_apply
+from crm_core.services.customers import get_visible
+from crm_core.services.interactions import log_interaction
+from crm_core.services.sms_suppression import (
+    REASON_CARRIER,
+    UNSUBSCRIBED_RECIPIENT,
+    SmsSuppressed,
+    check_not_suppressed,
+    suppress,
+    suppression_of,
+)
+from crm_core.services.sms_types import SMS_STATUS, SmsPolicy, SmsStatusUpdate
+from crm_core.services.tickets import get_ticket, open_ticket_for_customer
+from crm_core.types import Channel, Direction
+from crm_core.visibility import Viewer
+
+MAX_BODY = 1600  # Twilio's limit for one (concatenated) message
+QUEUED = "queued"
+UNCONFIRMED = "unconfirmed"
+
+
+def status_event(row: SmsMessage) -> events.DomainEvent:
+    """Delivery state for the agent who sent the text (their socket shows it live)."""
+    return events.DomainEvent(
+        SMS_STATUS,
+        {
+            "agent_id": row.agent_id,
+            "message_id": row.id,
+            "message_sid": row.message_sid,
+            "ticket_id": row.ticket_id,
+            "customer_id": row.customer_id,
+            "status": row.status,
+            "error_code": row.error_code,
+            "error_message": row.error_message,
+        },
+    )
+
+
+async def queue_sms(
+    uow: UnitOfWork,
+    *,
+    customer_id: int,
+    to: str,
+    from_: str,
+    body: str,
+    kind: str = "message",
+    agent_id: int | None = None,
+    ticket_id: int | None = None,
+    idempotency_key: str | None = None,
+) -> SmsMessage:
+    """Write the text to the outbox (status "queued") and log it as an outbound SMS interaction.
+
+    A suppressed number is refused here (:class:`SmsSuppressed`), before anything is stored.
+    """
+    session = uow.session
+    await check_not_suppressed(session, to)
+    count = count_segments(body)
+    row = SmsMessage(
+        direction=Direction.OUTBOUND,
+        kind=kind,
+        customer_id=customer_id,
+        ticket_id=ticket_id,
+        agent_id=agent_id,
+        idempotency_key=idempotency_key,
+        from_number=from_,
+        to_number=to,
+        body=body,
+        media=[],
+        encoding=count.encoding.value,
+        segments=count.segments,
+        status=QUEUED,
+    )
+    session.add(row)
+    await session.flush()
+    logged = await log_interaction(
+        uow,
+        channel=Channel.SMS,
+        direction=Direction.OUTBOUND,
+        customer_id=customer_id,
+        agent_id=agent_id,
+        ticket_id=ticket_id,
+        status=QUEUED,
+        body=body,
+        meta={
+            "sms_message_id": row.id,
+            "from": from_,
+            "to": to,
+            "encoding": count.encoding.value,
+            "segments": count.segments,
+            "kind": kind,
+        },
+    )
+    row.interaction_id = logged.interaction.id
+    return row
+
+
+async def _latest_inbound(
+    session: AsyncSession, customer_id: int, ticket_id: int | None
+) -> SmsMessage | None:
+    stmt = select(SmsMessage).where(
+        SmsMessage.customer_id == customer_id, SmsMessage.direction == Direction.INBOUND
+    )
+    if ticket_id is not None:
+        stmt = stmt.where(SmsMessage.ticket_id == ticket_id)
+    found: SmsMessage | None = await session.scalar(stmt.order_by(SmsMessage.id.desc()).limit(1))
+    return found
+
+
+async def _recipient(
+    session: AsyncSession, customer_id: int, to: str | None, last_inbound: SmsMessage | None, region: str
+) -> str:
+    """``to`` checked as one of the customer's numbers; by default the number they texted from."""
+    phones = list(
+        await session.scalars(
+            select(CustomerPhone.e164)
+            .where(CustomerPhone.customer_id == customer_id)
+            .order_by(CustomerPhone.id)
+        )
+    )
+    texted_from = last_inbound.from_number if last_inbound is not None else None
+    if to is not None:
+        e164 = normalize_phone(to, region, "to")
+        if e164 not in phones and e164 != texted_from:
+            raise InvalidInput(f"{e164} is not a phone number of this customer", "to")
+        return e164
+    candidate = texted_from or (phones[0] if phones else None)
+    if candidate is None:
+        raise InvalidInput("the customer has no phone number to text", "to")
+    return normalize_phone(candidate, region, "to")
+
+
+async def _send_reply(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    *,
+    customer_id: int,
+    ticket: Ticket | None,
+    body: str,
+    to: str | None,
+    policy: SmsPolicy,
+    idempotency_key: str | None,
+) -> tuple[SmsMessage, bool]:
+    session = uow.session
+    key = f"{viewer.agent_id}:{idempotency_key}" if idempotency_key else None
+    if key is not None:
+        existing = await session.scalar(select(SmsMessage).where(SmsMessage.idempotency_key == key))
+        if existing is not None:
+            return existing, False
+    text = body.strip()
+    if not text:
+        raise InvalidInput("the message is empty", "body")
+    if len(text) > MAX_BODY:
+        raise InvalidInput(f"the message is longer than {MAX_BODY} characters", "body")
+    last = await _latest_inbound(session, customer_id, ticket.id if ticket else None)
+    if last is None and ticket is not None:
+        last = await _latest_inbound(session, customer_id, None)
+    recipient = await _recipient(session, customer_id, to, last, policy.region)
+    # Answer from the number the customer texted, so the conversation stays on one thread.
+    texted = last.to_number if last is not None and last.from_number == recipient else ""
+    sender = texted or policy.default_from
+    row = await queue_sms(
+        uow,
+        customer_id=customer_id,
+        to=recipient,
+        from_=sender,
+        body=text,
+        agent_id=viewer.agent_id,
+        ticket_id=ticket.id if ticket else None,
+        idempotency_key=key,
+    )
+    now = utcnow()
+    if ticket is not None:
+        ticket.updated_at = now
+        if ticket.first_responded_at is None:
+            ticket.first_responded_at = now
+    # The customer got an answer: the no-answer rule opens no ticket for what they sent so far.
+    await session.execute(
+        update(SmsMessage)
+        .where(
+            SmsMessage.customer_id == customer_id,
+            SmsMessage.direction == Direction.INBOUND,
+            SmsMessage.answered_at.is_(None),
+        )
+        .values(answered_at=now)
+    )
+    uow.record(status_event(row))
+    return row, True
+
+
+async def reply_on_ticket(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    ticket_id: int,
+    *,
+    body: str,
+    to: str | None,
+    policy: SmsPolicy,
+    idempotency_key: str | None = None,
+) -> tuple[SmsMessage, bool]:
+    """An agent texts the ticket's customer; returns the outbox row and whether it is new
+    (False: the same idempotency key was used before, and that message is returned)."""
+    ticket = await get_ticket(uow.session, viewer, ticket_id, for_update=True)
+    return await _send_reply(
+        uow,
+        viewer,
+        customer_id=ticket.customer_id,
+        ticket=ticket,
+        body=body,
+        to=to,
+        policy=policy,
+        idempotency_key=idempotency_key,
+    )
+
+
+async def text_customer(
+    uow: UnitOfWork,
+    viewer: Viewer,
+    customer_id: int,
+    *,
+    body: str,
+    to: str | None,
+    policy: SmsPolicy,
+    idempotency_key: str | None = None,
+) -> tuple[SmsMessage, bool]:
+    """An agent texts a customer directly; the text joins their open SMS ticket when they may see it."""
+    await get_visible(uow.session, viewer, customer_id)
+    ticket = await open_ticket_for_customer(uow.session, customer_id, source_channel=Channel.SMS)
+    if ticket is not None:
+        try:
+            ticket = await get_ticket(uow.session, viewer, ticket.id)
+        except NotFound:
+            ticket = None
+    return await _send_reply(
+        uow,
+        viewer,
+        customer_id=customer_id,
+        ticket=ticket,
+        body=body,
+        to=to,
+        policy=policy,
+        idempotency_key=idempotency_key,
+    )
+
+
+async def _locked(session: AsyncSession, message_id: int) -> SmsMessage | None:
+    found: SmsMessage | None = await session.scalar(
+        select(SmsMessage).where(SmsMessage.id == message_id).with_for_update()
+    )
+    return found
+
+
+async def _remember_sid(session: AsyncSession, row: SmsMessage, sid: str) -> bool:
+    if row.message_sid is not None:
+        return False
+    row.message_sid = sid
+    if row.interaction_id is not None:
+        interaction = await session.get(Interaction, row.interaction_id)
+        if interaction is not None and interaction.external_id is None:
+            interaction.external_id = sid
+    return True
+
+
+async def _move(
+    session: AsyncSession, row: SmsMessage, status: str, error_code: int | None, error: str | None
+) -> bool:
+    if not should_apply(row.status, status):
+        return False
+    row.status = status
+    if error_code is not None:
+        row.error_code = error_code
+    if error is not None:
+        row.error_message = error[:500]
+    if row.interaction_id is not None:
+        interaction = await session.get(Interaction, row.interaction_id)
+        if interaction is not None:
+            interaction.status = status
+            if error_code is not None:
+                interaction.meta = {**interaction.meta, "error_code": error_code}
+    return True
+
+
+async def _carrier_refused(uow: UnitOfWork, row: SmsMessage, code: int | None) -> None:
+    if code == UNSUBSCRIBED_RECIPIENT:
+        await suppress(
+            uow, row.to_number, reason=REASON_CARRIER, customer_id=row.customer_id, error_code=code
+        )
+
+
+async def claim(uow: UnitOfWork, message_id: int) -> SmsMessage | None:
+    """Take a queued text for sending; None when another sender took it (or it is not queued).
+
+    A compare-and-set on ``claimed_at``: whichever instance wins sends it, and only once. A
+    number suppressed since the text was queued fails it here, before the network.
+    """
+    session = uow.session
+    taken = await session.execute(
+        update(SmsMessage)
+        .where(
+            SmsMessage.id == message_id,
+            SmsMessage.status == QUEUED,
+            SmsMessage.claimed_at.is_(None),
+            SmsMessage.message_sid.is_(None),
+        )
+        .values(claimed_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if cast(CursorResult[Any], taken).rowcount != 1:
+        return None
+    row = await _locked(session, message_id)
+    assert row is not None
+    await session.refresh(row)
+    found = await suppression_of(session, row.to_number)
+    if found is not None:
+        await _move(session, row, "failed", None, str(SmsSuppressed(row.to_number, found.reason)))
+        uow.record(status_event(row))
+        return None
+    return row
+
+
+async def record_handed_over(uow: UnitOfWork, message_id: int, sid: str) -> SmsMessage | None:
+    """The gateway accepted the text and named it ``sid``."""
+    row = await _locked(uow.session, message_id)
+    if row is None:
+        return None
+    changed = await _remember_sid(uow.session, row, sid)
+    row.sent_at = row.sent_at or utcnow()
+    if changed:
+        uow.record(status_event(row))
+    return row
+
+
+async def record_refused(uow: UnitOfWork, message_id: int, code: int | None, error: str) -> SmsMessage | None:
+    """The gateway refused the text (Twilio's 21610 also suppresses the number)."""
+    row = await _locked(uow.session, message_id)
+    if row is None:
+        return None
+    if await _move(uow.session, row, "failed", code, error):
+        uow.record(status_event(row))
+    await _carrier_refused(uow, row, code)
+    return row
+
+
+async def record_unconfirmed(uow: UnitOfWork, message_id: int, error: str) -> SmsMessage | None:
+    """No answer from the gateway: the text may have left, so it is not sent again."""
+    row = await _locked(uow.session, message_id)
+    if row is None:
+        return None
+    if row.status == QUEUED and row.message_sid is None:
+        row.status = UNCONFIRMED
+        row.error_message = error[:500]
+        uow.record(status_event(row))
+    return row
+
+
+async def release(uow: UnitOfWork, message_id: int) -> None:
+    """The gateway could not have acted (rate limited): the text goes back to the queue."""
+    row = await _locked(uow.session, message_id)
+    if row is not None and row.status == QUEUED and row.message_sid is None:
+        row.claimed_at = None
+
+
+async def waiting_ids(session: AsyncSession, limit: int) -> list[int]:
+    """Queued texts nobody has taken yet, oldest first (the sweep sends them)."""
+    rows = await session.scalars(
+        select(SmsMessage.id)
+        .where(
+            SmsMessage.status == QUEUED,
+            SmsMessage.claimed_at.is_(None),
+            SmsMessage.direction == Direction.OUTBOUND,
+        )
+        .order_by(SmsMessage.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def apply_status(uow: UnitOfWork, update_: SmsStatusUpdate) -> SmsMessage | None:
+    """A delivery receipt: moves the text forward only; a repeated or late one changes nothing."""
+    session = uow.session
+    row = await _locked(session, update_.outbox_id) if update_.outbox_id is not None else None
+    if row is not None and row.message_sid not in (None, update_.message_sid):
+        row = None
+    if row is None:
+        row = await session.scalar(
+            select(SmsMessage).where(SmsMessage.message_sid == update_.message_sid).with_for_update()
+        )
+    if row is None or row.direction is not Direction.OUTBOUND:
+        return None
+    changed = await _remember_sid(session, row, update_.message_sid)
+    error = f"Twilio error {update_.error_code}" if update_.error_code is not None else None
+    changed = await _move(session, row, update_.status, update_.error_code, error) or changed
+    if changed:
+        uow.record(status_event(row))
+    await _carrier_refused(uow, row, update_.error_code)
+    return row
+
+
+async def ticket_messages(session: AsyncSession, viewer: Viewer, ticket_id: int) -> Sequence[SmsMessage]:
+    """Every text of a ticket, both ways, oldest first (visibility checked)."""
+    await get_ticket(session, viewer, ticket_id)
+    rows = await session.scalars(
+        select(SmsMessage).where(SmsMessage.ticket_id == ticket_id).order_by(SmsMessage.id)
+    )
+    return list(rows)
+
+
+async def customer_messages(
+    session: AsyncSession, viewer: Viewer, customer_id: int, *, limit: int, offset: int
+) -> Sequence[SmsMessage]:
+    """A customer's texts, newest first (visibility checked)."""
+    await get_visible(session, viewer, customer_id)
+    rows = await session.scalars(
+        select(SmsMessage)
+        .where(SmsMessage.customer_id == customer_id)
+        .order_by(SmsMessage.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows)

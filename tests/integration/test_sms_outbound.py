@@ -1,0 +1,263 @@
+"""Agents text from a ticket: outbox first, then the gateway (the sandbox over HTTP), delivery
+receipts move the message forward only and reach the agent's socket; bad numbers, bodies and
+other agents' tickets are refused before anything is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy import select
+
+from crm_core.db import UnitOfWorkFactory
+from crm_core.models import Agent, Interaction, SmsMessage, Ticket
+from crm_core.services.sms_outbound import queue_sms
+from crm_core.types import Channel, Direction
+from tests.conftest import PASSWORD, Session, Staff
+from tests.integration.test_sms_inbound import (
+    OUR_NUMBER,
+    TEXTER,
+    Twilio,
+    agent_socket,
+    customer_with_phone,
+    message_sid,
+    next_of,
+    service,
+    sms_rows,
+    start_service,
+)
+
+__all__ = ["service"]
+
+
+async def signed_in(client: TestClient[Any, Any], agent: Agent) -> Session:
+    resp = await client.post("/api/v1/auth/login", json={"login": agent.login, "password": PASSWORD})
+    assert resp.status == 200, await resp.text()
+    cookie = resp.cookies["cc_session"].value
+    client.session.cookie_jar.clear()
+    return Session(client, (await resp.json())["csrf_token"], cookie)
+
+
+async def until(check: Callable[[], Awaitable[Any]], timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def row(uow_factory: UnitOfWorkFactory, message_id: int) -> SmsMessage:
+    async with uow_factory() as uow:
+        return await uow.session.get_one(SmsMessage, message_id)
+
+
+async def sms_ticket(
+    service: TestClient[Any, Any], uow_factory: UnitOfWorkFactory, owner: Agent | None
+) -> int:
+    """A customer (owned by ``owner``) texts in; returns the ticket that opened."""
+    await customer_with_phone(uow_factory, owner_id=owner.id if owner else None)
+    await Twilio(service).text("Where is my order?")
+    return int((await sms_rows(uow_factory))[-1].ticket_id or 0)
+
+
+async def sandbox_messages(service: TestClient[Any, Any], to: str) -> list[dict[str, Any]]:
+    resp = await service.get("/twilio-sandbox/sandbox/messages")
+    return [m for m in (await resp.json())["messages"] if m["to"] == to and m["direction"] == "outbound-api"]
+
+
+async def test_a_reply_is_sent_delivered_and_shown_live(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    ticket_id = await sms_ticket(service, uow_factory, staff.red_1)
+    ws = await agent_socket(service, staff.red_1.login)
+    agent = await signed_in(service, staff.red_1)
+    resp = await agent.post(
+        f"/api/v1/tickets/{ticket_id}/sms", json={"body": "On its way 🚚, arrives Friday"}
+    )
+    assert resp.status == 201, await resp.text()
+    sent = await resp.json()
+    assert sent["message_sid"].startswith("SM") and sent["status"] in ("queued", "sent", "delivered")
+    assert (sent["to_number"], sent["from_number"], sent["direction"]) == (TEXTER, OUR_NUMBER, "outbound")
+    assert (sent["encoding"], sent["segments"], sent["agent_id"]) == ("UCS-2", 1, staff.red_1.id)
+    delivered = await next_of(ws, "sms.status", status="delivered")
+    assert delivered["agent_id"] == staff.red_1.id and delivered["message_id"] == sent["id"]
+    assert delivered["message_sid"] == sent["message_sid"] and delivered["ticket_id"] == ticket_id
+    stored = await row(uow_factory, sent["id"])
+    assert stored.status == "delivered" and stored.sent_at is not None
+    async with uow_factory() as uow:
+        interaction = await uow.session.get_one(Interaction, stored.interaction_id)
+        ticket = await uow.session.get_one(Ticket, ticket_id)
+    assert (interaction.channel, interaction.direction, interaction.external_id) == (
+        Channel.SMS,
+        Direction.OUTBOUND,
+        sent["message_sid"],
+    )
+    assert (interaction.ticket_id, interaction.agent_id, interaction.status) == (
+        ticket_id,
+        staff.red_1.id,
+        "delivered",
+    )
+    assert interaction.meta["segments"] == 1 and interaction.meta["encoding"] == "UCS-2"
+    assert ticket.first_responded_at is not None
+    listed = await (await agent.get(f"/api/v1/tickets/{ticket_id}/sms")).json()
+    assert [(m["direction"], m["status"]) for m in listed["items"]] == [
+        ("inbound", "received"),
+        ("outbound", "delivered"),
+    ]
+    (at_twilio,) = await sandbox_messages(service, TEXTER)
+    assert at_twilio["sid"] == sent["message_sid"] and at_twilio["body"] == "On its way 🚚, arrives Friday"
+    assert not [e for e in at_twilio["log"] if e["event"] == "error"], at_twilio["log"]  # receipts verified
+    await ws.close()
+
+
+async def test_long_texts_store_their_segments(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    ticket_id = await sms_ticket(service, uow_factory, staff.red_1)
+    agent = await signed_in(service, staff.red_1)
+    resp = await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": "x" * 155 + "{}[]"})
+    assert (await resp.json())["encoding"] == "GSM-7" and (await resp.json())["segments"] == 2
+
+
+async def test_other_agents_tickets_bad_numbers_and_bodies_are_refused_before_sending(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    ticket_id = await sms_ticket(service, uow_factory, staff.red_1)
+    outsider = await signed_in(service, staff.blue_1)
+    assert (await outsider.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": "hi"})).status == 404
+    assert (await outsider.get(f"/api/v1/tickets/{ticket_id}/sms")).status == 404
+    agent = await signed_in(service, staff.red_1)
+    for payload, field in (
+        ({"body": "hi", "to": "12345"}, "to"),
+        ({"body": "hi", "to": "not a number"}, "to"),
+        ({"body": "hi", "to": "+1 202 555 0199"}, "to"),  # valid, but not this customer's number
+        ({"body": "   "}, "body"),
+        ({"body": ""}, "body"),
+        ({"body": "x" * 1601}, "body"),
+    ):
+        resp = await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json=payload)
+        assert resp.status == 422, (payload, await resp.text())
+        assert field in (await resp.json())["error"]["fields"], await resp.text()
+    # A customer without a phone number cannot be texted.
+    created = await agent.post("/api/v1/customers", json={"display_name": "No Phone"})
+    customer_id = (await created.json())["id"]
+    opened = await agent.post(
+        "/api/v1/tickets", json={"customer_id": customer_id, "subject": "x", "assignee_id": staff.red_1.id}
+    )
+    resp = await agent.post(f"/api/v1/tickets/{(await opened.json())['id']}/sms", json={"body": "hi"})
+    assert resp.status == 422 and "to" in (await resp.json())["error"]["fields"]
+    assert [r.direction for r in await sms_rows(uow_factory)] == [Direction.INBOUND]
+    assert await sandbox_messages(service, TEXTER) == []
+
+
+async def test_the_same_idempotency_key_sends_once(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    ticket_id = await sms_ticket(service, uow_factory, staff.red_1)
+    agent = await signed_in(service, staff.red_1)
+    headers = {"Idempotency-Key": "reply-1"}
+    first = await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": "Hello"}, headers=headers)
+    again = await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": "Hello"}, headers=headers)
+    assert (first.status, again.status) == (201, 200)
+    assert (await first.json())["id"] == (await again.json())["id"]
+    assert len(await sandbox_messages(service, TEXTER)) == 1
+
+
+async def test_failed_and_undelivered_texts_keep_their_error_code(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    ticket_id = await sms_ticket(service, uow_factory, staff.red_1)
+    agent = await signed_in(service, staff.red_1)
+    for outcome, code in (("undelivered", 30003), ("failed", 30008)):
+        resp = await service.post(
+            "/twilio-sandbox/sandbox/messages/outcomes",
+            json={"to": TEXTER, "outcome": outcome, "error_code": code},
+        )
+        assert resp.status == 200
+        sent = await (await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": outcome})).json()
+        stored = await until(functools.partial(_final, uow_factory, sent["id"]))
+        assert (stored.status, stored.error_code) == (outcome, code)
+
+
+async def _final(uow_factory: UnitOfWorkFactory, message_id: int) -> SmsMessage | None:
+    stored = await row(uow_factory, message_id)
+    return stored if stored.status in ("delivered", "undelivered", "failed") else None
+
+
+async def test_receipts_out_of_order_and_twice_never_move_backwards(
+    settings: Any, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    # The sandbox sends each message's receipts newest first: delivered, then sent.
+    svc = await start_service(
+        settings,
+        sms={"sweep_seconds": 3600},
+        sandbox={"messages": {"delivered": 1, "undelivered": 0, "failed": 0, "out_of_order": True}},
+    )
+    try:
+        ticket_id = await sms_ticket(svc, uow_factory, staff.red_1)
+        ws = await agent_socket(svc, staff.red_1.login)
+        agent = await signed_in(svc, staff.red_1)
+        sent = await (await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": "Hi"})).json()
+        await next_of(ws, "sms.status", status="delivered")
+
+        async def settled() -> bool:
+            (message,) = await sandbox_messages(svc, TEXTER)
+            return len([e for e in message["log"] if e["event"] == "webhook"]) == 2
+
+        await until(settled)
+        (message,) = await sandbox_messages(svc, TEXTER)
+        receipts = [e["what"] for e in message["log"] if e["event"] == "webhook"]
+        assert receipts == ["message status delivered", "message status sent"]
+        assert (await row(uow_factory, sent["id"])).status == "delivered"
+        # Twilio delivering receipts again (and a late one) changes nothing either.
+        twilio = Twilio(svc)
+        for status in ("delivered", "sent", "queued", "undelivered"):
+            params = {"MessageSid": sent["message_sid"], "MessageStatus": status, "ErrorCode": "30003"}
+            resp = await twilio.post(f"/twilio/sms/status?outbox={sent['id']}", params)
+            assert resp.status == 200
+        stored = await row(uow_factory, sent["id"])
+        assert (stored.status, stored.error_code) == ("delivered", None)
+        try:
+            extra = await next_of(ws, "sms.status", timeout=0.3)
+        except TimeoutError:
+            extra = None
+        assert extra is None, extra
+        # A receipt for a text we never sent is ignored.
+        resp = await twilio.post("/twilio/sms/status", {"MessageSid": message_sid(), "MessageStatus": "sent"})
+        assert resp.status == 200
+        await ws.close()
+    finally:
+        await svc.close()
+
+
+async def test_a_receipt_before_the_gateway_answer_is_kept(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    """The receipt names the outbox row in its URL, so it lands even if the MessageSid is not stored yet."""
+    ticket_id = await sms_ticket(service, uow_factory, staff.red_1)
+    async with uow_factory() as uow:
+        queued = await queue_sms(
+            uow,
+            customer_id=(await uow.session.get_one(Ticket, ticket_id)).customer_id,
+            to=TEXTER,
+            from_=OUR_NUMBER,
+            body="x",
+            ticket_id=ticket_id,
+        )
+        await uow.commit()
+    sid = message_sid()
+    resp = await Twilio(service).post(
+        f"/twilio/sms/status?outbox={queued.id}", {"MessageSid": sid, "MessageStatus": "sent"}
+    )
+    assert resp.status == 200
+    stored = await row(uow_factory, queued.id)
+    assert (stored.message_sid, stored.status) == (sid, "sent")
+    async with uow_factory() as uow:
+        interaction = await uow.session.scalar(select(Interaction).where(Interaction.external_id == sid))
+    assert interaction is not None and interaction.id == stored.interaction_id
