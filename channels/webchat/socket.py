@@ -1,0 +1,241 @@
+"""The visitor WebSocket (``/ws/chat``): origin check at the handshake, the visitor token, frames.
+
+The handshake is refused (403) unless the page's Origin is allowed. The first frame is ``hello``
+with the visitor token the browser kept; a missing or forged token gets a new visitor. Every
+later frame is parsed here and handed to the :class:`VisitorDesk` the application gives; what it
+answers goes back on this socket, and what it publishes for the visitor reaches every socket of
+theirs, on any instance, through :class:`VisitorSockets`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections import defaultdict
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from channels.webchat.protocol import (
+    MAX_FRAME_CHARS,
+    FrameError,
+    Hello,
+    Send,
+    VisitorFrame,
+    encode,
+    error_frame,
+    parse_frame,
+)
+from channels.webchat.tokens import VisitorTokens
+from crm_core.errors import CoreError, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT_SECONDS = 10.0
+SEND_TIMEOUT_SECONDS = 5.0
+# Application close codes (4000-4999): the widget does not reconnect after these.
+CLOSE_BLOCKED = 4403
+CLOSE_BAD_HELLO = 4400
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """One connected visitor: who (the verified id), from where."""
+
+    visitor_id: str
+    ip: str | None
+    origin: str | None
+
+
+class VisitorBlocked(Exception):
+    """The visitor was blocked by an agent: the socket is refused or closed."""
+
+
+class RateLimited(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class VisitorDesk(Protocol):
+    """What the chat channel asks of the application."""
+
+    async def admit(self, ip: str | None) -> bool:
+        """May one more connection come from ``ip`` now (connection rate limit)?"""
+        ...
+
+    async def welcome(self, visitor: Visitor) -> dict[str, Any]:
+        """The state a (re)connecting visitor resumes: mode, open conversation, history.
+
+        Raises :class:`VisitorBlocked` for a blocked visitor.
+        """
+        ...
+
+    async def handle(self, visitor: Visitor, frame: VisitorFrame) -> list[dict[str, Any]]:
+        """Act on one frame; returns the frames to answer on this socket.
+
+        Raises :class:`VisitorBlocked`, :class:`RateLimited` or crm_core errors.
+        """
+        ...
+
+
+class VisitorSockets:
+    """This instance's visitor sockets, by visitor id."""
+
+    def __init__(self) -> None:
+        self._by_visitor: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self.all: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+
+    def add(self, visitor_id: str, ws: web.WebSocketResponse) -> None:
+        self._by_visitor[visitor_id].add(ws)
+        self.all.add(ws)
+
+    def remove(self, visitor_id: str, ws: web.WebSocketResponse) -> None:
+        sockets = self._by_visitor.get(visitor_id)
+        if sockets is not None:
+            sockets.discard(ws)
+            if not sockets:
+                del self._by_visitor[visitor_id]
+
+    def count(self) -> int:
+        return sum(len(s) for s in self._by_visitor.values())
+
+    async def send(self, visitor_id: str, frame: dict[str, Any]) -> int:
+        text = encode(frame)
+        sent = 0
+        for ws in list(self._by_visitor.get(visitor_id, ())):
+            if ws.closed:
+                continue
+            try:
+                await asyncio.wait_for(ws.send_str(text), SEND_TIMEOUT_SECONDS)
+                sent += 1
+            except (ConnectionError, TimeoutError, RuntimeError):
+                await ws.close(code=WSCloseCode.GOING_AWAY)
+        return sent
+
+    async def close_visitor(self, visitor_id: str, code: int, message: bytes = b"") -> None:
+        for ws in list(self._by_visitor.get(visitor_id, ())):
+            await ws.close(code=code, message=message)
+
+    async def close_all(self) -> None:
+        for ws in list(self.all):
+            with contextlib.suppress(Exception):
+                await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def _error_for(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, FrameError):
+        return error_frame(exc.code, exc.message, exc.field)
+    if isinstance(exc, RateLimited):
+        return error_frame("rate_limited", exc.message)
+    if isinstance(exc, InvalidInput):
+        return error_frame("invalid_input", str(exc), exc.field)
+    if isinstance(exc, NotFound):
+        return error_frame("not_found", str(exc))
+    return error_frame("refused", str(exc))
+
+
+def visitor_socket(
+    desk: VisitorDesk,
+    sockets: VisitorSockets,
+    tokens: VisitorTokens,
+    allowed_origins: Callable[[], Collection[str]],
+) -> Callable[[web.Request], Any]:
+    """The aiohttp handler of the visitor socket."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        origin = (request.headers.get("Origin") or "").rstrip("/")
+        if origin not in allowed_origins():
+            log.warning("refused chat socket from origin %r", origin[:200])
+            raise web.HTTPForbidden(text="origin not allowed")
+        ip = request.remote
+        if not await desk.admit(ip):
+            raise web.HTTPTooManyRequests(text="too many chat connections from this address")
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_CHARS * 4)
+        await ws.prepare(request)
+        visitor = await _greet(ws, desk, tokens, ip, origin)
+        if visitor is None:
+            return ws
+        sockets.add(visitor.visitor_id, ws)
+        try:
+            await _converse(ws, desk, visitor)
+        finally:
+            sockets.remove(visitor.visitor_id, ws)
+        return ws
+
+    return handler
+
+
+async def _greet(
+    ws: web.WebSocketResponse, desk: VisitorDesk, tokens: VisitorTokens, ip: str | None, origin: str
+) -> Visitor | None:
+    try:
+        first = await ws.receive(timeout=HELLO_TIMEOUT_SECONDS)
+    except TimeoutError:
+        await ws.close(code=CLOSE_BAD_HELLO, message=b"say hello first")
+        return None
+    if first.type is not WSMsgType.TEXT:
+        await ws.close(code=CLOSE_BAD_HELLO, message=b"say hello first")
+        return None
+    try:
+        hello = parse_frame(first.data)
+    except FrameError as exc:
+        await ws.send_str(encode(_error_for(exc)))
+        await ws.close(code=CLOSE_BAD_HELLO, message=b"say hello first")
+        return None
+    if not isinstance(hello, Hello):
+        await ws.close(code=CLOSE_BAD_HELLO, message=b"say hello first")
+        return None
+    visitor_id = tokens.verify(hello.token) if hello.token else None
+    if visitor_id is None:
+        visitor_id, token = tokens.issue()
+    else:
+        token = hello.token or ""
+    visitor = Visitor(visitor_id, ip, origin)
+    try:
+        state = await desk.welcome(visitor)
+    except VisitorBlocked:
+        await ws.send_str(encode({"type": "blocked"}))
+        await ws.close(code=CLOSE_BLOCKED, message=b"blocked")
+        return None
+    await ws.send_str(encode({"type": "welcome", "token": token, **state}))
+    return visitor
+
+
+async def _converse(ws: web.WebSocketResponse, desk: VisitorDesk, visitor: Visitor) -> None:
+    async for message in ws:
+        if message.type is not WSMsgType.TEXT:
+            if message.type is WSMsgType.BINARY:
+                await ws.send_str(encode(error_frame("text_only", "frames are JSON text")))
+            continue
+        try:
+            frame = parse_frame(message.data)
+            if isinstance(frame, Hello):
+                raise FrameError("invalid_frame", "hello comes once, first")
+        except FrameError as exc:
+            await ws.send_str(encode(_error_for(exc)))
+            continue
+        try:
+            replies = await desk.handle(visitor, frame)
+        except VisitorBlocked:
+            await ws.send_str(encode({"type": "blocked"}))
+            await ws.close(code=CLOSE_BLOCKED, message=b"blocked")
+            return
+        except (RateLimited, CoreError) as exc:
+            reply = _error_for(exc)
+        except Exception:
+            # The frame was not acted on (the database is out of reach, ...): the visitor may
+            # send it again; the socket stays.
+            log.exception("chat frame %s of visitor %s failed", frame.type, visitor.visitor_id)
+            reply = error_frame("unavailable", "the service could not take this now; it is sent again")
+        else:
+            for reply in replies:
+                await ws.send_str(encode(reply))
+            continue
+        if isinstance(frame, Send):
+            reply["id"] = frame.id  # the widget marks that message as not sent (or resends it)
+        await ws.send_str(encode(reply))

@@ -1,0 +1,182 @@
+"""Web chats, the agents' side: my chats, send, mark read, close, block, and transcripts.
+
+Typing goes over the agent socket (``{"type": "chat.typing", "conversation_id", "typing"}``).
+Messages are plain text: whoever displays them must escape them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from aiohttp import web
+from pydantic import Field, StringConstraints
+
+from contact_center.api.responses import json_out
+from contact_center.api.schemas import MAX_ID, Input, Output
+from contact_center.api.spec import ApiRoutes, parse_body, parse_query, path_int
+from contact_center.auth.middleware import viewer_of
+from contact_center.chat_setup import CHAT_DESK
+from crm_core.models import ChatConversation, ChatMessage, ChatStatus
+
+routes = ApiRoutes("chats")
+
+
+class ChatOut(Output):
+    id: int
+    status: ChatStatus
+    customer_id: int
+    interaction_id: int
+    agent_id: int | None
+    ticket_id: int | None
+    visitor_name: str | None
+    visitor_email: str | None
+    visitor_phone: str | None
+    origin: str | None
+    visitor_read_id: int | None
+    agent_read_id: int | None
+    created_at: datetime
+    assigned_at: datetime | None
+    closed_at: datetime | None
+    closed_by: str | None
+
+
+class ChatList(Output):
+    items: list[ChatOut]
+
+
+class ChatQuery(Input):
+    status: list[ChatStatus] | None = Field(default=None, description="Default: waiting and active")
+
+
+class ChatMessageOut(Output):
+    id: int
+    client_id: str
+    sender: Literal["visitor", "agent"]
+    agent_id: int | None
+    agent_name: str | None = None
+    body: str
+    created_at: datetime
+
+
+class TranscriptOut(Output):
+    chat: ChatOut
+    messages: list[ChatMessageOut]
+
+
+class ChatMessageIn(Input):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)]
+    client_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="Chosen by the sender: the same id again is not stored twice"
+    )
+
+
+class ChatMessageSent(ChatMessageOut):
+    created: bool
+
+
+class ChatReadIn(Input):
+    up_to: int = Field(ge=0, le=MAX_ID, description="The id of the last message read")
+
+
+class ChatReadOut(Output):
+    agent_read_id: int | None
+
+
+class BlockIn(Input):
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
+
+
+def _message_out(message: ChatMessage, names: dict[int, str]) -> ChatMessageOut:
+    return ChatMessageOut(
+        id=message.id,
+        client_id=message.client_id,
+        sender=message.sender.value,
+        agent_id=message.agent_id,
+        agent_name=names.get(message.agent_id) if message.agent_id else None,
+        body=message.body,
+        created_at=message.created_at,
+    )
+
+
+def _chat_out(conversation: ChatConversation) -> ChatOut:
+    return ChatOut.model_validate(conversation)
+
+
+@routes.route(
+    "GET",
+    "/chats",
+    summary="List my chats (waiting and active by default)",
+    query=ChatQuery,
+    response=ChatList,
+)
+async def my_chats(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    query = parse_query(request, ChatQuery)
+    statuses = query.status or [ChatStatus.WAITING, ChatStatus.ACTIVE]
+    found = await request.app[CHAT_DESK].my_chats(viewer, statuses)
+    return json_out(ChatList(items=[_chat_out(c) for c in found]))
+
+
+@routes.route(
+    "GET", "/chats/{id}/transcript", summary="Read a chat and all its messages", response=TranscriptOut
+)
+async def chat_transcript(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    conversation, messages, names = await request.app[CHAT_DESK].transcript(viewer, path_int(request))
+    return json_out(
+        TranscriptOut(chat=_chat_out(conversation), messages=[_message_out(m, names) for m in messages])
+    )
+
+
+@routes.route(
+    "POST",
+    "/chats/{id}/messages",
+    summary="Send a message to the visitor",
+    body=ChatMessageIn,
+    response=ChatMessageSent,
+    status=201,
+)
+async def send_chat_message(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    body = await parse_body(request, ChatMessageIn)
+    message, created = await request.app[CHAT_DESK].agent_message(
+        viewer, path_int(request), body.text, body.client_id
+    )
+    out = _message_out(message, {})
+    return json_out(ChatMessageSent(**out.model_dump(), created=created), status=201 if created else 200)
+
+
+@routes.route(
+    "POST",
+    "/chats/{id}/read",
+    summary="Mark the visitor's messages read up to one",
+    body=ChatReadIn,
+    response=ChatReadOut,
+)
+async def mark_chat_read(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    body = await parse_body(request, ChatReadIn)
+    mark = await request.app[CHAT_DESK].agent_read(viewer, path_int(request), body.up_to)
+    return json_out(ChatReadOut(agent_read_id=mark))
+
+
+@routes.route("POST", "/chats/{id}/close", summary="End a chat", response=ChatOut)
+async def close_chat(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    conversation = await request.app[CHAT_DESK].agent_close(viewer, path_int(request))
+    return json_out(_chat_out(conversation))
+
+
+@routes.route(
+    "POST",
+    "/chats/{id}/block",
+    summary="Block the chat's visitor and end the chat",
+    body=BlockIn,
+    response=ChatOut,
+)
+async def block_chat_visitor(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    body = await parse_body(request, BlockIn)
+    conversation = await request.app[CHAT_DESK].block(viewer, path_int(request), body.reason)
+    return json_out(_chat_out(conversation))

@@ -1,0 +1,56 @@
+"""Chat transcripts emailed to visitors: the port the chat desk calls, and an outbox adapter.
+
+The desk asks a :class:`TranscriptMailer` for the email inside the unit of work that ends the
+chat. :class:`OutboxTranscriptMailer` writes it as a ``chat_transcript_emails`` row (once per
+conversation), which the mail sender delivers later; a sender that has its own outbox can
+implement the port instead and write there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from crm_core.db import UnitOfWork
+from crm_core.models import ChatConversation, ChatTranscriptEmail, utcnow
+from crm_core.services.chat import agent_names, messages_of, transcript_text
+from crm_core.sql import insert_ignore
+
+TRANSCRIPT_SUBJECT = "Your chat transcript"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEmail:
+    conversation_id: int
+    to: str
+    subject: str
+    body: str
+
+
+class TranscriptMailer(Protocol):
+    async def send_transcript(self, uow: UnitOfWork, email: TranscriptEmail) -> bool:
+        """Queue the email in ``uow`` (sent after commit); False if it was queued before."""
+        ...
+
+
+class OutboxTranscriptMailer:
+    """Stores the request in ``chat_transcript_emails`` with status ``pending``."""
+
+    async def send_transcript(self, uow: UnitOfWork, email: TranscriptEmail) -> bool:
+        values = {
+            "conversation_id": email.conversation_id,
+            "to_address": email.to,
+            "subject": email.subject,
+            "body": email.body,
+            "status": "pending",
+            "created_at": utcnow(),
+        }
+        return await insert_ignore(uow.session, ChatTranscriptEmail, values, ["conversation_id"]) is not None
+
+
+async def transcript_email(uow: UnitOfWork, conversation: ChatConversation, to: str) -> TranscriptEmail:
+    """The transcript of ``conversation`` as an email to ``to``."""
+    messages = await messages_of(uow.session, conversation.id)
+    names = await agent_names(uow.session, sorted({m.agent_id for m in messages if m.agent_id}))
+    body = transcript_text(conversation, messages, names)
+    return TranscriptEmail(conversation.id, to, TRANSCRIPT_SUBJECT, body)

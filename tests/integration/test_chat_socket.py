@@ -1,0 +1,542 @@
+"""Web chat without a browser: the visitor socket and the agents' REST and socket side.
+
+Origin check, visitor token and resume, identity and screen-pop, routing (owner first, least busy,
+capacity, queue), idempotent messages, typing and read both ways, leave-a-message tickets,
+rate limits, size limits, blocking, visibility and the transcript email outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import ClientWebSocketResponse
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from contact_center.app import create_app
+from contact_center.appkeys import RUNTIME
+from contact_center.presence import AgentState
+from contact_center.settings import Settings
+from crm_core.db import UnitOfWorkFactory
+from crm_core.models import (
+    Agent,
+    ChatConversation,
+    ChatMessage,
+    ChatTranscriptEmail,
+    Customer,
+    Interaction,
+    Ticket,
+)
+from crm_core.services.customers import create_customer
+from crm_core.types import Channel
+from tests.conftest import PASSWORD, Session, Staff, isolated_settings
+from tests.integration.test_voice_calls import agent_socket, next_of, nothing_of
+
+ORIGIN = "http://shop.example"
+Client = TestClient[Any, Any]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+def chat_settings(settings: Settings, **webchat: Any) -> Settings:
+    values = {"allowed_origins": [ORIGIN], "max_chats_per_agent": 2, "queue_poll_seconds": 0.2, **webchat}
+    return isolated_settings(settings).with_overrides(webchat=values)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def make_client(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIterator[MakeClient]:
+    clients: list[Client] = []
+
+    async def make(*, base: Settings | None = None, **webchat: Any) -> Client:
+        app = create_app(base or chat_settings(settings, **webchat))
+        test_client: Client = TestClient(TestServer(app))
+        await test_client.start_server()
+        clients.append(test_client)
+        return test_client
+
+    yield make
+    for test_client in clients:
+        await test_client.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def chat_client(make_client: MakeClient) -> Client:
+    return await make_client()
+
+
+class VisitorSocket:
+    """A visitor's socket speaking the widget's protocol."""
+
+    def __init__(self, ws: ClientWebSocketResponse, welcome: dict[str, Any]) -> None:
+        self.ws = ws
+        self.welcome = welcome
+        self.token: str = welcome["token"]
+
+    @classmethod
+    async def open(
+        cls, client: Client, token: str | None = None, origin: str = ORIGIN, **headers: str
+    ) -> VisitorSocket:
+        ws = await client.ws_connect("/ws/chat", headers={"Origin": origin, **headers})
+        await ws.send_json({"type": "hello", "token": token})
+        welcome = await next_of(ws, "welcome")
+        return cls(ws, welcome)
+
+    async def send(self, **frame: Any) -> None:
+        await self.ws.send_json(frame)
+
+    async def next(self, kind: str, timeout: float = 5) -> dict[str, Any]:
+        return await next_of(self.ws, kind, timeout)
+
+    async def start(self, **prechat: Any) -> dict[str, Any]:
+        await self.send(type="start", **prechat)
+        return await self.next("started")
+
+    async def say(self, text: str, client_id: str) -> dict[str, Any]:
+        await self.send(type="message", id=client_id, text=text)
+        async with asyncio.timeout(5):
+            while True:
+                frame = json.loads((await self.ws.receive()).data)
+                if frame["type"] in ("ack", "error") and frame.get("id") == client_id:
+                    return frame
+
+    async def position(self, expected: int, timeout: float = 5) -> None:
+        """Wait until the queue position told is ``expected`` (the poller repeats it meanwhile)."""
+        async with asyncio.timeout(timeout):
+            while (await self.next("queue"))["position"] != expected:
+                pass
+
+    async def from_agent(self, timeout: float = 5) -> dict[str, Any]:
+        """The next message an agent wrote (the echo of the visitor's own is skipped)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.next("message")
+                if frame["from"] == "agent":
+                    return frame
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def login(client: Client, agent: Agent) -> Session:
+    """Signed in on this app (its bus carries the events to this app's sockets)."""
+    resp = await client.post("/api/v1/auth/login", json={"login": agent.login, "password": PASSWORD})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    cookie = resp.cookies["cc_session"].value
+    client.session.cookie_jar.clear()
+    return Session(client, body["csrf_token"], cookie)
+
+
+async def available(client: Client, *agents: Agent) -> None:
+    for agent in agents:
+        await client.app[RUNTIME].presence.set(agent.id, AgentState.AVAILABLE)
+
+
+async def count(uow_factory: UnitOfWorkFactory, model: Any) -> int:
+    async with uow_factory() as uow:
+        return int(await uow.session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def customer_owned_by(uow_factory: UnitOfWorkFactory, owner: Agent | None, email: str) -> int:
+    async with uow_factory() as uow:
+        customer = await create_customer(
+            uow,
+            None,
+            region="US",
+            display_name="Grace Hopper",
+            emails=[email],
+            owner_id=owner.id if owner else None,
+        )
+        await uow.commit()
+    return customer.id
+
+
+# --- handshake, token, resume ------------------------------------------------------------------
+
+
+async def test_foreign_or_missing_origin_is_refused_at_the_handshake(
+    chat_client: Client, uow_factory: UnitOfWorkFactory
+) -> None:
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": ORIGIN + ".evil.example"}, {}):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await chat_client.ws_connect("/ws/chat", headers=headers)
+        assert refused.value.status == 403
+    assert await count(uow_factory, ChatConversation) == 0
+
+
+async def test_the_widget_is_served_to_any_page(chat_client: Client) -> None:
+    resp = await chat_client.get("/chat/widget.js")
+    assert resp.status == 200
+    assert "javascript" in resp.content_type
+    text = await resp.text()
+    assert "textContent" in text and "innerHTML" not in text
+    assert (await chat_client.get("/chat/widget.css")).status == 200
+
+
+async def test_conversation_both_ways_lands_on_the_known_customer(
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    customer_id = await customer_owned_by(uow_factory, staff.red_1, "grace@example.com")
+    await available(chat_client, staff.red_1, staff.red_2)
+    agent = await agent_socket(chat_client, staff.red_1.login)
+    visitor = await VisitorSocket.open(chat_client)
+    assert visitor.welcome["mode"] == "online" and visitor.welcome["conversation"] is None
+    started = await visitor.start(name="Grace", email="Grace@Example.com")
+    chat_id = started["conversation"]["id"]
+
+    assigned = await next_of(agent, "chat.assigned")
+    assert assigned["conversation_id"] == chat_id
+    assert assigned["card"]["customer_id"] == customer_id
+    assert assigned["card"]["display_name"] == "Grace Hopper"
+    assert (await visitor.next("assigned"))["agent_name"] == "Red-1"
+
+    ack = await visitor.say("Hello, my order is late", "v-1")
+    assert ack["type"] == "ack"
+    got = await next_of(agent, "chat.message")
+    assert got["message"]["text"] == "Hello, my order is late" and got["message"]["from"] == "visitor"
+
+    session = await login(chat_client, staff.red_1)
+    resp = await session.post(f"/api/v1/chats/{chat_id}/messages", json={"text": "Let me check."})
+    assert resp.status == 201, await resp.text()
+    reply = await visitor.from_agent()
+    assert reply["from"] == "agent" and reply["text"] == "Let me check." and reply["agent_name"] == "Red-1"
+
+    # Typing and read state, both ways.
+    await agent.send_json({"type": "chat.typing", "conversation_id": chat_id, "typing": True})
+    assert (await visitor.next("typing"))["typing"] is True
+    await visitor.send(type="typing", typing=True)
+    typing = await next_of(agent, "chat.typing")
+    assert typing["conversation_id"] == chat_id and typing["typing"] is True
+    await visitor.send(type="read", up_to=reply["message_id"])
+    read = await next_of(agent, "chat.read")
+    assert read["reader"] == "visitor" and read["up_to"] == reply["message_id"]
+    resp = await session.post(f"/api/v1/chats/{chat_id}/read", json={"up_to": ack["message_id"]})
+    assert (await resp.json())["agent_read_id"] == ack["message_id"]
+    assert (await visitor.next("read"))["up_to"] == ack["message_id"]
+
+    # The agent's socket refuses typing into a chat that is not theirs.
+    await agent.send_json({"type": "chat.typing", "conversation_id": chat_id + 999, "typing": True})
+    assert (await next_of(agent, "error"))["for"] == "chat.typing"
+
+    mine = await (await session.get("/api/v1/chats")).json()
+    assert [c["id"] for c in mine["items"]] == [chat_id]
+    transcript = await (await session.get(f"/api/v1/chats/{chat_id}/transcript")).json()
+    assert [(m["sender"], m["body"]) for m in transcript["messages"]] == [
+        ("visitor", "Hello, my order is late"),
+        ("agent", "Let me check."),
+    ]
+    assert transcript["chat"]["customer_id"] == customer_id
+
+    closed = await session.post(f"/api/v1/chats/{chat_id}/close")
+    assert (await closed.json())["status"] == "closed"
+    assert (await visitor.next("closed"))["by"] == "agent"
+    await next_of(agent, "chat.closed")
+    async with uow_factory() as uow:
+        interaction = await uow.session.scalar(select(Interaction).where(Interaction.channel == Channel.CHAT))
+        assert interaction is not None
+        assert interaction.customer_id == customer_id and interaction.agent_id == staff.red_1.id
+        assert interaction.status == "closed" and interaction.ended_at is not None
+    await visitor.close()
+    await agent.close()
+
+
+async def test_reconnect_resumes_and_a_resend_is_not_duplicated(
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(chat_client, staff.blue_1)
+    visitor = await VisitorSocket.open(chat_client)
+    await visitor.start()
+    first = await visitor.say("first", "c-1")
+    await visitor.close()
+
+    again = await VisitorSocket.open(chat_client, token=visitor.token)
+    assert again.token == visitor.token
+    assert again.welcome["conversation"]["id"] is not None
+    assert [m["text"] for m in again.welcome["history"]] == ["first"]
+    resent = await again.say("first", "c-1")
+    assert resent["message_id"] == first["message_id"]
+    assert await count(uow_factory, ChatMessage) == 1
+
+    forged = await VisitorSocket.open(chat_client, token=visitor.token[:-2] + "xx")
+    assert forged.token != visitor.token and forged.welcome["conversation"] is None
+    await again.close()
+    await forged.close()
+
+
+# --- routing -----------------------------------------------------------------------------------
+
+
+async def test_owner_first_then_the_least_busy(
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await customer_owned_by(uow_factory, staff.red_2, "owned@example.com")
+    await available(chat_client, staff.red_1, staff.red_2)
+    red_1 = await agent_socket(chat_client, staff.red_1.login)
+    red_2 = await agent_socket(chat_client, staff.red_2.login)
+    owned = await VisitorSocket.open(chat_client)
+    await owned.start(email="owned@example.com")
+    assert (await next_of(red_2, "chat.assigned"))["card"]["owner"]["id"] == staff.red_2.id
+    # red_2 has one chat, red_1 none: the next anonymous chat goes to red_1.
+    anon = await VisitorSocket.open(chat_client)
+    await anon.start()
+    await next_of(red_1, "chat.assigned")
+    third = await VisitorSocket.open(chat_client)
+    await third.start()
+    assigned = await asyncio.wait_for(
+        asyncio.wait(
+            [asyncio.ensure_future(next_of(a, "chat.assigned")) for a in (red_1, red_2)],
+            return_when=asyncio.FIRST_COMPLETED,
+        ),
+        5,
+    )
+    assert len(assigned[0]) == 1
+    loads = await chat_client.app[RUNTIME].presence.get_many([staff.red_1.id, staff.red_2.id])
+    # Chats do not touch presence: both stay available for calls.
+    assert {p.state for p in loads.values()} == {AgentState.AVAILABLE}
+    for ws in (owned, anon, third):
+        await ws.close()
+    for task in assigned[1]:
+        task.cancel()
+    await red_1.close()
+    await red_2.close()
+
+
+async def test_queue_position_then_assignment_when_capacity_frees(
+    make_client: MakeClient, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    client = await make_client(max_chats_per_agent=1)
+    await available(client, staff.red_1)
+    agent = await agent_socket(client, staff.red_1.login)
+    first = await VisitorSocket.open(client)
+    chat_id = (await first.start())["conversation"]["id"]
+    await first.next("assigned")
+    second = await VisitorSocket.open(client)
+    await second.start()
+    assert (await second.next("queue"))["position"] == 1
+    third = await VisitorSocket.open(client)
+    started = await third.start()
+    assert started["conversation"]["position"] == 2
+    # Messages sent while waiting are kept and reach the agent with the assignment.
+    await second.say("still there?", "w-1")
+
+    await next_of(agent, "chat.assigned")
+    assert (await client.post(f"/api/v1/chats/{chat_id}/close")).status == 401  # agents only
+    # The agent closes it: the slot frees, the oldest waiting chat is assigned, the next moves up.
+    session = await login(client, staff.red_1)
+    assert (await session.post(f"/api/v1/chats/{chat_id}/close")).status == 200
+    assert (await second.next("assigned"))["agent_name"] == "Red-1"
+    handed = await next_of(agent, "chat.assigned")
+    assert [m["text"] for m in handed["history"]] == ["still there?"]
+    await third.position(1)
+    for ws in (first, second, third):
+        await ws.close()
+    await agent.close()
+
+
+async def test_nobody_available_or_closed_hours_offer_to_leave_a_message(
+    make_client: MakeClient, settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    client = await make_client()
+    visitor = await VisitorSocket.open(client)
+    assert visitor.welcome["mode"] == "offline"
+    await visitor.send(type="start")
+    await visitor.next("offline")
+    await visitor.send(type="leave_message", text="Call me back please")
+    assert (await visitor.next("error"))["field"] == "email"
+    await visitor.send(type="leave_message", name="Ann", email="ann@example.com", text="Call me back please")
+    left = await visitor.next("message_left")
+    async with uow_factory() as uow:
+        ticket = await uow.session.scalar(select(Ticket).where(Ticket.number == left["ticket_number"]))
+        assert ticket is not None and ticket.source_channel is Channel.CHAT
+        conversation = await uow.session.scalar(select(ChatConversation))
+        assert conversation is not None and conversation.ticket_id == ticket.id
+        customer = await uow.session.get_one(Customer, ticket.customer_id)
+        assert customer.display_name == "Ann"
+        interaction = await uow.session.get_one(Interaction, conversation.interaction_id)
+        assert interaction.ticket_id == ticket.id and interaction.body == "Call me back please"
+    # Back when someone is there: the chat joins the ticket of the message they left.
+    await available(client, staff.red_1)
+    await visitor.send(type="start")
+    rejoined = (await visitor.next("started"))["conversation"]["id"]
+    async with uow_factory() as uow:
+        chat = await uow.session.get_one(ChatConversation, rejoined)
+        assert chat.ticket_id == ticket.id and chat.customer_id == ticket.customer_id
+        linked = await uow.session.get_one(Interaction, chat.interaction_id)
+        assert linked.ticket_id == ticket.id
+    await visitor.close()
+
+    closed_hours = {day: "" for day in ("monday", "tuesday", "wednesday", "thursday", "friday")}
+    closed_hours |= {"saturday": "", "sunday": ""}
+    base = chat_settings(settings)
+    hours = {**base.voice.hours.model_dump(), **closed_hours}
+    shut = await make_client(base=base.with_overrides(voice={"hours": hours}))
+    await available(shut, staff.red_1)
+    late = await VisitorSocket.open(shut)
+    assert late.welcome["mode"] == "offline"
+    await late.close()
+
+
+# --- hostile input -----------------------------------------------------------------------------
+
+
+async def test_size_limit_and_control_characters(
+    make_client: MakeClient, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    client = await make_client(max_message_chars=40)
+    await available(client, staff.red_1)
+    visitor = await VisitorSocket.open(client)
+    await visitor.start()
+    too_long = await visitor.say("x" * 41, "big")
+    assert too_long["type"] == "error" and too_long["code"] == "invalid_input"
+    empty = await visitor.say(" \x00\x07 ", "empty")
+    assert empty["type"] == "error"
+    ok = await visitor.say("<script>alert(1)</script>\x00", "html")
+    assert ok["type"] == "ack"
+    await visitor.ws.send_bytes(b"\x00\x01")
+    assert (await visitor.next("error"))["code"] == "text_only"
+    await visitor.ws.send_str("not json")
+    assert (await visitor.next("error"))["code"] == "invalid_json"
+    await visitor.send(type="shout")
+    assert (await visitor.next("error"))["code"] == "unknown_type"
+    async with uow_factory() as uow:
+        bodies = list(await uow.session.scalars(select(ChatMessage.body)))
+    assert bodies == ["<script>alert(1)</script>"]
+    await visitor.close()
+
+
+async def test_rate_limits_per_visitor_and_per_address(
+    make_client: MakeClient, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    client = await make_client(messages_per_minute_per_visitor=3, messages_per_minute_per_ip=5)
+    await available(client, staff.red_1, staff.red_2)
+    one = await VisitorSocket.open(client)
+    await one.start()  # the start counts as one
+    assert (await one.say("a", "1"))["type"] == "ack"
+    assert (await one.say("b", "2"))["type"] == "ack"
+    limited = await one.say("c", "3")
+    assert limited["code"] == "rate_limited"
+    # Another visitor behind the same address has their own budget, but the address runs out.
+    two = await VisitorSocket.open(client)
+    await two.start()
+    assert (await two.say("d", "4"))["type"] == "ack"
+    assert (await two.say("e", "5"))["code"] == "rate_limited"
+    assert await count(uow_factory, ChatMessage) == 3
+    await one.close()
+    await two.close()
+
+    strict = await make_client(connections_per_minute_per_ip=2)
+    await (await VisitorSocket.open(strict)).close()
+    await (await VisitorSocket.open(strict)).close()
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await VisitorSocket.open(strict)
+    assert refused.value.status == 429
+
+
+async def test_an_agent_blocks_a_visitor(
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(chat_client, staff.red_1)
+    visitor = await VisitorSocket.open(chat_client)
+    chat_id = (await visitor.start())["conversation"]["id"]
+    await visitor.next("assigned")
+    bystander = await VisitorSocket.open(chat_client)
+    session = await login(chat_client, staff.red_1)
+    resp = await session.post(f"/api/v1/chats/{chat_id}/block", json={"reason": "abuse"})
+    assert resp.status == 200 and (await resp.json())["closed_by"] == "blocked"
+    await visitor.next("blocked")
+    closing = await visitor.ws.receive(timeout=5)
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4403)
+
+    # The same token is refused from now on; other visitors are not affected.
+    ws = await chat_client.ws_connect("/ws/chat", headers={"Origin": ORIGIN})
+    await ws.send_json({"type": "hello", "token": visitor.token})
+    assert (await next_of(ws, "blocked"))["type"] == "blocked"
+    closing = await ws.receive(timeout=5)
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4403)
+    await bystander.start()
+    await bystander.close()
+
+
+async def test_transcripts_follow_visibility(
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await customer_owned_by(uow_factory, staff.red_1, "private@example.com")
+    await available(chat_client, staff.red_1)
+    visitor = await VisitorSocket.open(chat_client)
+    chat_id = (await visitor.start(email="private@example.com"))["conversation"]["id"]
+    await visitor.next("assigned")
+    await visitor.say("secret", "s-1")
+    for agent, status in (
+        (staff.red_1, 200),
+        (staff.red_lead, 200),
+        (staff.admin, 200),
+        (staff.blue_1, 404),
+        (staff.blue_lead, 404),
+    ):
+        session = await login(chat_client, agent)
+        resp = await session.get(f"/api/v1/chats/{chat_id}/transcript")
+        assert resp.status == status, agent.login
+    blue = await login(chat_client, staff.blue_1)
+    assert (await blue.post(f"/api/v1/chats/{chat_id}/messages", json={"text": "hi"})).status == 404
+    assert (await blue.post(f"/api/v1/chats/{chat_id}/block", json={})).status == 404
+    red_2 = await login(chat_client, staff.red_2)  # a teammate does not see red_1's own customer
+    assert (await red_2.get(f"/api/v1/chats/{chat_id}/transcript")).status == 404
+    assert (await chat_client.get(f"/api/v1/chats/{chat_id}/transcript")).status == 401
+    await visitor.close()
+
+
+async def test_the_transcript_is_queued_for_email_once_the_chat_ends(
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(chat_client, staff.red_1)
+    visitor = await VisitorSocket.open(chat_client)
+    chat_id = (await visitor.start(name="Lin", email="lin@example.com", transcript=True))["conversation"][
+        "id"
+    ]
+    await visitor.next("assigned")
+    await visitor.say("Where is my parcel?", "t-1")
+    session = await login(chat_client, staff.red_1)
+    await session.post(f"/api/v1/chats/{chat_id}/messages", json={"text": "On its way."})
+    assert await count(uow_factory, ChatTranscriptEmail) == 0
+    await visitor.send(type="close")
+    await visitor.next("closed")
+    await session.post(f"/api/v1/chats/{chat_id}/close")
+    async with uow_factory() as uow:
+        emails = list(await uow.session.scalars(select(ChatTranscriptEmail)))
+    assert len(emails) == 1
+    assert emails[0].to_address == "lin@example.com" and emails[0].status == "pending"
+    assert "Lin: Where is my parcel?" in emails[0].body and "Red-1: On its way." in emails[0].body
+    # Asking again after the chat changes nothing (one email per conversation).
+    await visitor.send(type="transcript", email="lin@example.com")
+    assert (await visitor.next("transcript"))["queued"] is False
+    await visitor.close()
+
+
+# --- several instances -------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL: instances share Redis")
+async def test_agent_on_one_instance_visitor_on_another(
+    make_client: MakeClient, settings: Settings, staff: Staff
+) -> None:
+    shared = chat_settings(settings)
+    one = await make_client(base=shared)
+    two = await make_client(base=shared)
+    await available(one, staff.red_1)
+    agent = await agent_socket(one, staff.red_1.login)
+    visitor = await VisitorSocket.open(two)
+    chat_id = (await visitor.start())["conversation"]["id"]
+    await next_of(agent, "chat.assigned")
+    await visitor.say("from instance two", "x-1")
+    assert (await next_of(agent, "chat.message"))["message"]["text"] == "from instance two"
+    await agent.send_json({"type": "chat.typing", "conversation_id": chat_id, "typing": True})
+    assert (await visitor.next("typing"))["typing"] is True
+    await nothing_of(agent, "error")
+    await visitor.close()
+    await agent.close()
