@@ -6,19 +6,23 @@ import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from contact_center.api.errors import json_errors
 from contact_center.api.routes import (
     admin,
     auth,
     calls,
+    chats,
     customer_csv,
     customers,
+    email,
     interactions,
     presence,
+    sms,
     tickets,
     voice,
+    wallboard,
 )
 from contact_center.api.spec import Endpoint, add_routes, openapi_document
 from contact_center.appkeys import RUNTIME, SETTINGS, Runtime
@@ -27,12 +31,16 @@ from contact_center.auth.passwords import Argon2Hasher
 from contact_center.bus import EventBus
 from contact_center.bus.inprocess import InProcessBus
 from contact_center.bus.redis_bus import RedisBus
+from contact_center.chat_setup import setup_chat
+from contact_center.email_setup import setup_email
 from contact_center.health import routes as health_routes
 from contact_center.presence import presence_store
 from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from contact_center.realtime import setup_realtime
 from contact_center.settings import Settings
+from contact_center.sms_setup import setup_sms
 from contact_center.voice_setup import setup_voice
+from contact_center.web_setup import setup_web
 from crm_core.db import UnitOfWorkFactory, create_engine
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,10 @@ API_GROUPS = (
     presence.routes,
     voice.routes,
     calls.routes,
+    chats.routes,
+    wallboard.routes,
+    sms.routes,
+    email.routes,
 )
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])
@@ -62,7 +74,15 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
     bus: EventBus
     limiter: RateLimiter
     if settings.redis.url:
-        redis = Redis.from_url(settings.redis.url, decode_responses=True, health_check_interval=30)
+        # A blocking pool: a burst of requests waits for a free connection instead of failing.
+        pool = BlockingConnectionPool.from_url(
+            settings.redis.url,
+            decode_responses=True,
+            health_check_interval=30,
+            max_connections=200,
+            timeout=5,
+        )
+        redis = Redis.from_pool(pool)
         bus = RedisBus(redis, settings.redis.key_prefix)
         limiter = RedisRateLimiter(redis, settings.redis.key_prefix)
     else:
@@ -111,5 +131,9 @@ def create_app(settings: Settings) -> web.Application:
     app[ENDPOINTS] = add_routes(app, API_GROUPS)
     app.router.add_get("/api/openapi.json", openapi_json)
     setup_voice(app, settings)
+    setup_sms(app, settings)
+    setup_email(app, settings)
     setup_realtime(app)
+    setup_chat(app, settings)
+    setup_web(app, settings)
     return app

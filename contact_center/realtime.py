@@ -12,6 +12,7 @@ import json
 import logging
 import weakref
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,17 +20,33 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy import select
 
 from contact_center.appkeys import IDENTITY, RUNTIME, Runtime
-from contact_center.calls import SCREEN_POP
-from contact_center.presence import AgentState
+from contact_center.calls import CALL_UPDATED, SCREEN_POP
+from contact_center.presence import PRESENCE_CHANGED, AgentState
+from crm_core.errors import CoreError
 from crm_core.events import DomainEvent
-from crm_core.models import Interaction
+from crm_core.models import Agent, Interaction, Role
 from crm_core.services.customer_card import card_by_customer
 from crm_core.types import Channel
 
 log = logging.getLogger(__name__)
 
 # Events delivered to the agent named in their payload's "agent_id".
-AGENT_EVENTS = frozenset({SCREEN_POP, "call.updated", "presence.changed", "ticket.opened", "ticket.updated"})
+AGENT_EVENTS = frozenset(
+    {
+        SCREEN_POP,
+        "call.updated",
+        "presence.changed",
+        "ticket.opened",
+        "ticket.updated",
+        "sms.received",
+        "sms.status",
+        "chat.assigned",
+        "chat.message",
+        "chat.typing",
+        "chat.read",
+        "chat.closed",
+    }
+)
 SEND_TIMEOUT_SECONDS = 5.0
 
 
@@ -53,13 +70,18 @@ class AgentSockets:
         return bool(self._by_agent.get(agent_id))
 
     async def send(self, agent_id: int, message: dict[str, Any]) -> int:
-        text = json.dumps(message, default=str)
+        sockets = self._by_agent.get(agent_id)
+        if not sockets:
+            return 0
+        text = json.dumps(message, default=str)  # once, whatever the number of sockets
         sent = 0
-        for ws in list(self._by_agent.get(agent_id, ())):
+        for ws in list(sockets):
             if ws.closed:
                 continue
             try:
-                await asyncio.wait_for(ws.send_str(text), SEND_TIMEOUT_SECONDS)
+                # A timeout scope, not wait_for: no task per frame.
+                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                    await ws.send_str(text)
                 sent += 1
             except (ConnectionError, TimeoutError, RuntimeError):
                 log.info("dropping a stalled socket of agent %s", agent_id)
@@ -72,6 +94,33 @@ class AgentSockets:
 
 
 SOCKETS = web.AppKey("agent_sockets", AgentSockets)
+
+# What agents' sockets may send besides "ping": JSON objects dispatched by their "type".
+AgentMessageHandler = Callable[[web.Application, int, dict[str, Any]], Awaitable[None]]
+AGENT_MESSAGES = web.AppKey("agent_message_handlers", dict[str, AgentMessageHandler])
+
+
+def register_agent_message(app: web.Application, kind: str, handler: AgentMessageHandler) -> None:
+    """Handle JSON messages of type ``kind`` from agents' sockets (register before start-up)."""
+    if AGENT_MESSAGES not in app:
+        app[AGENT_MESSAGES] = {}
+    app[AGENT_MESSAGES][kind] = handler
+
+
+async def _agent_message(request: web.Request, ws: web.WebSocketResponse, agent_id: int, text: str) -> None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    kind = data.get("type") if isinstance(data, dict) else None
+    handler = request.app.get(AGENT_MESSAGES, {}).get(kind) if isinstance(kind, str) else None
+    if data is None or handler is None:
+        await ws.send_json({"type": "error", "code": "unknown_message", "message": "unknown message type"})
+        return
+    try:
+        await handler(request.app, agent_id, data)
+    except CoreError as exc:
+        await ws.send_json({"type": "error", "code": "refused", "for": kind, "message": str(exc)})
 
 
 def _frame(event: DomainEvent) -> dict[str, Any]:
@@ -125,6 +174,8 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
     sockets.add(agent_id, ws)
+    watchers = request.app[WATCHERS]
+    watchers.watch(identity.agent)
     try:
         await ws.send_json({"type": "hello", "agent_id": agent_id})
         ringing = await _ringing_card(runtime, agent_id)
@@ -133,8 +184,12 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
         async for message in ws:
             if message.type is WSMsgType.TEXT and message.data == "ping":
                 await ws.send_str("pong")
+            elif message.type is WSMsgType.TEXT:
+                await _agent_message(request, ws, agent_id, message.data)
     finally:
         sockets.remove(agent_id, ws)
+        if not sockets.connected(agent_id):
+            watchers.unwatch(agent_id)
     return ws
 
 
@@ -144,7 +199,8 @@ async def _hub_ctx(app: web.Application) -> Any:
 
     async def deliver(event: DomainEvent) -> None:
         agent_id = event.payload.get("agent_id")
-        if event.name in AGENT_EVENTS and isinstance(agent_id, int):
+        # Only events for an agent with a socket here are framed and encoded.
+        if event.name in AGENT_EVENTS and isinstance(agent_id, int) and sockets.connected(agent_id):
             await sockets.send(agent_id, _frame(event))
 
     unsubscribe = app[RUNTIME].bus.subscribe(deliver)
@@ -156,7 +212,121 @@ async def _hub_ctx(app: web.Application) -> Any:
             await sockets.close_all()
 
 
+# --- supervisors' fan-out ----------------------------------------------------------------------
+#
+# Supervisors and admins also receive what happens to the agents they may see (a supervisor: the
+# agents of their team; an admin: everyone), for wallboards: presence changes, call progress, chats
+# starting and ending, reduced to who and what state (no customer data nor message text: the
+# wallboard reads those through the API, under the usual visibility). A call that has no agent yet
+# (it joined the queue) is announced to every supervisor and admin as a bare "queue.changed", so
+# they re-read the queue.
+
+TEAM_EVENTS = frozenset({PRESENCE_CHANGED, CALL_UPDATED, SCREEN_POP, "chat.assigned", "chat.closed"})
+QUEUE_CHANGED = "queue.changed"
+TEAM_CACHE_SECONDS = 60.0
+
+
+class TeamWatchers:
+    """The connected supervisors and admins, with the team each may watch."""
+
+    def __init__(self) -> None:
+        self._watching: dict[int, tuple[Role, int | None]] = {}
+
+    def watch(self, agent: Agent) -> None:
+        if agent.role in (Role.SUPERVISOR, Role.ADMIN):
+            self._watching[agent.id] = (agent.role, agent.team_id)
+
+    def unwatch(self, agent_id: int) -> None:
+        self._watching.pop(agent_id, None)
+
+    def __bool__(self) -> bool:
+        return bool(self._watching)
+
+    def everyone(self) -> list[int]:
+        return list(self._watching)
+
+    def audience(self, team_id: int | None) -> list[int]:
+        """Who may watch an agent of ``team_id``: admins, and that team's supervisors."""
+        return [
+            watcher
+            for watcher, (role, watched_team) in self._watching.items()
+            if role is Role.ADMIN or (team_id is not None and watched_team == team_id)
+        ]
+
+
+WATCHERS = web.AppKey("team_watchers", TeamWatchers)
+
+
+class AgentTeams:
+    """Agents' teams, read from the database and remembered for a minute."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._teams: dict[int, int | None] = {}
+        self._loaded_at = float("-inf")
+
+    async def team_of(self, agent_id: int) -> int | None:
+        now = asyncio.get_running_loop().time()
+        if agent_id not in self._teams or now - self._loaded_at > TEAM_CACHE_SECONDS:
+            async with self._runtime.uow() as uow:
+                rows = await uow.session.execute(select(Agent.id, Agent.team_id))
+                self._teams = {row[0]: row[1] for row in rows}
+            self._loaded_at = now
+        return self._teams.get(agent_id)
+
+
+def team_frame(event: DomainEvent) -> dict[str, Any]:
+    """What a supervisor learns of an event about one of their agents."""
+    payload = event.payload
+    frame: dict[str, Any] = {
+        "type": event.name,
+        "scope": "team",
+        "at": event.occurred_at.isoformat(),
+        "agent_id": payload.get("agent_id"),
+        "call_sid": payload.get("call_sid"),
+    }
+    if event.name == PRESENCE_CHANGED:
+        frame.update(state=payload.get("state"), since=payload.get("since"), until=payload.get("until"))
+    elif event.name == CALL_UPDATED:
+        frame["state"] = payload.get("state")
+    return frame
+
+
+async def fan_out_to_supervisors(
+    sockets: AgentSockets, watchers: TeamWatchers, teams: AgentTeams, event: DomainEvent
+) -> None:
+    if event.name not in TEAM_EVENTS or not watchers:
+        return
+    agent_id = event.payload.get("agent_id")
+    if isinstance(agent_id, int):
+        frame = team_frame(event)
+        for watcher in watchers.audience(await teams.team_of(agent_id)):
+            if watcher != agent_id:  # their own events reach them already
+                await sockets.send(watcher, frame)
+    elif event.name == CALL_UPDATED:
+        nudge = {"type": QUEUE_CHANGED, "scope": "team", "at": event.occurred_at.isoformat()}
+        for watcher in watchers.everyone():
+            await sockets.send(watcher, nudge)
+
+
+async def _supervisors_ctx(app: web.Application) -> Any:
+    watchers = TeamWatchers()
+    app[WATCHERS] = watchers
+    teams = AgentTeams(app[RUNTIME])
+    sockets = app[SOCKETS]
+
+    async def deliver(event: DomainEvent) -> None:
+        await fan_out_to_supervisors(sockets, watchers, teams, event)
+
+    unsubscribe = app[RUNTIME].bus.subscribe(deliver)
+    try:
+        yield
+    finally:
+        unsubscribe()
+
+
 def setup_realtime(app: web.Application) -> None:
     """Register the hub; must come after the runtime in ``cleanup_ctx``."""
     app.cleanup_ctx.append(_hub_ctx)
+    app.cleanup_ctx.append(_supervisors_ctx)
     app.router.add_get("/ws/agent", agent_socket)

@@ -261,6 +261,155 @@ class SandboxSettings(_Section):
         return value
 
 
+class WebchatSettings(_Section):
+    """The web chat widget and its visitors (channels.webchat)."""
+
+    allowed_origins: list[str] = Field(default_factory=list)
+    max_chats_per_agent: int = Field(default=3, ge=1, le=50)
+    max_message_chars: int = Field(default=2000, ge=1, le=20_000)
+    messages_per_minute_per_visitor: int = Field(default=30, ge=1)
+    messages_per_minute_per_ip: int = Field(default=120, ge=1)
+    connections_per_minute_per_ip: int = Field(default=60, ge=1)
+    queue_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    history_limit: int = Field(default=200, ge=1, le=5000)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not origin.startswith(("http://", "https://")) or origin.rstrip("/").count("/") != 2:
+                raise ValueError(f"{origin!r} is not an origin like https://www.example.com")
+        return [origin.rstrip("/") for origin in value]
+
+
+class SmsSettings(_Section):
+    """Text messages (channels/twilio/sms.py and contact_center/sms_setup.py)."""
+
+    from_number: str = "+15005550006"
+    ticket_rule: Literal["every_conversation", "no_answer"] = "every_conversation"
+    no_answer_minutes: float = Field(default=15.0, gt=0, le=7 * 24 * 60)
+    help_reply: str = Field(
+        default="Reply STOP to stop receiving texts, START to receive them again. Msg&data rates may apply.",
+        max_length=1600,
+    )
+    sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("from_number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            parsed = None
+        if parsed is None or not phonenumbers.is_valid_number(parsed):
+            raise ValueError(f"{value!r} is not an E.164 phone number")
+        return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+class EmailAcknowledgment(_Section):
+    """One language's automatic answer (Jinja2, sandboxed): ``{{ ticket_number }}``,
+    ``{{ subject_token }}``, ``{{ subject }}``, ``{{ customer_name }}``, ``{{ mailbox }}``."""
+
+    subject: str = Field(min_length=1, max_length=300)
+    body: str = Field(min_length=1, max_length=20_000)
+
+
+class MailboxSettings(_Section):
+    """One watched mailbox: where its mail comes from, where its tickets go, how it answers."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    address: str
+    display_name: str = ""
+    imap_host: str = "127.0.0.1"
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_tls: Literal["ssl", "starttls", "none"] = "ssl"
+    login: str
+    # The password itself, or the name of an environment variable, or a file holding it.
+    password: SecretStr = SecretStr("")
+    password_env: str = ""
+    password_file: str = ""
+    folder: str = "INBOX"
+    after: Literal["seen", "move", "leave"] = "seen"
+    move_to: str = ""
+    team_id: int | None = None
+    language: str = "en"
+    acknowledge: bool = True
+    acknowledgments: dict[str, EmailAcknowledgment] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MailboxSettings:
+        if self.after == "move" and not self.move_to:
+            raise ValueError("move_to: must name a folder when after = 'move'")
+        if "@" not in self.address:
+            raise ValueError("address: not an email address")
+        return self
+
+    def imap_password(self, environ: Mapping[str, str] | None = None) -> str:
+        """The password from the first source set; never logged."""
+        if self.password.get_secret_value():
+            return self.password.get_secret_value()
+        env = os.environ if environ is None else environ
+        if self.password_env:
+            return env.get(self.password_env, "")
+        if self.password_file:
+            return Path(self.password_file).read_text().strip()
+        return ""
+
+
+class SmtpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=587, ge=1, le=65535)
+    tls: Literal["ssl", "starttls", "none"] = "starttls"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    password_env: str = ""
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    def smtp_password(self, environ: Mapping[str, str] | None = None) -> str:
+        if self.password.get_secret_value():
+            return self.password.get_secret_value()
+        env = os.environ if environ is None else environ
+        return env.get(self.password_env, "") if self.password_env else ""
+
+
+class EmailSettings(_Section):
+    """Mailboxes in (IMAP), the outbox out (SMTP); see channels/email and contact_center/email_setup.py."""
+
+    mailboxes: list[MailboxSettings] = Field(default_factory=list)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    attachment_dir: Path = Path("var/mail")
+    max_attachment_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    reopen_window_hours: float = Field(default=168.0, ge=0)
+    subject_token: str = "[#{number}]"  # noqa: S105 - a format, not a secret
+    acks_per_sender_per_hour: int = Field(default=3, ge=0)
+    message_id_domain: str = ""
+    poll_seconds: float = Field(default=60.0, gt=0, le=3600)
+    idle: bool = True
+    idle_seconds: float = Field(default=300.0, gt=0, le=1740)
+    batch_size: int = Field(default=50, ge=1, le=1000)
+    parse_processes: int = Field(default=0, ge=0, le=32)
+    reconnect_min_seconds: float = Field(default=1.0, gt=0)
+    reconnect_max_seconds: float = Field(default=300.0, gt=0)
+    outbox_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    max_attempts: int = Field(default=10, ge=1, le=100)
+
+    @field_validator("subject_token")
+    @classmethod
+    def _has_number(cls, value: str) -> str:
+        if value.count("{number}") != 1 or not value.replace("{number}", "").strip():
+            raise ValueError("must contain {number} once and some text around it, such as [#{number}]")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_mailboxes(self) -> EmailSettings:
+        names = [m.name for m in self.mailboxes]
+        if len(names) != len(set(names)):
+            raise ValueError("mailboxes: every mailbox needs a name of its own")
+        return self
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
     json_lines: bool = Field(alias="json")
@@ -280,6 +429,9 @@ class Settings(_Section):
     twilio: TwilioSettings
     voice: VoiceSettings
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    webchat: WebchatSettings = Field(default_factory=WebchatSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
     logging: LoggingSettings
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:

@@ -31,6 +31,8 @@ from crm_core.events import DomainEvent
 from crm_core.models import Agent, Base, Role, Team
 from crm_core.services.agents import create_agent, create_team
 
+pytest_plugins = ["tests.email_servers"]
+
 RUN_ID = secrets.token_hex(4)
 PASSWORD = "correct horse battery"
 

@@ -24,8 +24,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_EXEMPT_PATHS = frozenset({"/api/v1/auth/login"})
 
 
-# Twilio's webhooks (signed) and the sandbox's REST API (Basic auth) carry their own credentials.
-OWN_AUTH_PREFIXES = ("/twilio/", "/twilio-sandbox/")
+# Twilio's webhooks (signed) and the sandbox's REST API (Basic auth) carry their own credentials;
+# chat visitors carry a signed visitor token, and the widget's files are public.
+OWN_AUTH_PREFIXES = ("/twilio/", "/twilio-sandbox/", "/ws/chat", "/chat/")
 
 
 @web.middleware

@@ -3,8 +3,26 @@
 from crm_core.models.agents import Agent, AgentSession, ApiToken, Role, Team
 from crm_core.models.audit import AuditEntry
 from crm_core.models.base import Base, utcnow
+from crm_core.models.chat import (
+    ChatConversation,
+    ChatMessage,
+    ChatSender,
+    ChatStatus,
+    ChatTranscriptEmail,
+    ChatVisitor,
+)
 from crm_core.models.customers import Customer, CustomerEmail, CustomerPhone
+from crm_core.models.email import (
+    EmailAddressHealth,
+    EmailAttachment,
+    EmailKind,
+    EmailMailboxState,
+    EmailMessage,
+    EmailParticipant,
+    EmailStatus,
+)
 from crm_core.models.interactions import Interaction
+from crm_core.models.sms import SmsMessage, SmsSuppression
 from crm_core.models.tickets import Counter, Ticket, TicketComment
 
 __all__ = [
@@ -13,12 +31,27 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "ChatConversation",
+    "ChatMessage",
+    "ChatSender",
+    "ChatStatus",
+    "ChatTranscriptEmail",
+    "ChatVisitor",
     "Counter",
     "Customer",
     "CustomerEmail",
     "CustomerPhone",
+    "EmailAddressHealth",
+    "EmailAttachment",
+    "EmailKind",
+    "EmailMailboxState",
+    "EmailMessage",
+    "EmailParticipant",
+    "EmailStatus",
     "Interaction",
     "Role",
+    "SmsMessage",
+    "SmsSuppression",
     "Team",
     "Ticket",
     "TicketComment",
