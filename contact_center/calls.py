@@ -61,6 +61,9 @@ CALLBACK = "callback"
 VOICEMAIL = "voicemail"
 ANSWERED_DIAL = frozenset({"completed", "answered"})
 QUEUED_FOR_AGENT = "queued-for-agent"
+OFFERING = "offering"
+# How much longer than a ring an offer may stay unconfirmed before a waiting caller is queued again.
+OFFER_GRACE_SECONDS = 10
 # A caller id exactly as Twilio sends a valid number (and as customer phones are stored).
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -536,7 +539,8 @@ class CallDesk:
                 return False
             try:
                 await self._offer_or_queue(uow, interaction, interaction.customer_id, agent_id)
-                interaction.status = "offering"
+                interaction.status = OFFERING
+                interaction.meta = {**interaction.meta, "offered_at": utcnow().isoformat()}
                 await uow.commit()
             except BaseException:
                 await self._release(agent_id, call_sid)
@@ -544,6 +548,12 @@ class CallDesk:
         try:
             await self._control.redirect_call(call_sid, self._connect_url(agent_id))
         except GatewayError as exc:
+            if exc.status is None:
+                # No answer from Twilio: the redirect may well have landed (the agent's phone may be
+                # ringing already), so the offer stands. Should the caller still be waiting, the
+                # queue's next wait request takes the offer back (:meth:`queue_wait`).
+                log.warning("redirect of %s to agent %s unconfirmed: %s", call_sid, agent_id, exc)
+                return False
             log.warning("could not take %s out of the queue: %s", call_sid, exc)
             await self._release(agent_id, call_sid)
             await self._requeue(call_sid)
@@ -551,12 +561,33 @@ class CallDesk:
         return True
 
     async def _requeue(self, call_sid: str) -> None:
+        """Back into the queue: only an offer nobody answered (an answer is never undone)."""
         async with self._uow() as uow:
             interaction = await self._interaction(uow, call_sid)
-            if interaction is not None and interaction.status == "offering":
+            if (
+                interaction is not None
+                and interaction.status == OFFERING
+                and not interaction.meta.get("answered_at")
+            ):
                 interaction.status = QUEUED_FOR_AGENT
                 interaction.agent_id = None
                 await uow.commit()
+
+    async def _take_back_stale_offer(self, call_sid: str) -> None:
+        """The caller still waits in Twilio's queue although offered to an agent longer than a ring
+        lasts: the redirect never landed. Release the agent and queue the caller again."""
+        async with self._connections.connect() as conn:
+            stored = await stored_call(conn, call_sid)
+        if stored is None or stored.status != OFFERING or stored.meta.get("answered_at"):
+            return
+        offered_at = stored.meta.get("offered_at")
+        if not isinstance(offered_at, str) or not isinstance(stored.agent_id, int):
+            return
+        age = (utcnow() - datetime.fromisoformat(offered_at)).total_seconds()
+        if age <= self._policy.ring_seconds + OFFER_GRACE_SECONDS:
+            return
+        await self._release(stored.agent_id, call_sid)
+        await self._requeue(call_sid)
 
     async def connect_agent(self, call_sid: str, agent_id: int) -> CallDecision:
         """A queued caller taken out of the queue: ring the agent claimed for them."""
@@ -569,6 +600,8 @@ class CallDesk:
             return await self._connect(uow.session, agent_id, say=[])
 
     async def queue_wait(self, wait: QueueWait) -> list[str]:
+        # Twilio asks for hold music only for a caller in its queue.
+        await self._take_back_stale_offer(wait.call_sid)
         return [self._policy.queue_message.format(position=wait.position)]
 
     async def queue_finished(self, outcome: QueueOutcome) -> CallDecision:

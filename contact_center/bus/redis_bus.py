@@ -80,12 +80,14 @@ class RedisBus:
         async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(self.channel)
             self._subscribed.set()
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is None:
+            # listen() blocks on the socket: no timeout scope per message as with get_message().
+            # A dropped connection raises here and _listen_forever resubscribes.
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
                     continue
                 for event in _decode(message["data"], self.channel):
                     await self._subscribers.deliver(event)
+            raise ConnectionError("redis bus subscription ended")
 
 
 def _decode(data: str, channel: str) -> list[DomainEvent]:

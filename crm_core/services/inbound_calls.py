@@ -139,10 +139,13 @@ async def log_inbound_call(
 
 
 # Who answered goes into the metadata only once: the first answer wins, repeats change nothing.
+# An answered call leaves the queue whatever happened to its offer (a redirect whose answer was
+# lost, a requeue racing the agent's pick-up): it is in progress, no longer waiting.
 _MARK_ANSWERED = {
     "postgresql": """
 UPDATE interactions
    SET agent_id = :agent_id,
+       status = CASE WHEN status IN ('queued-for-agent', 'offering') THEN 'in-progress' ELSE status END,
        metadata = (metadata::jsonb || jsonb_build_object('answered_at', CAST(:answered_at AS text),
                                                          'answered_by', CAST(:agent_id AS bigint)))::json
  WHERE channel = 'voice' AND external_id = :call_sid AND (metadata ->> 'answered_at') IS NULL
@@ -151,6 +154,7 @@ RETURNING id, customer_id, ticket_id
     "sqlite": """
 UPDATE interactions
    SET agent_id = :agent_id,
+       status = CASE WHEN status IN ('queued-for-agent', 'offering') THEN 'in-progress' ELSE status END,
        metadata = json_set(metadata, '$.answered_at', :answered_at, '$.answered_by', :agent_id)
  WHERE channel = 'voice' AND external_id = :call_sid AND json_extract(metadata, '$.answered_at') IS NULL
 RETURNING id, customer_id, ticket_id

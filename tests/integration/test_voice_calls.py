@@ -22,7 +22,9 @@ from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
 from contact_center.presence import AgentState
 from contact_center.settings import Settings
+from contact_center.voice_setup import CALL_DESK
 from crm_core.db import UnitOfWorkFactory
+from crm_core.errors import GatewayError
 from crm_core.models import Customer, Interaction, Ticket, TicketComment
 from crm_core.services.customers import create_customer
 from crm_core.services.interactions import log_interaction
@@ -521,3 +523,113 @@ async def test_an_agent_with_a_phone_number_is_rung_there(
     assert number is not None and (number.text or "").strip() == "+12025550190"
     assert number.get("statusCallback", "").endswith(f"/agent-leg?agent={staff.red_1.id}")
     assert twiml.find("./Dial/Client") is None
+
+
+class RedirectWithLostAnswer:
+    """Twilio applies the redirect (it fetches the connect URL at once) but its answer to the REST
+    request is lost: the gateway reports that it does not know what happened."""
+
+    def __init__(self, twilio: Twilio) -> None:
+        self.twilio = twilio
+        self.redirects: list[tuple[str, str]] = []
+
+    async def redirect_call(self, call_sid: str, url: str) -> None:
+        self.redirects.append((call_sid, url))
+        path = url.removeprefix(self.twilio.base)
+        await self.twilio.twiml(path, {"CallSid": call_sid, "From": CALLER, "To": "+15005550006"})
+        raise GatewayError("call redirect: no answer from Twilio (TimeoutError)")
+
+    async def place_call(
+        self, *, to: str, from_: str, url: str, status_callback: str, machine_detection: bool = False
+    ) -> str:
+        raise AssertionError("not used")
+
+
+async def test_a_call_answered_after_a_lost_redirect_answer_leaves_the_queue(
+    client: TestClient[Any, Any],
+    twilio: Twilio,
+    staff: Staff,
+    uow_factory: UnitOfWorkFactory,
+    sign_in: SignIn,
+) -> None:
+    await known_customer(uow_factory)
+    sid = call_sid()
+    assert (await twilio.incoming(sid)).find("./Enqueue") is not None
+    desk = client.app[CALL_DESK]
+    control = RedirectWithLostAnswer(twilio)
+    desk._control = control
+    await available(client, staff.red_1)
+
+    await desk.connect_waiting_callers()
+    # The redirect landed: the agent's phone rings for this caller, whatever the REST answer said.
+    assert [s for s, _ in control.redirects] == [sid]
+    presence = await client.app[RUNTIME].presence.get(staff.red_1.id)
+    assert (presence.state, presence.call_sid) == (AgentState.RINGING, sid)
+    await desk.connect_waiting_callers()
+    assert len(control.redirects) == 1  # not offered twice
+
+    await twilio.agent_answers(sid, staff.red_1.id)
+    [row] = await voice_rows(uow_factory)
+    assert (row.status, row.agent_id) == ("in-progress", staff.red_1.id)
+    lead = await sign_in(staff.red_lead)
+    board = await (await lead.get("/api/v1/calls/live")).json()
+    assert board["queued"] == 0
+    assert [(c["call_sid"], c["queue_position"]) for c in board["items"]] == [(sid, None)]
+
+    leg = {"CallSid": "CA" + "f" * 32, "ParentCallSid": sid, "CallStatus": "completed"}
+    assert (await twilio.post(f"{VOICE}/agent-leg?agent={staff.red_1.id}", leg)).status == 200
+    await twilio.twiml(
+        f"{VOICE}/dial-action?agent={staff.red_1.id}", {"CallSid": sid, "DialCallStatus": "completed"}
+    )
+    await twilio.status(sid, "completed", 4, CallDuration="30")
+    [row] = await voice_rows(uow_factory)
+    assert (row.status, row.agent_id, row.ticket_id) == ("completed", staff.red_1.id, None)
+    assert (await (await lead.get("/api/v1/calls/live")).json())["items"] == []
+
+
+async def test_an_unconfirmed_redirect_that_never_landed_is_taken_back_while_the_caller_waits(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await known_customer(uow_factory)
+    sid = call_sid()
+    await twilio.incoming(sid)
+    desk = client.app[CALL_DESK]
+
+    class Lost(RedirectWithLostAnswer):
+        async def redirect_call(self, call_sid: str, url: str) -> None:
+            self.redirects.append((call_sid, url))
+            raise GatewayError("call redirect: no answer from Twilio (TimeoutError)")
+
+    desk._control = Lost(twilio)
+    await available(client, staff.red_1)
+    await desk.connect_waiting_callers()
+    wait = {"CallSid": sid, "QueuePosition": "1", "QueueTime": "30"}
+    await twilio.twiml(f"{VOICE}/queue-wait", wait)
+    [row] = await voice_rows(uow_factory)
+    assert row.status == "offering"  # within a ring: the redirect may still land
+    async with uow_factory() as uow:
+        stored = await uow.session.get_one(Interaction, row.id)
+        stored.meta = {**stored.meta, "offered_at": "2000-01-01T00:00:00+00:00"}
+        await uow.commit()
+    again = FakeTwilioRedirects()
+    desk._control = again
+    await twilio.twiml(f"{VOICE}/queue-wait", wait)  # still in Twilio's queue long after the offer
+    await desk.connect_waiting_callers()
+    # The stale offer was taken back (agent released, caller queued) and the caller offered afresh.
+    assert again.redirects == [sid]
+    [row] = await voice_rows(uow_factory)
+    assert (row.status, row.agent_id) == ("offering", staff.red_1.id)
+    assert row.meta["offered_at"] > "2001"
+
+
+class FakeTwilioRedirects:
+    def __init__(self) -> None:
+        self.redirects: list[str] = []
+
+    async def redirect_call(self, call_sid: str, url: str) -> None:
+        self.redirects.append(call_sid)
+
+    async def place_call(
+        self, *, to: str, from_: str, url: str, status_callback: str, machine_detection: bool = False
+    ) -> str:
+        raise AssertionError("not used")
