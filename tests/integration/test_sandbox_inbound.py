@@ -172,7 +172,8 @@ async def test_caller_hanging_up_during_record_sends_digits_hangup() -> None:
         env.fake.answer("/voice", TWIML.format('<Record action="/recorded" maxLength="600"/>'))
         sid = await env.call({"record_seconds": 600, "hangup_after_seconds": 3})
         state = await env.settled(sid)
-        (action,) = env.fake.at("/recorded")
+        # The action request and the call's end are concurrent, as with Twilio.
+        (action,) = await env.fake.wait_for("/recorded")
         assert action.params["Digits"] == "hangup"
         assert state["status"] == "completed"
 

@@ -59,17 +59,34 @@ function renderPresence() {
   byId("end-wrap-up").hidden = state !== "wrap-up";
 }
 
+// A change the agent makes always wins: a read that overlaps a change is dropped, so a slow
+// read can never undo the state the agent has just chosen.
+let presenceChanges = 0;
+let changesInFlight = 0;
+
 async function loadPresence() {
-  presence = await api.get("/presence/me");
+  const changesBefore = presenceChanges;
+  const latest = await api.get("/presence/me");
+  if (changesInFlight || changesBefore !== presenceChanges) return;
+  presence = latest;
   renderPresence();
 }
 
 async function setPresence(state) {
+  presenceChanges += 1;
+  changesInFlight += 1;
+  let changed = null;
   try {
-    presence = await api.put("/presence/me", { state });
-    renderPresence();
+    changed = await api.put("/presence/me", { state });
   } catch (error) {
     notify(errorText(error), "error");
+  } finally {
+    changesInFlight -= 1;
+  }
+  if (changed) {
+    presence = changed;
+    renderPresence();
+  } else {
     await loadPresence();
   }
 }
