@@ -1,6 +1,7 @@
 """Texts from customers: logged once per MessageSid, opt-out keywords honoured, threaded to tickets.
 
-A text from a customer with an open SMS ticket joins it. Otherwise, by the policy's ticket rule,
+A text from a customer with an open SMS ticket joins it (a pending ticket, waiting on the
+customer, opens again). Otherwise, by the policy's ticket rule,
 a new ticket opens at once (every new conversation) or only once nobody has texted the customer
 back within ``no_answer_minutes`` (:func:`open_unanswered`, run on a timer). Keywords (STOP,
 START, HELP and their synonyms) change the suppression list or get the help reply; they join an
@@ -20,6 +21,8 @@ from crm_core.db import UnitOfWork
 from crm_core.errors import InvalidInput
 from crm_core.models import Agent, Customer, Interaction, SmsMessage, Ticket, utcnow
 from crm_core.rules.sms_keywords import SmsKeyword, keyword_of
+from crm_core.rules.ticket_status import TicketStatus, check_transition
+from crm_core.services.audit import audit
 from crm_core.services.identity import resolve_phone
 from crm_core.services.interactions import log_interaction
 from crm_core.services.sms_outbound import queue_sms
@@ -95,6 +98,33 @@ async def _attach(uow: UnitOfWork, message: SmsMessage, ticket: Ticket) -> None:
     ticket.updated_at = utcnow()
 
 
+async def _reopen_waiting(uow: UnitOfWork, ticket: Ticket) -> None:
+    """A customer's text answers a ticket waiting on them (pending): it is open again."""
+    if ticket.status is not TicketStatus.PENDING:
+        return
+    check_transition(ticket.status, TicketStatus.OPEN)
+    old = ticket.status
+    ticket.status = TicketStatus.OPEN
+    ticket.resolved_at = None
+    ticket.updated_at = utcnow()
+    await uow.session.flush()
+    audit(uow.session, "ticket", ticket.id, "updated", None, {"status": [str(old), "open"], "by": "sms"})
+    uow.record(
+        events.DomainEvent(
+            events.TICKET_UPDATED,
+            {
+                "ticket_id": ticket.id,
+                "number": ticket.number,
+                "customer_id": ticket.customer_id,
+                "assignee_id": ticket.assignee_id,
+                "team_id": ticket.team_id,
+                "status": str(ticket.status),
+                "changes": ["status"],
+            },
+        )
+    )
+
+
 async def _keyword(
     uow: UnitOfWork, keyword: SmsKeyword, word: str, message: SmsMessage, phone: str, policy: SmsPolicy
 ) -> int | None:
@@ -167,6 +197,8 @@ async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -
         ticket = await _open_sms_ticket(uow, customer, phone, policy)
     if ticket is not None:
         await _attach(uow, message, ticket)
+        if keyword is None:
+            await _reopen_waiting(uow, ticket)
         if keyword in (SmsKeyword.STOP, SmsKeyword.START):
             what = "opted out of" if keyword is SmsKeyword.STOP else "opted back in to"
             await system_note(uow, ticket, f"{phone} {what} text messages ({word}).")
@@ -227,6 +259,7 @@ async def open_unanswered(uow: UnitOfWork, policy: SmsPolicy, now: datetime | No
             ticket = await _open_sms_ticket(uow, customer, rows[0].from_number, policy)
         for row in rows:
             await _attach(uow, row, ticket)
+        await _reopen_waiting(uow, ticket)
         await system_note(
             uow,
             ticket,
