@@ -17,18 +17,16 @@ import ssl
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any, Literal
 
 from aioimaplib import IMAP4, IMAP4_SSL, STOP_WAIT_SERVER_PUSH, AioImapException, Command
 
 from channels.email.content_store import ContentStore
-from channels.email.parsing import parse_message
+from channels.email.parsing import header_message_key, parse_message
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import InboundEmail
 from crm_core.models import EmailKind, EmailMessage, EmailStatus, utcnow
-from crm_core.rules.email_refs import message_key
 from crm_core.services.email_batch import ingest, ingest_batch
 from crm_core.services.email_ingest import (
     EmailPolicy,
@@ -323,11 +321,10 @@ class MailboxWatcher:
             ).lines
         )
         keys: dict[int, str] = {}
-        parser = BytesHeaderParser()
         for uid, head in headers.items():
-            value = str(parser.parsebytes(head).get("Message-ID") or "").strip()
-            if value:
-                keys[uid] = message_key(value)
+            key = header_message_key(head)
+            if key is not None:
+                keys[uid] = key
         async with self.uow_factory() as uow:
             known = await known_keys(uow.session, list(keys.values()))
         wanted = [u for u in uids if keys.get(u) not in known]

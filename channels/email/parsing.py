@@ -1,6 +1,7 @@
 """MIME to :class:`InboundEmail`: whatever can be decoded is, nothing raises, defects are noted.
 
-Uses the standard library with ``policy.default``. Text parts are decoded with their declared
+Uses the standard library with ``policy.default`` (its header objects reused across messages,
+see :mod:`channels.email.header_cache`). Text parts are decoded with their declared
 charset (legacy CJK charsets through their supersets), undecodable bytes replaced. The raw
 message and every attachment go to the content store before the core sees the message.
 """
@@ -15,13 +16,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
-from email import policy
 from email.message import Message
 from email.parser import BytesParser
 from typing import Any
 
 from channels.email.bodies import html_to_text, sanitize_html, visible_reply
 from channels.email.content_store import ContentStore
+from channels.email.header_cache import DEFAULT as POLICY
 from crm_core.email_ports import BounceReport, InboundEmail, MailAttachment
 from crm_core.rules.email_loops import is_bounce
 from crm_core.rules.email_refs import MARKER_RE, REF_RE, message_key
@@ -50,6 +51,7 @@ CHARSET_SUPERSETS = {
     "unknown-8bit": "cp1252",
 }
 _MSGID_RE = re.compile(r"<([^<>\s]+)>")
+_MESSAGE_ID_HEADER_RE = re.compile(rb"^message-id:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 # Headers the loop rules look at, kept (decoded) on the message.
 KEPT_HEADERS = (
     "auto-submitted",
@@ -119,6 +121,16 @@ def _addresses(msg: Message, name: str, defects: list[str]) -> list[tuple[str, s
 
 def _message_ids(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(m for m in _MSGID_RE.findall(value)))
+
+
+def header_message_key(head: bytes) -> str | None:
+    """The key :func:`parse_message` gives a message, from its header block alone (None when it
+    has no usable Message-ID); lets the watcher skip stored mail before fetching its body."""
+    found = _MESSAGE_ID_HEADER_RE.search(head)
+    if found is None:
+        return None
+    ids = _message_ids(clean(found.group(1).decode("utf-8", "surrogateescape")))
+    return message_key(ids[0]) if ids else None
 
 
 def _part_bytes(part: Message) -> bytes:
@@ -261,10 +273,17 @@ def stable_key(msg: Message, raw: bytes) -> str:
     return "nomsgid:" + digest.hexdigest()
 
 
+def _subject(msg: Message, raw_headers: dict[str, str], defects: list[str]) -> str:
+    raw_subject = raw_headers.get("subject", "")
+    # Without encoded words the structured parser only unfolds, which split() does too.
+    value = _header(msg, "Subject", defects) if "=?" in raw_subject else raw_subject
+    return " ".join(value.split())[:998]
+
+
 def parse_message(raw: bytes, store: ContentStore, *, max_attachment_bytes: int) -> InboundEmail:
     defects: list[str] = []
     raw_sha = store.put(raw)
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    msg = BytesParser(policy=POLICY).parsebytes(raw)
     defects.extend(f"{type(d).__name__}: {d}" for d in msg.defects)
 
     # Identifiers and dates are plain ASCII tokens: read from the raw header text (faster than
@@ -348,7 +367,7 @@ def parse_message(raw: bytes, store: ContentStore, *, max_attachment_bytes: int)
         message_id=message_id,
         from_address=from_address,
         from_name=from_name or None,
-        subject=" ".join(_header(msg, "Subject", defects).split())[:998],
+        subject=_subject(msg, raw_headers, defects),
         text=text,
         visible_text=visible_reply(text),
         html=sanitize_html(html_source) if html_source else None,

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
 from crm_core.contact_points import email_match_key, normalize_email
@@ -323,14 +325,15 @@ async def _write(
             )
         )
 
-    emails: list[tuple[_Step, EmailMessage, Ticket | None]] = []
+    # Inbound rows go in as bulk INSERTs (no ORM objects: building and flushing those cost more
+    # than the statements); acknowledgments are few and keep their ORM rows.
+    written: list[tuple[_Step, _InboundRows | EmailMessage, Ticket | None]] = []
     participants: list[tuple[int, str]] = []
     unsent: list[tuple[Ticket, str]] = []
+    acks: list[EmailMessage] = []
     for step in steps:
         ticket = _row(step.ticket, known_tickets)
-        email = _inbound_row(step, mailbox, ticket)
-        session.add(email)
-        emails.append((step, email, ticket))
+        written.append((step, _inbound_rows(step, mailbox, ticket, now), ticket))
         if ticket is not None:
             ticket.updated_at = now
             if step.outcome in (Outcome.NEW_TICKET, Outcome.THREADED):
@@ -364,22 +367,27 @@ async def _write(
                 references=[*step.mail.references, *([message_id] if message_id else [])],
                 automatic=True,
             )
-            session.add(ack)
-            emails.append((step, ack, ticket))
+            acks.append(ack)
+            written.append((step, ack, ticket))
             participants.append((ticket.id, sender))
+    # The messages first, so that their ids come before their acknowledgments'.
+    await _insert_inbound([rows for _, rows, _ in written if isinstance(rows, _InboundRows)], session)
+    session.add_all(acks)
     await session.flush()
     await add_participant_rows(session, participants)
     for ticket, note in unsent:
         await system_note(uow, ticket, note)
     results: dict[int, Ingested] = {}
-    for step, email, ticket in emails:
-        if email.interaction is not None:
-            uow.record(interaction_logged(email.interaction))
-        if email.direction is Direction.OUTBOUND:
+    for step, rows, ticket in written:
+        if isinstance(rows, EmailMessage):
+            if rows.interaction is not None:
+                uow.record(interaction_logged(rows.interaction))
             previous = results[step.index]
-            results[step.index] = Ingested(previous.outcome, previous.email_id, previous.ticket_id, email.id)
-        else:
-            results[step.index] = Ingested(step.outcome, email.id, ticket.id if ticket is not None else None)
+            results[step.index] = Ingested(previous.outcome, previous.email_id, previous.ticket_id, rows.id)
+            continue
+        if rows.interaction is not None:
+            uow.record(_interaction_logged(rows.interaction))
+        results[step.index] = Ingested(step.outcome, rows.email_id, ticket.id if ticket is not None else None)
     return [results[s.index] for s in steps]
 
 
@@ -392,64 +400,114 @@ def _row(ref: TicketRef | None, tickets: dict[int, Ticket]) -> Ticket | None:
     return tickets[ref]
 
 
-def _inbound_row(step: _Step, mailbox: MailboxPolicy, ticket: Ticket | None) -> EmailMessage:
+@dataclass(eq=False)
+class _InboundRows:
+    """The column values of one inbound message, its interaction and its attachments."""
+
+    email: dict[str, Any]
+    interaction: dict[str, Any] | None
+    attachments: list[dict[str, Any]]
+    email_id: int | None = None
+
+
+def _inbound_rows(step: _Step, mailbox: MailboxPolicy, ticket: Ticket | None, now: datetime) -> _InboundRows:
     mail = step.mail
-    now = utcnow()
     interaction = None
     if ticket is not None:
-        interaction = Interaction(
-            channel=Channel.EMAIL,
-            direction=Direction.INBOUND,
-            customer_id=ticket.customer_id,
-            ticket_id=ticket.id,
-            external_id=mail.key,
-            status=str(step.kind),
-            started_at=mail.date or now,
-            subject=mail.subject[:500],
-            body=mail.visible_text,
-            meta={"mailbox": mailbox.name, "from": mail.from_address},
-            created_at=now,
+        interaction = {
+            "channel": Channel.EMAIL,
+            "direction": Direction.INBOUND,
+            "customer_id": ticket.customer_id,
+            "agent_id": None,
+            "ticket_id": ticket.id,
+            "external_id": mail.key,
+            "status": str(step.kind),
+            "started_at": mail.date or now,
+            "subject": mail.subject[:500],
+            "body": mail.visible_text,
+            "meta": {"mailbox": mailbox.name, "from": mail.from_address},
+            "created_at": now,
+        }
+    email = {
+        "message_key": mail.key,
+        "message_id": mail.message_id,
+        "direction": Direction.INBOUND,
+        "kind": step.kind,
+        "status": EmailStatus.RECEIVED,
+        "mailbox": mailbox.name,
+        "ticket_id": ticket.id if ticket is not None else None,
+        "customer_id": ticket.customer_id if ticket is not None else None,
+        "interaction_id": None,
+        "from_address": (mail.from_address or "")[:320] or None,
+        "from_name": (mail.from_name or "")[:200] or None,
+        "to_addresses": list(mail.to),
+        "cc_addresses": list(mail.cc),
+        "subject": mail.subject,
+        "in_reply_to": mail.in_reply_to[0] if mail.in_reply_to else None,
+        "reference_ids": list(mail.references)[-50:],
+        "text_body": mail.text,
+        "html_body": mail.html,
+        "visible_text": mail.visible_text,
+        "headers": dict(mail.headers),
+        "defects": list(mail.defects),
+        "language": mail.language,
+        "raw_sha256": mail.raw_sha256,
+        "raw_size": mail.raw_size,
+        "sent_date": mail.date,
+        "attempts": 0,
+        "created_at": now,
+    }
+    attachments = [
+        {
+            "filename": a.filename,
+            "content_type": a.content_type,
+            "size": a.size,
+            "sha256": a.sha256,
+            "content_id": a.content_id,
+            "inline": a.inline,
+            "skipped_reason": a.skipped_reason,
+        }
+        for a in mail.attachments
+    ]
+    return _InboundRows(email, interaction, attachments)
+
+
+async def _insert_inbound(batch: list[_InboundRows], session: AsyncSession) -> None:
+    """Interactions, messages, then attachments: three multi-row INSERTs, ids in input order."""
+    if not batch:
+        return
+    interactions = [(rows, rows.interaction) for rows in batch if rows.interaction is not None]
+    if interactions:
+        ids = await session.scalars(
+            insert(Interaction).returning(Interaction.id, sort_by_parameter_order=True),
+            [values for _, values in interactions],
         )
-    return EmailMessage(
-        message_key=mail.key,
-        message_id=mail.message_id,
-        direction=Direction.INBOUND,
-        kind=step.kind,
-        status=EmailStatus.RECEIVED,
-        mailbox=mailbox.name,
-        ticket_id=ticket.id if ticket is not None else None,
-        customer_id=ticket.customer_id if ticket is not None else None,
-        from_address=(mail.from_address or "")[:320] or None,
-        from_name=(mail.from_name or "")[:200] or None,
-        to_addresses=list(mail.to),
-        cc_addresses=list(mail.cc),
-        subject=mail.subject,
-        in_reply_to=mail.in_reply_to[0] if mail.in_reply_to else None,
-        reference_ids=list(mail.references)[-50:],
-        text_body=mail.text,
-        html_body=mail.html,
-        visible_text=mail.visible_text,
-        headers=dict(mail.headers),
-        defects=list(mail.defects),
-        language=mail.language,
-        raw_sha256=mail.raw_sha256,
-        raw_size=mail.raw_size,
-        sent_date=mail.date,
-        attempts=0,
-        created_at=now,
-        interaction=interaction,
-        attachments=[
-            EmailAttachment(
-                filename=a.filename,
-                content_type=a.content_type,
-                size=a.size,
-                sha256=a.sha256,
-                content_id=a.content_id,
-                inline=a.inline,
-                skipped_reason=a.skipped_reason,
-            )
-            for a in mail.attachments
-        ],
+        for (rows, values), interaction_id in zip(interactions, ids.all(), strict=True):
+            values["id"] = rows.email["interaction_id"] = interaction_id
+    email_ids = await session.scalars(
+        insert(EmailMessage).returning(EmailMessage.id, sort_by_parameter_order=True),
+        [rows.email for rows in batch],
+    )
+    attachments: list[dict[str, Any]] = []
+    for rows, email_id in zip(batch, email_ids.all(), strict=True):
+        rows.email_id = email_id
+        attachments.extend({**a, "email_id": email_id} for a in rows.attachments)
+    if attachments:
+        await session.execute(insert(EmailAttachment), attachments)
+
+
+def _interaction_logged(values: dict[str, Any]) -> events.DomainEvent:
+    """The event :func:`interaction_logged` gives for an inbound interaction row."""
+    return events.DomainEvent(
+        events.INTERACTION_LOGGED,
+        {
+            "interaction_id": values["id"],
+            "customer_id": values["customer_id"],
+            "channel": str(values["channel"]),
+            "direction": str(values["direction"]),
+            "agent_id": values["agent_id"],
+            "ticket_id": values["ticket_id"],
+        },
     )
 
 
