@@ -14,7 +14,8 @@ before the visitors connected to after their chats started, divided by the numbe
 
 ``--quick``: 200 sockets for 15 s. With ``REDIS_URL`` set the service uses Redis under a unique
 key prefix, deleted at the end. Progress goes to stderr; the last line of stdout is one JSON
-object: ``sockets``, ``p50_ms``, ``p99_ms``, ``rss_kb_per_socket`` and the counts behind them.
+object: ``sockets``, ``p50_ms``, ``p99_ms``, ``rss_kb_per_socket`` and the counts behind them, and
+the CPU time (user + system) the service and this load generator spent per message while measuring.
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ def percentile(values: Sequence[float], p: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid: int) -> int:
@@ -282,11 +289,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     await asyncio.sleep(1)
                     rss_after = rss_kb(proc.pid)
                     log(f"all {args.sockets} chats assigned; service RSS {rss_after} kB; measuring")
+                    server_cpu = cpu_seconds(proc.pid)
+                    client_cpu = time.process_time()
                     until = time.perf_counter() + args.seconds
                     sent = sum(
                         await asyncio.gather(*(visitor_loop(ws, agents, until, rng) for ws in visitors))
                     )
                     await asyncio.sleep(2)  # the last messages in flight
+                    server_cpu = cpu_seconds(proc.pid) - server_cpu
+                    client_cpu = time.process_time() - client_cpu
                     for ws in visitors:
                         await ws.close()
                     for task in [*drains, *listeners]:
@@ -318,6 +329,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": round(percentile(latencies, 50), 2),
         "p99_ms": round(percentile(latencies, 99), 2),
         "max_ms": round(max(latencies), 2) if latencies else None,
+        "server_cpu_ms_per_message": round(server_cpu * 1000 / max(sent, 1), 3),
+        "client_cpu_ms_per_message": round(client_cpu * 1000 / max(sent, 1), 3),
         "rss_kb_per_socket": round((rss_after - rss_before) / args.sockets, 2),
     }
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from redis.asyncio import Redis
 from sqlalchemy import select
 
 from channels.webchat.protocol import (
@@ -37,6 +39,7 @@ from channels.webchat.protocol import (
     VisitorFrame,
     message_frame,
 )
+from channels.webchat.rate_limits import BatchedRateLimit
 from channels.webchat.socket import (
     CLOSE_BLOCKED,
     RateLimited,
@@ -48,6 +51,7 @@ from channels.webchat.socket import (
 from channels.webchat.tokens import VisitorTokens
 from contact_center.appkeys import RUNTIME, Runtime
 from contact_center.chat_routing import ChatRouter, MemoryChatLoad, chat_load_store
+from contact_center.email_setup import EMAIL_DESK, transcript_mailer
 from contact_center.presence import PRESENCE_CHANGED, AgentState
 from contact_center.rate_limit import RateLimiter
 from contact_center.realtime import register_agent_message
@@ -69,7 +73,9 @@ from crm_core.rules.business_hours import BusinessHours
 from crm_core.services import chat
 from crm_core.services.chat_transcripts import OutboxTranscriptMailer, TranscriptMailer, transcript_email
 from crm_core.services.customer_card import card_by_customer
+from crm_core.services.email_outbound import EMAIL_DELIVERY
 from crm_core.services.tickets import SlaPolicy
+from crm_core.sql import AutocommitConnections
 from crm_core.visibility import Viewer
 
 log = logging.getLogger(__name__)
@@ -84,6 +90,12 @@ STATIC_DIR = Path(__file__).resolve().parent / "static" / "chat"
 RATE_WINDOW_SECONDS = 60
 TYPING_PER_MINUTE = 120
 SHUTDOWN_WAIT_SECONDS = 5.0
+# Visitors whose open conversation this instance remembers (beyond it, it forgets them all).
+MAX_REMEMBERED_VISITORS = 200_000
+# A waiting visitor gone this long (no socket here) leaves the queue; a reload comes back sooner.
+ABANDON_AFTER_SECONDS = 60.0
+# Visitor frames after which the visitor's open conversation is looked up again.
+_ENDING_FRAMES = frozenset({"closed", "blocked"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +134,38 @@ def to_visitor(visitor_id: str, frame: dict[str, Any]) -> DomainEvent:
     return DomainEvent(VISITOR_FRAME, {"visitor_id": visitor_id, "frame": frame})
 
 
+def message_event(
+    conversation_id: int, agent_id: int | None, visitor_id: str, frame: dict[str, Any]
+) -> DomainEvent:
+    """One event per message: the agent's socket gets it as ``chat.message`` (when the chat has
+    an agent) and the visitor's sockets get ``frame`` (see :func:`_chat_ctx`)."""
+    return DomainEvent(
+        CHAT_MESSAGE,
+        {
+            "agent_id": agent_id,
+            "conversation_id": conversation_id,
+            "visitor_id": visitor_id,
+            "message": frame,
+        },
+    )
+
+
+class RedisCounter:
+    """Window counters in Redis, under the keys the service's other rate limits use."""
+
+    def __init__(self, redis: Redis, key_prefix: str) -> None:
+        self._redis = redis
+        self._prefix = f"{key_prefix}rl:"
+
+    async def add(self, key: str, amount: int, window: int, window_seconds: int) -> int:
+        redis_key = f"{self._prefix}{key}:{window}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(redis_key, amount)
+            pipe.expire(redis_key, window_seconds + 1)
+            total, _ = await pipe.execute()
+        return int(total)
+
+
 def _message_frame(message: ChatMessage, names: dict[int, str]) -> dict[str, Any]:
     return message_frame(
         message_id=message.id,
@@ -144,13 +188,24 @@ class ChatDesk:
         limiter: RateLimiter,
         policy: ChatPolicy,
         mailer: TranscriptMailer,
+        message_limits: BatchedRateLimit | None = None,
     ) -> None:
         self._uow = uow
         self._publish = publish
         self.router = router
         self._limiter = limiter
+        self._message_limits = message_limits or BatchedRateLimit(None)
         self._policy = policy
         self._mailer = mailer
+        # Messages are single statements on kept autocommit connections.
+        self._connections = AutocommitConnections(uow.engine)
+        # visitor id -> their open conversation, as last seen here. Only a hint: the message's
+        # insert itself checks the conversation is still open (and reads its agent).
+        self._open: dict[str, int] = {}
+        # visitor id -> when their last socket here closed; swept by :meth:`sweep_abandoned`.
+        self._left: dict[str, float] = {}
+        self.abandon_after_seconds = ABANDON_AFTER_SECONDS
+        self.connected: Callable[[str], bool] = lambda _visitor_id: False
         self._dispatch_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[int]] = set()
 
@@ -172,6 +227,43 @@ class ChatDesk:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._connections.close()
+
+    def remember(self, visitor_id: str, conversation_id: int) -> None:
+        if len(self._open) >= MAX_REMEMBERED_VISITORS:
+            self._open.clear()
+        self._open[visitor_id] = conversation_id
+
+    def forget(self, visitor_id: str) -> None:
+        self._open.pop(visitor_id, None)
+
+    def left(self, visitor: Visitor) -> None:
+        self._open.pop(visitor.visitor_id, None)
+        if len(self._left) < MAX_REMEMBERED_VISITORS:
+            self._left[visitor.visitor_id] = time.monotonic()
+
+    async def sweep_abandoned(self) -> int:
+        """Close the waiting chats of visitors gone for ``abandon_after_seconds`` (they would
+        otherwise hold their place in the queue, and later an agent, for nobody)."""
+        if not self._left:
+            return 0
+        cutoff = time.monotonic() - self.abandon_after_seconds
+        gone = [v for v, at in self._left.items() if at <= cutoff]
+        closed = 0
+        for visitor_id in gone:
+            del self._left[visitor_id]
+            if self.connected(visitor_id):
+                continue
+            async with self._uow() as uow:
+                conversation = await chat.open_conversation_of(uow.session, visitor_id)
+                if conversation is None or conversation.status is not ChatStatus.WAITING:
+                    continue
+                await self._close(uow, conversation, "abandoned")
+                await uow.commit()
+            closed += 1
+        if closed:
+            self.dispatch_soon()  # the others move up
+        return closed
 
     async def _history(self, uow: UnitOfWork, conversation: ChatConversation) -> list[dict[str, Any]]:
         messages = await chat.messages_of(uow.session, conversation.id, self._policy.history_limit)
@@ -193,11 +285,12 @@ class ChatDesk:
 
     async def _hit(self, visitor: Visitor) -> None:
         policy = self._policy
-        if not await self._limiter.hit(
+        limits = self._message_limits
+        if not await limits.hit(
             f"chat:msg:v:{visitor.visitor_id}", policy.messages_per_minute_per_visitor, RATE_WINDOW_SECONDS
         ):
             raise RateLimited("you are sending messages too fast; wait a moment")
-        if visitor.ip and not await self._limiter.hit(
+        if visitor.ip and not await limits.hit(
             f"chat:msg:ip:{visitor.ip}", policy.messages_per_minute_per_ip, RATE_WINDOW_SECONDS
         ):
             raise RateLimited("too many messages from your network; wait a moment")
@@ -218,6 +311,7 @@ class ChatDesk:
         )
 
     async def welcome(self, visitor: Visitor) -> dict[str, Any]:
+        self._left.pop(visitor.visitor_id, None)
         async with self._uow() as uow:
             await self._visitor(uow, visitor)
             conversation = await chat.open_conversation_of(uow.session, visitor.visitor_id)
@@ -226,6 +320,8 @@ class ChatDesk:
                 state["conversation"] = await self._state(uow, conversation)
                 state["history"] = await self._history(uow, conversation)
             await uow.commit()
+        if conversation is not None:
+            self.remember(visitor.visitor_id, conversation.id)
         state["mode"] = "online" if await self.online() else "offline"
         state["max_message_chars"] = self._policy.max_message_chars
         return state
@@ -270,6 +366,7 @@ class ChatDesk:
                 )
             state = await self._state(uow, conversation)
             await uow.commit()
+        self.remember(visitor.visitor_id, conversation.id)
         self.dispatch_soon()
         return [{"type": "started", "conversation": state}]
 
@@ -277,6 +374,26 @@ class ChatDesk:
         client_id = chat.clean_client_id(frame.id)
         text = chat.clean_text(frame.text, self._policy.max_message_chars)
         await self._hit(visitor)
+        conversation_id = self._open.get(visitor.visitor_id)
+        if conversation_id is not None:
+            # The common case: one statement, one event.
+            at = utcnow()
+            async with self._connections.connect() as conn:
+                stored = await chat.add_visitor_message(conn, conversation_id, client_id, text, at)
+            if stored is not None:
+                out = message_frame(
+                    message_id=stored.message_id, client_id=client_id, sender="visitor", text=text, at=at
+                )
+                await self._publish(
+                    [message_event(conversation_id, stored.agent_id, visitor.visitor_id, out)]
+                )
+                return [{"type": "ack", "id": client_id, "message_id": stored.message_id, "at": out["at"]}]
+            self.forget(visitor.visitor_id)  # a resend, or the conversation ended: look it up
+        return await self._visitor_message_looked_up(visitor, client_id, text)
+
+    async def _visitor_message_looked_up(
+        self, visitor: Visitor, client_id: str, text: str
+    ) -> list[dict[str, Any]]:
         async with self._uow() as uow:
             conversation, blocked = await chat.open_conversation_for_visitor(uow.session, visitor.visitor_id)
             if blocked:
@@ -288,10 +405,11 @@ class ChatDesk:
             )
             if created:
                 frame_out = _message_frame(message, {})
-                uow.record(to_visitor(visitor.visitor_id, frame_out))
-                if conversation.agent_id is not None:
-                    uow.record(self._agent_event(CHAT_MESSAGE, conversation, message=frame_out))
+                uow.record(
+                    message_event(conversation.id, conversation.agent_id, visitor.visitor_id, frame_out)
+                )
             await uow.commit()
+        self.remember(visitor.visitor_id, conversation.id)
         ack = {"type": "ack", "id": client_id, "message_id": message.id, "at": message.created_at.isoformat()}
         return [ack]
 
@@ -362,6 +480,7 @@ class ChatDesk:
                 return
             freed = await self._close(uow, conversation, "visitor")
             await uow.commit()
+        self.forget(visitor.visitor_id)
         await self._after_close(freed)
 
     # --- closing ---------------------------------------------------------------------------
@@ -389,6 +508,9 @@ class ChatDesk:
     async def dispatch_waiting(self) -> int:
         """Hand the oldest waiting chats to agents with room; tell the rest their position."""
         async with self._dispatch_lock:
+            async with self._connections.connect() as conn:
+                if not await chat.anyone_waiting(conn):
+                    return 0
             assigned = 0
             async with self._uow() as uow:
                 waiting = await chat.waiting_conversations(uow.session)
@@ -480,8 +602,9 @@ class ChatDesk:
             if created:
                 names = await chat.agent_names(uow.session, [viewer.agent_id])
                 frame = _message_frame(message, names)
-                uow.record(to_visitor(conversation.visitor_id, frame))
-                uow.record(self._agent_event(CHAT_MESSAGE, conversation, message=frame))
+                uow.record(
+                    message_event(conversation.id, conversation.agent_id, conversation.visitor_id, frame)
+                )
             await uow.commit()
         return message, created
 
@@ -567,6 +690,11 @@ class _DeskOfApp:
     async def handle(self, visitor: Visitor, frame: VisitorFrame) -> list[dict[str, Any]]:
         return await self._app[CHAT_DESK].handle(visitor, frame)
 
+    def left(self, visitor: Visitor) -> None:
+        desk = self._app.get(CHAT_DESK)
+        if desk is not None:
+            desk.left(visitor)
+
 
 async def _rebuild_load(runtime: Runtime, router: ChatRouter) -> None:
     if isinstance(router.load, MemoryChatLoad):
@@ -580,6 +708,7 @@ async def _poll_queue(desk: ChatDesk, every: float, stop: asyncio.Event) -> None
             await asyncio.wait_for(stop.wait(), every)
             return
         try:
+            await desk.sweep_abandoned()
             await desk.dispatch_waiting()
         except Exception:
             log.exception("dispatching waiting chats failed")
@@ -589,6 +718,7 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     settings = runtime.settings
     load = chat_load_store(runtime.redis, settings.redis.key_prefix)
+    counter = None if runtime.redis is None else RedisCounter(runtime.redis, settings.redis.key_prefix)
     router = ChatRouter(runtime.uow, runtime.presence, load, settings.webchat.max_chats_per_agent)
     await _rebuild_load(runtime, router)
     desk = ChatDesk(
@@ -597,20 +727,31 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
         router,
         runtime.limiter,
         chat_policy(settings),
-        OutboxTranscriptMailer(),
+        transcript_mailer(settings) or OutboxTranscriptMailer(),
+        BatchedRateLimit(counter),
     )
     app[CHAT_DESK] = desk
     sockets = app[VISITOR_SOCKETS]
+    desk.connected = sockets.connected
 
     async def deliver(event: DomainEvent) -> None:
-        if event.name == VISITOR_FRAME:
-            visitor_id, frame = event.payload.get("visitor_id"), event.payload.get("frame")
+        if event.name == CHAT_MESSAGE:
+            visitor_id, frame = event.payload.get("visitor_id"), event.payload.get("message")
             if isinstance(visitor_id, str) and isinstance(frame, dict):
                 await sockets.send(visitor_id, frame)
-                if frame.get("type") == "blocked":
+        elif event.name == VISITOR_FRAME:
+            visitor_id, frame = event.payload.get("visitor_id"), event.payload.get("frame")
+            if isinstance(visitor_id, str) and isinstance(frame, dict):
+                kind = frame.get("type")
+                if kind in _ENDING_FRAMES:
+                    desk.forget(visitor_id)
+                await sockets.send(visitor_id, frame)
+                if kind == "blocked":
                     await sockets.close_visitor(visitor_id, CLOSE_BLOCKED, b"blocked")
         elif event.name == PRESENCE_CHANGED and event.payload.get("state") == AgentState.AVAILABLE.value:
             desk.dispatch_soon()
+        elif event.name == EMAIL_DELIVERY and event.payload.get("status") == "queued" and EMAIL_DESK in app:
+            app[EMAIL_DESK].wake_outbox()  # a transcript queued by a chat that ended
 
     unsubscribe = runtime.bus.subscribe(deliver)
     stop = asyncio.Event()

@@ -22,6 +22,7 @@ from crm_core.email_ports import MailTransport
 from crm_core.services.email_acks import AckTemplate
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
 from crm_core.services.email_outbound import RetryPolicy, deliver_due
+from crm_core.services.transcript_email import EmailOutboxTranscriptMailer
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,16 @@ def smtp_server(settings: Settings) -> SmtpServer:
         password=smtp.smtp_password(),
         timeout=smtp.timeout_seconds,
     )
+
+
+def transcript_mailer(settings: Settings) -> EmailOutboxTranscriptMailer | None:
+    """Chat transcripts through the email outbox, from the first mailbox; None without mailboxes
+    (nothing would send them)."""
+    if not settings.email.mailboxes:
+        return None
+    policy = email_policy(settings)
+    identity = mailbox_policy(settings.email.mailboxes[0]).identity
+    return EmailOutboxTranscriptMailer(identity, policy.secret, policy.domain)
 
 
 def build_desk(settings: Settings) -> EmailDesk:

@@ -40,6 +40,7 @@ AGENT_EVENTS = frozenset(
         "ticket.updated",
         "sms.received",
         "sms.status",
+        "email.delivery",
         "chat.assigned",
         "chat.message",
         "chat.typing",

@@ -82,6 +82,10 @@ class VisitorDesk(Protocol):
         """
         ...
 
+    def left(self, visitor: Visitor) -> None:
+        """The visitor's last socket on this instance closed (they may come back: a reload)."""
+        ...
+
 
 class VisitorSockets:
     """This instance's visitor sockets, by visitor id."""
@@ -101,6 +105,9 @@ class VisitorSockets:
             if not sockets:
                 del self._by_visitor[visitor_id]
 
+    def connected(self, visitor_id: str) -> bool:
+        return bool(self._by_visitor.get(visitor_id))
+
     def count(self) -> int:
         return sum(len(s) for s in self._by_visitor.values())
 
@@ -111,7 +118,8 @@ class VisitorSockets:
             if ws.closed:
                 continue
             try:
-                await asyncio.wait_for(ws.send_str(text), SEND_TIMEOUT_SECONDS)
+                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):  # a scope, not wait_for: no task
+                    await ws.send_str(text)
                 sent += 1
             except (ConnectionError, TimeoutError, RuntimeError):
                 await ws.close(code=WSCloseCode.GOING_AWAY)
@@ -165,6 +173,8 @@ def visitor_socket(
             await _converse(ws, desk, visitor)
         finally:
             sockets.remove(visitor.visitor_id, ws)
+            if not sockets.connected(visitor.visitor_id):
+                desk.left(visitor)
         return ws
 
     return handler

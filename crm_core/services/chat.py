@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.db import UnitOfWork
@@ -35,7 +35,7 @@ from crm_core.services.audit import audit
 from crm_core.services.identity import resolve_visitor
 from crm_core.services.interactions import log_interaction
 from crm_core.services.tickets import SlaPolicy, open_ticket, open_ticket_for_customer
-from crm_core.sql import insert_ignore
+from crm_core.sql import Executor, insert_ignore
 from crm_core.types import Channel, Direction
 from crm_core.visibility import Viewer, customer_filter
 
@@ -307,6 +307,47 @@ async def add_message(
     return ChatMessage(id=new_id, **values), True
 
 
+# The hot path of every visitor message, one statement: stored only while the conversation is
+# open (waiting or active), and the conversation's agent comes back with the new id. Spelled out
+# rather than built with the dialects' insert(): SQLAlchemy does not cache the compilation of
+# ON CONFLICT statements. The WHERE clause also keeps SQLite from reading ON CONFLICT as a join.
+_MESSAGES = ChatMessage.__table__
+assert isinstance(_MESSAGES, Table)
+_INSERT_VISITOR_MESSAGE = text("""
+INSERT INTO chat_messages (conversation_id, client_id, sender, agent_id, body, created_at)
+SELECT chat_conversations.id, :client_id, :sender, NULL, :body, :created_at
+  FROM chat_conversations
+ WHERE chat_conversations.id = :conversation_id
+   AND chat_conversations.status IN ('waiting', 'active')
+    ON CONFLICT (conversation_id, client_id) DO NOTHING
+RETURNING id, (SELECT chat_conversations.agent_id FROM chat_conversations
+                WHERE chat_conversations.id = chat_messages.conversation_id)
+""").bindparams(*(bindparam(name, type_=_MESSAGES.c[name].type) for name in ("sender", "created_at")))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVisitorMessage:
+    message_id: int
+    agent_id: int | None
+
+
+async def add_visitor_message(
+    db: Executor, conversation_id: int, client_id: str, body: str, created_at: datetime
+) -> StoredVisitorMessage | None:
+    """Store a visitor's message in ``conversation_id`` if it is still open and the ``client_id``
+    is new there; None otherwise (a resend, or the conversation ended: :func:`add_message`
+    tells which)."""
+    params = {
+        "conversation_id": conversation_id,
+        "client_id": client_id,
+        "sender": ChatSender.VISITOR,
+        "body": body,
+        "created_at": created_at,
+    }
+    row = (await db.execute(_INSERT_VISITOR_MESSAGE, params)).first()
+    return None if row is None else StoredVisitorMessage(int(row[0]), None if row[1] is None else int(row[1]))
+
+
 async def messages_of(
     session: AsyncSession, conversation_id: int, limit: int | None = None
 ) -> list[ChatMessage]:
@@ -376,6 +417,14 @@ async def mark_read(
         conversation.agent_read_id = mark
     await uow.session.flush()
     return mark
+
+
+_ANYONE_WAITING = text("SELECT 1 FROM chat_conversations WHERE status = 'waiting' LIMIT 1")
+
+
+async def anyone_waiting(db: Executor) -> bool:
+    """Whether the queue has anyone (one indexed probe: the queue is polled often, mostly empty)."""
+    return (await db.execute(_ANYONE_WAITING)).first() is not None
 
 
 async def waiting_conversations(session: AsyncSession, limit: int = 200) -> list[ChatConversation]:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
 from crm_core.db import UnitOfWork
@@ -186,8 +187,29 @@ async def queue_email(
     await uow.session.flush()
     assert email.interaction is not None
     uow.record(interaction_logged(email.interaction))
+    uow.record(await delivery_event(uow.session, email))
     await add_participants(uow.session, ticket.id, [*to, *cc])
     return email
+
+
+async def delivery_event(session: AsyncSession, row: EmailMessage) -> events.DomainEvent:
+    """``email.delivery`` for an outbound message's current state, for its sender (or else the
+    ticket's assignee) on their socket."""
+    agent_id = row.author_id
+    if agent_id is None and row.ticket_id is not None:
+        agent_id = await session.scalar(select(Ticket.assignee_id).where(Ticket.id == row.ticket_id))
+    return events.DomainEvent(
+        EMAIL_DELIVERY,
+        {
+            "agent_id": agent_id,
+            "email_id": row.id,
+            "ticket_id": row.ticket_id,
+            "interaction_id": row.interaction_id,
+            "status": str(row.status),
+            "attempts": row.attempts,
+            "error": row.last_error,
+        },
+    )
 
 
 def _lockable(stmt: Any, dialect: str) -> Any:
@@ -260,18 +282,7 @@ async def _record(
         interaction = await uow.session.get(Interaction, row.interaction_id)
         if interaction is not None:
             interaction.status = str(status)
-    uow.record(
-        events.DomainEvent(
-            EMAIL_DELIVERY,
-            {
-                "email_id": row.id,
-                "ticket_id": row.ticket_id,
-                "status": str(status),
-                "attempts": row.attempts,
-                "error": error,
-            },
-        )
-    )
+    uow.record(await delivery_event(uow.session, row))
     await uow.commit()
 
 

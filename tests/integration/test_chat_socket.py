@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
+from contact_center.chat_setup import CHAT_DESK
 from contact_center.presence import AgentState
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
@@ -337,6 +338,32 @@ async def test_queue_position_then_assignment_when_capacity_frees(
     for ws in (first, second, third):
         await ws.close()
     await agent.close()
+
+
+async def test_a_waiting_visitor_who_left_leaves_the_queue(
+    make_client: MakeClient, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    client = await make_client(max_chats_per_agent=1)
+    await available(client, staff.red_1)
+    first = await VisitorSocket.open(client)
+    await first.start()
+    await first.next("assigned")
+    gone = await VisitorSocket.open(client)
+    gone_id = (await gone.start())["conversation"]["id"]
+    back = await VisitorSocket.open(client)
+    back_id = (await back.start())["conversation"]["id"]
+    client.app[CHAT_DESK].abandon_after_seconds = 0.5
+    await gone.close()
+    await back.close()  # a reload: back before the grace period ends
+    back = await VisitorSocket.open(client, token=back.token)
+    await back.position(1)  # the one who left no longer counts
+    async with uow_factory() as uow:
+        left = await uow.session.get_one(ChatConversation, gone_id)
+        stays = await uow.session.get_one(ChatConversation, back_id)
+    assert (left.status.value, left.closed_by) == ("closed", "abandoned")
+    assert stays.status.value == "waiting"
+    await first.close()
+    await back.close()
 
 
 async def test_nobody_available_or_closed_hours_offer_to_leave_a_message(
