@@ -80,6 +80,8 @@ def _event(name: str, ticket: Ticket, **extra: Any) -> events.DomainEvent:
             "number": ticket.number,
             "customer_id": ticket.customer_id,
             "assignee_id": ticket.assignee_id,
+            # The realtime hub delivers events to the agent named "agent_id": the assignee.
+            "agent_id": ticket.assignee_id,
             "team_id": ticket.team_id,
             "status": str(ticket.status),
             **extra,

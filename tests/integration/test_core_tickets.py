@@ -225,6 +225,7 @@ async def test_open_ticket_audits_and_announces_after_commit(
         "number": 5000,
         "customer_id": customer_id,
         "assignee_id": staff.red_1.id,
+        "agent_id": staff.red_1.id,
         "team_id": staff.red.id,
         "status": "new",
         "subject": "Router down",

@@ -1,12 +1,14 @@
 // The console's chat area: my live chats side by side, fed by the agent socket's "chat.*" frames
 // (chat.assigned, chat.message, chat.typing, chat.closed, each naming its conversation_id), with
 // transcripts read from /api/v1/chats/{id}/transcript and replies sent to /chats/{id}/messages.
+// The agent's typing goes to the visitor as {"type": "chat.typing"} messages on the same socket.
 // Only used when the service has the chat API (looked up in its OpenAPI document).
 
 import { api, apiDocument } from "./api.js";
 import { errorText, h, notify, replace, timeAgo } from "./dom.js";
 
 const TYPING_MS = 5000;
+const TYPING_IDLE_MS = 3000; // the agent stopped typing this long ago: the visitor stops seeing it
 
 function messageLine(message, me) {
   // Socket frames carry {from, text, at, agent_name}; the transcript {sender, body, created_at}.
@@ -54,10 +56,26 @@ export async function startChatPanel(container, socket, me) {
       typing,
       form,
     );
-    chat = { box, log, typing, form, input, title, timer: null };
+    chat = { box, log, typing, form, input, title, timer: null, typingSent: false, idle: null };
+    const sendTyping = (state) => {
+      if (chat.typingSent === state) return;
+      chat.typingSent = state;
+      if (socket.ws?.readyState === WebSocket.OPEN) {
+        socket.ws.send(JSON.stringify({ type: "chat.typing", conversation_id: id, typing: state }));
+      }
+    };
+    input.addEventListener("input", () => {
+      clearTimeout(chat.idle);
+      if (!input.value.trim()) return sendTyping(false);
+      sendTyping(true);
+      chat.idle = setTimeout(() => sendTyping(false), TYPING_IDLE_MS);
+    });
+    input.addEventListener("blur", () => sendTyping(false));
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const text = input.value.trim();
+      clearTimeout(chat.idle);
+      sendTyping(false);
       if (!text) return;
       try {
         await api.post(`/chats/${id}/messages`, { text, client_id: `console-${crypto.randomUUID()}` });

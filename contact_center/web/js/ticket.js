@@ -1,5 +1,7 @@
 // One ticket: the whole conversation across channels in order, internal notes, status, priority
 // and assignment changes, and a reply box for the ticket's channel when the API offers one.
+// Outbound emails and texts show their delivery state, kept live by "email.delivery" and
+// "sms.status" frames on the agent socket.
 
 import { api, replyEndpoint } from "./api.js";
 import { badge, byId, channelIcon, CHANNEL_NAMES, dateTime, debounce, errorText, h, notify, refusal, replace, timeAgo, typing } from "./dom.js";
@@ -74,6 +76,23 @@ function controls() {
   );
 }
 
+const DELIVERED_BY = new Set(["email", "sms"]);
+
+/** The delivery state of an outbound email or text (queued, sent, delivered, failed, bounced). */
+function deliveryBadge(status, error) {
+  const el = badge(status);
+  el.classList.add("delivery");
+  el.dataset.delivery = status;
+  el.setAttribute("aria-label", `Delivery: ${status}`);
+  if (error) el.title = error;
+  return el;
+}
+
+function showDelivery(interactionId, status, error) {
+  const old = main.querySelector(`[data-interaction="${Number(interactionId)}"] .delivery`);
+  if (old) old.replaceWith(deliveryBadge(status, error));
+}
+
 function conversationItem(entry) {
   if (entry.kind === "comment") {
     const c = entry.item;
@@ -98,7 +117,7 @@ function conversationItem(entry) {
     h(
       "div",
       { class: "body" },
-      h("div", { class: "meta-line" }, h("strong", { text: title }), badge(i.status), i.metadata?.disposition ? badge(i.metadata.disposition, "disposition") : null, timeAgo(i.started_at)),
+      h("div", { class: "meta-line" }, h("strong", { text: title }), i.direction === "outbound" && DELIVERED_BY.has(i.channel) ? deliveryBadge(i.status) : badge(i.status), i.metadata?.disposition ? badge(i.metadata.disposition, "disposition") : null, timeAgo(i.started_at)),
       i.body ? h("p", { class: "text", text: i.body }) : null,
       i.summary ? h("p", { class: "text summary", text: i.summary }) : null,
     ),
@@ -224,6 +243,12 @@ const refresh = debounce(async () => {
   }
 }, 400);
 socket.on("ticket.updated", (frame) => frame.ticket_id === ticketId && refresh());
+socket.on("email.delivery", (frame) => {
+  if (frame.ticket_id !== ticketId) return;
+  showDelivery(frame.interaction_id, frame.status, frame.error);
+  refresh();
+});
+socket.on("sms.status", (frame) => frame.ticket_id === ticketId && refresh());
 socket.on("reconnected", refresh);
 socket.start();
 await render();
