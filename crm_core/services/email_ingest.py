@@ -45,7 +45,7 @@ from crm_core.rules.email_threading import ThreadAction, reply_action
 from crm_core.rules.ticket_status import TicketStatus, check_transition
 from crm_core.services.audit import audit
 from crm_core.services.email_acks import AckTemplate, pick_template, render
-from crm_core.services.email_outbound import Identity, queue_email
+from crm_core.services.email_outbound import Identity, delivery_event, queue_email
 from crm_core.services.email_participants import add_participants, may_write_to
 from crm_core.services.identity import resolve_email
 from crm_core.services.interactions import log_interaction
@@ -264,6 +264,8 @@ async def _handle_bounce(uow: UnitOfWork, email: EmailMessage, mail: InboundEmai
             health.failing, health.bounces = True, health.bounces + 1
             health.last_reason, health.last_bounce_at = reason, now
     await session.flush()
+    for original in originals:
+        uow.record(await delivery_event(session, original))
     if email.ticket_id is not None:
         ticket = await session.get_one(Ticket, email.ticket_id)
         await system_note(uow, ticket, f"Mail to {', '.join(failed) or 'the customer'} bounced: {reason}")

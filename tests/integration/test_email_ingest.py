@@ -231,6 +231,8 @@ async def test_bounce_marks_the_outbound_message_and_the_address(
     assert result.outcome is Outcome.BOUNCE and result.ticket_id == first.ticket_id
     bounced = await ack_of(uow_factory, first)
     assert bounced.status is EmailStatus.BOUNCED and "User unknown" in (bounced.last_error or "")
+    delivery = [e.payload for e in uow_factory.publisher.events if e.name == "email.delivery"]
+    assert {"email_id": bounced.id, "status": "bounced"}.items() <= delivery[-1].items()
     async with uow_factory() as uow:
         health = await uow.session.get(EmailAddressHealth, "gone@example.org")
         assert health is not None and health.failing
