@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,6 +65,10 @@ QUEUED_FOR_AGENT = "queued-for-agent"
 OFFERING = "offering"
 # How much longer than a ring an offer may stay unconfirmed before a waiting caller is queued again.
 OFFER_GRACE_SECONDS = 10
+# How long a caller whose redirect Twilio refused is not offered again (by this instance). Releasing
+# the agent announces them available, which would otherwise offer the same caller again at once, in
+# a loop, until the call's final status arrives.
+REFUSED_REDIRECT_BACKOFF_SECONDS = 5.0
 # A caller id exactly as Twilio sends a valid number (and as customer phones are stored).
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -121,6 +126,7 @@ class CallDesk:
         self._roster = RosterCache(uow.engine)
         self._connections = AutocommitConnections(uow.engine)
         self._nobody_free = False  # at the last routed call: the next one claims first
+        self._refused_until: dict[str, float] = {}  # CallSid -> monotonic time it may be offered again
 
     async def close(self) -> None:
         await self._connections.close()
@@ -316,7 +322,8 @@ class CallDesk:
         roster = await self._roster.get()
         agent_id = await claim_agent(self._presence, roster, owner_id=owner_id, skill=None, call_sid=call_sid)
         if agent_id is not None:
-            await self._announce(await self._presence.get(agent_id))
+            # The claim just made the agent RINGING for this call: no need to read it back.
+            await self._announce(Presence(agent_id, AgentState.RINGING, utcnow(), call_sid=call_sid))
         return agent_id
 
     async def _set_presence(self, agent_id: int, state: AgentState, **kwargs: Any) -> None:
@@ -439,17 +446,28 @@ class CallDesk:
         if update.status is CallStatus.IN_PROGRESS:
             answered = await self._mark_answered(parent_call_sid, agent_id)
             if answered is not None:
-                on_call = await self._presence.set(agent_id, AgentState.ON_CALL, call_sid=parent_call_sid)
-                await self._uow.publisher.publish([answered, presence_changed(on_call)])
+                await self._presence.set(
+                    agent_id,
+                    AgentState.ON_CALL,
+                    call_sid=parent_call_sid,
+                    announce=self._uow.publisher.publish,
+                    with_events=[answered],
+                )
             return
         if update.status in TERMINAL:
-            wrapped = await self._wrap_up(agent_id, parent_call_sid)
-            if wrapped is not None:
-                await self._announce(wrapped.presence)
+            await self._wrap_up(agent_id, parent_call_sid, announce=True)
 
-    async def _wrap_up(self, agent_id: int, call_sid: str) -> WrappedUp | None:
+    async def _wrap_up(
+        self, agent_id: int, call_sid: str, *, announce: bool, if_was: AgentState | None = None
+    ) -> WrappedUp | None:
         """The agent's part of the call is over: wrap-up, then available again by itself."""
-        return await self._presence.wrap_up(agent_id, call_sid, self._policy.wrap_up_seconds)
+        return await self._presence.wrap_up(
+            agent_id,
+            call_sid,
+            self._policy.wrap_up_seconds,
+            announce=self._uow.publisher.publish if announce else None,
+            if_was=if_was,
+        )
 
     async def _mark_answered(self, call_sid: str, agent_id: int) -> DomainEvent | None:
         """Record who answered and return the ``call.updated`` event to announce; None when it
@@ -475,13 +493,16 @@ class CallDesk:
         if outcome.status in ANSWERED_DIAL:
             if outcome.agent_id is not None:
                 events: list[DomainEvent] = []
-                wrapped = await self._wrap_up(outcome.agent_id, outcome.call_sid)
+                # Announced with the change when the agent was on the call (the usual case).
+                wrapped = await self._wrap_up(
+                    outcome.agent_id, outcome.call_sid, announce=True, if_was=AgentState.ON_CALL
+                )
                 if wrapped is None or wrapped.was is not AgentState.ON_CALL:
                     # Proof that the agent took the call, should the agent leg's callbacks be lost
                     # (ON_CALL means the answer is recorded already).
                     answered = await self._mark_answered(outcome.call_sid, outcome.agent_id)
                     events += [answered] if answered is not None else []
-                events += [presence_changed(wrapped.presence)] if wrapped is not None else []
+                events += [presence_changed(wrapped.presence)] if wrapped and not wrapped.announced else []
                 if events:
                     await self._uow.publisher.publish(events)
             return CallDecision(DecisionKind.HANG_UP)
@@ -517,9 +538,17 @@ class CallDesk:
                 offered += 1
         return offered
 
+    def _backing_off(self) -> list[str]:
+        """The callers whose redirect was refused a moment ago (expired entries dropped)."""
+        if not self._refused_until:
+            return []
+        now = time.monotonic()
+        self._refused_until = {sid: until for sid, until in self._refused_until.items() if until > now}
+        return list(self._refused_until)
+
     async def _offer_longest_waiting(self) -> bool:
         async with self._uow() as uow:
-            interaction = await uow.session.scalar(
+            waiting = (
                 select(Interaction)
                 # A literal, so PostgreSQL matches the partial index ix_interactions_waiting.
                 .where(
@@ -530,6 +559,9 @@ class CallDesk:
                 .limit(1)
                 .with_for_update(skip_locked=True)
             )
+            if backing_off := self._backing_off():
+                waiting = waiting.where(Interaction.external_id.not_in(backing_off))
+            interaction = await uow.session.scalar(waiting)
             if interaction is None:
                 return False
             customer = await uow.session.get_one(Customer, interaction.customer_id)
@@ -555,6 +587,7 @@ class CallDesk:
                 log.warning("redirect of %s to agent %s unconfirmed: %s", call_sid, agent_id, exc)
                 return False
             log.warning("could not take %s out of the queue: %s", call_sid, exc)
+            self._refused_until[call_sid] = time.monotonic() + REFUSED_REDIRECT_BACKOFF_SECONDS
             await self._release(agent_id, call_sid)
             await self._requeue(call_sid)
             return False

@@ -17,20 +17,24 @@ losing it sends everybody back to OFFLINE (they set themselves available again),
 
 Times are taken from this process's clock (instances are expected to run NTP) and kept in Redis
 as integer microseconds since the epoch, so the Lua script compares them without rounding.
-The stores publish nothing; the caller announces changes with :func:`presence_changed`.
+The stores publish nothing unless asked: the caller announces changes with :func:`presence_changed`,
+or passes ``announce`` to :meth:`~PresenceStore.set` and :meth:`~PresenceStore.wrap_up` (the call's
+hot path), which publish the change with it: in the same round trip as the change in Redis when the
+store knows the bus's channel, else through ``announce``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from contact_center.bus.redis_bus import channel_name, encode_events
 from crm_core.events import DomainEvent
 from crm_core.models.base import utcnow
 
@@ -75,6 +79,10 @@ class Presence:
 class WrappedUp:
     was: AgentState  # RINGING or ON_CALL
     presence: Presence  # the wrap-up
+    announced: bool = False  # its presence.changed is published already
+
+
+Publish = Callable[[Sequence[DomainEvent]], Awaitable[None]]
 
 
 WRAPPABLE = frozenset({AgentState.RINGING, AgentState.ON_CALL})
@@ -108,8 +116,13 @@ class PresenceStore(Protocol):
         *,
         call_sid: str | None = None,
         wrap_up_seconds: float | None = None,
+        announce: Publish | None = None,
+        with_events: Sequence[DomainEvent] = (),
     ) -> Presence:
-        """Put the agent in ``state``; WRAP_UP needs ``wrap_up_seconds`` (it sets ``until``)."""
+        """Put the agent in ``state``; WRAP_UP needs ``wrap_up_seconds`` (it sets ``until``).
+
+        With ``announce``, ``with_events`` and then the change's ``presence.changed`` are published.
+        """
         ...
 
     async def claim(self, *, preferred: int | None, eligible: Sequence[int], call_sid: str) -> int | None:
@@ -127,11 +140,20 @@ class PresenceStore(Protocol):
         """
         ...
 
-    async def wrap_up(self, agent_id: int, call_sid: str, wrap_up_seconds: float) -> WrappedUp | None:
+    async def wrap_up(
+        self,
+        agent_id: int,
+        call_sid: str,
+        wrap_up_seconds: float,
+        *,
+        announce: Publish | None = None,
+        if_was: AgentState | None = None,
+    ) -> WrappedUp | None:
         """The agent's part of ``call_sid`` is over: WRAP_UP, in one atomic step.
 
         Applies only while the agent is RINGING or ON_CALL for ``call_sid``; None otherwise (another
-        call, or they moved on already).
+        call, or they moved on already). With ``announce`` the wrap-up's ``presence.changed`` is
+        published when it applies (and the agent was ``if_was``, when given): ``announced`` says so.
         """
         ...
 
@@ -187,13 +209,18 @@ class MemoryPresenceStore:
         *,
         call_sid: str | None = None,
         wrap_up_seconds: float | None = None,
+        announce: Publish | None = None,
+        with_events: Sequence[DomainEvent] = (),
     ) -> Presence:
         now = self._clock()
         until = _until(state, now, wrap_up_seconds)
         async with self._lock:
             current = self._read(agent_id, now)
             since = current.since if state in PASSIVE_STATES and current.state is state else now
-            return self._write(Presence(agent_id, state, since, until, call_sid))
+            presence = self._write(Presence(agent_id, state, since, until, call_sid))
+        if announce is not None:
+            await announce([*with_events, presence_changed(presence)])
+        return presence
 
     async def claim(self, *, preferred: int | None, eligible: Sequence[int], call_sid: str) -> int | None:
         async with self._lock:
@@ -226,7 +253,15 @@ class MemoryPresenceStore:
             self._write(Presence(agent_id, AgentState.AVAILABLE, since))
             return True
 
-    async def wrap_up(self, agent_id: int, call_sid: str, wrap_up_seconds: float) -> WrappedUp | None:
+    async def wrap_up(
+        self,
+        agent_id: int,
+        call_sid: str,
+        wrap_up_seconds: float,
+        *,
+        announce: Publish | None = None,
+        if_was: AgentState | None = None,
+    ) -> WrappedUp | None:
         now = self._clock()
         until = _until(AgentState.WRAP_UP, now, wrap_up_seconds)
         async with self._lock:
@@ -234,7 +269,10 @@ class MemoryPresenceStore:
             if current.call_sid != call_sid or current.state not in WRAPPABLE:
                 return None
             wrap = self._write(Presence(agent_id, AgentState.WRAP_UP, now, until, call_sid))
+        if announce is None or (if_was is not None and current.state is not if_was):
             return WrappedUp(current.state, wrap)
+        await announce([presence_changed(wrap)])
+        return WrappedUp(current.state, wrap, announced=True)
 
     async def forget(self, agent_id: int) -> None:
         async with self._lock:
@@ -263,6 +301,7 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'since', since)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'until', ARGV[3]) end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'call_sid', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], ARGV[6]) end
 return since
 """
 
@@ -315,7 +354,9 @@ return 1
 """
 
 
-# ARGV: call_sid, now, until. Returns the state the agent was in, or false when it did not apply.
+# ARGV: call_sid, now, until, the bus channel and message announcing the wrap-up ('' for none),
+# the state the agent must have been in for the announcement ('' for any). Returns the state the
+# agent was in, with '+' appended when announced, or false when it did not apply.
 _WRAP_UP = """
 local h = redis.call('HMGET', KEYS[1], 'state', 'call_sid')
 if (h[1] ~= 'ringing' and h[1] ~= 'on-call') or h[2] ~= ARGV[1] then
@@ -323,6 +364,10 @@ if (h[1] ~= 'ringing' and h[1] ~= 'on-call') or h[2] ~= ARGV[1] then
 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'wrap-up', 'since', ARGV[2], 'until', ARGV[3], 'call_sid', ARGV[1])
+if ARGV[4] ~= '' and (ARGV[6] == '' or ARGV[6] == h[1]) then
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  return h[1] .. '+'
+end
 return h[1]
 """
 
@@ -341,10 +386,16 @@ def _text(raw: Any) -> str:
 
 
 class RedisPresenceStore:
-    def __init__(self, redis: Redis, key_prefix: str, clock: Clock = utcnow) -> None:
+    """Presence in Redis. With ``bus_channel`` (the Redis bus's channel: every instance listens to
+    it) announcements are published by the scripts that make the changes, in the same round trip."""
+
+    def __init__(
+        self, redis: Redis, key_prefix: str, clock: Clock = utcnow, *, bus_channel: str | None = None
+    ) -> None:
         self._redis = redis
         self._prefix = f"{key_prefix}presence:"
         self._clock = clock
+        self._bus_channel = bus_channel
         self._set = redis.register_script(_SET)
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
@@ -387,12 +438,22 @@ class RedisPresenceStore:
         *,
         call_sid: str | None = None,
         wrap_up_seconds: float | None = None,
+        announce: Publish | None = None,
+        with_events: Sequence[DomainEvent] = (),
     ) -> Presence:
         now = self._clock()
         until = _until(state, now, wrap_up_seconds)
-        args = [state.value, _micros(now), _micros(until) if until else "", call_sid or ""]
+        args = [state.value, _micros(now), _micros(until) if until else "", call_sid or "", "", ""]
+        # An active state starts now: its announcement is known before the script runs.
+        in_script = announce is not None and self._bus_channel is not None and state not in PASSIVE_STATES
+        if in_script:
+            expected = Presence(agent_id, state, now, until, call_sid or None)
+            args[4:] = [str(self._bus_channel), encode_events([*with_events, presence_changed(expected)])]
         since = await self._set(keys=[self.key(agent_id)], args=args)
-        return Presence(agent_id, state, _moment(_text(since)), until, call_sid or None)
+        presence = Presence(agent_id, state, _moment(_text(since)), until, call_sid or None)
+        if announce is not None and not in_script:
+            await announce([*with_events, presence_changed(presence)])
+        return presence
 
     async def claim(self, *, preferred: int | None, eligible: Sequence[int], call_sid: str) -> int | None:
         candidates = _candidates(preferred, eligible)
@@ -407,21 +468,42 @@ class RedisPresenceStore:
         applied = await self._release(keys=[self.key(agent_id)], args=[call_sid, _micros(self._clock())])
         return bool(int(applied))
 
-    async def wrap_up(self, agent_id: int, call_sid: str, wrap_up_seconds: float) -> WrappedUp | None:
+    async def wrap_up(
+        self,
+        agent_id: int,
+        call_sid: str,
+        wrap_up_seconds: float,
+        *,
+        announce: Publish | None = None,
+        if_was: AgentState | None = None,
+    ) -> WrappedUp | None:
         now = self._clock()
         until = _until(AgentState.WRAP_UP, now, wrap_up_seconds)
         assert until is not None
-        was = await self._wrap_up(keys=[self.key(agent_id)], args=[call_sid, _micros(now), _micros(until)])
-        if was is None:
+        wrap = Presence(agent_id, AgentState.WRAP_UP, now, until, call_sid)
+        args = [call_sid, _micros(now), _micros(until), "", "", if_was.value if if_was else ""]
+        if announce is not None and self._bus_channel is not None:
+            args[3:5] = [self._bus_channel, encode_events([presence_changed(wrap)])]
+        raw = await self._wrap_up(keys=[self.key(agent_id)], args=args)
+        if raw is None:
             return None
-        return WrappedUp(AgentState(_text(was)), Presence(agent_id, AgentState.WRAP_UP, now, until, call_sid))
+        was_text = _text(raw)
+        announced = was_text.endswith("+")
+        was = AgentState(was_text.removesuffix("+"))
+        if announce is not None and not announced and (if_was is None or was is if_was):
+            await announce([presence_changed(wrap)])
+            announced = True
+        return WrappedUp(was, wrap, announced)
 
     async def forget(self, agent_id: int) -> None:
         await self._redis.delete(self.key(agent_id))
 
 
 def presence_store(redis: Redis | None, key_prefix: str) -> PresenceStore:
-    """Redis when configured (several instances share it), else this process's memory."""
+    """Redis when configured (several instances share it), else this process's memory.
+
+    In Redis, announcements go straight to the channel of the :class:`RedisBus` under ``key_prefix``.
+    """
     if redis is None:
         return MemoryPresenceStore()
-    return RedisPresenceStore(redis, key_prefix)
+    return RedisPresenceStore(redis, key_prefix, bus_channel=channel_name(key_prefix))

@@ -25,10 +25,20 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 30.0
 
 
+def channel_name(key_prefix: str) -> str:
+    """The pub/sub channel of the bus under ``key_prefix``."""
+    return f"{key_prefix}events"
+
+
+def encode_events(events: Sequence[DomainEvent]) -> str:
+    """One bus message: the events as a JSON list, encoded once for every instance."""
+    return json.dumps([e.to_json() for e in events], default=str)
+
+
 class RedisBus:
     def __init__(self, redis: Redis, key_prefix: str) -> None:
         self._redis = redis
-        self.channel = f"{key_prefix}events"
+        self.channel = channel_name(key_prefix)
         self._subscribers = Subscribers()
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -50,7 +60,7 @@ class RedisBus:
         if not events:
             return
         # One message per batch: a unit of work's events travel together and in order.
-        await self._redis.publish(self.channel, json.dumps([e.to_json() for e in events], default=str))
+        await self._redis.publish(self.channel, encode_events(events))
 
     def subscribe(self, handler: EventHandler) -> Callable[[], None]:
         return self._subscribers.add(handler)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -13,13 +13,16 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from contact_center.bus.redis_bus import RedisBus
 from contact_center.presence import (
     EPOCH,
     AgentState,
     Presence,
     RedisPresenceStore,
+    presence_changed,
     presence_store,
 )
+from crm_core.events import DomainEvent
 from tests.conftest import RUN_ID
 
 pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
@@ -190,3 +193,64 @@ async def test_forget_removes_the_key(instances: Instances) -> None:
     await instances.two.forget(5)
     assert await instances.redis.exists(instances.one.key(5)) == 0
     assert (await instances.one.get(5)).since == EPOCH
+
+
+async def test_changes_are_announced_on_the_bus_in_the_same_step() -> None:
+    """A store that knows the bus's channel publishes the change from its script: another instance's
+    bus delivers the events given with it, then the presence change, once; a wrap-up that does not
+    apply (or whose agent was not ``if_was``) announces nothing from the script."""
+    url = os.environ["REDIS_URL"]
+    prefix = f"cc-test-{RUN_ID}:{secrets.token_hex(3)}:"
+    redis = Redis.from_url(url, decode_responses=True)
+    other = Redis.from_url(url, decode_responses=True)
+    bus = RedisBus(other, prefix)  # another instance's bus
+    received: list[DomainEvent] = []
+
+    async def record(event: DomainEvent) -> None:
+        received.append(event)
+
+    fallback: list[list[DomainEvent]] = []
+
+    async def announce(events: Sequence[DomainEvent]) -> None:
+        fallback.append(list(events))
+
+    bus.subscribe(record)
+    await bus.start()
+    try:
+        store = presence_store(redis, prefix)
+        answered = DomainEvent("call.updated", {"agent_id": 4, "call_sid": "CA1", "state": "answered"})
+        on_call = await store.set(
+            4, AgentState.ON_CALL, call_sid="CA1", announce=announce, with_events=[answered]
+        )
+        ringing_wrap = await store.set(5, AgentState.RINGING, call_sid="CA2")
+        assert await store.wrap_up(4, "CA9", 0, announce=announce) is None  # another call
+        skipped = await store.wrap_up(5, "CA2", 0, announce=announce, if_was=AgentState.ON_CALL)
+        assert skipped is not None and skipped.was is AgentState.RINGING and not skipped.announced
+        wrapped = await store.wrap_up(4, "CA1", 30, announce=announce, if_was=AgentState.ON_CALL)
+        assert wrapped is not None and wrapped.was is AgentState.ON_CALL and wrapped.announced
+        async with asyncio.timeout(5):
+            while len(received) < 3:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert fallback == []  # everything went through the scripts
+        assert [(e.name, e.payload.get("state")) for e in received] == [
+            ("call.updated", "answered"),
+            ("presence.changed", "on-call"),
+            ("presence.changed", "wrap-up"),
+        ]
+        assert received[1].payload == presence_changed(on_call).payload
+        assert received[2].payload == presence_changed(wrapped.presence).payload
+        assert ringing_wrap.state is AgentState.RINGING
+
+        # Without the bus's channel (or for a passive state) the store announces through ``announce``.
+        plain = RedisPresenceStore(redis, prefix)
+        available = await plain.set(6, AgentState.AVAILABLE, announce=announce)
+        assert [[e.payload for e in batch] for batch in fallback] == [[presence_changed(available).payload]]
+        assert len(received) == 3
+    finally:
+        await bus.close()
+        keys = [k async for k in redis.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+        await other.aclose()

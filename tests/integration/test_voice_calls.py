@@ -399,6 +399,18 @@ async def test_pop_reaches_the_agent_on_another_instance(
         await Twilio(one, settings).incoming(sid)
         pop = await next_of(ws, "call.screen_pop")
         assert pop["call_sid"] == sid and pop["card"]["display_name"] == "Ada Lovelace"
+        # Announced by the presence step itself (with Redis: from its script), still through the bus.
+        twilio_one = Twilio(one, settings)
+        await twilio_one.agent_answers(sid, staff.blue_1.id)
+        answered = await next_of(ws, "call.updated")
+        assert (answered["call_sid"], answered["state"]) == (sid, "answered")
+        assert (await next_of(ws, "presence.changed"))["state"] == "on-call"
+        await twilio_one.twiml(
+            f"{VOICE}/dial-action?agent={staff.blue_1.id}", {"CallSid": sid, "DialCallStatus": "completed"}
+        )
+        wrap = await next_of(ws, "presence.changed")
+        assert (wrap["state"], wrap["call_sid"]) == ("wrap-up", sid)
+        await nothing_of(ws, "presence.changed")  # announced once
         await ws.close()
 
 
@@ -633,3 +645,51 @@ class FakeTwilioRedirects:
         self, *, to: str, from_: str, url: str, status_callback: str, machine_detection: bool = False
     ) -> str:
         raise AssertionError("not used")
+
+
+class RefusingRedirects(FakeTwilioRedirects):
+    """Twilio answers the redirect of one caller with a definite refusal (HTTP 400)."""
+
+    def __init__(self, refused: str | None) -> None:
+        super().__init__()
+        self.refused = refused
+
+    async def redirect_call(self, call_sid: str, url: str) -> None:
+        self.redirects.append(call_sid)
+        if call_sid == self.refused:
+            raise GatewayError("call redirect: HTTP 400 (call is not in progress)", status=400)
+
+
+async def test_a_caller_whose_redirect_is_refused_is_not_offered_again_at_once(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await known_customer(uow_factory)
+    first, second = call_sid(), call_sid()
+    await twilio.incoming(first)
+    await twilio.incoming(second)
+    desk = client.app[CALL_DESK]
+    control = RefusingRedirects(refused=first)
+    desk._control = control
+    await available(client, staff.red_1)
+
+    assert await desk.connect_waiting_callers() == 0
+    assert control.redirects[0] == first
+    # The release announced the agent available, which runs the queue again (here too, should the
+    # announcement not have done so yet): the refused caller is skipped for a while (no redirect
+    # loop), the next one in line gets the agent.
+    await desk.connect_waiting_callers()
+    await asyncio.sleep(0.2)
+    assert control.redirects == [first, second]
+    await available(client, staff.red_2)
+    assert await desk.connect_waiting_callers() == 0
+    assert control.redirects == [first, second]
+    rows = {row.external_id: row for row in await voice_rows(uow_factory)}
+    assert (rows[first].status, rows[first].agent_id) == ("queued-for-agent", None)
+    assert (rows[second].status, rows[second].agent_id) == ("offering", staff.red_1.id)
+
+    desk._refused_until = {first: 0.0}  # the backoff has passed
+    control.refused = None
+    assert await desk.connect_waiting_callers() == 1
+    assert control.redirects == [first, second, first]
+    [row] = [row for row in await voice_rows(uow_factory) if row.external_id == first]
+    assert (row.status, row.agent_id) == ("offering", staff.red_2.id)

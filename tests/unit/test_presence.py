@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from contact_center.presence import (
     presence_changed,
     presence_store,
 )
+from crm_core.events import DomainEvent
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
@@ -206,3 +208,26 @@ def test_presence_changed_event_is_json_ready() -> None:
 
 def test_factory_without_redis_keeps_presence_in_memory() -> None:
     assert isinstance(presence_store(None, "cc:"), MemoryPresenceStore)
+
+
+async def test_changes_announced_with_the_events_given(store: MemoryPresenceStore, clock: FakeClock) -> None:
+    announced: list[list[DomainEvent]] = []
+
+    async def announce(events: Sequence[DomainEvent]) -> None:
+        announced.append(list(events))
+
+    answered = DomainEvent("call.updated", {"agent_id": 1, "state": "answered"})
+    on_call = await store.set(
+        1, AgentState.ON_CALL, call_sid="CA1", announce=announce, with_events=[answered]
+    )
+    await store.set(2, AgentState.RINGING, call_sid="CA2")
+    assert await store.wrap_up(1, "CA9", 0, announce=announce) is None
+    ringing = await store.wrap_up(2, "CA2", 0, announce=announce, if_was=AgentState.ON_CALL)
+    assert ringing is not None and ringing.was is AgentState.RINGING and not ringing.announced
+    wrapped = await store.wrap_up(1, "CA1", 30, announce=announce, if_was=AgentState.ON_CALL)
+    assert wrapped is not None and wrapped.announced
+    assert wrapped.presence == Presence(1, AgentState.WRAP_UP, T0, T0 + timedelta(seconds=30), "CA1")
+    assert [[(e.name, e.payload) for e in batch] for batch in announced] == [
+        [(answered.name, answered.payload), (PRESENCE_CHANGED, presence_changed(on_call).payload)],
+        [(PRESENCE_CHANGED, presence_changed(wrapped.presence).payload)],
+    ]
