@@ -19,6 +19,7 @@ from contact_center.app import create_app
 from contact_center.auth.credentials import create_api_token
 from contact_center.auth.passwords import Argon2Hasher
 from contact_center.customer_csv_cli import add_customer_csv_commands
+from contact_center.gc_tuning import tune_for_service
 from contact_center.logging_setup import configure_logging
 from contact_center.sandbox.cli import add_sandbox_commands
 from contact_center.settings import ConfigError, Settings, load_settings
@@ -99,6 +100,7 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
     await site.start()
     print(f"contact-center listening on http://{settings.server.host}:{settings.server.port}", flush=True)
+    tune_for_service()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
