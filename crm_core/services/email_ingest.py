@@ -12,12 +12,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_core import events
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import InboundEmail
 from crm_core.errors import InvalidInput
@@ -42,14 +42,12 @@ from crm_core.rules.email_refs import (
     with_token,
 )
 from crm_core.rules.email_threading import ThreadAction, reply_action
-from crm_core.rules.ticket_status import TicketStatus, check_transition
-from crm_core.services.audit import audit
 from crm_core.services.email_acks import AckTemplate, pick_template, render
 from crm_core.services.email_outbound import Identity, delivery_event, queue_email
 from crm_core.services.email_participants import add_participants, may_write_to
 from crm_core.services.identity import resolve_email
 from crm_core.services.interactions import log_interaction
-from crm_core.services.tickets import SlaPolicy, find_by_number, open_ticket, system_note
+from crm_core.services.tickets import SlaPolicy, find_by_number, open_ticket, reopen_for_customer, system_note
 from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Direction
 
@@ -131,13 +129,13 @@ async def save_checkpoint(session: AsyncSession, mailbox: str, uidvalidity: int,
     state.updated_at = utcnow()
 
 
-async def _insert_message(uow: UnitOfWork, mailbox: MailboxPolicy, mail: InboundEmail) -> int | None:
-    now = utcnow()
-    values = {
+def inbound_row(mail: InboundEmail, mailbox: MailboxPolicy, kind: EmailKind, now: datetime) -> dict[str, Any]:
+    """The ``email_messages`` columns of an inbound message, before its ticket is known."""
+    return {
         "message_key": mail.key,
         "message_id": mail.message_id,
         "direction": Direction.INBOUND,
-        "kind": EmailKind.MESSAGE,
+        "kind": kind,
         "status": EmailStatus.RECEIVED,
         "mailbox": mailbox.name,
         "from_address": (mail.from_address or "")[:320] or None,
@@ -159,6 +157,10 @@ async def _insert_message(uow: UnitOfWork, mailbox: MailboxPolicy, mail: Inbound
         "attempts": 0,
         "created_at": now,
     }
+
+
+async def _insert_message(uow: UnitOfWork, mailbox: MailboxPolicy, mail: InboundEmail) -> int | None:
+    values = inbound_row(mail, mailbox, EmailKind.MESSAGE, utcnow())
     new_id = await insert_ignore(uow.session, EmailMessage, values, ["message_key"])
     return int(new_id) if new_id is not None else None
 
@@ -203,27 +205,7 @@ async def find_thread(session: AsyncSession, mail: InboundEmail, policy: EmailPo
 
 
 async def _reopen(uow: UnitOfWork, ticket: Ticket) -> None:
-    check_transition(ticket.status, TicketStatus.OPEN)
-    old = ticket.status
-    ticket.status = TicketStatus.OPEN
-    ticket.resolved_at = None
-    ticket.updated_at = utcnow()
-    await uow.session.flush()
-    audit(uow.session, "ticket", ticket.id, "updated", None, {"status": [str(old), "open"], "by": "email"})
-    uow.record(
-        events.DomainEvent(
-            events.TICKET_UPDATED,
-            {
-                "ticket_id": ticket.id,
-                "number": ticket.number,
-                "customer_id": ticket.customer_id,
-                "assignee_id": ticket.assignee_id,
-                "team_id": ticket.team_id,
-                "status": str(ticket.status),
-                "changes": ["status"],
-            },
-        )
-    )
+    await reopen_for_customer(uow, ticket, "email")
 
 
 async def _handle_bounce(uow: UnitOfWork, email: EmailMessage, mail: InboundEmail) -> Ingested:

@@ -21,14 +21,13 @@ from crm_core.db import UnitOfWork
 from crm_core.errors import InvalidInput
 from crm_core.models import Agent, Customer, Interaction, SmsMessage, Ticket, utcnow
 from crm_core.rules.sms_keywords import SmsKeyword, keyword_of
-from crm_core.rules.ticket_status import TicketStatus, check_transition
-from crm_core.services.audit import audit
+from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services.identity import resolve_phone
 from crm_core.services.interactions import log_interaction
 from crm_core.services.sms_outbound import queue_sms
 from crm_core.services.sms_suppression import REASON_KEYWORD, lift, suppress, suppression_of
 from crm_core.services.sms_types import SMS_RECEIVED, InboundSms, SmsPolicy, TicketRule
-from crm_core.services.tickets import open_ticket, open_ticket_for_customer, system_note
+from crm_core.services.tickets import open_ticket, open_ticket_for_customer, reopen_for_customer, system_note
 from crm_core.types import Channel, Direction
 
 KIND_MESSAGE = "message"
@@ -102,27 +101,7 @@ async def _reopen_waiting(uow: UnitOfWork, ticket: Ticket) -> None:
     """A customer's text answers a ticket waiting on them (pending): it is open again."""
     if ticket.status is not TicketStatus.PENDING:
         return
-    check_transition(ticket.status, TicketStatus.OPEN)
-    old = ticket.status
-    ticket.status = TicketStatus.OPEN
-    ticket.resolved_at = None
-    ticket.updated_at = utcnow()
-    await uow.session.flush()
-    audit(uow.session, "ticket", ticket.id, "updated", None, {"status": [str(old), "open"], "by": "sms"})
-    uow.record(
-        events.DomainEvent(
-            events.TICKET_UPDATED,
-            {
-                "ticket_id": ticket.id,
-                "number": ticket.number,
-                "customer_id": ticket.customer_id,
-                "assignee_id": ticket.assignee_id,
-                "team_id": ticket.team_id,
-                "status": str(ticket.status),
-                "changes": ["status"],
-            },
-        )
-    )
+    await reopen_for_customer(uow, ticket, "sms")
 
 
 async def _keyword(

@@ -361,3 +361,15 @@ async def system_note(uow: UnitOfWork, ticket: Ticket, body: str) -> TicketComme
     await uow.session.flush()
     uow.record(_event(events.TICKET_COMMENTED, ticket, comment_id=note.id, internal=True))
     return note
+
+
+async def reopen_for_customer(uow: UnitOfWork, ticket: Ticket, channel: str) -> None:
+    """The customer wrote again (by ``channel``) on a ticket that was waiting or resolved: it is
+    open again, audited and announced like any status change."""
+    old = ticket.status
+    now = utcnow()
+    _apply_status(ticket, TicketStatus.OPEN, now)
+    ticket.updated_at = now
+    await uow.session.flush()
+    audit(uow.session, "ticket", ticket.id, "updated", None, {"status": [str(old), "open"], "by": channel})
+    uow.record(_event(events.TICKET_UPDATED, ticket, changes=["status"]))
