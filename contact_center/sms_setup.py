@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from channels.twilio.gateway import TwilioGateway
 from channels.twilio.signature import WebhookVerifier
 from channels.twilio.sms import sms_routes, status_callback_url
 from contact_center.appkeys import RUNTIME
+from contact_center.periodic import every
 from contact_center.settings import Settings
 from contact_center.voice_setup import gateway_base_url
 from crm_core.db import UnitOfWorkFactory
@@ -152,20 +152,10 @@ async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
     outbox = SmsOutbox(runtime.uow, gateway, lambda message_id: status_callback_url(base, message_id))
     desk = SmsDesk(runtime.uow, sms_policy(settings), outbox)
     app[SMS_DESK] = desk
-    scheduler = AsyncIOScheduler()
-    scheduler.add_job(
-        desk.sweep,
-        "interval",
-        seconds=settings.sms.sweep_seconds,
-        max_instances=1,
-        coalesce=True,
-        id="sms-sweep",
-    )
-    scheduler.start()
     try:
-        yield
+        with every(settings.sms.sweep_seconds, desk.sweep, "sms-sweep"):
+            yield
     finally:
-        scheduler.shutdown(wait=False)
         await desk.close()
         await gateway.close()
 

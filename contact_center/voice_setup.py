@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from channels.twilio.gateway import TWILIO_API, TwilioGateway
 from channels.twilio.signature import WebhookVerifier
@@ -14,6 +13,7 @@ from channels.twilio.twiml import VoiceUrls
 from channels.twilio.voice import PREFIX, voice_routes
 from contact_center.appkeys import RUNTIME
 from contact_center.calls import CallDesk, CallPolicy
+from contact_center.periodic import every
 from contact_center.presence import PRESENCE_CHANGED, AgentState
 from contact_center.sandbox import create_sandbox_app, sandbox_config_from_settings
 from contact_center.settings import Settings
@@ -112,21 +112,13 @@ async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
 
     unsubscribe = runtime.bus.subscribe(on_presence)
     # Wrap-ups end by themselves (no event), so a timer also looks at the queue.
-    scheduler = AsyncIOScheduler()
-    scheduler.add_job(
-        desk.connect_waiting_callers,
-        "interval",
-        seconds=settings.voice.queue_poll_seconds,
-        max_instances=1,
-        coalesce=True,
-        id="connect-waiting-callers",
-    )
-    scheduler.start()
     try:
-        yield
+        with every(
+            settings.voice.queue_poll_seconds, desk.connect_waiting_callers, "connect-waiting-callers"
+        ):
+            yield
     finally:
         unsubscribe()
-        scheduler.shutdown(wait=False)
         for task in list(tasks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
