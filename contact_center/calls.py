@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from contact_center.group_commit import GroupCommit
 from contact_center.presence import AgentState, Presence, PresenceStore, WrappedUp, presence_changed
 from contact_center.routing import RosterCache, claim_agent
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
@@ -32,8 +33,11 @@ from crm_core.rules.call_status import TERMINAL, should_apply
 from crm_core.services.customer_card import CustomerCard, card_by_customer
 from crm_core.services.identity import resolve_phone
 from crm_core.services.inbound_calls import (
+    MAX_QUEUED_PER_STATEMENT,
     LoggedCall,
+    QueuedCall,
     log_inbound_call,
+    log_queued_calls,
     look_up_caller,
     mark_answered,
     stored_call,
@@ -69,6 +73,9 @@ OFFER_GRACE_SECONDS = 10
 # the agent announces them available, which would otherwise offer the same caller again at once, in
 # a loop, until the call's final status arrives.
 REFUSED_REDIRECT_BACKOFF_SECONDS = 5.0
+# How long a claim that found nobody free stands for the callers after it (see
+# :meth:`CallDesk._queue_while_nobody_is_free`).
+NOBODY_FREE_HINT_SECONDS = 1.0
 # A caller id exactly as Twilio sends a valid number (and as customer phones are stored).
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -125,10 +132,13 @@ class CallDesk:
         self._dequeue_lock = asyncio.Lock()
         self._roster = RosterCache(uow.engine)
         self._connections = AutocommitConnections(uow.engine)
-        self._nobody_free = False  # at the last routed call: the next one claims first
+        # When a claim last found nobody free (None: someone was free at the last claim).
+        self._nobody_free_at: float | None = None
         self._refused_until: dict[str, float] = {}  # CallSid -> monotonic time it may be offered again
+        self._queued_calls = GroupCommit(self._log_queued_calls, max_items=MAX_QUEUED_PER_STATEMENT)
 
     async def close(self) -> None:
+        await self._queued_calls.close()
         await self._connections.close()
 
     # --- inbound -----------------------------------------------------------------------------
@@ -144,16 +154,16 @@ class CallDesk:
 
         Two statements (and the card when routed): the caller is looked up (with their owner, for
         sticky routing; a number not on file becomes a new customer first), an agent is claimed,
-        and the interaction is inserted once with its final status and agent. While nobody was
-        free at the last call, the claim comes first and a queued caller costs one statement (a
-        surge of callers while every agent is busy). None sends the call down
-        :meth:`_inbound_call` (withheld or malformed numbers, voicemail outside business hours).
+        and the interaction is inserted once with its final status and agent. While nobody is
+        free, a caller joins the queue with no lookup (:meth:`_queue_while_nobody_is_free`). None
+        sends the call down :meth:`_inbound_call` (withheld or malformed numbers, voicemail
+        outside business hours).
         """
         if not E164.fullmatch(call.from_number) or not self._policy.hours.is_open(utcnow()):
             return None
-        async with self._connections.connect() as conn:
-            routed = await self._queue_while_nobody_is_free(conn, call) if self._nobody_free else None
-            if routed is None:
+        routed = await self._queue_while_nobody_is_free(call) if self._nobody_free_at is not None else None
+        if routed is None:
+            async with self._connections.connect() as conn:
                 caller = await look_up_caller(conn, call.from_number, call.call_sid)
                 if caller is not None and caller.logged_id is not None:
                     return await self._decision_of_logged(conn, call.call_sid)
@@ -164,6 +174,14 @@ class CallDesk:
         decision, events = routed
         await self._uow.publisher.publish(events)
         return decision
+
+    def _claimed(self, agent_id: int | None) -> None:
+        """Remember whether the last claim found someone free."""
+        self._nobody_free_at = time.monotonic() if agent_id is None else None
+
+    def _nobody_was_free_just_now(self) -> bool:
+        at = self._nobody_free_at
+        return at is not None and time.monotonic() - at < NOBODY_FREE_HINT_SECONDS
 
     async def _new_caller(self, call: InboundCall) -> tuple[int, int | None] | None:
         """The customer of a number not on file as given (created in the pool when unknown);
@@ -185,7 +203,7 @@ class CallDesk:
         agent_id = await claim_agent(
             self._presence, roster, owner_id=owner_id, skill=None, call_sid=call.call_sid
         )
-        self._nobody_free = agent_id is None
+        self._claimed(agent_id)
         try:
             return await self._log_routed_call(conn, call, customer_id, agent_id)
         except BaseException:
@@ -194,30 +212,36 @@ class CallDesk:
             raise
 
     async def _queue_while_nobody_is_free(
-        self, conn: AsyncConnection, call: InboundCall
+        self, call: InboundCall
     ) -> tuple[CallDecision, list[DomainEvent]] | None:
-        """Claim anyone first: if nobody is free (the caller's own agent neither), queue the
-        caller in one statement. None when someone is free again (the claim is undone), or when
-        the number is not on file or the call already logged: the usual path sorts those out."""
-        roster = await self._roster.get()
-        agent_id = await claim_agent(
-            self._presence, roster, owner_id=None, skill=None, call_sid=call.call_sid
-        )
-        if agent_id is not None:
-            self._nobody_free = False
-            await self._presence.release(agent_id, call.call_sid)  # never announced: nothing to undo
-            return None
+        """Queue the caller while nobody is free: no lookup, no routing, one row written together
+        with those of the other callers arriving meanwhile (:class:`GroupCommit`).
+
+        Whether anyone is free is asked at most every :data:`NOBODY_FREE_HINT_SECONDS`: in between,
+        the last failed claim answers. An agent who frees up meanwhile is not missed: their
+        availability (or the queue timer, after a wrap-up) offers them the longest-waiting caller,
+        who came first anyway. None when someone is free again (the claim is undone), or when the
+        number is not on file or the call already logged: the usual path sorts those out.
+        """
+        if not self._nobody_was_free_just_now():
+            roster = await self._roster.get()
+            agent_id = await claim_agent(
+                self._presence, roster, owner_id=None, skill=None, call_sid=call.call_sid
+            )
+            self._claimed(agent_id)
+            if agent_id is not None:
+                await self._presence.release(agent_id, call.call_sid)  # never announced: nothing to undo
+                return None
         now = utcnow()
-        logged = await log_inbound_call(
-            conn,
-            call_sid=call.call_sid,
-            customer=call.from_number,
-            agent_id=None,
-            status=QUEUED_FOR_AGENT,
-            started_at=now,
-            meta=self._routed_meta(call, DecisionKind.ENQUEUE, None, now),
+        queued = QueuedCall(
+            call.call_sid, call.from_number, now, self._routed_meta(call, DecisionKind.ENQUEUE, None, now)
         )
+        logged = await self._queued_calls.submit(queued)
         return None if logged is None else self._queued(call, logged)
+
+    async def _log_queued_calls(self, calls: Sequence[QueuedCall]) -> list[LoggedCall | None]:
+        async with self._connections.connect() as conn:
+            return await log_queued_calls(conn, calls, QUEUED_FOR_AGENT)
 
     def _routed_meta(
         self, call: InboundCall, kind: DecisionKind, agent_id: int | None, now: datetime
@@ -563,11 +587,13 @@ class CallDesk:
                 waiting = waiting.where(Interaction.external_id.not_in(backing_off))
             interaction = await uow.session.scalar(waiting)
             if interaction is None:
+                self._nobody_free_at = None  # nobody waits: the next caller asks who is free
                 return False
             customer = await uow.session.get_one(Customer, interaction.customer_id)
             call_sid = str(interaction.external_id)
             agent_id = await self._route(owner_id=customer.owner_id, call_sid=call_sid)
             if agent_id is None:
+                self._claimed(None)
                 return False
             try:
                 await self._offer_or_queue(uow, interaction, interaction.customer_id, agent_id)

@@ -4,12 +4,15 @@ A call from a known number costs two statements before its TwiML: :func:`look_up
 the customer, their owner (for sticky routing) and whether this CallSid is already logged (a
 retried webhook); :func:`log_inbound_call` inserts the voice interaction with its final routing
 decision, ``ON CONFLICT DO NOTHING`` so that a retry racing the first delivery logs nothing twice.
+While nobody is free, :func:`log_queued_calls` writes the callers arriving together in one
+statement, each found by number inside it.
 :func:`mark_answered` records who took the call in one conditional UPDATE. Each statement is
 atomic on its own, so they run on an autocommit connection (:func:`crm_core.sql.autocommit`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -95,31 +98,19 @@ VALUES (:channel, :direction, :customer_id, :external_id, :agent_id, :status, :s
     ON CONFLICT (channel, external_id) DO NOTHING
 RETURNING id, customer_id, (SELECT agents.phone FROM agents WHERE agents.id = interactions.agent_id)
 """).bindparams(*(bindparam(name, type_=INTERACTIONS.c[name].type) for name in _TYPED))
-# The customer found by the number inside the insert: no row at all for a number not on file.
-_INSERT_CALL_BY_PHONE = text("""
-INSERT INTO interactions
-       (channel, direction, customer_id, external_id, agent_id, status, started_at, metadata, created_at)
-SELECT :channel, :direction, customer_phones.customer_id, :external_id, :agent_id, :status, :started_at,
-       :metadata, :created_at
-  FROM customer_phones
- WHERE customer_phones.e164 = :e164
-    ON CONFLICT (channel, external_id) DO NOTHING
-RETURNING id, customer_id, (SELECT agents.phone FROM agents WHERE agents.id = interactions.agent_id)
-""").bindparams(*(bindparam(name, type_=INTERACTIONS.c[name].type) for name in _TYPED))
 
 
 async def log_inbound_call(
     db: Executor,
     *,
     call_sid: str,
-    customer: int | str,
+    customer: int,
     agent_id: int | None,
     status: str,
     started_at: datetime,
     meta: dict[str, Any],
 ) -> LoggedCall | None:
-    """Insert the call's voice interaction as routed, for ``customer`` (an id, or the E.164 number
-    of a customer on file); None when this CallSid is already logged or the number is not on file."""
+    """Insert the call's voice interaction as routed; None when this CallSid is already logged."""
     params = {
         "channel": Channel.VOICE,
         "direction": Direction.INBOUND,
@@ -129,13 +120,81 @@ async def log_inbound_call(
         "started_at": started_at,
         "metadata": meta,
         "created_at": started_at,
+        "customer_id": customer,
     }
-    if isinstance(customer, str):
-        statement, params["e164"] = _INSERT_CALL_BY_PHONE, customer
-    else:
-        statement, params["customer_id"] = _INSERT_CALL, customer
-    row = (await db.execute(statement, params)).first()
+    row = (await db.execute(_INSERT_CALL, params)).first()
     return None if row is None else LoggedCall(row[0], row[1], row[2])
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedCall:
+    """A call from a number on file answered with the queue (nobody was free)."""
+
+    call_sid: str
+    e164: str
+    started_at: datetime
+    meta: dict[str, Any]
+
+
+MAX_QUEUED_PER_STATEMENT = 128
+_QUEUED_COLUMNS = (("sid", "external_id"), ("at", "started_at"), ("meta", "metadata"), ("e164", None))
+_PG_CASTS = {"sid": "VARCHAR", "at": "TIMESTAMP WITH TIME ZONE", "meta": "JSON", "e164": "VARCHAR"}
+
+
+_LOG_QUEUED = """
+INSERT INTO interactions
+       (channel, direction, customer_id, external_id, agent_id, status, started_at, metadata, created_at)
+SELECT :channel, :direction, customer_phones.customer_id, v.column1, NULL, :status, v.column2, v.column3,
+       v.column2
+  FROM (VALUES {values}) AS v
+  JOIN customer_phones ON customer_phones.e164 = v.column4
+ WHERE TRUE
+ ORDER BY v.column5
+    ON CONFLICT (channel, external_id) DO NOTHING
+RETURNING id, customer_id, external_id
+"""
+
+
+@cache
+def _log_queued_statement(dialect: str, rows: int) -> TextClause:
+    """One INSERT of ``rows`` queued calls, each joined to its customer by number (a row of NULLs
+    joins nobody, which pads a group to a size whose statement is already prepared)."""
+
+    def value(name: str, i: int) -> str:
+        return f"CAST(:{name}_{i} AS {_PG_CASTS[name]})" if dialect == "postgresql" else f":{name}_{i}"
+
+    values = ",\n       ".join(
+        "(" + ", ".join(value(name, i) for name, _ in _QUEUED_COLUMNS) + f", {i})" for i in range(rows)
+    )
+    statement = text(_LOG_QUEUED.format(values=values))
+    typed = [bindparam(name, type_=INTERACTIONS.c[name].type) for name in ("channel", "direction")]
+    for name, column in _QUEUED_COLUMNS:
+        if column is not None:
+            typed += [bindparam(f"{name}_{i}", type_=INTERACTIONS.c[column].type) for i in range(rows)]
+    return statement.bindparams(*typed)
+
+
+async def log_queued_calls(db: Executor, calls: Sequence[QueuedCall], status: str) -> list[LoggedCall | None]:
+    """Insert several queued calls in one statement (at most :data:`MAX_QUEUED_PER_STATEMENT`);
+    for each, its interaction, or None when the CallSid is already logged (also earlier in
+    ``calls``) or the number is not on file."""
+    firsts: dict[str, QueuedCall] = {}
+    for call in calls:
+        firsts.setdefault(call.call_sid, call)
+    unique = list(firsts.values())
+    rows = 1 << max(0, len(unique) - 1).bit_length()  # the next power of two
+    if rows > MAX_QUEUED_PER_STATEMENT:
+        raise ValueError(f"at most {MAX_QUEUED_PER_STATEMENT} calls per statement, not {len(unique)}")
+    params: dict[str, Any] = {"channel": Channel.VOICE, "direction": Direction.INBOUND, "status": status}
+    for i in range(rows):
+        row = unique[i] if i < len(unique) else None
+        params[f"sid_{i}"] = row.call_sid if row else None
+        params[f"at_{i}"] = row.started_at if row else None
+        params[f"meta_{i}"] = row.meta if row else None
+        params[f"e164_{i}"] = row.e164 if row else None
+    result = await db.execute(_log_queued_statement(dialect_name(db), rows), params)
+    logged = {row[2]: LoggedCall(row[0], row[1], None) for row in result}
+    return [logged.pop(call.call_sid, None) for call in calls]  # a repeated CallSid: None
 
 
 # Who answered goes into the metadata only once: the first answer wins, repeats change nothing.

@@ -16,13 +16,23 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from sqlalchemy import update
 
+from contact_center import calls
 from contact_center.appkeys import RUNTIME
 from contact_center.presence import AgentState, MemoryPresenceStore, PresenceStore, RedisPresenceStore
 from contact_center.routing import RosterCache
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent, utcnow
-from crm_core.services.inbound_calls import log_inbound_call, look_up_caller, mark_answered, stored_call
+from crm_core.services.customers import create_customer
+from crm_core.services.inbound_calls import (
+    MAX_QUEUED_PER_STATEMENT,
+    QueuedCall,
+    log_inbound_call,
+    log_queued_calls,
+    look_up_caller,
+    mark_answered,
+    stored_call,
+)
 from crm_core.sql import AutocommitConnections
 from tests.conftest import RUN_ID, Staff
 from tests.integration.test_voice_calls import (
@@ -83,29 +93,15 @@ async def test_a_call_is_logged_once_by_customer_id_or_by_number(
             )
             assert first is not None and first.customer_id == customer_id and first.agent_phone is None
             again = await log_inbound_call(
-                conn, call_sid="CA-first", customer=CALLER, agent_id=None, status="x", started_at=now, meta={}
+                conn,
+                call_sid="CA-first",
+                customer=customer_id,
+                agent_id=None,
+                status="x",
+                started_at=now,
+                meta={},
             )
             assert again is None
-            by_number = await log_inbound_call(
-                conn,
-                call_sid="CA-second",
-                customer=CALLER,
-                agent_id=None,
-                status="q",
-                started_at=now,
-                meta={},
-            )
-            assert by_number is not None and by_number.customer_id == customer_id
-            unknown = await log_inbound_call(
-                conn,
-                call_sid="CA-third",
-                customer="+12025550100",
-                agent_id=None,
-                status="q",
-                started_at=now,
-                meta={},
-            )
-            assert unknown is None
 
             caller = await look_up_caller(conn, CALLER, "CA-first")
             assert caller is not None and caller.logged_id == first.interaction_id
@@ -249,11 +245,66 @@ async def test_wrap_up_applies_only_to_the_agents_current_call(presence: Presenc
     assert (await presence.get(1)).state is AgentState.AVAILABLE  # a zero wrap-up is over at once
 
 
+async def test_queued_calls_arriving_together_are_logged_in_one_statement(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    customer_id = await known_customer(uow_factory, owner_id=staff.red_1.id)
+    async with uow_factory() as uow:
+        other = await create_customer(uow, None, region="US", display_name="Grace", phones=["+12025550144"])
+        await uow.commit()
+    other_id = other.id
+    connections = AutocommitConnections(uow_factory.engine)
+    now = utcnow()
+
+    def queued(sid: str, phone: str = CALLER, seconds: int = 0) -> QueuedCall:
+        return QueuedCall(sid, phone, now + timedelta(seconds=seconds), {"n": sid})
+
+    try:
+        async with connections.connect() as conn:
+            calls = [
+                queued("CA-q1"),
+                queued("CA-q2", "+12025550100"),  # not on file
+                queued("CA-q3", "+12025550144", 1),
+                queued("CA-q1", seconds=2),  # the same call twice in one group: logged once
+                queued("CA-q4", seconds=3),
+            ]
+            logged = await log_queued_calls(conn, calls, "queued-for-agent")
+            assert [None if c is None else c.customer_id for c in logged] == [
+                customer_id,
+                None,
+                other_id,
+                None,
+                customer_id,
+            ]
+            first, _, third, _, fifth = logged
+            assert first is not None and third is not None and fifth is not None
+            # Rows are numbered in the order the callers came, whatever order the join takes.
+            assert first.interaction_id < third.interaction_id < fifth.interaction_id
+            # Already logged, even alone: nothing is written twice.
+            assert await log_queued_calls(conn, [queued("CA-q3")], "queued-for-agent") == [None]
+            with pytest.raises(ValueError, match="at most"):
+                await log_queued_calls(
+                    conn, [queued(f"CA-many-{i}") for i in range(MAX_QUEUED_PER_STATEMENT + 1)], "x"
+                )
+    finally:
+        await connections.close()
+    rows = {r.external_id: r for r in await voice_rows(uow_factory)}
+    assert sorted(rows) == ["CA-q1", "CA-q3", "CA-q4"]
+    assert rows["CA-q1"].meta == {"n": "CA-q1"} and rows["CA-q1"].started_at == now  # the first wins
+    assert {(r.status, r.agent_id, r.channel.value, r.direction.value) for r in rows.values()} == {
+        ("queued-for-agent", None, "voice", "inbound")
+    }
+
+
 # --- the call desk -------------------------------------------------------------------------------
 
 
 async def test_a_surge_while_everyone_is_busy_queues_callers_and_routing_resumes(
-    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+    client: TestClient[Any, Any],
+    twilio: Twilio,
+    staff: Staff,
+    uow_factory: UnitOfWorkFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     customer_id = await known_customer(uow_factory, owner_id=staff.red_1.id)
     sids = [call_sid() for _ in range(3)]
@@ -268,12 +319,32 @@ async def test_a_surge_while_everyone_is_busy_queues_callers_and_routing_resumes
     assert (await twilio.incoming(call_sid(), caller="+442079460958")).find("./Enqueue") is not None
 
     presence = client.app[RUNTIME].presence
-    await available(client, staff.red_2)  # free the longest
+    await available(client, staff.red_2)  # free the longest, without a word (as a wrap-up ends)
     await available(client, staff.red_1)
     before = await presence.get(staff.red_2.id)
-    # Someone is free again: the caller's own agent gets the call, the other keeps their place.
+    # Right after a claim found nobody free, callers join the queue behind those waiting, whom
+    # the queue's timer offers to the agents who freed up.
+    assert (await twilio.incoming(call_sid())).find("./Enqueue") is not None
+    assert (await presence.get(staff.red_1.id)).state is AgentState.AVAILABLE
+    # Later, the next caller asks who is free: their own agent gets the call, the other keeps
+    # their place.
+    monkeypatch.setattr(calls, "NOBODY_FREE_HINT_SECONDS", 0.0)
     assert dialed_identity(await twilio.incoming(call_sid())) == f"agent-{staff.red_1.id}"
     assert await presence.get(staff.red_2.id) == before
+
+
+async def test_callers_of_a_surge_are_queued_once_each_in_groups(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await known_customer(uow_factory)
+    assert (await twilio.incoming(call_sid())).find("./Enqueue") is not None  # nobody is free
+    sids = [call_sid() for _ in range(40)]
+    # Every call twice (Twilio retrying while the first is in flight), all at once.
+    answers = await asyncio.gather(*(twilio.incoming(sid) for sid in [*sids, *sids]))
+    assert all(a.find("./Enqueue") is not None for a in answers)
+    rows = [r for r in await voice_rows(uow_factory) if r.external_id in sids]
+    assert sorted(r.external_id for r in rows) == sorted(sids)
+    assert {r.status for r in rows} == {"queued-for-agent"}
 
 
 async def test_duplicate_deliveries_racing_route_one_agent(
