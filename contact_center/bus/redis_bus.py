@@ -1,7 +1,8 @@
 """Event bus over Redis pub/sub: every instance subscribed to one channel sees every event.
 
 Pub/sub is fire-and-forget: an instance that is disconnected misses events. That is acceptable
-because the database stays the source of truth; the subscriber reconnects with backoff.
+because the database stays the source of truth; the subscriber reconnects with backoff. Events
+published while a PUBLISH is in flight go out together in the next message (one JSON list).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from redis.exceptions import RedisError
 
 from contact_center.bus import EventHandler
 from contact_center.bus.dispatch import Subscribers
+from contact_center.group_commit import GroupCommit
 from crm_core.events import DomainEvent
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 30.0
+MAX_BATCHES_PER_MESSAGE = 64
 
 
 def channel_name(key_prefix: str) -> str:
@@ -42,6 +45,10 @@ class RedisBus:
         self._subscribers = Subscribers()
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        # Batches published while a PUBLISH is in flight travel together in the next message.
+        self._outbox: GroupCommit[Sequence[DomainEvent], None] = GroupCommit(
+            self._publish_batches, max_items=MAX_BATCHES_PER_MESSAGE, isolate_failures=False
+        )
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen_forever(), name="redis-bus")
@@ -50,6 +57,7 @@ class RedisBus:
             await asyncio.wait_for(self._subscribed.wait(), timeout=5)
 
     async def close(self) -> None:
+        await self._outbox.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -57,10 +65,13 @@ class RedisBus:
             self._task = None
 
     async def publish(self, events: Sequence[DomainEvent]) -> None:
-        if not events:
-            return
-        # One message per batch: a unit of work's events travel together and in order.
-        await self._redis.publish(self.channel, encode_events(events))
+        if events:
+            await self._outbox.submit(events)
+
+    async def _publish_batches(self, batches: Sequence[Sequence[DomainEvent]]) -> list[None]:
+        # A unit of work's events travel together and in order, in publication order.
+        await self._redis.publish(self.channel, encode_events([e for batch in batches for e in batch]))
+        return [None] * len(batches)
 
     def subscribe(self, handler: EventHandler) -> Callable[[], None]:
         return self._subscribers.add(handler)
