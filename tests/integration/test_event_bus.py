@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 
@@ -126,5 +127,42 @@ async def test_redis_bus_keeps_batch_order_and_skips_garbage(settings: Settings)
         await _wait_for(received, "step.5")
         assert [e.name for e in received] == [f"step.{i}" for i in range(6)]
     finally:
+        await bus.close()
+        await redis.aclose()
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
+async def test_redis_bus_sends_concurrent_publishes_together_in_order(settings: Settings) -> None:
+    from redis.asyncio import Redis
+
+    from contact_center.bus.redis_bus import RedisBus
+
+    assert settings.redis.url
+    redis = Redis.from_url(settings.redis.url, decode_responses=True)
+    bus = RedisBus(redis, settings.redis.key_prefix + "coalesce-test:")
+    received: list[DomainEvent] = []
+
+    async def handler(event: DomainEvent) -> None:
+        received.append(event)
+
+    bus.subscribe(handler)
+    await bus.start()
+    watcher = redis.pubsub(ignore_subscribe_messages=True)
+    await watcher.subscribe(bus.channel)
+    try:
+        batches = [[DomainEvent(f"e.{p}.{i}", {"p": p, "i": i}) for i in range(3)] for p in range(40)]
+        await asyncio.gather(*(bus.publish(batch) for batch in batches))
+        await _wait_for(received, "e.39.2")
+        # Every event once, each publisher's batch whole and in order, batches in call order.
+        assert [e.name for e in received] == [e.name for batch in batches for e in batch]
+        sizes: list[int] = []  # events per message on the channel
+        async with asyncio.timeout(5):
+            while sum(sizes) < len(received):
+                message = await watcher.get_message(timeout=1.0)
+                if message is not None:
+                    sizes.append(len(json.loads(message["data"])))
+        assert sum(sizes) == 120 and len(sizes) < len(batches)  # not one message per publish
+    finally:
+        await watcher.aclose()
         await bus.close()
         await redis.aclose()
