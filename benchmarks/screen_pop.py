@@ -17,19 +17,21 @@ sockets, sets them available, and then
 2. saturates three handlers one after another, closed loop with 64 requests in flight
    (``_saturate.py`` client processes): a bare aiohttp GET handler and a signed-webhook floor
    (``_floor_server.py``: parse the form, check the signature, fixed TwiML), each in its own
-   process, and the service's inbound-call webhook with every agent away (each call routes, finds
-   nobody and queues; every request has its own CallSid). The order is bare, floor, webhook, then
-   webhook, floor, bare, so that noise from other processes hits all three alike.
+   process, and the service's inbound-call webhook with every agent away (nobody is free, so each
+   call queues as in a surge; every request has its own CallSid). The order is bare, floor,
+   webhook, then webhook, floor, bare, so that noise from other processes hits all three alike.
 
 The database is dropped at the end, also on failure; with ``REDIS_URL`` set the service uses Redis
 under a unique key prefix whose keys are deleted at the end.
 
     python benchmarks/screen_pop.py [--quick] [--seed N] [--client-procs N] [--profile DIR]
-                                    [--calls-csv FILE]
+                                    [--calls-csv FILE] [--saturation-only] [--cprofile FILE]
 
 ``--quick`` loads 100k customers, runs each rate for 10 s and each saturation for 5 s.
 ``--profile DIR`` samples the service with py-spy during the rate steps and the webhook saturations
 (collapsed stacks in DIR; py-spy must be installed, and the figures of such a run are perturbed).
+``--saturation-only`` skips the call rates (the figures then have no pop keys); ``--cprofile FILE``
+runs the service under cProfile and leaves its statistics in FILE.
 Before each step, and before the saturations, it waits until the service has worked off any
 backlog. Progress goes to stderr; the last line of stdout is one JSON object with the figures.
 """
@@ -831,9 +833,10 @@ async def run_benchmark(
     redis_prefix = f"ccbench_{secrets.token_hex(4)}:"
     rest = FakeTwilioRest()
     port, bare_port, floor_port = free_port(), free_port(), free_port()
+    profiled = ["-m", "cProfile", "-o", os.path.join(os.getcwd(), args.cprofile)] if args.cprofile else []
     service = Server(
         "service",
-        [sys.executable, "-m", "contact_center.cli", "serve", "--no-migrate"],
+        [sys.executable, *profiled, "-m", "contact_center.cli", "serve", "--no-migrate"],
         port,
         service_env(db_url, port, await rest.start(), redis_url, redis_prefix),
     )
@@ -861,12 +864,13 @@ async def run_benchmark(
         await asyncio.gather(*(twilio.set_presence(a, "available") for a in agents))
         say(f"{len(agents)} agents signed in, sockets open, available")
 
-        warmup_s = QUICK_WARMUP_S if args.quick else WARMUP_S
-        say(f"warm-up: {WARMUP_RATE} calls/s for {warmup_s:.0f}s (not counted)")
-        warm = (await twilio.step(WARMUP_RATE, warmup_s, service.pid)).summary()
-        say(f"  {fmt_step(warm)}")
         steps: dict[int, dict[str, Any]] = {}
-        for rate in RATES:
+        for rate in () if args.saturation_only else RATES:
+            if rate == RATES[0]:
+                warmup_s = QUICK_WARMUP_S if args.quick else WARMUP_S
+                say(f"warm-up: {WARMUP_RATE} calls/s for {warmup_s:.0f}s (not counted)")
+                warm = (await twilio.step(WARMUP_RATE, warmup_s, service.pid)).summary()
+                say(f"  {fmt_step(warm)}")
             await twilio.settle(service.pid)
             say(f"{rate} calls/s for {step_s:.0f}s")
             async with profiler.record(f"step_{rate}", service.pid, step_s):
@@ -990,7 +994,7 @@ async def run_benchmark(
             "offers_of_queued_calls": twilio.offers_of_queued_calls,
             "redirects": rest.redirects,
             "agent_errors": twilio.agent_errors,
-            "target_pop_p99_met": figures["pop_p99_ms_100"] < POP_P99_TARGET_MS,
+            "target_pop_p99_met": figures.get("pop_p99_ms_100", float("inf")) < POP_P99_TARGET_MS,
             "target_throughput_ratio_met": figures["throughput_ratio"] >= RATIO_TARGET,
         }
     )
@@ -1063,6 +1067,12 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="saturation client processes (64 requests in flight in all)",
     )
     parser.add_argument("--profile", metavar="DIR", help="sample the service with py-spy into DIR")
+    parser.add_argument(
+        "--saturation-only", action="store_true", help="skip the call rates: only the saturations"
+    )
+    parser.add_argument(
+        "--cprofile", metavar="FILE", help="run the service under cProfile, its statistics into FILE"
+    )
     parser.add_argument("--calls-csv", metavar="FILE", help="write every call's timings to FILE")
     args = parser.parse_args(argv)
 
