@@ -76,6 +76,8 @@ REFUSED_REDIRECT_BACKOFF_SECONDS = 5.0
 # How long a claim that found nobody free stands for the callers after it (see
 # :meth:`CallDesk._queue_while_nobody_is_free`).
 NOBODY_FREE_HINT_SECONDS = 1.0
+# How long after a wrap-up's end the queue is looked at (the claim must see the agent free).
+WRAP_UP_END_MARGIN_SECONDS = 0.05
 # A caller id exactly as Twilio sends a valid number (and as customer phones are stored).
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
@@ -136,8 +138,15 @@ class CallDesk:
         self._nobody_free_at: float | None = None
         self._refused_until: dict[str, float] = {}  # CallSid -> monotonic time it may be offered again
         self._queued_calls = GroupCommit(self._log_queued_calls, max_items=MAX_QUEUED_PER_STATEMENT)
+        self._wrap_up_ends: set[asyncio.TimerHandle] = set()
+        self._queue_runs: set[asyncio.Task[int]] = set()
 
     async def close(self) -> None:
+        for handle in self._wrap_up_ends:
+            handle.cancel()
+        for task in list(self._queue_runs):
+            task.cancel()
+        await asyncio.gather(*self._queue_runs, return_exceptions=True)
         await self._queued_calls.close()
         await self._connections.close()
 
@@ -485,13 +494,31 @@ class CallDesk:
         self, agent_id: int, call_sid: str, *, announce: bool, if_was: AgentState | None = None
     ) -> WrappedUp | None:
         """The agent's part of the call is over: wrap-up, then available again by itself."""
-        return await self._presence.wrap_up(
+        wrapped = await self._presence.wrap_up(
             agent_id,
             call_sid,
             self._policy.wrap_up_seconds,
             announce=self._uow.publisher.publish if announce else None,
             if_was=if_was,
         )
+        if wrapped is not None and wrapped.presence.until is not None:
+            self._look_at_the_queue_at(wrapped.presence.until)
+        return wrapped
+
+    def _look_at_the_queue_at(self, moment: datetime) -> None:
+        """A wrap-up ends without a word: offer the waiting callers the moment it does, rather than
+        at the queue timer's next turn (which still covers an instance that stops meanwhile)."""
+        delay = max(0.0, (moment - utcnow()).total_seconds()) + WRAP_UP_END_MARGIN_SECONDS
+        self._wrap_up_ends.add(asyncio.get_running_loop().call_later(delay, self._wrap_up_ended))
+
+    def _wrap_up_ended(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._wrap_up_ends = {h for h in self._wrap_up_ends if not h.cancelled() and h.when() > now}
+        if self._nobody_free_at is None:
+            return  # someone was free at the last claim, or nobody waited at the last queue run
+        task = asyncio.create_task(self.connect_waiting_callers(), name="wrap-up-ended")
+        self._queue_runs.add(task)
+        task.add_done_callback(self._queue_runs.discard)
 
     async def _mark_answered(self, call_sid: str, agent_id: int) -> DomainEvent | None:
         """Record who answered and return the ``call.updated`` event to announce; None when it

@@ -111,7 +111,8 @@ async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
             task.add_done_callback(tasks.discard)
 
     unsubscribe = runtime.bus.subscribe(on_presence)
-    # Wrap-ups end by themselves (no event), so a timer also looks at the queue.
+    # Wrap-ups end by themselves (no event): the desk looks at the queue as those it began end,
+    # and a timer covers the rest (an instance that stopped meanwhile, a refused redirect).
     try:
         with every(
             settings.voice.queue_poll_seconds, desk.connect_waiting_callers, "connect-waiting-callers"

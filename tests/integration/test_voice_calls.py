@@ -472,6 +472,38 @@ async def test_a_freed_agent_gets_the_longest_waiting_caller(
             await ws.close()
 
 
+async def test_the_longest_waiting_caller_is_offered_as_the_wrap_up_ends(
+    settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    rest = FakeTwilioRest()
+    async with TestServer(rest.app) as rest_server:
+        configured = isolated_settings(settings).with_overrides(
+            twilio={"api_base_url": str(rest_server.make_url("")).rstrip("/")},
+            voice={"wrap_up_seconds": 0.3, "queue_poll_seconds": 60},  # the timer will not help
+        )
+        async with TestClient(TestServer(create_app(configured))) as client:
+            twilio = Twilio(client, settings)
+            await known_customer(uow_factory)
+            await available(client, staff.red_1)
+            talking, waiting = call_sid(), call_sid()
+            assert dialed_identity(await twilio.incoming(talking)) == f"agent-{staff.red_1.id}"
+            await twilio.agent_answers(talking, staff.red_1.id)
+            assert (await twilio.incoming(waiting, caller="+12025550144")).find("./Enqueue") is not None
+            resp = await twilio.post(
+                f"{VOICE}/dial-action?agent={staff.red_1.id}",
+                {"CallSid": talking, "DialCallStatus": "completed"},
+            )
+            assert resp.status == 200
+            assert (await client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.WRAP_UP
+            await asyncio.sleep(0.1)
+            assert rest.updates == []  # not during the wrap-up
+            async with asyncio.timeout(3):
+                while not rest.updates:
+                    await asyncio.sleep(0.02)
+            [(sid, form)] = rest.updates
+            assert sid == waiting and form["Url"].endswith(f"/twilio/voice/connect?agent={staff.red_1.id}")
+
+
 async def test_live_calls_queue_and_call_outcome(
     client: TestClient[Any, Any],
     twilio: Twilio,
