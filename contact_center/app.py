@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -63,6 +64,12 @@ API_GROUPS = (
 )
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])
+# A silent Redis connection is probed after 15 s and given up after 3 unanswered probes 5 s apart.
+KEEPALIVE_OPTIONS = {
+    option: value
+    for name, value in (("TCP_KEEPIDLE", 15), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    if (option := getattr(socket, name, None)) is not None
+}
 
 
 async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -81,6 +88,11 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
             health_check_interval=30,
             max_connections=200,
             timeout=5,
+            socket_connect_timeout=5,
+            # The bus listener blocks reading its subscription: without keepalive probes a peer
+            # that vanished without a reset (a failover, a NAT dropping the flow) is never noticed.
+            socket_keepalive=True,
+            socket_keepalive_options=KEEPALIVE_OPTIONS,
         )
         redis = Redis.from_pool(pool)
         bus = RedisBus(redis, settings.redis.key_prefix)
