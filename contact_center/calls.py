@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import literal_column, select
@@ -432,6 +432,8 @@ class CallDesk:
             return await self._connect(db, agent_id, say=[self._policy.greeting])
         if kind is DecisionKind.VOICEMAIL:
             return CallDecision(kind, say=[self._policy.closed_message])
+        if kind is DecisionKind.HANG_UP:
+            return CallDecision(kind)
         return CallDecision(DecisionKind.ENQUEUE)
 
     # --- progress ----------------------------------------------------------------------------
@@ -447,7 +449,9 @@ class CallDesk:
     async def call_status(self, update: CallStatusUpdate) -> None:
         release: tuple[int, str] | None = None
         async with self._uow() as uow:
-            interaction = await self._interaction(uow, update.call_sid)
+            interaction = await self._interaction(uow, update.call_sid) or await self._log_unrouted(
+                uow, update
+            )
             if interaction is None:
                 log.info("status %s for unknown call %s ignored", update.status, update.call_sid)
                 return
@@ -474,6 +478,35 @@ class CallDesk:
             await uow.commit()
         if release is not None:
             await self._release(*release)
+
+    async def _log_unrouted(self, uow: UnitOfWork, update: CallStatusUpdate) -> Interaction | None:
+        """An inbound call that ended before it was ever logged (its webhook failed or never came
+        through, and the caller gave up): log it now, so that it counts as missed and the caller
+        is called back. None for any other unknown call."""
+        if update.status not in TERMINAL or update.direction != "inbound" or update.from_number is None:
+            return None
+        call = InboundCall(update.call_sid, update.from_number, update.to_number or "")
+        customer = await self._caller(uow, call)
+        ended = update.timestamp or utcnow()
+        logged = await log_interaction(
+            uow,
+            channel=Channel.VOICE,
+            direction=Direction.INBOUND,
+            customer_id=customer.id,
+            external_id=call.call_sid,
+            status=CallStatus.RINGING.value,
+            started_at=ended - timedelta(seconds=update.duration_seconds or 0),
+            meta={
+                "from": call.from_number,
+                "to": call.to_number,
+                "caller_name": None,
+                "decision": DecisionKind.HANG_UP.value,  # should its webhook still come: it is over
+                "unrouted": True,
+            },
+        )
+        if logged.created:
+            log.warning("inbound call %s ended before it was logged: logged as missed", call.call_sid)
+        return logged.interaction
 
     async def agent_leg_status(self, agent_id: int, parent_call_sid: str, update: CallStatusUpdate) -> None:
         if update.status is CallStatus.IN_PROGRESS:

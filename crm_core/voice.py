@@ -40,6 +40,10 @@ class CallStatusUpdate:
     timestamp: datetime | None = None
     answered_by: str | None = None
     recording_url: str | None = None
+    # Twilio's Direction, From and To: what a call nobody logged (its webhook failed) is logged by.
+    direction: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

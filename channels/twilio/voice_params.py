@@ -63,6 +63,9 @@ def call_status(params: MultiDict[str]) -> CallStatusUpdate:
         timestamp=timestamp,
         answered_by=params.get("AnsweredBy") or None,
         recording_url=params.get("RecordingUrl") or None,
+        direction=params.get("Direction") or None,
+        from_number=params.get("From", "").strip() or None,
+        to_number=params.get("To", "").strip() or None,
     )
 
 

@@ -248,6 +248,28 @@ async def test_busy_agents_queue_the_caller_and_a_missed_call_opens_one_callback
     assert {r.ticket_id for r in rows} == {tickets[0].id}
 
 
+async def test_an_inbound_call_that_ended_before_it_was_logged_is_called_back(
+    twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    customer_id = await known_customer(uow_factory)
+    missed, outbound, early = call_sid(), call_sid(), call_sid()
+    inbound = {"Direction": "inbound", "From": CALLER, "To": "+15005550006"}
+    # The inbound webhook failed (say, the database was down): only the final status arrives.
+    await twilio.status(missed, "no-answer", 4, CallDuration="0", **inbound)
+    await twilio.status(missed, "no-answer", 4, CallDuration="0", **inbound)  # delivered twice
+    await twilio.status(early, "ringing", 1, **inbound)  # not over: the webhook may yet come
+    await twilio.status(outbound, "completed", 3, Direction="outbound-api", From="+15005550006", To=CALLER)
+    [row] = await voice_rows(uow_factory)
+    assert (row.external_id, row.customer_id, row.status) == (missed, customer_id, "no-answer")
+    assert row.meta["missed"] is True and row.meta["unrouted"] is True and row.ended_at is not None
+    async with uow_factory() as uow:
+        [ticket] = list(await uow.session.scalars(select(Ticket).where(Ticket.customer_id == customer_id)))
+    assert (ticket.category, row.ticket_id) == ("callback", ticket.id)
+    # Its webhook arriving late answers from the row: nobody is routed to a call that is over.
+    assert (await twilio.incoming(missed)).find("./Hangup") is not None
+    assert len(await voice_rows(uow_factory)) == 1
+
+
 async def test_status_callbacks_twice_and_out_of_order_end_in_the_final_state(
     client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
 ) -> None:
