@@ -4,12 +4,14 @@ capacity), the customer's owner first, then the least busy (ties to the longest 
 Presence says who is available (chats do not change it, so voice routing is untouched); the
 chat load (open chats per agent) is kept here, in memory or in Redis, and claimed atomically
 (a lock in memory, one Lua script in Redis): two chats never take an agent's last free slot twice.
-The database stays the source of truth: the in-memory load is rebuilt from it at start-up.
+The database stays the source of truth: the in-memory load is rebuilt from it at start-up, and
+:func:`reconcile_load` corrects counts that drift from it (periodically, on one instance at a time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -19,6 +21,12 @@ from sqlalchemy import select
 from contact_center.presence import AgentState, PresenceStore
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent
+from crm_core.services.chat import active_chats_per_agent
+
+log = logging.getLogger(__name__)
+
+# How far apart the two looks of :func:`reconcile_load` are.
+RECONCILE_SETTLE_SECONDS = 5.0
 
 
 class ChatLoad(Protocol):
@@ -35,6 +43,10 @@ class ChatLoad(Protocol):
 
     async def reset(self, loads: Mapping[int, int]) -> None:
         """Replace every count (rebuilding from the database)."""
+        ...
+
+    async def adjust(self, deltas: Mapping[int, int]) -> None:
+        """Add to counts (a correction, see :func:`reconcile_load`); never below zero."""
         ...
 
 
@@ -77,6 +89,15 @@ class MemoryChatLoad:
         async with self._lock:
             self._load = {a: n for a, n in loads.items() if n > 0}
 
+    async def adjust(self, deltas: Mapping[int, int]) -> None:
+        async with self._lock:
+            for agent_id, delta in deltas.items():
+                load = max(0, self._load.get(agent_id, 0) + delta)
+                if load:
+                    self._load[agent_id] = load
+                else:
+                    self._load.pop(agent_id, None)
+
 
 # KEYS: the candidates' counters in order (the preferred agent's first when ARGV[2] == '1').
 # ARGV: capacity, has_preferred. Returns the 1-based position taken, or false.
@@ -112,12 +133,27 @@ return 0
 """
 
 
+# KEYS: counters; ARGV: the delta of each. Never below zero (a counter at zero is deleted).
+_ADJUST = """
+for i, key in ipairs(KEYS) do
+  local load = tonumber(redis.call('GET', key) or '0') + tonumber(ARGV[i])
+  if load > 0 then
+    redis.call('SET', key, load)
+  else
+    redis.call('DEL', key)
+  end
+end
+return 0
+"""
+
+
 class RedisChatLoad:
     def __init__(self, redis: Redis, key_prefix: str) -> None:
         self._redis = redis
         self._prefix = f"{key_prefix}chat-load:"
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
+        self._adjust = redis.register_script(_ADJUST)
 
     def key(self, agent_id: int) -> str:
         return f"{self._prefix}{agent_id}"
@@ -149,6 +185,10 @@ class RedisChatLoad:
                 if load > 0:
                     pipe.set(self.key(agent_id), load)
             await pipe.execute()
+
+    async def adjust(self, deltas: Mapping[int, int]) -> None:
+        if deltas:
+            await self._adjust(keys=[self.key(a) for a in deltas], args=list(deltas.values()))
 
 
 def chat_load_store(redis: Redis | None, key_prefix: str) -> ChatLoad:
@@ -188,3 +228,44 @@ class ChatRouter:
 
     async def release(self, agent_id: int) -> None:
         await self.load.release(agent_id)
+
+
+async def reconcile_load(
+    uow: UnitOfWorkFactory, load: ChatLoad, *, settle_seconds: float = RECONCILE_SETTLE_SECONDS
+) -> dict[int, int]:
+    """Bring the chat counts back to the database's active chats where they drifted, and return
+    the corrections made (agent id -> delta).
+
+    Counts drift when a process dies between a claim and its chat, when a release is lost while
+    Redis was away, or when Redis restarts empty (every agent then looks free). A claim or a
+    release in flight also looks like drift for a moment, so a difference is corrected only as
+    far as it held on two looks ``settle_seconds`` apart; corrections are deltas, so the claims
+    and releases made meanwhile stand.
+    """
+    first = await _drift(uow, load)
+    if not first:
+        return {}
+    await asyncio.sleep(settle_seconds)
+    second = await _drift(uow, load)
+    corrections = {a: -lasting for a, d in second.items() if (lasting := _lasting(first.get(a, 0), d))}
+    if corrections:
+        await load.adjust(corrections)
+        log.warning("chat load corrected from the database: %s", corrections)
+    return corrections
+
+
+def _lasting(before: int, now: int) -> int:
+    """The part of a drift seen on both looks (same sign, the smaller size)."""
+    if before > 0 and now > 0:
+        return min(before, now)
+    if before < 0 and now < 0:
+        return max(before, now)
+    return 0
+
+
+async def _drift(uow: UnitOfWorkFactory, load: ChatLoad) -> dict[int, int]:
+    async with uow() as unit:
+        truth = await active_chats_per_agent(unit.session)
+        agent_ids = list(await unit.session.scalars(select(Agent.id)))
+    counted = await load.loads(agent_ids)
+    return {a: counted[a] - truth.get(a, 0) for a in agent_ids if counted[a] != truth.get(a, 0)}

@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,8 +51,9 @@ from channels.webchat.socket import (
 )
 from channels.webchat.tokens import VisitorTokens
 from contact_center.appkeys import RUNTIME, Runtime
-from contact_center.chat_routing import ChatRouter, MemoryChatLoad, chat_load_store
+from contact_center.chat_routing import ChatRouter, MemoryChatLoad, chat_load_store, reconcile_load
 from contact_center.email_setup import EMAIL_DESK, transcript_mailer
+from contact_center.periodic import every
 from contact_center.presence import PRESENCE_CHANGED, AgentState
 from contact_center.rate_limit import RateLimiter
 from contact_center.realtime import register_agent_message
@@ -702,6 +704,18 @@ async def _rebuild_load(runtime: Runtime, router: ChatRouter) -> None:
             await router.load.reset(await chat.active_chats_per_agent(uow.session))
 
 
+async def _check_load(runtime: Runtime, router: ChatRouter, every_seconds: float) -> None:
+    """:func:`reconcile_load` on one instance per period (a Redis lock when instances share it)."""
+    if runtime.redis is not None:
+        lock = f"{runtime.settings.redis.key_prefix}chat-load-check"
+        if not await runtime.redis.set(lock, "1", nx=True, px=int(every_seconds * 900)):
+            return
+    try:
+        await reconcile_load(runtime.uow, router.load)
+    except Exception:
+        log.exception("checking the chat load failed")
+
+
 async def _poll_queue(desk: ChatDesk, every: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -758,8 +772,10 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
     poller = asyncio.create_task(
         _poll_queue(desk, settings.webchat.queue_poll_seconds, stop), name="chat-queue"
     )
+    check = settings.webchat.load_check_seconds
     try:
-        yield
+        with every(check, partial(_check_load, runtime, router, check), "chat-load-check"):
+            yield
     finally:
         unsubscribe()
         stop.set()

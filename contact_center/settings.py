@@ -272,6 +272,7 @@ class WebchatSettings(_Section):
     connections_per_minute_per_ip: int = Field(default=60, ge=1)
     queue_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     history_limit: int = Field(default=200, ge=1, le=5000)
+    load_check_seconds: float = Field(default=60.0, ge=10, le=3600)
 
     @field_validator("allowed_origins")
     @classmethod

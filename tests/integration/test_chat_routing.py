@@ -71,3 +71,11 @@ async def test_concurrent_claims_never_exceed_capacity(loads: tuple[ChatLoad, Ch
     won = [a for a in await asyncio.gather(*claims) if a is not None]
     assert sorted(won) == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert await one.loads(agents) == {1: 3, 2: 3, 3: 3}
+
+
+async def test_adjust_adds_to_counts_and_never_below_zero(loads: tuple[ChatLoad, ChatLoad]) -> None:
+    one, two = loads
+    await one.reset({1: 2, 2: 1})
+    await two.adjust({1: -1, 2: -5, 3: 2})
+    assert await one.loads([1, 2, 3]) == {1: 1, 2: 0, 3: 2}
+    assert await one.claim(preferred=None, candidates=[2, 3], capacity=2) == 2  # 2 has room again

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
+from contact_center.chat_routing import reconcile_load
 from contact_center.chat_setup import CHAT_DESK
 from contact_center.presence import AgentState
 from contact_center.settings import Settings
@@ -35,6 +36,7 @@ from crm_core.models import (
     Interaction,
     Ticket,
 )
+from crm_core.services.chat import active_chats_per_agent
 from crm_core.services.customers import create_customer
 from crm_core.types import Channel
 from tests.conftest import PASSWORD, Session, Staff, isolated_settings
@@ -338,6 +340,35 @@ async def test_queue_position_then_assignment_when_capacity_frees(
     for ws in (first, second, third):
         await ws.close()
     await agent.close()
+
+
+async def test_chat_counts_that_drifted_from_the_database_are_corrected(
+    make_client: MakeClient, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    client = await make_client(max_chats_per_agent=1)
+    await available(client, staff.red_1)
+    first = await VisitorSocket.open(client)
+    await first.start()
+    await first.next("assigned")
+    load = client.app[CHAT_DESK].router.load
+    async with uow_factory() as uow:
+        truth = await active_chats_per_agent(uow.session)
+    assert truth[staff.red_1.id] >= 1
+    # Redis restarted empty (red_1 looks free though busy); a claim whose chat never came (blue_1).
+    await load.reset({a: n for a, n in truth.items() if a != staff.red_1.id})
+    await load.adjust({staff.blue_1.id: 2})
+    corrections = await reconcile_load(uow_factory, load, settle_seconds=0.05)
+    assert corrections == {staff.red_1.id: truth[staff.red_1.id], staff.blue_1.id: -2}
+    counted = await load.loads([staff.red_1.id, staff.blue_1.id])
+    assert counted == {staff.red_1.id: truth[staff.red_1.id], staff.blue_1.id: truth.get(staff.blue_1.id, 0)}
+    # red_1 is full again: the next visitor waits.
+    second = await VisitorSocket.open(client)
+    await second.start()
+    assert (await second.next("queue"))["position"] == 1
+    # In agreement: nothing to correct, and no second look.
+    assert await reconcile_load(uow_factory, load, settle_seconds=60) == {}
+    for ws in (first, second):
+        await ws.close()
 
 
 async def test_a_waiting_visitor_who_left_leaves_the_queue(
