@@ -228,9 +228,10 @@ class CallDesk:
 
         Whether anyone is free is asked at most every :data:`NOBODY_FREE_HINT_SECONDS`: in between,
         the last failed claim answers. An agent who frees up meanwhile is not missed: their
-        availability (or the queue timer, after a wrap-up) offers them the longest-waiting caller,
-        who came first anyway. None when someone is free again (the claim is undone), or when the
-        number is not on file or the call already logged: the usual path sorts those out.
+        availability (or the end of their wrap-up) offers them the longest-waiting caller, who came
+        first anyway. None when someone is free again (the claim is undone and the waiting callers
+        are offered first), or when the number is not on file or the call already logged: the
+        usual path sorts those out.
         """
         if not self._nobody_was_free_just_now():
             roster = await self._roster.get()
@@ -240,6 +241,8 @@ class CallDesk:
             self._claimed(agent_id)
             if agent_id is not None:
                 await self._presence.release(agent_id, call.call_sid)  # never announced: nothing to undo
+                # Someone freed up without a word while callers may be waiting: they come first.
+                await self.connect_waiting_callers()
                 return None
         now = utcnow()
         queued = QueuedCall(
