@@ -88,6 +88,8 @@ CHAT_TYPING = "chat.typing"
 CHAT_READ = "chat.read"
 CHAT_CLOSED = "chat.closed"
 VISITOR_FRAME = "chat.visitor"
+# A visitor with a waiting chat connected (on any instance): not abandoned, wherever they left.
+VISITOR_BACK = "chat.visitor_back"
 STATIC_DIR = Path(__file__).resolve().parent / "static" / "chat"
 RATE_WINDOW_SECONDS = 60
 TYPING_PER_MINUTE = 120
@@ -244,6 +246,10 @@ class ChatDesk:
         if len(self._left) < MAX_REMEMBERED_VISITORS:
             self._left[visitor.visitor_id] = time.monotonic()
 
+    def came_back(self, visitor_id: str) -> None:
+        """The visitor connected again, maybe to another instance: their waiting chat stays."""
+        self._left.pop(visitor_id, None)
+
     async def sweep_abandoned(self) -> int:
         """Close the waiting chats of visitors gone for ``abandon_after_seconds`` (they would
         otherwise hold their place in the queue, and later an agent, for nobody)."""
@@ -324,6 +330,8 @@ class ChatDesk:
             await uow.commit()
         if conversation is not None:
             self.remember(visitor.visitor_id, conversation.id)
+            if conversation.status is ChatStatus.WAITING:
+                await self._publish([DomainEvent(VISITOR_BACK, {"visitor_id": visitor.visitor_id})])
         state["mode"] = "online" if await self.online() else "offline"
         state["max_message_chars"] = self._policy.max_message_chars
         return state
@@ -762,6 +770,8 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
                 await sockets.send(visitor_id, frame)
                 if kind == "blocked":
                     await sockets.close_visitor(visitor_id, CLOSE_BLOCKED, b"blocked")
+        elif event.name == VISITOR_BACK and isinstance(visitor_id := event.payload.get("visitor_id"), str):
+            desk.came_back(visitor_id)
         elif event.name == PRESENCE_CHANGED and event.payload.get("state") == AgentState.AVAILABLE.value:
             desk.dispatch_soon()
         elif event.name == EMAIL_DELIVERY and event.payload.get("status") == "queued" and EMAIL_DESK in app:

@@ -598,3 +598,30 @@ async def test_agent_on_one_instance_visitor_on_another(
     await nothing_of(agent, "error")
     await visitor.close()
     await agent.close()
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (two instances share Redis)")
+async def test_a_waiting_visitor_who_moved_to_another_instance_keeps_their_place(
+    make_client: MakeClient, settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    shared = chat_settings(settings, max_chats_per_agent=1)
+    one = await make_client(base=shared)
+    two = await make_client(base=shared)
+    await available(one, staff.red_1)
+    first = await VisitorSocket.open(one)
+    await first.start()
+    await first.next("assigned")
+    moving = await VisitorSocket.open(one)
+    moving_id = (await moving.start())["conversation"]["id"]
+    assert (await moving.next("queue"))["position"] == 1
+    one.app[CHAT_DESK].abandon_after_seconds = 0.3
+    await moving.close()  # left instance one...
+    moved = await VisitorSocket.open(two, token=moving.token)  # ...and came back on instance two
+    assert moved.welcome["conversation"]["id"] == moving_id
+    await asyncio.sleep(0.3 + 2 * 0.2)  # past the grace period, and a few queue polls
+    assert await one.app[CHAT_DESK].sweep_abandoned() == 0
+    async with uow_factory() as uow:
+        assert (await uow.session.get_one(ChatConversation, moving_id)).status.value == "waiting"
+    await moved.position(1)
+    for ws in (first, moved):
+        await ws.close()
