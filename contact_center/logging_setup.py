@@ -60,3 +60,6 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.logging.level)
+    # The scheduler logs every run of every periodic job at INFO (the queues are looked at every
+    # few seconds); its warnings and errors still come through.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
