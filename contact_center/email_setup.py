@@ -90,6 +90,7 @@ def imap_account(mailbox: MailboxSettings) -> ImapAccount:
         folder=mailbox.folder,
         after=mailbox.after,
         move_to=mailbox.move_to,
+        ca_file=mailbox.imap_ca_file,
     )
 
 
@@ -116,6 +117,7 @@ def smtp_server(settings: Settings) -> SmtpServer:
         username=smtp.username,
         password=smtp.smtp_password(),
         timeout=smtp.timeout_seconds,
+        ca_file=smtp.ca_file,
     )
 
 

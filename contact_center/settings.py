@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import tomllib
 from collections.abc import Mapping
 from datetime import date, timedelta
@@ -16,7 +17,9 @@ from zoneinfo import ZoneInfoNotFoundError
 
 import phonenumbers
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -315,6 +318,30 @@ class EmailAcknowledgment(_Section):
     body: str = Field(min_length=1, max_length=20_000)
 
 
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _ca_bundle(value: Path | None) -> Path | None:
+    """Checked at start-up: a missing or wrong file would otherwise only show as failed TLS."""
+    if value is None:
+        return None
+    if not value.is_file():
+        raise ValueError(f"{value} is not a file")
+    if not os.access(value, os.R_OK):
+        raise ValueError(f"{value} is not readable")
+    try:
+        ssl.create_default_context(cafile=value)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ValueError(f"{value} holds no PEM certificates ({exc})") from None
+    return value
+
+
+# PEM CA certificates that verify a mail server instead of the system's trust store; "" or unset:
+# the system's. Certificates and host names are verified either way.
+CaFile = Annotated[Path | None, BeforeValidator(_empty_is_none), AfterValidator(_ca_bundle)]
+
+
 class MailboxSettings(_Section):
     """One watched mailbox: where its mail comes from, where its tickets go, how it answers."""
 
@@ -324,6 +351,7 @@ class MailboxSettings(_Section):
     imap_host: str = "127.0.0.1"
     imap_port: int = Field(default=993, ge=1, le=65535)
     imap_tls: Literal["ssl", "starttls", "none"] = "ssl"
+    imap_ca_file: CaFile = None
     login: str
     # The password itself, or the name of an environment variable, or a file holding it.
     password: SecretStr = SecretStr("")
@@ -361,6 +389,7 @@ class SmtpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=587, ge=1, le=65535)
     tls: Literal["ssl", "starttls", "none"] = "starttls"
+    ca_file: CaFile = None
     username: str = ""
     password: SecretStr = SecretStr("")
     password_env: str = ""

@@ -1,7 +1,8 @@
 """Real mail servers for the email tests: Dovecot (IMAP) from a throw-away config, aiosmtpd (SMTP).
 
 Registered as a pytest plugin from tests/conftest.py. Without Dovecot installed, the tests that
-need it are skipped with the command that installs it.
+need it are skipped with the command that installs it. The TLS variants use a throw-away CA made
+with the ``openssl`` command (:func:`make_mail_pki`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import pytest_asyncio
@@ -29,6 +31,7 @@ from aioimaplib import IMAP4
 DOVECOT = os.environ.get("DOVECOT_BINARY", "/usr/sbin/dovecot")
 INSTALL_HINT = "Dovecot is not installed: run `apt-get install -y dovecot-imapd`"
 IMAP_PASSWORD = "imap-secret"
+OPENSSL = os.environ.get("OPENSSL_BINARY", "/usr/bin/openssl")
 
 
 def free_port() -> int:
@@ -37,7 +40,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _dovecot_config(root: Path, port: int) -> str:
+def _dovecot_ssl(imaps_port: int, pki: MailPki | None) -> tuple[str, str]:
+    """The global ``ssl`` settings and the imaps listener's body: TLS off, or STARTTLS on the plain
+    listener and implicit TLS on ``imaps_port``."""
+    if pki is None:
+        return "ssl = no", "port = 0"
+    settings = (
+        f"ssl = yes\nssl_cert = <{pki.cert_file}\nssl_key = <{pki.key_file}\nssl_min_protocol = TLSv1.2"
+    )
+    return settings, f"address = 127.0.0.1\n    port = {imaps_port}\n    ssl = yes"
+
+
+def _dovecot_config(root: Path, port: int, imaps_port: int = 0, pki: MailPki | None = None) -> str:
+    ssl_settings, imaps = _dovecot_ssl(imaps_port, pki)
     return f"""
 base_dir = {root}/run
 state_dir = {root}/state
@@ -45,7 +60,7 @@ log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl_settings}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{root}/mail/%u
@@ -67,7 +82,7 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    {imaps}
   }}
 }}
 service anvil {{
@@ -90,6 +105,9 @@ class Dovecot:
     port: int
     host: str = "127.0.0.1"
     password: str = IMAP_PASSWORD
+    # With TLS: the implicit-TLS port (the plain port then offers STARTTLS) and the CA to trust.
+    imaps_port: int = 0
+    ca_file: Path | None = None
 
     def stop(self) -> None:
         pid_file = self.root / "run" / "master.pid"
@@ -105,6 +123,12 @@ class Dovecot:
             except ProcessLookupError:
                 return
             time.sleep(0.05)
+
+    def tls_logins(self, login: str) -> int:
+        """How many logins of ``login`` the server saw over TLS (from its log)."""
+        log = self.root / "dovecot.log"
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        return sum(f"Login: user=<{login}>" in line and ", TLS," in line for line in lines)
 
     async def connect(self, login: str, folder: str = "INBOX") -> IMAP4:
         client = IMAP4(host=self.host, port=self.port, timeout=30)
@@ -143,7 +167,8 @@ class Dovecot:
             await client.logout()
 
 
-def start_dovecot(root: Path) -> Dovecot:
+def start_dovecot(root: Path, pki: MailPki | None = None) -> Dovecot:
+    """Dovecot on a free port; with ``pki`` also IMAPS on a second one and STARTTLS on the first."""
     if not Path(DOVECOT).exists():
         pytest.skip(INSTALL_HINT)
     for sub in ("run", "state", "mail", "home"):
@@ -152,23 +177,102 @@ def start_dovecot(root: Path) -> Dovecot:
         shutil.chown(root / sub, "dovecot", "dovecot")
     root.chmod(0o755)
     port = free_port()
+    imaps_port = free_port() if pki is not None else 0
     config = root / "dovecot.conf"
-    config.write_text(_dovecot_config(root, port))
+    config.write_text(_dovecot_config(root, port, imaps_port, pki))
     # The daemon keeps its standard streams: a pipe here would never reach end-of-file.
     errors = root / "start.err"
     with errors.open("wb") as err:
         code = subprocess.call([DOVECOT, "-c", str(config)], stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     if code != 0:
         raise RuntimeError(f"dovecot did not start: {errors.read_text()}")
-    server = Dovecot(root=root, port=port)
-    deadline = time.monotonic() + 15
+    server = Dovecot(
+        root=root, port=port, imaps_port=imaps_port, ca_file=pki.ca_file if pki is not None else None
+    )
+    for listening in (port, imaps_port):
+        if listening and not _wait_listening(listening):
+            server.stop()
+            log = (root / "dovecot.log").read_text() if (root / "dovecot.log").exists() else ""
+            raise RuntimeError(f"dovecot did not listen on {listening}: {log[-2000:]}")
+    return server
+
+
+def _wait_listening(port: int, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-            return server
+            return True
         time.sleep(0.05)
-    server.stop()
-    log = (root / "dovecot.log").read_text() if (root / "dovecot.log").exists() else ""
-    raise RuntimeError(f"dovecot did not listen on {port}: {log[-2000:]}")
+    return False
+
+
+@dataclass(frozen=True)
+class MailPki:
+    """A throw-away CA and the server certificates it signed (PEM files)."""
+
+    ca_file: Path
+    cert_file: Path  # for localhost and 127.0.0.1
+    key_file: Path
+    other_cert_file: Path  # for mail.example.test only: a host name that does not match
+    other_key_file: Path
+
+    def server_context(self, *, other_host: bool = False) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        if other_host:
+            context.load_cert_chain(self.other_cert_file, self.other_key_file)
+        else:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+def _openssl(*args: str | Path) -> None:
+    result = subprocess.run([OPENSSL, *map(str, args)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"openssl {args[0]} failed: {result.stderr.strip()}")
+
+
+def _server_certificate(directory: Path, name: str, ca: Path, ca_key: Path, names: str) -> tuple[Path, Path]:
+    key, csr, cert = directory / f"{name}.key", directory / f"{name}.csr", directory / f"{name}.pem"
+    extensions = directory / f"{name}.ext"
+    extensions.write_text(
+        "basicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature\n"
+        "extendedKeyUsage = serverAuth\n"
+        f"subjectAltName = {names}\n"
+        "subjectKeyIdentifier = hash\n"
+        "authorityKeyIdentifier = keyid, issuer\n"
+    )
+    _openssl(
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", f"/CN={name}",
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-set_serial", f"0x{os.urandom(8).hex()}",
+        "-days", "2", "-sha256", "-extfile", extensions, "-out", cert,
+    )  # fmt: skip
+    return cert, key
+
+
+def make_mail_pki(directory: Path) -> MailPki:
+    """A CA valid for two days and two server certificates it signed, made with the openssl CLI."""
+    if not Path(OPENSSL).exists():
+        pytest.skip(f"{OPENSSL} is not installed: run `apt-get install -y openssl`")
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = directory / "ca.pem", directory / "ca.key"
+    _openssl(
+        "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", ca_key, "-out", ca, "-days", "2", "-sha256", "-subj", "/CN=Contact Center Test CA",
+        "-addext", "basicConstraints = critical, CA:TRUE",
+        "-addext", "keyUsage = critical, keyCertSign, cRLSign",
+    )  # fmt: skip
+    cert, key = _server_certificate(directory, "localhost", ca, ca_key, "DNS:localhost, IP:127.0.0.1")
+    other_cert, other_key = _server_certificate(directory, "other", ca, ca_key, "DNS:mail.example.test")
+    return MailPki(ca, cert, key, other_cert, other_key)
+
+
+@pytest.fixture(scope="session")
+def mail_pki(tmp_path_factory: pytest.TempPathFactory) -> MailPki:
+    return make_mail_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")
@@ -178,9 +282,23 @@ def dovecot() -> Iterator[Dovecot]:
     Its directory is under the system temp dir: the mail processes run as the dovecot user, who
     cannot enter pytest's private (0700) temp tree.
     """
-    root = Path(tempfile.mkdtemp(prefix="cc-dovecot-"))
+    with _throwaway_dovecot("cc-dovecot-", tls=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def dovecot_tls() -> Iterator[Dovecot]:
+    """A second Dovecot with TLS: IMAPS on ``imaps_port``, STARTTLS on ``port`` (where plain logins
+    still work, so the helpers need no TLS), certificates from its own throw-away CA."""
+    with _throwaway_dovecot("cc-dovecot-tls-", tls=True) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _throwaway_dovecot(prefix: str, *, tls: bool) -> Iterator[Dovecot]:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        server = start_dovecot(root)
+        server = start_dovecot(root, make_mail_pki(root / "pki") if tls else None)
         try:
             yield server
         finally:
@@ -194,6 +312,7 @@ class ReceivedMail:
     envelope_from: str
     recipients: list[str]
     raw: bytes
+    tls: bool = False  # the message came over an encrypted connection
 
     @property
     def message(self) -> EmailMessage:
@@ -204,7 +323,11 @@ class ReceivedMail:
 
 @dataclass
 class SmtpSink:
-    """An aiosmtpd server on loopback recording every message; ``reply`` makes it refuse DATA."""
+    """An aiosmtpd server on loopback recording every message; ``reply`` makes it refuse DATA.
+
+    ``tls``: "starttls" requires STARTTLS before anything else, "ssl" speaks TLS from the start;
+    both with ``server_context`` (see :meth:`MailPki.server_context`).
+    """
 
     host: str
     port: int
@@ -212,19 +335,27 @@ class SmtpSink:
     reply: str | None = None
     controller: Any = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    tls: Literal["none", "starttls", "ssl"] = "none"
+    server_context: ssl.SSLContext | None = None
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.reply is not None:
             return self.reply
         raw = envelope.original_content or envelope.content
-        self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), bytes(raw)))
+        encrypted = server.transport.get_extra_info("ssl_object") is not None
+        self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), bytes(raw), encrypted))
         self.arrived.set()
         return "250 OK"
 
     def start(self) -> None:
         from aiosmtpd.controller import Controller
 
-        self.controller = Controller(self, hostname=self.host, port=self.port)
+        tls: dict[str, Any] = {}
+        if self.tls == "starttls":
+            tls = {"tls_context": self.server_context, "require_starttls": True}
+        elif self.tls == "ssl":
+            tls = {"ssl_context": self.server_context}
+        self.controller = Controller(self, hostname=self.host, port=self.port, **tls)
         self.controller.start()
 
     def stop(self) -> None:

@@ -48,6 +48,12 @@ class ImapError(Exception):
     """The server refused a command or the connection failed."""
 
 
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Verifies the server's certificate and host name, against ``ca_file`` (PEM) when given,
+    else against the system's trust store."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
 @dataclass(frozen=True, slots=True)
 class ImapAccount:
     name: str
@@ -59,6 +65,7 @@ class ImapAccount:
     folder: str = "INBOX"
     after: Literal["seen", "move", "leave"] = "seen"
     move_to: str = ""
+    ca_file: Path | None = None  # CA bundle to verify the server with instead of the system's
 
     def __repr__(self) -> str:  # the password never reaches a log line
         return f"ImapAccount({self.name!r}, {self.login}@{self.host}:{self.port}/{self.folder})"
@@ -98,6 +105,12 @@ def _check(response: Any, what: str) -> Any:
         detail = b" ".join(bytes(x) for x in response.lines[-1:]).decode("utf-8", "replace")
         raise ImapError(f"{what}: {response.result} {detail}")
     return response
+
+
+def _close(client: IMAP4) -> None:
+    """Drop a connection that never got as far as a session (a logout needs one)."""
+    if client.protocol.transport is not None:
+        client.protocol.transport.close()
 
 
 def _uid_set(uids: Sequence[int]) -> str:
@@ -190,29 +203,53 @@ class MailboxWatcher:
                 host=account.host,
                 port=account.port,
                 timeout=self.options.timeout,
-                ssl_context=ssl.create_default_context(),
+                ssl_context=tls_context(account.ca_file),
             )
         else:
             client = IMAP4(host=account.host, port=account.port, timeout=self.options.timeout)
-        await client.wait_hello_from_server()
-        if account.tls == "starttls":
-            await self._starttls(client)
+        try:
+            await self._open(client)
+        except BaseException:
+            _close(client)
+            raise
+        return client
+
+    async def _open(self, client: IMAP4) -> None:
+        account = self.account
+        try:
+            await client.wait_hello_from_server()
+            if account.tls == "starttls":
+                await self._starttls(client)
+        except ssl.SSLCertVerificationError as exc:
+            raise ImapError(
+                f"{account.host}:{account.port}: TLS certificate not accepted: {exc.verify_message}"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise ImapError(f"{account.host}:{account.port}: TLS failed: {exc}") from exc
         response = await client.login(account.login, account.password)
         if response.result != "OK":
             raise ImapError(f"login as {account.login} refused")
-        return client
 
     async def _starttls(self, client: IMAP4) -> None:
+        """Upgrade the plain connection (RFC 3501 6.2.1); capabilities are asked for again."""
         protocol = client.protocol
-        _check(
-            await protocol.execute(Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)), "STARTTLS"
-        )
-        loop = asyncio.get_running_loop()
-        transport = await loop.start_tls(
-            protocol.transport, protocol, ssl.create_default_context(), server_hostname=self.account.host
+        if not client.has_capability("STARTTLS"):
+            raise ImapError(f"{self.account.host}:{self.account.port} does not offer STARTTLS")
+        timeout = self.options.timeout
+        command = Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+        _check(await asyncio.wait_for(protocol.execute(command), timeout), "STARTTLS")
+        if protocol.incomplete_line:
+            # Bytes sent before the handshake would be read as if they had come over TLS.
+            raise ImapError("STARTTLS: unexpected data before the TLS handshake")
+        transport = await asyncio.get_running_loop().start_tls(
+            protocol.transport,
+            protocol,
+            tls_context(self.account.ca_file),
+            server_hostname=self.account.host,
+            ssl_handshake_timeout=timeout,
         )
         protocol.transport = transport
-        await protocol.capability()
+        await asyncio.wait_for(protocol.capability(), timeout)
 
     async def _select(self, client: IMAP4) -> int:
         response = _check(await client.select(self.account.folder), f"SELECT {self.account.folder}")
