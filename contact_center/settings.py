@@ -297,6 +297,7 @@ class SmsSettings(_Section):
         max_length=1600,
     )
     sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
+    messaging_service_sid: str = Field(default="", pattern=r"^(MG[0-9a-fA-F]{32})?$")
 
     @field_validator("from_number")
     @classmethod

@@ -147,6 +147,7 @@ async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
         account_sid=settings.twilio.account_sid,
         auth_token=settings.twilio.auth_token.get_secret_value(),
         base_url=gateway_base_url(settings),
+        messaging_service_sid=settings.sms.messaging_service_sid,
     )
     base = settings.server.public_base_url
     outbox = SmsOutbox(runtime.uow, gateway, lambda message_id: status_callback_url(base, message_id))

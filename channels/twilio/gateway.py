@@ -60,10 +60,16 @@ class TwilioGateway:
         base_url: str = TWILIO_API,
         timeout: float = 10.0,
         max_attempts: int = 4,
+        messaging_service_sid: str = "",
     ) -> None:
         self._http = _HttpClient(base_url, timeout)
         self._client = Client(account_sid, auth_token, http_client=self._http)
         self._max_attempts = max_attempts
+        # Texts go out through this Messaging Service (A2P 10DLC registration, opt-out handling):
+        # still from the number chosen, which must belong to the service.
+        self._messaging_service = (
+            {"messaging_service_sid": messaging_service_sid} if messaging_service_sid else {}
+        )
 
     async def close(self) -> None:
         await self._http.close()
@@ -120,6 +126,7 @@ class TwilioGateway:
                 from_=from_,
                 body=body,
                 **({"status_callback": status_callback} if status_callback else {}),
+                **self._messaging_service,
             )
             return str(message.sid)
 

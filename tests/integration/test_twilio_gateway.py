@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import ClientSession, encode_basic_auth, web
 from aiohttp.test_utils import TestServer
 
 from channels.twilio.gateway import TwilioGateway
@@ -46,6 +46,32 @@ async def test_calls_and_messages_against_the_sandbox() -> None:
             assert denied.value.status == 401
         finally:
             await wrong.close()
+
+
+async def test_texts_go_through_the_configured_messaging_service() -> None:
+    config = SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, time_scale=0.001, seed=7)
+    service = "MG" + "b" * 32
+    async with TestServer(create_sandbox_app(config)) as server:
+        base = str(server.make_url(""))
+        plain = TwilioGateway(account_sid=ACCOUNT, auth_token=TOKEN, base_url=base)
+        through = TwilioGateway(
+            account_sid=ACCOUNT, auth_token=TOKEN, base_url=base, messaging_service_sid=service
+        )
+        try:
+            sids = [
+                await gateway.send_sms(to="+12025550143", from_="+15005550006", body="Hello")
+                for gateway in (plain, through)
+            ]
+        finally:
+            await plain.close()
+            await through.close()
+        url = server.make_url(f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
+        auth = {"Authorization": encode_basic_auth(ACCOUNT, TOKEN)}
+        async with ClientSession(headers=auth) as http, http.get(url) as resp:
+            listed = {m["sid"]: m for m in (await resp.json())["messages"]}
+    sent = [listed[sid] for sid in sids]
+    assert [m["messaging_service_sid"] for m in sent] == [None, service]
+    assert {m["from"] for m in sent} == {"+15005550006"}  # the number chosen, in both cases
 
 
 class FlakyTwilio:

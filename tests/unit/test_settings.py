@@ -42,6 +42,7 @@ def test_file_then_environment_override(tmp_path: Path) -> None:
         ({"LOG_LEVEL": "LOUD"}, "logging.level: "),
         ({"CONTACT_CENTER__CRM__NO_SUCH_KEY": "1"}, "crm.no_such_key: "),
         ({"SECRET_KEY": "short"}, "security.secret_key: "),
+        ({"CONTACT_CENTER__SMS__MESSAGING_SERVICE_SID": "PN" + "0" * 32}, "sms.messaging_service_sid: "),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], message: str) -> None:
