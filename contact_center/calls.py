@@ -42,7 +42,7 @@ from crm_core.services.inbound_calls import (
     mark_answered,
     stored_call,
 )
-from crm_core.services.interactions import interaction_logged, log_interaction
+from crm_core.services.interactions import Logged, interaction_logged, log_interaction
 from crm_core.services.tickets import SlaPolicy, open_ticket, open_ticket_for_customer, system_note
 from crm_core.sql import AutocommitConnections, Executor
 from crm_core.types import Channel, Direction, Priority
@@ -324,16 +324,7 @@ class CallDesk:
 
     async def _inbound_call(self, call: InboundCall) -> CallDecision:
         async with self._uow() as uow:
-            customer = await self._caller(uow, call)
-            logged = await log_interaction(
-                uow,
-                channel=Channel.VOICE,
-                direction=Direction.INBOUND,
-                customer_id=customer.id,
-                external_id=call.call_sid,
-                status=CallStatus.RINGING.value,
-                meta={"from": call.from_number, "to": call.to_number, "caller_name": call.caller_name},
-            )
+            customer, logged = await self._log_ringing(uow, call)
             interaction = logged.interaction
             if not logged.created:
                 # Twilio retried the webhook: answer as the first time, route nobody twice.
@@ -373,6 +364,23 @@ class CallDesk:
 
     async def _announce(self, presence: Presence) -> None:
         await self._uow.publisher.publish([presence_changed(presence)])
+
+    async def _log_ringing(
+        self, uow: UnitOfWork, call: InboundCall, started_at: datetime | None = None, **meta: Any
+    ) -> tuple[Customer, Logged]:
+        """The call's customer, and its interaction logged as ringing (a retry finds the first)."""
+        customer = await self._caller(uow, call)
+        logged = await log_interaction(
+            uow,
+            channel=Channel.VOICE,
+            direction=Direction.INBOUND,
+            customer_id=customer.id,
+            external_id=call.call_sid,
+            status=CallStatus.RINGING.value,
+            started_at=started_at,
+            meta={"from": call.from_number, "to": call.to_number, "caller_name": call.caller_name, **meta},
+        )
+        return customer, logged
 
     async def _caller(self, uow: UnitOfWork, call: InboundCall) -> Customer:
         try:
@@ -489,23 +497,13 @@ class CallDesk:
         if update.status not in TERMINAL or update.direction != "inbound" or update.from_number is None:
             return None
         call = InboundCall(update.call_sid, update.from_number, update.to_number or "")
-        customer = await self._caller(uow, call)
         ended = update.timestamp or utcnow()
-        logged = await log_interaction(
+        _, logged = await self._log_ringing(
             uow,
-            channel=Channel.VOICE,
-            direction=Direction.INBOUND,
-            customer_id=customer.id,
-            external_id=call.call_sid,
-            status=CallStatus.RINGING.value,
+            call,
             started_at=ended - timedelta(seconds=update.duration_seconds or 0),
-            meta={
-                "from": call.from_number,
-                "to": call.to_number,
-                "caller_name": None,
-                "decision": DecisionKind.HANG_UP.value,  # should its webhook still come: it is over
-                "unrouted": True,
-            },
+            decision=DecisionKind.HANG_UP.value,  # should its webhook still come: it is over
+            unrouted=True,
         )
         if logged.created:
             log.warning("inbound call %s ended before it was logged: logged as missed", call.call_sid)
