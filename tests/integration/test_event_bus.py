@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
+from contact_center.bus.redis_bus import RedisBus
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent
@@ -104,15 +110,20 @@ async def test_login_rate_limit_is_shared_between_instances(
         await one.app[RUNTIME].limiter.reset(f"login:{staff.blue_1.login}")
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
-async def test_redis_bus_keeps_batch_order_and_skips_garbage(settings: Settings) -> None:
-    from redis.asyncio import Redis
+@dataclass
+class StartedBus:
+    redis: Redis
+    bus: RedisBus
+    received: list[DomainEvent]
 
-    from contact_center.bus.redis_bus import RedisBus
 
-    assert settings.redis.url
+@pytest_asyncio.fixture(loop_scope="session")
+async def redis_bus(settings: Settings) -> AsyncIterator[StartedBus]:
+    """A Redis bus of its own (a key prefix of the test's), started, recording what it delivers."""
+    if not settings.redis.url:
+        pytest.skip("needs REDIS_URL")
     redis = Redis.from_url(settings.redis.url, decode_responses=True)
-    bus = RedisBus(redis, settings.redis.key_prefix + "batch-test:")
+    bus = RedisBus(redis, f"{settings.redis.key_prefix}bus-test-{secrets.token_hex(3)}:")
     received: list[DomainEvent] = []
 
     async def handler(event: DomainEvent) -> None:
@@ -121,32 +132,23 @@ async def test_redis_bus_keeps_batch_order_and_skips_garbage(settings: Settings)
     bus.subscribe(handler)
     await bus.start()
     try:
-        await redis.publish(bus.channel, "not json")
-        await bus.publish([DomainEvent(name=f"step.{i}", payload={"i": i}) for i in range(5)])
-        await bus.publish([DomainEvent(name="step.5", payload={"i": 5})])
-        await _wait_for(received, "step.5")
-        assert [e.name for e in received] == [f"step.{i}" for i in range(6)]
+        yield StartedBus(redis, bus, received)
     finally:
         await bus.close()
         await redis.aclose()
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
-async def test_redis_bus_sends_concurrent_publishes_together_in_order(settings: Settings) -> None:
-    from redis.asyncio import Redis
+async def test_redis_bus_keeps_batch_order_and_skips_garbage(redis_bus: StartedBus) -> None:
+    redis, bus, received = redis_bus.redis, redis_bus.bus, redis_bus.received
+    await redis.publish(bus.channel, "not json")
+    await bus.publish([DomainEvent(name=f"step.{i}", payload={"i": i}) for i in range(5)])
+    await bus.publish([DomainEvent(name="step.5", payload={"i": 5})])
+    await _wait_for(received, "step.5")
+    assert [e.name for e in received] == [f"step.{i}" for i in range(6)]
 
-    from contact_center.bus.redis_bus import RedisBus
 
-    assert settings.redis.url
-    redis = Redis.from_url(settings.redis.url, decode_responses=True)
-    bus = RedisBus(redis, settings.redis.key_prefix + "coalesce-test:")
-    received: list[DomainEvent] = []
-
-    async def handler(event: DomainEvent) -> None:
-        received.append(event)
-
-    bus.subscribe(handler)
-    await bus.start()
+async def test_redis_bus_sends_concurrent_publishes_together_in_order(redis_bus: StartedBus) -> None:
+    redis, bus, received = redis_bus.redis, redis_bus.bus, redis_bus.received
     watcher = redis.pubsub(ignore_subscribe_messages=True)
     await watcher.subscribe(bus.channel)
     try:
@@ -164,5 +166,3 @@ async def test_redis_bus_sends_concurrent_publishes_together_in_order(settings: 
         assert sum(sizes) == 120 and len(sizes) < len(batches)  # not one message per publish
     finally:
         await watcher.aclose()
-        await bus.close()
-        await redis.aclose()
