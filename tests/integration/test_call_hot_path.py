@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from sqlalchemy import update
 
 from contact_center import calls
-from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
 from contact_center.presence import AgentState, MemoryPresenceStore, PresenceStore, RedisPresenceStore
 from contact_center.routing import RosterCache
@@ -35,17 +34,17 @@ from crm_core.services.inbound_calls import (
     stored_call,
 )
 from crm_core.sql import AutocommitConnections
-from tests.conftest import RUN_ID, Staff, isolated_settings
+from tests.conftest import RUN_ID, Staff
 from tests.integration.test_voice_calls import (
     CALLER,
     VOICE,
-    FakeTwilioRest,
     Twilio,
     available,
     call_sid,
     dialed_identity,
     known_customer,
     voice_rows,
+    with_rest_double,
 )
 
 
@@ -291,7 +290,7 @@ async def test_queued_calls_arriving_together_are_logged_in_one_statement(
     finally:
         await connections.close()
     rows = {r.external_id: r for r in await voice_rows(uow_factory)}
-    assert sorted(rows) == ["CA-q1", "CA-q3", "CA-q4"]
+    assert sorted(str(sid) for sid in rows) == ["CA-q1", "CA-q3", "CA-q4"]
     assert rows["CA-q1"].meta == {"n": "CA-q1"} and rows["CA-q1"].started_at == now  # the first wins
     assert {(r.status, r.agent_id, r.channel.value, r.direction.value) for r in rows.values()} == {
         ("queued-for-agent", None, "voice", "inbound")
@@ -304,51 +303,45 @@ async def test_queued_calls_arriving_together_are_logged_in_one_statement(
 async def test_a_surge_while_everyone_is_busy_queues_callers_and_routing_resumes(
     settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rest = FakeTwilioRest()
-    async with TestServer(rest.app) as rest_server:
-        configured = isolated_settings(settings).with_overrides(
-            twilio={"api_base_url": str(rest_server.make_url("")).rstrip("/")},
-            voice={"queue_poll_seconds": 60},  # no help from the queue's timer
-        )
-        async with TestClient(TestServer(create_app(configured))) as client:
-            twilio = Twilio(client, settings)
-            customer_id = await known_customer(uow_factory, owner_id=staff.red_1.id)
-            sids = [call_sid() for _ in range(3)]
-            for sid in sids:
-                assert (await twilio.incoming(sid)).find("./Enqueue") is not None
-            rows = {r.external_id: r for r in await voice_rows(uow_factory)}
-            for sid in sids:
-                row = rows[sid]
-                assert (row.status, row.customer_id, row.agent_id) == ("queued-for-agent", customer_id, None)
-                assert row.meta["decision"] == "enqueue" and row.meta["from"] == CALLER
-                assert "queued_at" in row.meta
-            # An unknown caller during the surge still becomes a customer.
-            unknown = call_sid()
-            assert (await twilio.incoming(unknown, caller="+442079460958")).find("./Enqueue") is not None
+    voice = {"queue_poll_seconds": 60}  # no help from the queue's timer
+    async with with_rest_double(settings, voice=voice) as (client, twilio, rest):
+        customer_id = await known_customer(uow_factory, owner_id=staff.red_1.id)
+        sids = [call_sid() for _ in range(3)]
+        for sid in sids:
+            assert (await twilio.incoming(sid)).find("./Enqueue") is not None
+        rows = {r.external_id: r for r in await voice_rows(uow_factory)}
+        for sid in sids:
+            row = rows[sid]
+            assert (row.status, row.customer_id, row.agent_id) == ("queued-for-agent", customer_id, None)
+            assert row.meta["decision"] == "enqueue" and row.meta["from"] == CALLER
+            assert "queued_at" in row.meta
+        # An unknown caller during the surge still becomes a customer.
+        unknown = call_sid()
+        assert (await twilio.incoming(unknown, caller="+442079460958")).find("./Enqueue") is not None
 
-            presence = client.app[RUNTIME].presence
-            await available(client, staff.red_2, staff.red_1)  # without a word, as wrap-ups end
-            # Right after a claim found nobody free, callers join the queue behind those waiting.
-            late = call_sid()
-            assert (await twilio.incoming(late)).find("./Enqueue") is not None
-            assert (await presence.get(staff.red_1.id)).state is AgentState.AVAILABLE
-            assert rest.updates == []
-            # Later, the next caller asks who is free: the agents who freed up are offered the
-            # longest-waiting callers (the first to their own agent), and the caller queues.
-            monkeypatch.setattr(calls, "NOBODY_FREE_HINT_SECONDS", 0.0)
-            latest = call_sid()
-            assert (await twilio.incoming(latest)).find("./Enqueue") is not None
-            assert [sid for sid, _ in rest.updates] == sids[:2]
-            assert rest.updates[0][1]["Url"].endswith(f"/connect?agent={staff.red_1.id}")
-            assert rest.updates[1][1]["Url"].endswith(f"/connect?agent={staff.red_2.id}")
+        presence = client.app[RUNTIME].presence
+        await available(client, staff.red_2, staff.red_1)  # without a word, as wrap-ups end
+        # Right after a claim found nobody free, callers join the queue behind those waiting.
+        late = call_sid()
+        assert (await twilio.incoming(late)).find("./Enqueue") is not None
+        assert (await presence.get(staff.red_1.id)).state is AgentState.AVAILABLE
+        assert rest.updates == []
+        # Later, the next caller asks who is free: the agents who freed up are offered the
+        # longest-waiting callers (the first to their own agent), and the caller queues.
+        monkeypatch.setattr(calls, "NOBODY_FREE_HINT_SECONDS", 0.0)
+        latest = call_sid()
+        assert (await twilio.incoming(latest)).find("./Enqueue") is not None
+        assert [sid for sid, _ in rest.updates] == sids[:2]
+        assert rest.updates[0][1]["Url"].endswith(f"/connect?agent={staff.red_1.id}")
+        assert rest.updates[1][1]["Url"].endswith(f"/connect?agent={staff.red_2.id}")
 
-            # Everyone still waiting hangs up; red_1 frees up again, without a word.
-            for sid in (sids[2], unknown, late, latest):
-                await twilio.status(sid, "completed", 3, CallDuration="30")
-            await presence.set(staff.red_1.id, AgentState.AVAILABLE)
-            # Nobody waits: routing resumes, the caller's own agent takes the call.
-            assert dialed_identity(await twilio.incoming(call_sid())) == f"agent-{staff.red_1.id}"
-            assert len(rest.updates) == 2
+        # Everyone still waiting hangs up; red_1 frees up again, without a word.
+        for sid in (sids[2], unknown, late, latest):
+            await twilio.status(sid, "completed", 3, CallDuration="30")
+        await presence.set(staff.red_1.id, AgentState.AVAILABLE)
+        # Nobody waits: routing resumes, the caller's own agent takes the call.
+        assert dialed_identity(await twilio.incoming(call_sid())) == f"agent-{staff.red_1.id}"
+        assert len(rest.updates) == 2
 
 
 async def test_callers_of_a_surge_are_queued_once_each_in_groups(
@@ -361,7 +354,7 @@ async def test_callers_of_a_surge_are_queued_once_each_in_groups(
     answers = await asyncio.gather(*(twilio.incoming(sid) for sid in [*sids, *sids]))
     assert all(a.find("./Enqueue") is not None for a in answers)
     rows = [r for r in await voice_rows(uow_factory) if r.external_id in sids]
-    assert sorted(r.external_id for r in rows) == sorted(sids)
+    assert sorted(str(r.external_id) for r in rows) == sorted(sids)
     assert {r.status for r in rows} == {"queued-for-agent"}
 
 

@@ -4,6 +4,7 @@ voicemail, missed-call tickets, and callbacks delivered twice or out of order.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -453,77 +454,79 @@ class FakeTwilioRest:
         )
 
 
-async def test_a_freed_agent_gets_the_longest_waiting_caller(
-    settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
-) -> None:
+@contextlib.asynccontextmanager
+async def with_rest_double(
+    settings: Settings, **overrides: Any
+) -> AsyncIterator[tuple[TestClient[Any, Any], Twilio, FakeTwilioRest]]:
+    """The service (settings ``overrides`` applied) with its Twilio REST calls recorded."""
     rest = FakeTwilioRest()
     async with TestServer(rest.app) as rest_server:
         configured = isolated_settings(settings).with_overrides(
-            twilio={"api_base_url": str(rest_server.make_url("")).rstrip("/")}
+            twilio={"api_base_url": str(rest_server.make_url("")).rstrip("/")}, **overrides
         )
         async with TestClient(TestServer(create_app(configured))) as client:
-            twilio = Twilio(client, settings)
-            await known_customer(uow_factory)
-            first, second = call_sid(), call_sid()
-            assert (await twilio.incoming(first)).find("./Enqueue") is not None
-            assert (await twilio.incoming(second, caller="+12025550144")).find("./Enqueue") is not None
-            ws = await agent_socket(client, staff.red_1.login)
-            login = await client.post(
-                "/api/v1/auth/login", json={"login": staff.red_1.login, "password": PASSWORD}
-            )
-            csrf = (await login.json())["csrf_token"]
-            resp = await client.put(
-                "/api/v1/presence/me", json={"state": "available"}, headers={"X-CSRF-Token": csrf}
-            )
-            assert resp.status == 200
-            pop = await next_of(ws, "call.screen_pop")
-            assert pop["call_sid"] == first  # the longest waiting
-            async with asyncio.timeout(5):
-                while not rest.updates:
-                    await asyncio.sleep(0.02)
-            [(sid, form)] = rest.updates
-            assert sid == first and form["Url"].endswith(f"/twilio/voice/connect?agent={staff.red_1.id}")
-            twiml = await twilio.twiml(
-                f"/twilio/voice/connect?agent={staff.red_1.id}",
-                {"CallSid": first, "From": CALLER, "To": "+15005550006"},
-            )
-            assert dialed_identity(twiml) == f"agent-{staff.red_1.id}"
-            rows = {r.external_id: r for r in await voice_rows(uow_factory)}
-            assert (rows[first].status, rows[first].agent_id) == ("offering", staff.red_1.id)
-            assert rows[second].status == "queued-for-agent"
-            await ws.close()
+            yield client, Twilio(client, settings), rest
+
+
+async def test_a_freed_agent_gets_the_longest_waiting_caller(
+    settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    async with with_rest_double(settings) as (client, twilio, rest):
+        await known_customer(uow_factory)
+        first, second = call_sid(), call_sid()
+        assert (await twilio.incoming(first)).find("./Enqueue") is not None
+        assert (await twilio.incoming(second, caller="+12025550144")).find("./Enqueue") is not None
+        ws = await agent_socket(client, staff.red_1.login)
+        login = await client.post(
+            "/api/v1/auth/login", json={"login": staff.red_1.login, "password": PASSWORD}
+        )
+        csrf = (await login.json())["csrf_token"]
+        resp = await client.put(
+            "/api/v1/presence/me", json={"state": "available"}, headers={"X-CSRF-Token": csrf}
+        )
+        assert resp.status == 200
+        pop = await next_of(ws, "call.screen_pop")
+        assert pop["call_sid"] == first  # the longest waiting
+        async with asyncio.timeout(5):
+            while not rest.updates:
+                await asyncio.sleep(0.02)
+        [(sid, form)] = rest.updates
+        assert sid == first and form["Url"].endswith(f"/twilio/voice/connect?agent={staff.red_1.id}")
+        twiml = await twilio.twiml(
+            f"/twilio/voice/connect?agent={staff.red_1.id}",
+            {"CallSid": first, "From": CALLER, "To": "+15005550006"},
+        )
+        assert dialed_identity(twiml) == f"agent-{staff.red_1.id}"
+        rows = {r.external_id: r for r in await voice_rows(uow_factory)}
+        assert (rows[first].status, rows[first].agent_id) == ("offering", staff.red_1.id)
+        assert rows[second].status == "queued-for-agent"
+        await ws.close()
 
 
 async def test_the_longest_waiting_caller_is_offered_as_the_wrap_up_ends(
     settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
 ) -> None:
-    rest = FakeTwilioRest()
-    async with TestServer(rest.app) as rest_server:
-        configured = isolated_settings(settings).with_overrides(
-            twilio={"api_base_url": str(rest_server.make_url("")).rstrip("/")},
-            voice={"wrap_up_seconds": 0.3, "queue_poll_seconds": 60},  # the timer will not help
+    voice = {"wrap_up_seconds": 0.3, "queue_poll_seconds": 60}  # the queue's timer will not help
+    async with with_rest_double(settings, voice=voice) as (client, twilio, rest):
+        await known_customer(uow_factory)
+        await available(client, staff.red_1)
+        talking, waiting = call_sid(), call_sid()
+        assert dialed_identity(await twilio.incoming(talking)) == f"agent-{staff.red_1.id}"
+        await twilio.agent_answers(talking, staff.red_1.id)
+        assert (await twilio.incoming(waiting, caller="+12025550144")).find("./Enqueue") is not None
+        resp = await twilio.post(
+            f"{VOICE}/dial-action?agent={staff.red_1.id}",
+            {"CallSid": talking, "DialCallStatus": "completed"},
         )
-        async with TestClient(TestServer(create_app(configured))) as client:
-            twilio = Twilio(client, settings)
-            await known_customer(uow_factory)
-            await available(client, staff.red_1)
-            talking, waiting = call_sid(), call_sid()
-            assert dialed_identity(await twilio.incoming(talking)) == f"agent-{staff.red_1.id}"
-            await twilio.agent_answers(talking, staff.red_1.id)
-            assert (await twilio.incoming(waiting, caller="+12025550144")).find("./Enqueue") is not None
-            resp = await twilio.post(
-                f"{VOICE}/dial-action?agent={staff.red_1.id}",
-                {"CallSid": talking, "DialCallStatus": "completed"},
-            )
-            assert resp.status == 200
-            assert (await client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.WRAP_UP
-            await asyncio.sleep(0.1)
-            assert rest.updates == []  # not during the wrap-up
-            async with asyncio.timeout(3):
-                while not rest.updates:
-                    await asyncio.sleep(0.02)
-            [(sid, form)] = rest.updates
-            assert sid == waiting and form["Url"].endswith(f"/twilio/voice/connect?agent={staff.red_1.id}")
+        assert resp.status == 200
+        assert (await client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.WRAP_UP
+        await asyncio.sleep(0.1)
+        assert rest.updates == []  # not during the wrap-up
+        async with asyncio.timeout(3):
+            while not rest.updates:
+                await asyncio.sleep(0.02)
+        [(sid, form)] = rest.updates
+        assert sid == waiting and form["Url"].endswith(f"/twilio/voice/connect?agent={staff.red_1.id}")
 
 
 async def test_live_calls_queue_and_call_outcome(
