@@ -229,26 +229,32 @@ class CallDesk:
         Whether anyone is free is asked at most every :data:`NOBODY_FREE_HINT_SECONDS`: in between,
         the last failed claim answers. An agent who frees up meanwhile is not missed: their
         availability (or the end of their wrap-up) offers them the longest-waiting caller, who came
-        first anyway. None when someone is free again (the claim is undone and the waiting callers
-        are offered first), or when the number is not on file or the call already logged: the
-        usual path sorts those out.
+        first anyway. When the claim finds someone free, it is undone, the caller joins the queue
+        all the same and the queue is run at once: those who waited are offered first. None when
+        the number is not on file or the call is already logged: the usual path sorts those out.
         """
+        someone_free = False
         if not self._nobody_was_free_just_now():
             roster = await self._roster.get()
             agent_id = await claim_agent(
                 self._presence, roster, owner_id=None, skill=None, call_sid=call.call_sid
             )
-            self._claimed(agent_id)
-            if agent_id is not None:
-                await self._presence.release(agent_id, call.call_sid)  # never announced: nothing to undo
-                # Someone freed up without a word while callers may be waiting: they come first.
-                await self.connect_waiting_callers()
-                return None
+            if agent_id is None:
+                self._claimed(None)
+            else:
+                # Never announced: nothing to undo. The hint stays (stale) until a queue run finds
+                # nobody waiting, so that callers keep joining the queue behind those who wait.
+                await self._presence.release(agent_id, call.call_sid)
+                someone_free = True
         now = utcnow()
         queued = QueuedCall(
             call.call_sid, call.from_number, now, self._routed_meta(call, DecisionKind.ENQUEUE, None, now)
         )
         logged = await self._queued_calls.submit(queued)
+        if someone_free:
+            # Someone freed up without a word while callers may be waiting: the queue is offered
+            # to them in order, this caller (now at its end) included.
+            self._run_the_queue()
         return None if logged is None else self._queued(call, logged)
 
     async def _log_queued_calls(self, calls: Sequence[QueuedCall]) -> list[LoggedCall | None]:
@@ -548,9 +554,12 @@ class CallDesk:
     def _wrap_up_ended(self) -> None:
         now = asyncio.get_running_loop().time()
         self._wrap_up_ends = {h for h in self._wrap_up_ends if not h.cancelled() and h.when() > now}
-        if self._nobody_free_at is None:
-            return  # someone was free at the last claim, or nobody waited at the last queue run
-        task = asyncio.create_task(self.connect_waiting_callers(), name="wrap-up-ended")
+        if self._nobody_free_at is not None:  # else nobody waited at the last claim or queue run
+            self._run_the_queue()
+
+    def _run_the_queue(self) -> None:
+        """:meth:`connect_waiting_callers` in the background (a webhook never waits for it)."""
+        task = asyncio.create_task(self.connect_waiting_callers(), name="connect-waiting-callers")
         self._queue_runs.add(task)
         task.add_done_callback(self._queue_runs.discard)
 

@@ -21,6 +21,7 @@ from contact_center.appkeys import RUNTIME
 from contact_center.presence import AgentState, MemoryPresenceStore, PresenceStore, RedisPresenceStore
 from contact_center.routing import RosterCache
 from contact_center.settings import Settings
+from contact_center.voice_setup import CALL_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent, utcnow
 from crm_core.services.customers import create_customer
@@ -326,22 +327,33 @@ async def test_a_surge_while_everyone_is_busy_queues_callers_and_routing_resumes
         assert (await twilio.incoming(late)).find("./Enqueue") is not None
         assert (await presence.get(staff.red_1.id)).state is AgentState.AVAILABLE
         assert rest.updates == []
-        # Later, the next caller asks who is free: the agents who freed up are offered the
-        # longest-waiting callers (the first to their own agent), and the caller queues.
+        # Later, the next caller asks who is free: someone is, so the queue is run at once and
+        # the agents who freed up are offered the longest-waiting callers (the first to their own
+        # agent); the caller joins the queue behind them.
         monkeypatch.setattr(calls, "NOBODY_FREE_HINT_SECONDS", 0.0)
         latest = call_sid()
         assert (await twilio.incoming(latest)).find("./Enqueue") is not None
+        async with asyncio.timeout(5):
+            while len(rest.updates) < 2:
+                await asyncio.sleep(0.02)
         assert [sid for sid, _ in rest.updates] == sids[:2]
         assert rest.updates[0][1]["Url"].endswith(f"/connect?agent={staff.red_1.id}")
         assert rest.updates[1][1]["Url"].endswith(f"/connect?agent={staff.red_2.id}")
 
-        # Everyone still waiting hangs up; red_1 frees up again, without a word.
+        # Everyone still waiting hangs up; both agents free up again, without a word.
         for sid in (sids[2], unknown, late, latest):
             await twilio.status(sid, "completed", 3, CallDuration="30")
-        await presence.set(staff.red_1.id, AgentState.AVAILABLE)
-        # Nobody waits: routing resumes, the caller's own agent takes the call.
-        assert dialed_identity(await twilio.incoming(call_sid())) == f"agent-{staff.red_1.id}"
-        assert len(rest.updates) == 2
+        await available(client, staff.red_1, staff.red_2)
+        # The first caller to find them free still goes through the queue, which is run at once
+        # and finds them alone in it...
+        first_back = call_sid()
+        assert (await twilio.incoming(first_back)).find("./Enqueue") is not None
+        await client.app[CALL_DESK].connect_waiting_callers()  # after the run it started
+        assert rest.updates[2][0] == first_back
+        assert rest.updates[2][1]["Url"].endswith(f"/connect?agent={staff.red_1.id}")
+        # ...and nobody waits any more: routing resumes, the next caller is dialed directly.
+        assert dialed_identity(await twilio.incoming(call_sid())) == f"agent-{staff.red_2.id}"
+        assert len(rest.updates) == 3
 
 
 async def test_callers_of_a_surge_are_queued_once_each_in_groups(
