@@ -9,7 +9,10 @@ case-insensitive (custom field names keep their case); an empty cell means "no v
 Import reads the file line by line and commits every :data:`BATCH_SIZE` rows. A row whose phone or
 email already belongs to a customer completes that customer (missing contact points, tags and empty
 fields) instead of creating another one; this holds for rows repeated in the same file too. A row
-that cannot be imported is reported with its line number and never stops the others.
+that cannot be imported is reported with its line number and never stops the others. Within a
+batch, the rows that make new customers sharing no phone or email with anybody (in the database or
+on an earlier line) are written together (:func:`crm_core.services.customers.create_customers`);
+the others follow one by one, so the outcome is that of taking the rows in the file's order.
 
 Export prefixes ``'`` to text cells a spreadsheet would run as a formula (``=``, ``+``, ``-``,
 ``@``...), and import removes it again.
@@ -37,11 +40,19 @@ from crm_core.errors import CoreError, InvalidInput
 from crm_core.events import DomainEvent
 from crm_core.models import Customer, CustomerEmail, CustomerPhone
 from crm_core.services.agents import agent_by_login
-from crm_core.services.customers import create_customer, fill_customer, with_contact_points
+from crm_core.services.customers import (
+    NewCustomer,
+    create_customer,
+    create_customers,
+    fill_customer,
+    with_contact_points,
+)
 from crm_core.types import Channel
 from crm_core.visibility import Viewer, customer_filter
 
 BATCH_SIZE = 500
+# Phones or emails asked about in one query (well under SQLite's limit of bound parameters).
+LOOKUP_CHUNK = 1000
 CUSTOM_PREFIX = "custom."
 CONSENT_PREFIX = "consent_"
 TEXT_FIELDS = ("company", "segment", "timezone", "preferred_language")
@@ -328,6 +339,76 @@ class _Importer:
             found.update((address, cid) for address, cid in await session.execute(emails))
         return {point: found[point] for point in (*row.phones, *row.emails) if point in found}
 
+    async def apply_many(
+        self, rows: list[tuple[int, _Row]], default_owner: str | None, result: ImportResult
+    ) -> None:
+        """Import rows as if one by one, in their order: the new customers whose phones and emails
+        nobody has (in the database or on an earlier row) in one go, then the others one by one."""
+        fresh, others = await self._fresh_customers(rows, default_owner, result)
+        if fresh:
+            try:
+                async with self.uow.session.begin_nested():
+                    await create_customers(self.uow, self.actor, [new for _, _, new in fresh])
+            except (IntegrityError, CoreError):
+                # Something changed meanwhile (or a row breaks a rule): one by one, as any row. The
+                # customers the rolled-back insert returned must not linger in the session.
+                self.uow.session.expunge_all()
+                others = sorted([*others, *((line, row) for line, row, _ in fresh)], key=lambda lr: lr[0])
+            else:
+                result.created += len(fresh)
+        for line, row in others:
+            try:
+                async with self.uow.session.begin_nested():
+                    result.count(await self.apply(row, default_owner))
+            except (_RowError, CoreError) as exc:
+                result.rejected.append(RejectedRow(line, str(exc)))
+            except IntegrityError:
+                reason = "its phone or email was just added elsewhere; import the row again"
+                result.rejected.append(RejectedRow(line, reason))
+
+    async def _fresh_customers(
+        self, rows: list[tuple[int, _Row]], default_owner: str | None, result: ImportResult
+    ) -> tuple[list[tuple[int, _Row, NewCustomer]], list[tuple[int, _Row]]]:
+        """The rows that make new customers sharing nothing with anybody, and the others."""
+        phones = [p for _, row in rows for p in row.phones]
+        emails = [e for _, row in rows for e in row.emails]
+        taken = await self._taken(phones, emails)
+        fresh: list[tuple[int, _Row, NewCustomer]] = []
+        others: list[tuple[int, _Row]] = []
+        for line, row in rows:
+            points = (*row.phones, *row.emails)
+            if any(point in taken for point in points):
+                others.append((line, row))
+            else:
+                try:
+                    owner_login = row.owner or default_owner
+                    owner_id = await self.owner_id(owner_login) if owner_login else None
+                except _RowError as exc:
+                    result.rejected.append(RejectedRow(line, str(exc)))
+                    continue
+                new = NewCustomer(
+                    row.display_name, row.phones, row.emails, owner_id, {"tags": row.tags, **row.fields}
+                )
+                fresh.append((line, row, new))
+            taken.update(points)  # a later row with one of them meets this one
+        return fresh, others
+
+    async def _taken(self, phones: list[str], emails: list[str]) -> set[str]:
+        """Which of these phones and emails belong to a customer already."""
+        session = self.uow.session
+        taken: set[str] = set()
+        for start in range(0, len(phones), LOOKUP_CHUNK):
+            chunk = phones[start : start + LOOKUP_CHUNK]
+            taken.update(
+                await session.scalars(select(CustomerPhone.e164).where(CustomerPhone.e164.in_(chunk)))
+            )
+        for start in range(0, len(emails), LOOKUP_CHUNK):
+            chunk = emails[start : start + LOOKUP_CHUNK]
+            taken.update(
+                await session.scalars(select(CustomerEmail.address).where(CustomerEmail.address.in_(chunk)))
+            )
+        return taken
+
     async def apply(self, row: _Row, default_owner: str | None) -> Outcome:
         owner_login = row.owner or default_owner
         owner_id = await self.owner_id(owner_login) if owner_login else None
@@ -401,30 +482,28 @@ async def import_customers(
                 await importer.owner_id(default_owner)
             except _RowError as exc:
                 raise CsvFileError(str(exc)) from None
+        batch: list[tuple[int, _Row]] = []
         in_batch = 0
         for record in records:
             try:
                 if record.error is not None:
                     raise _RowError(record.error)
-                row = _parse_row(columns, record.cells, region)
-                async with uow.session.begin_nested():
-                    outcome = await importer.apply(row, default_owner)
-                result.count(outcome)
+                batch.append((record.line, _parse_row(columns, record.cells, region)))
             except (_RowError, CoreError) as exc:
                 result.rejected.append(RejectedRow(record.line, str(exc)))
-            except IntegrityError:
-                reason = "its phone or email was just added elsewhere; import the row again"
-                result.rejected.append(RejectedRow(record.line, reason))
             in_batch += 1
             if in_batch >= batch_size:
+                await importer.apply_many(batch, default_owner, result)
                 if not dry_run:
                     await uow.commit()
                 uow.session.expunge_all()
-                in_batch = 0
+                batch, in_batch = [], 0
+        await importer.apply_many(batch, default_owner, result)
         if dry_run:
             await uow.rollback()
         else:
             await uow.commit()
+    result.rejected.sort(key=lambda rejected: rejected.line)
     return result
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -14,7 +15,7 @@ from crm_core import events
 from crm_core.contact_points import email_match_key, normalize_email, normalize_phone
 from crm_core.db import UnitOfWork
 from crm_core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from crm_core.models import Agent, Customer, CustomerEmail, CustomerPhone, Interaction, Role
+from crm_core.models import Agent, AuditEntry, Customer, CustomerEmail, CustomerPhone, Interaction, Role
 from crm_core.services.audit import audit, diff
 from crm_core.services.pages import Page, paginate
 from crm_core.types import CONSENT_CHANNELS, Channel
@@ -135,13 +136,87 @@ async def create_customer(
         await _attach_email(session, customer, address, None)
     await session.flush()
     audit(session, "customer", customer.id, "created", actor.agent_id if actor else None, _snapshot(customer))
-    uow.record(
-        events.DomainEvent(
-            events.CUSTOMER_CREATED,
-            {"customer_id": customer.id, "owner_id": owner_id, "display_name": customer.display_name},
-        )
-    )
+    uow.record(_created(customer))
     return customer
+
+
+def _created(customer: Customer) -> events.DomainEvent:
+    payload = {
+        "customer_id": customer.id,
+        "owner_id": customer.owner_id,
+        "display_name": customer.display_name,
+    }
+    return events.DomainEvent(events.CUSTOMER_CREATED, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class NewCustomer:
+    """A customer for :func:`create_customers`, its phones (E.164) and emails normalised."""
+
+    display_name: str
+    phones: Sequence[str] = ()
+    emails: Sequence[str] = ()
+    owner_id: int | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+# The editable fields a new customer gets when not given (the columns' own defaults).
+_NEW_FIELD_DEFAULTS: dict[str, Callable[[], Any]] = {"tags": list, "consent": dict, "custom_fields": dict}
+
+
+async def create_customers(
+    uow: UnitOfWork, actor: Viewer | None, new: Sequence[NewCustomer]
+) -> list[Customer]:
+    """Create many customers as :func:`create_customer` creates one (checks, audit entries and
+    ``customer.created`` events alike), in one statement per table.
+
+    Their phones and emails must belong to nobody yet: the caller has looked (a clash raises
+    :class:`sqlalchemy.exc.IntegrityError`; retry those customers one by one).
+    """
+    if not new:
+        return []
+    for item in new:
+        unknown = set(item.fields) - set(EDITABLE_FIELDS)
+        if unknown:
+            raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+        _check_fields(dict(item.fields))
+    session = uow.session
+    for owner_id in dict.fromkeys(item.owner_id for item in new if item.owner_id is not None):
+        await _check_owner_assignable(session, actor, owner_id)
+    rows = []
+    for item in new:
+        # Every row with the same keys: one multi-row INSERT, rows returned in this order.
+        values: dict[str, Any] = {name: None for name in EDITABLE_FIELDS}
+        values.update({name: make() for name, make in _NEW_FIELD_DEFAULTS.items()})
+        values.update(item.fields)
+        values.update(display_name=item.display_name.strip(), owner_id=item.owner_id)
+        rows.append(values)
+    created = await session.scalars(insert(Customer).returning(Customer, sort_by_parameter_order=True), rows)
+    customers = list(created)
+    phones = [
+        {"customer_id": c.id, "e164": e164, "label": None}
+        for c, item in zip(customers, new, strict=True)
+        for e164 in item.phones
+    ]
+    emails = [
+        {"customer_id": c.id, "address": address, "match_key": email_match_key(address), "label": None}
+        for c, item in zip(customers, new, strict=True)
+        for address in item.emails
+    ]
+    if phones:
+        await session.execute(insert(CustomerPhone), phones)
+    if emails:
+        await session.execute(insert(CustomerEmail), emails)
+    actor_id = actor.agent_id if actor else None
+    entries = [
+        {"entity_type": "customer", "entity_id": c.id, "action": "created", "actor_id": actor_id}
+        | {"changes": _snapshot(c)}
+        for c in customers
+    ]
+    await session.execute(insert(AuditEntry), entries)
+    for customer in customers:
+        uow.record(_created(customer))
+    return customers
 
 
 async def _check_owner_assignable(session: AsyncSession, actor: Viewer | None, owner_id: int) -> None:

@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import delete, select
 
+from contact_center import customer_csv
 from contact_center.appkeys import RUNTIME
 from contact_center.customer_csv import CsvFileError, ImportResult, export_customers, import_customers
 from contact_center.settings import Settings
@@ -140,20 +141,57 @@ async def test_dry_run_counts_the_same_and_saves_nothing(
         assert kim is None
 
 
-async def test_duplicates_are_found_across_batches(uow_factory: UnitOfWorkFactory) -> None:
-    data = lines(
-        "display_name,phones,emails,tags",
-        "First,2025550101,,a",
-        "Second,2025550102,,",
-        "First Again,2025550101,first@example.com;first@example.org,",
-        "Second,2025550102,,",
-        "First Once More,,first@example.org,b",
-    )
-    result = await run_import(uow_factory, data, batch_size=1)
+DUPLICATES_FILE = (
+    "display_name,phones,emails,tags",
+    "First,2025550101,,a",
+    "Second,2025550102,,",
+    "First Again,2025550101,first@example.com;first@example.org,",
+    "Second,2025550102,,",
+    "First Once More,,first@example.org,b",
+)
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+async def test_a_batch_gives_the_outcome_of_rows_taken_one_by_one(
+    uow_factory: UnitOfWorkFactory, published: RecordingPublisher, batch_size: int
+) -> None:
+    published.events.clear()
+    result = await run_import(uow_factory, lines(*DUPLICATES_FILE), batch_size=batch_size)
     assert (result.created, result.updated, result.duplicates, result.rejected) == (2, 2, 1, [])
     first = await customer_named(uow_factory, "First")
     assert first.tags == ["a", "b"]
     assert [e.address for e in first.emails] == ["first@example.com", "first@example.org"]
+    second = await customer_named(uow_factory, "Second")
+    assert first.id < second.id  # created in the file's order
+    assert sorted(published.names()) == ["customer.created"] * 2 + ["customer.updated"] * 2
+    async with uow_factory() as uow:
+        created = await uow.session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.entity_type == "customer",
+                AuditEntry.action == "created",
+                AuditEntry.entity_id.in_([first.id, second.id]),
+            )
+        )
+        snapshots = {a.entity_id: a.changes for a in created}
+    assert snapshots[first.id]["display_name"] == "First" and snapshots[first.id]["tags"] == ["a"]
+    assert snapshots[second.id]["tags"] == [] and snapshots[second.id]["owner_id"] is None
+
+
+async def test_a_batch_that_clashes_after_its_lookup_is_imported_row_by_row(
+    uow_factory: UnitOfWorkFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    known = await add_customer(uow_factory, "Kim Known", phones=["2025550100"])
+
+    async def nothing_taken(self: Any, phones: list[str], emails: list[str]) -> set[str]:
+        return set()  # as if the number had been added by someone else after the lookup
+
+    monkeypatch.setattr(customer_csv._Importer, "_taken", nothing_taken)
+    data = lines("display_name,phones,company", "New One,2025550111,", "Kim Again,2025550100,KimCo")
+    result = await run_import(uow_factory, data)
+    assert (result.created, result.updated, result.duplicates, result.rejected) == (1, 1, 0, [])
+    kim = await customer_named(uow_factory, "Kim Known")
+    assert (kim.id, kim.company) == (known, "KimCo")
+    assert [p.e164 for p in (await customer_named(uow_factory, "New One")).phones] == ["+12025550111"]
 
 
 async def test_unreadable_lines_are_rejected_alone(uow_factory: UnitOfWorkFactory) -> None:
