@@ -4,7 +4,7 @@ supervisors read the suppression list."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from aiohttp import web
 from pydantic import Field, StringConstraints
@@ -20,6 +20,7 @@ from crm_core.models import Role, SmsMessage
 from crm_core.services.sms_outbound import MAX_BODY, customer_messages, ticket_messages
 from crm_core.services.sms_suppression import SmsSuppressed, list_suppressions
 from crm_core.types import Direction
+from crm_core.visibility import Viewer
 
 routes = ApiRoutes("sms")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -85,12 +86,26 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key or None
 
 
-def _sent(row: SmsMessage, created: bool) -> web.Response:
+class _Send(Protocol):
+    async def __call__(
+        self, viewer: Viewer, target_id: int, /, *, body: str, to: str | None, idempotency_key: str | None
+    ) -> tuple[SmsMessage, bool]: ...
+
+
+async def _send(request: web.Request, send: _Send) -> web.Response:
+    """Text through ``send`` (to a ticket's or a customer's number): 201, or 200 for a repeat."""
+    body = await parse_body(request, SmsSendIn)
+    try:
+        row, created = await send(
+            viewer_of(request),
+            path_int(request),
+            body=body.body,
+            to=body.to,
+            idempotency_key=_idempotency_key(request),
+        )
+    except SmsSuppressed as exc:
+        raise ApiError(409, "sms_opted_out", str(exc), {"to": str(exc)}) from None
     return json_out(SmsMessageOut.model_validate(row), 201 if created else 200)
-
-
-def _opted_out(exc: SmsSuppressed) -> ApiError:
-    return ApiError(409, "sms_opted_out", str(exc), {"to": str(exc)})
 
 
 @routes.route(
@@ -102,15 +117,7 @@ def _opted_out(exc: SmsSuppressed) -> ApiError:
     status=201,
 )
 async def send_ticket_sms(request: web.Request) -> web.Response:
-    viewer = viewer_of(request)
-    body = await parse_body(request, SmsSendIn)
-    try:
-        row, created = await request.app[SMS_DESK].reply_on_ticket(
-            viewer, path_int(request), body=body.body, to=body.to, idempotency_key=_idempotency_key(request)
-        )
-    except SmsSuppressed as exc:
-        raise _opted_out(exc) from None
-    return _sent(row, created)
+    return await _send(request, request.app[SMS_DESK].reply_on_ticket)
 
 
 @routes.route(
@@ -132,15 +139,7 @@ async def list_ticket_sms(request: web.Request) -> web.Response:
     status=201,
 )
 async def send_customer_sms(request: web.Request) -> web.Response:
-    viewer = viewer_of(request)
-    body = await parse_body(request, SmsSendIn)
-    try:
-        row, created = await request.app[SMS_DESK].text_customer(
-            viewer, path_int(request), body=body.body, to=body.to, idempotency_key=_idempotency_key(request)
-        )
-    except SmsSuppressed as exc:
-        raise _opted_out(exc) from None
-    return _sent(row, created)
+    return await _send(request, request.app[SMS_DESK].text_customer)
 
 
 @routes.route(
