@@ -112,6 +112,7 @@ class ChatPolicy:
     messages_per_minute_per_ip: int = 120
     connections_per_minute_per_ip: int = 60
     history_limit: int = 200
+    block_address_hours: float = 24.0
 
 
 def chat_policy(settings: Settings) -> ChatPolicy:
@@ -125,6 +126,7 @@ def chat_policy(settings: Settings) -> ChatPolicy:
         messages_per_minute_per_ip=webchat.messages_per_minute_per_ip,
         connections_per_minute_per_ip=webchat.connections_per_minute_per_ip,
         history_limit=webchat.history_limit,
+        block_address_hours=webchat.block_address_hours,
     )
 
 
@@ -304,6 +306,10 @@ class ChatDesk:
             raise RateLimited("too many messages from your network; wait a moment")
 
     async def _visitor(self, uow: UnitOfWork, visitor: Visitor) -> ChatVisitor:
+        """The visitor's row; refused when they, or the address they come from, are blocked
+        (checked as they connect and start, not per message)."""
+        if await chat.address_blocked(uow.session, visitor.ip):
+            raise VisitorBlocked
         row = await chat.touch_visitor(uow, visitor.visitor_id, visitor.ip)
         if row.blocked_at is not None:
             raise VisitorBlocked
@@ -652,13 +658,20 @@ class ChatDesk:
         await self._after_close(freed)
         return conversation
 
-    async def block(self, viewer: Viewer, conversation_id: int, reason: str | None) -> ChatConversation:
+    async def block(
+        self, viewer: Viewer, conversation_id: int, reason: str | None, address_hours: float | None = None
+    ) -> ChatConversation:
+        """Block the chat's visitor, and for ``address_hours`` (by default the policy's) the
+        address the chat came from; end the chat."""
+        hours = self._policy.block_address_hours if address_hours is None else address_hours
         async with self._uow() as uow:
             conversation = await chat.get_visible_conversation(
                 uow.session, viewer, conversation_id, for_update=True
             )
             self._check_handles(viewer, conversation)
-            await chat.block_visitor(uow, conversation, viewer.agent_id, reason)
+            visitor = await chat.block_visitor(uow, conversation, viewer.agent_id, reason)
+            ip = conversation.ip or visitor.last_ip
+            await chat.block_address(uow, conversation, ip, viewer.agent_id, reason, hours)
             freed = await self._close(uow, conversation, "blocked")
             uow.record(to_visitor(conversation.visitor_id, {"type": "blocked"}))
             await uow.commit()

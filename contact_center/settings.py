@@ -264,6 +264,10 @@ class SandboxSettings(_Section):
         return value
 
 
+# The longest an agent's block keeps a visitor's address out of the chat.
+MAX_BLOCK_ADDRESS_HOURS = 24 * 365
+
+
 class WebchatSettings(_Section):
     """The web chat widget and its visitors (channels.webchat)."""
 
@@ -276,6 +280,7 @@ class WebchatSettings(_Section):
     queue_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     history_limit: int = Field(default=200, ge=1, le=5000)
     load_check_seconds: float = Field(default=60.0, ge=10, le=3600)
+    block_address_hours: float = Field(default=24.0, ge=0, le=MAX_BLOCK_ADDRESS_HOURS, allow_inf_nan=False)
 
     @field_validator("allowed_origins")
     @classmethod

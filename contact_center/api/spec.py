@@ -36,6 +36,8 @@ class Endpoint:
     public: bool = False
     produces: str = "application/json"
     consumes: str = "application/json"
+    # Path parameters that are text (the others are integer ids).
+    text_params: tuple[str, ...] = ()
 
 
 class ApiRoutes:
@@ -58,6 +60,7 @@ class ApiRoutes:
         public: bool = False,
         produces: str = "application/json",
         consumes: str = "application/json",
+        text_params: tuple[str, ...] = (),
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -74,6 +77,7 @@ class ApiRoutes:
                     public,
                     produces,
                     consumes,
+                    text_params,
                 )
             )
             return handler
@@ -174,7 +178,12 @@ def openapi_document(
             "summary": e.summary,
             "tags": [e.tag],
             "parameters": [
-                {"name": n, "in": "path", "required": True, "schema": {"type": "integer"}}
+                {
+                    "name": n,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string" if n in e.text_params else "integer"},
+                }
                 for n in re.findall(r"{(\w+)}", e.path)
             ],
             "responses": {},

@@ -4,6 +4,7 @@ from crm_core.models.agents import Agent, AgentSession, ApiToken, Role, Team
 from crm_core.models.audit import AuditEntry
 from crm_core.models.base import Base, utcnow
 from crm_core.models.chat import (
+    ChatBlockedAddress,
     ChatConversation,
     ChatMessage,
     ChatSender,
@@ -31,6 +32,7 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "ChatBlockedAddress",
     "ChatConversation",
     "ChatMessage",
     "ChatSender",

@@ -24,7 +24,8 @@ class ChatSender(enum.StrEnum):
 
 
 class ChatVisitor(Base):
-    """A browser holding a signed visitor token; blocking is by visitor."""
+    """A browser holding a signed visitor token; blocking is by visitor (for good) and by the
+    address they came from (for a while: :class:`ChatBlockedAddress`)."""
 
     __tablename__ = "chat_visitors"
 
@@ -103,3 +104,21 @@ class ChatTranscriptEmail(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class ChatBlockedAddress(Base):
+    """A network address no visitor may chat from until ``until``; set when an agent blocks a
+    visitor (who could otherwise come back with a new token). ``ip`` is an IPv4 address or the
+    /64 network an IPv6 address belongs to (see ``crm_core.services.chat.address_key``)."""
+
+    __tablename__ = "chat_blocked_addresses"
+
+    ip: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[datetime]
+    blocked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    blocked_by_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    # The chat the block came from.
+    conversation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("chat_conversations.id", ondelete="SET NULL")
+    )
+    reason: Mapped[str | None] = mapped_column(String(300))

@@ -2,7 +2,8 @@
 
 Origin check, visitor token and resume, identity and screen-pop, routing (owner first, least busy,
 capacity, queue), idempotent messages, typing and read both ways, leave-a-message tickets,
-rate limits, size limits, blocking, visibility and the transcript email outbox.
+rate limits, size limits, blocking (visitors and, for a while, their addresses), visibility and
+the transcript email outbox.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -18,7 +20,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
@@ -29,22 +31,28 @@ from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import (
     Agent,
+    AuditEntry,
+    ChatBlockedAddress,
     ChatConversation,
     ChatMessage,
     ChatTranscriptEmail,
     Customer,
     Interaction,
     Ticket,
+    utcnow,
 )
-from crm_core.services.chat import active_chats_per_agent
+from crm_core.services.chat import active_chats_per_agent, address_key
 from crm_core.services.customers import create_customer
 from crm_core.types import Channel
 from tests.conftest import PASSWORD, Session, Staff, isolated_settings
 from tests.integration.test_voice_calls import agent_socket, next_of, nothing_of
 
 ORIGIN = "http://shop.example"
+# On Linux every 127.x.y.z is this host: a client bound to another one is a visitor from elsewhere.
+OTHER_ADDRESS = "127.0.0.2"
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
+FromAddress = Callable[[Client, str], Awaitable[Client]]
 
 
 def chat_settings(settings: Settings, **webchat: Any) -> Settings:
@@ -71,6 +79,23 @@ async def make_client(settings: Settings, uow_factory: UnitOfWorkFactory) -> Asy
 @pytest_asyncio.fixture(loop_scope="session")
 async def chat_client(make_client: MakeClient) -> Client:
     return await make_client()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def from_address() -> AsyncIterator[FromAddress]:
+    """Another client of a running app, whose connections come from ``address`` (the server sees
+    it as the peer address, as it would a visitor on another network)."""
+    others: list[Client] = []
+
+    async def make(client: Client, address: str) -> Client:
+        connector = aiohttp.TCPConnector(local_addr=(address, 0))
+        other: Client = TestClient(client.server, connector=connector)
+        others.append(other)
+        return other
+
+    yield make
+    for other in others:
+        await other.session.close()  # not other.close(): the server is the first client's to stop
 
 
 class VisitorSocket:
@@ -500,14 +525,23 @@ async def test_rate_limits_per_visitor_and_per_address(
     assert refused.value.status == 429
 
 
+async def refused(client: Client, token: str | None = None) -> None:
+    """Connecting as the visitor of ``token`` (None: a new visitor) is refused as blocked."""
+    ws = await client.ws_connect("/ws/chat", headers={"Origin": ORIGIN})
+    await ws.send_json({"type": "hello", "token": token})
+    assert (await next_of(ws, "blocked"))["type"] == "blocked"
+    closing = await ws.receive(timeout=5)
+    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4403)
+
+
 async def test_an_agent_blocks_a_visitor(
-    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory, from_address: FromAddress
 ) -> None:
     await available(chat_client, staff.red_1)
     visitor = await VisitorSocket.open(chat_client)
     chat_id = (await visitor.start())["conversation"]["id"]
     await visitor.next("assigned")
-    bystander = await VisitorSocket.open(chat_client)
+    bystander = await VisitorSocket.open(await from_address(chat_client, OTHER_ADDRESS))
     session = await login(chat_client, staff.red_1)
     resp = await session.post(f"/api/v1/chats/{chat_id}/block", json={"reason": "abuse"})
     assert resp.status == 200 and (await resp.json())["closed_by"] == "blocked"
@@ -515,14 +549,218 @@ async def test_an_agent_blocks_a_visitor(
     closing = await visitor.ws.receive(timeout=5)
     assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4403)
 
-    # The same token is refused from now on; other visitors are not affected.
-    ws = await chat_client.ws_connect("/ws/chat", headers={"Origin": ORIGIN})
-    await ws.send_json({"type": "hello", "token": visitor.token})
-    assert (await next_of(ws, "blocked"))["type"] == "blocked"
-    closing = await ws.receive(timeout=5)
-    assert (closing.type, closing.data) == (aiohttp.WSMsgType.CLOSE, 4403)
+    # The same token is refused from now on, and so is a new one from the same address; visitors
+    # from elsewhere are not affected.
+    await refused(chat_client, visitor.token)
+    await refused(chat_client)
     await bystander.start()
     await bystander.close()
+
+
+# --- address blocks ----------------------------------------------------------------------------
+
+
+async def address_blocks(uow_factory: UnitOfWorkFactory) -> list[ChatBlockedAddress]:
+    async with uow_factory() as uow:
+        return list(await uow.session.scalars(select(ChatBlockedAddress)))
+
+
+def hours_left(block: ChatBlockedAddress) -> float:
+    return (block.until - utcnow()).total_seconds() / 3600
+
+
+async def assigned_chat(client: Client) -> tuple[VisitorSocket, int]:
+    """A visitor whose chat an agent has taken, and the chat's id."""
+    visitor = await VisitorSocket.open(client)
+    chat_id: int = (await visitor.start())["conversation"]["id"]
+    await visitor.next("assigned")
+    return visitor, chat_id
+
+
+async def block(session: Session, chat_id: int, **body: Any) -> None:
+    resp = await session.post(f"/api/v1/chats/{chat_id}/block", json=body)
+    assert resp.status == 200, await resp.text()
+
+
+async def let_in(client: Client) -> VisitorSocket:
+    """A new visitor, let in: welcomed, and their chat started."""
+    visitor = await VisitorSocket.open(client)
+    assert visitor.welcome["conversation"] is None
+    await visitor.start()
+    return visitor
+
+
+def test_an_address_is_blocked_as_itself_or_its_ipv6_network() -> None:
+    assert address_key("203.0.113.9") == "203.0.113.9"
+    assert address_key("::ffff:203.0.113.9") == "203.0.113.9"
+    assert address_key("2001:db8:1:2:aaaa::5") == address_key("2001:db8:1:2::ffff") == "2001:db8:1:2::"
+    assert address_key("2001:db8:1:3::5") == "2001:db8:1:3::"
+    assert address_key("fe80::1%eth0") == "fe80::"
+    for not_an_address in ("", None, "localhost", "203.0.113.300", "127.0.0.1/8"):
+        assert address_key(not_an_address) is None
+
+
+async def test_a_blocked_address_refuses_new_visitors_until_the_block_ends(
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory, from_address: FromAddress
+) -> None:
+    await available(chat_client, staff.red_1)
+    visitor, chat_id = await assigned_chat(chat_client)
+    await block(await login(chat_client, staff.red_1), chat_id, reason="abuse")
+
+    [row] = await address_blocks(uow_factory)
+    assert (row.ip, row.reason, row.blocked_by_id, row.conversation_id) == (
+        "127.0.0.1",
+        "abuse",
+        staff.red_1.id,
+        chat_id,
+    )
+    assert 23.9 < hours_left(row) <= 24  # webchat.block_address_hours
+    # The visitor clears their browser and comes back with a new token: refused all the same.
+    await refused(chat_client)
+    elsewhere = await let_in(await from_address(chat_client, OTHER_ADDRESS))
+    async with uow_factory() as uow:
+        assert set(await uow.session.scalars(select(ChatConversation.ip))) == {"127.0.0.1", OTHER_ADDRESS}
+
+    # An expired block is ignored: a new visitor gets in, the blocked token still does not.
+    async with uow_factory() as uow:
+        await uow.session.execute(update(ChatBlockedAddress).values(until=utcnow() - timedelta(minutes=1)))
+        await uow.commit()
+    newcomer = await let_in(chat_client)
+    await refused(chat_client, visitor.token)
+    lead = await login(chat_client, staff.red_lead)
+    assert (await (await lead.get("/api/v1/chat-blocks")).json())["items"] == []
+    assert (await lead.delete("/api/v1/chat-blocks/127.0.0.1")).status == 404
+    await newcomer.close()
+    await elsewhere.close()
+
+
+@pytest.mark.parametrize(
+    ("webchat", "body", "address_hours"),
+    [
+        ({}, {"address_hours": 0}, None),
+        ({"block_address_hours": 0}, {}, None),
+        ({"block_address_hours": 0}, {"address_hours": 2.5}, 2.5),
+        ({"block_address_hours": 1}, {"address_hours": 24 * 365}, 24 * 365),
+    ],
+)
+async def test_how_long_an_address_is_blocked_is_a_setting_and_a_choice_per_block(
+    make_client: MakeClient,
+    staff: Staff,
+    uow_factory: UnitOfWorkFactory,
+    webchat: dict[str, Any],
+    body: dict[str, Any],
+    address_hours: float | None,
+) -> None:
+    client = await make_client(**webchat)
+    await available(client, staff.red_1)
+    visitor, chat_id = await assigned_chat(client)
+    await block(await login(client, staff.red_1), chat_id, **body)
+
+    await refused(client, visitor.token)
+    blocks = await address_blocks(uow_factory)
+    if address_hours is None:  # the visitor's token only: a new one from the same address gets in
+        assert blocks == []
+        await (await let_in(client)).close()
+    else:
+        assert [b.ip for b in blocks] == ["127.0.0.1"]
+        assert address_hours - 0.1 < hours_left(blocks[0]) <= address_hours
+        await refused(client)
+
+
+async def test_bad_address_hours_are_refused(
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(chat_client, staff.red_1)
+    visitor, chat_id = await assigned_chat(chat_client)
+    session = await login(chat_client, staff.red_1)
+    for raw in ("-1", "8760.5", "NaN", "Infinity", '"forever"'):
+        resp = await session.post(
+            f"/api/v1/chats/{chat_id}/block",
+            data=f'{{"address_hours": {raw}}}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert resp.status == 422, raw
+        assert "address_hours" in (await resp.json())["error"]["fields"], raw
+    assert await address_blocks(uow_factory) == []
+    assert (await visitor.say("still here", "m-1"))["type"] == "ack"
+
+
+async def test_blocking_an_address_again_extends_the_block_and_never_shortens_it(
+    make_client: MakeClient, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    client = await make_client(max_chats_per_agent=3)
+    await available(client, staff.red_1)
+    (_, first), (_, second), (third_visitor, third) = [await assigned_chat(client) for _ in range(3)]
+    agent = await login(client, staff.red_1)
+
+    await block(agent, first, address_hours=1, reason="a")
+    [row] = await address_blocks(uow_factory)
+    assert 0.9 < hours_left(row) <= 1
+    # Chats under way from that address go on: the address is checked when a visitor connects
+    # or starts a chat, not per message.
+    assert (await third_visitor.say("meanwhile", "m-1"))["type"] == "ack"
+
+    await block(agent, second, address_hours=48, reason="b")
+    [row] = await address_blocks(uow_factory)
+    assert 47.9 < hours_left(row) <= 48
+    assert (row.reason, row.conversation_id) == ("b", second)
+
+    await block(agent, third, address_hours=2, reason="c")
+    [row] = await address_blocks(uow_factory)
+    assert 47.9 < hours_left(row) <= 48
+    assert (row.reason, row.conversation_id) == ("b", second)
+    async with uow_factory() as uow:
+        audited = await uow.session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "address-blocked").order_by(AuditEntry.id)
+        )
+        entries = [(a.entity_id, a.actor_id, a.changes["ip"], a.changes["reason"]) for a in audited]
+    assert entries == [
+        (first, staff.red_1.id, "127.0.0.1", "a"),
+        (second, staff.red_1.id, "127.0.0.1", "b"),
+        (third, staff.red_1.id, "127.0.0.1", "c"),
+    ]
+
+
+async def test_supervisors_list_and_lift_address_blocks(
+    chat_client: Client, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(chat_client, staff.red_1)
+    visitor, chat_id = await assigned_chat(chat_client)
+    agent = await login(chat_client, staff.red_1)
+    await block(agent, chat_id, reason="spam")
+
+    assert (await agent.get("/api/v1/chat-blocks")).status == 403
+    assert (await agent.delete("/api/v1/chat-blocks/127.0.0.1")).status == 403
+    assert (await chat_client.get("/api/v1/chat-blocks")).status == 401
+    for supervisor in (staff.admin, staff.blue_lead):
+        listed = await (await login(chat_client, supervisor)).get("/api/v1/chat-blocks")
+        assert listed.status == 200
+        [item] = (await listed.json())["items"]
+        assert item | {"until": None, "blocked_at": None} == {
+            "ip": "127.0.0.1",
+            "until": None,
+            "blocked_at": None,
+            "reason": "spam",
+            "blocked_by_id": staff.red_1.id,
+            "blocked_by_name": staff.red_1.display_name,
+            "conversation_id": chat_id,
+        }
+    await refused(chat_client)
+
+    lead = await login(chat_client, staff.red_lead)
+    lifted = await lead.delete("/api/v1/chat-blocks/127.0.0.1")
+    assert lifted.status == 200 and (await lifted.json())["ip"] == "127.0.0.1"
+    assert (await (await lead.get("/api/v1/chat-blocks")).json())["items"] == []
+    assert (await lead.delete("/api/v1/chat-blocks/127.0.0.1")).status == 404
+    assert (await lead.delete("/api/v1/chat-blocks/not-an-address")).status == 404
+    async with uow_factory() as uow:
+        lift = await uow.session.scalar(select(AuditEntry).where(AuditEntry.action == "address-unblocked"))
+    assert lift is not None
+    assert (lift.entity_id, lift.actor_id, lift.changes["ip"]) == (chat_id, staff.red_lead.id, "127.0.0.1")
+
+    # A new visitor from that address gets in again; the blocked visitor's token stays blocked.
+    await (await let_in(chat_client)).close()
+    await refused(chat_client, visitor.token)
 
 
 async def test_transcripts_follow_visibility(

@@ -1,4 +1,5 @@
-"""Web chats, the agents' side: my chats, send, mark read, close, block, and transcripts.
+"""Web chats, the agents' side: my chats, send, mark read, close, block, and transcripts; the
+supervisors' list of blocked addresses.
 
 Typing goes over the agent socket (``{"type": "chat.typing", "conversation_id", "typing"}``).
 Messages are plain text: whoever displays them must escape them.
@@ -12,12 +13,15 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import Field, StringConstraints
 
-from contact_center.api.responses import json_out
-from contact_center.api.schemas import MAX_ID, Input, Output
+from contact_center.api.responses import json_out, page_bounds
+from contact_center.api.schemas import MAX_ID, Input, Output, PageQuery
 from contact_center.api.spec import ApiRoutes, parse_body, parse_query, path_int
-from contact_center.auth.middleware import viewer_of
+from contact_center.appkeys import RUNTIME
+from contact_center.auth.middleware import require_role, viewer_of
 from contact_center.chat_setup import CHAT_DESK
-from crm_core.models import ChatConversation, ChatMessage, ChatStatus
+from contact_center.settings import MAX_BLOCK_ADDRESS_HOURS
+from crm_core.models import ChatConversation, ChatMessage, ChatStatus, Role
+from crm_core.services.chat import AddressBlock, address_blocks, lift_address_block
 
 routes = ApiRoutes("chats")
 
@@ -85,6 +89,28 @@ class ChatReadOut(Output):
 
 class BlockIn(Input):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
+    address_hours: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_BLOCK_ADDRESS_HOURS,
+        allow_inf_nan=False,
+        description="How long the address the chat came from is blocked too; "
+        "default webchat.block_address_hours, 0 blocks the visitor only",
+    )
+
+
+class ChatBlockOut(Output):
+    ip: str = Field(description="An IPv4 address, or the /64 network of an IPv6 address")
+    until: datetime
+    blocked_at: datetime
+    reason: str | None
+    blocked_by_id: int | None
+    blocked_by_name: str | None
+    conversation_id: int | None = Field(description="The chat the block came from")
+
+
+class ChatBlockList(Output):
+    items: list[ChatBlockOut]
 
 
 def _message_out(message: ChatMessage, names: dict[int, str]) -> ChatMessageOut:
@@ -101,6 +127,19 @@ def _message_out(message: ChatMessage, names: dict[int, str]) -> ChatMessageOut:
 
 def _chat_out(conversation: ChatConversation) -> ChatOut:
     return ChatOut.model_validate(conversation)
+
+
+def _block_out(found: AddressBlock) -> ChatBlockOut:
+    block = found.block
+    return ChatBlockOut(
+        ip=block.ip,
+        until=block.until,
+        blocked_at=block.blocked_at,
+        reason=block.reason,
+        blocked_by_id=block.blocked_by_id,
+        blocked_by_name=found.blocked_by_name,
+        conversation_id=block.conversation_id,
+    )
 
 
 @routes.route(
@@ -178,5 +217,38 @@ async def close_chat(request: web.Request) -> web.Response:
 async def block_chat_visitor(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     body = await parse_body(request, BlockIn)
-    conversation = await request.app[CHAT_DESK].block(viewer, path_int(request), body.reason)
+    conversation = await request.app[CHAT_DESK].block(
+        viewer, path_int(request), body.reason, body.address_hours
+    )
     return json_out(_chat_out(conversation))
+
+
+@routes.route(
+    "GET",
+    "/chat-blocks",
+    summary="Addresses blocked from the web chat now, the latest first (supervisors and admins)",
+    query=PageQuery,
+    response=ChatBlockList,
+)
+async def list_chat_blocks(request: web.Request) -> web.Response:
+    require_role(viewer_of(request), Role.SUPERVISOR, Role.ADMIN)
+    limit, offset = page_bounds(request, parse_query(request, PageQuery))
+    async with request.app[RUNTIME].uow() as uow:
+        found = await address_blocks(uow.session, limit=limit, offset=offset)
+    return json_out(ChatBlockList(items=[_block_out(b) for b in found]))
+
+
+@routes.route(
+    "DELETE",
+    "/chat-blocks/{ip}",
+    summary="Lift an address block (supervisors and admins); the blocked visitor stays blocked",
+    response=ChatBlockOut,
+    text_params=("ip",),
+)
+async def lift_chat_block(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    require_role(viewer, Role.SUPERVISOR, Role.ADMIN)
+    async with request.app[RUNTIME].uow() as uow:
+        lifted = await lift_address_block(uow, request.match_info["ip"], viewer.agent_id)
+        await uow.commit()
+    return json_out(_block_out(lifted))
