@@ -94,10 +94,11 @@ class _Send(Protocol):
 
 async def _send(request: web.Request, send: _Send) -> web.Response:
     """Text through ``send`` (to a ticket's or a customer's number): 201, or 200 for a repeat."""
+    viewer = viewer_of(request)  # 401 before anything is read
     body = await parse_body(request, SmsSendIn)
     try:
         row, created = await send(
-            viewer_of(request),
+            viewer,
             path_int(request),
             body=body.body,
             to=body.to,
