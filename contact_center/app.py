@@ -33,6 +33,7 @@ from contact_center.bus import EventBus
 from contact_center.bus.inprocess import InProcessBus
 from contact_center.bus.redis_bus import RedisBus
 from contact_center.chat_setup import setup_chat
+from contact_center.client_address import client_address_middleware
 from contact_center.email_setup import setup_email
 from contact_center.health import routes as health_routes
 from contact_center.presence import presence_store
@@ -135,7 +136,11 @@ async def openapi_json(request: web.Request) -> web.Response:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[json_errors, authenticate],
+        middlewares=[
+            client_address_middleware(settings.server.trusted_networks()),
+            json_errors,
+            authenticate,
+        ],
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_runtime_ctx)

@@ -5,6 +5,7 @@ A bad value stops the service with one line naming the key: see :func:`load_sett
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import ssl
@@ -67,6 +68,20 @@ class ServerSettings(_Section):
     public_base_url: str
     max_body_bytes: int = Field(ge=1024)
     shutdown_timeout: float = Field(ge=0)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network like 10.0.0.0/8") from None
+        return [item.strip() for item in value]
+
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies]
 
     @field_validator("public_base_url")
     @classmethod

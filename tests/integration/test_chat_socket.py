@@ -865,3 +865,33 @@ async def test_a_waiting_visitor_who_moved_to_another_instance_keeps_their_place
     await moved.position(1)
     for ws in (first, moved):
         await ws.close()
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_address_is_the_one_blocked(
+    make_client: MakeClient, settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    proxied = chat_settings(settings).with_overrides(server={"trusted_proxies": ["127.0.0.1"]})
+    client = await make_client(base=proxied)
+    await available(client, staff.red_1)
+
+    def via_proxy(address: str) -> dict[str, str]:
+        return {"X-Forwarded-For": f"198.51.100.1, {address}"}  # the left one is the client's word
+
+    visitor = await VisitorSocket.open(client, **via_proxy("203.0.113.9"))
+    chat_id = (await visitor.start())["conversation"]["id"]
+    await visitor.next("assigned")
+    async with uow_factory() as uow:
+        assert (await uow.session.get_one(ChatConversation, chat_id)).ip == "203.0.113.9"
+    await block(await login(client, staff.red_1), chat_id, reason="abuse")
+    assert [b.ip for b in await address_blocks(uow_factory)] == ["203.0.113.9"]
+
+    ws = await client.ws_connect("/ws/chat", headers={"Origin": ORIGIN, **via_proxy("203.0.113.9")})
+    await ws.send_json({"type": "hello", "token": None})
+    assert (await next_of(ws, "blocked"))["type"] == "blocked"
+    await ws.close()
+    # Other clients behind the same proxy, and the proxy's own address, are not affected.
+    neighbour = await VisitorSocket.open(client, **via_proxy("203.0.113.10"))
+    await neighbour.start()
+    direct = await let_in(client)
+    for ws_ in (neighbour, direct):
+        await ws_.close()
