@@ -151,14 +151,6 @@ class VisitorSocket:
         await self.ws.close()
 
 
-async def assigned_visitor(client: Client) -> VisitorSocket:
-    """A visitor whose chat an agent has taken."""
-    visitor = await VisitorSocket.open(client)
-    await visitor.start()
-    await visitor.next("assigned")
-    return visitor
-
-
 async def login(client: Client, agent: Agent) -> Session:
     """Signed in on this app (its bus carries the events to this app's sockets)."""
     resp = await client.post("/api/v1/auth/login", json={"login": agent.login, "password": PASSWORD})
@@ -380,7 +372,7 @@ async def test_chat_counts_that_drifted_from_the_database_are_corrected(
 ) -> None:
     client = await make_client(max_chats_per_agent=1)
     await available(client, staff.red_1)
-    first = await assigned_visitor(client)
+    first, _ = await assigned_chat(client)
     load = client.app[CHAT_DESK].router.load
     async with uow_factory() as uow:
         truth = await active_chats_per_agent(uow.session)
@@ -407,7 +399,7 @@ async def test_a_waiting_visitor_who_left_leaves_the_queue(
 ) -> None:
     client = await make_client(max_chats_per_agent=1)
     await available(client, staff.red_1)
-    first = await assigned_visitor(client)
+    first, _ = await assigned_chat(client)
     gone = await VisitorSocket.open(client)
     gone_id = (await gone.start())["conversation"]["id"]
     back = await VisitorSocket.open(client)
@@ -850,7 +842,7 @@ async def test_a_waiting_visitor_who_moved_to_another_instance_keeps_their_place
     one = await make_client(base=shared)
     two = await make_client(base=shared)
     await available(one, staff.red_1)
-    first = await assigned_visitor(one)
+    first, _ = await assigned_chat(one)
     moving = await VisitorSocket.open(one)
     moving_id = (await moving.start())["conversation"]["id"]
     assert (await moving.next("queue"))["position"] == 1
