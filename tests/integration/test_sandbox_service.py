@@ -9,16 +9,19 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
+from contact_center.calls import CallDesk
 from contact_center.presence import AgentState
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
-from crm_core.models import Interaction
+from crm_core.models import Interaction, Ticket
+from crm_core.voice import CallDecision, InboundCall
 from tests.conftest import PASSWORD, Staff, isolated_settings
 
 DEMO_NUMBER = "+15005550006"
@@ -120,3 +123,29 @@ async def test_a_queued_caller_goes_to_the_agent_who_frees_up(
         row = await uow.session.scalar(select(Interaction).where(Interaction.external_id == sid))
         assert row is not None
         assert (row.status, row.agent_id, row.ticket_id) == ("completed", staff.blue_1.id, None)
+
+
+async def test_a_call_whose_webhook_failed_is_called_back(
+    service: TestClient[Any, Any], uow_factory: UnitOfWorkFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def out_of_order(self: CallDesk, call: InboundCall) -> CallDecision:
+        raise RuntimeError("the database is away")
+
+    monkeypatch.setattr(CallDesk, "inbound_call", out_of_order)
+    resp = await service.post("/twilio-sandbox/sandbox/calls", json={"from": CALLER, "to": DEMO_NUMBER})
+    sid = (await resp.json())["call_sid"]
+    # Twilio gets a 500, tells the caller there was an application error and hangs up.
+    final = await _until(service, sid, lambda s: s["settled"])
+    assert [e["code"] for e in final["log"] if e["event"] == "error"] == [11200]
+    # Its final status callback reaches the service, which logs the call as missed.
+    async with asyncio.timeout(5):
+        while True:
+            async with uow_factory() as uow:
+                row = await uow.session.scalar(select(Interaction).where(Interaction.external_id == sid))
+                if row is not None and row.ticket_id is not None:
+                    break
+            await asyncio.sleep(0.02)
+    assert row.meta["missed"] is True and row.meta["from"] == CALLER
+    async with uow_factory() as uow:
+        ticket = await uow.session.get_one(Ticket, row.ticket_id)
+    assert ticket.category == "callback"
