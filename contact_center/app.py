@@ -18,6 +18,7 @@ from contact_center.api.routes import (
     customer_csv,
     customers,
     email,
+    email_quarantine,
     interactions,
     presence,
     sms,
@@ -62,6 +63,7 @@ API_GROUPS = (
     wallboard.routes,
     sms.routes,
     email.routes,
+    email_quarantine.routes,
 )
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])

@@ -31,7 +31,7 @@ from crm_core.events import DomainEvent
 from crm_core.models import Agent, Base, Role, Team
 from crm_core.services.agents import create_agent, create_team
 
-pytest_plugins = ["tests.email_servers"]
+pytest_plugins = ["tests.email_servers", "tests.support.mail_app"]
 
 RUN_ID = secrets.token_hex(4)
 PASSWORD = "correct horse battery"

@@ -16,7 +16,7 @@ import re
 import ssl
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +26,6 @@ from channels.email.content_store import ContentStore
 from channels.email.parsing import header_message_key, parse_message
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import InboundEmail
-from crm_core.models import EmailKind, EmailMessage, EmailStatus, utcnow
 from crm_core.services.email_batch import ingest, ingest_batch
 from crm_core.services.email_ingest import (
     EmailPolicy,
@@ -36,7 +35,7 @@ from crm_core.services.email_ingest import (
     load_checkpoint,
     save_checkpoint,
 )
-from crm_core.types import Direction
+from crm_core.services.email_quarantine import QuarantinedMail, describe, quarantine
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +116,34 @@ def _uid_set(uids: Sequence[int]) -> str:
     return ",".join(str(u) for u in uids)
 
 
-def parse_batch(raws: list[tuple[int, bytes]], store_root: str, limit: int) -> list[tuple[int, InboundEmail]]:
+@dataclass
+class Fetched:
+    """A batch as parsed: the messages, and those that could not be parsed (raw bytes kept)."""
+
+    parsed: list[tuple[int, InboundEmail]] = field(default_factory=list)
+    failed: list[QuarantinedMail] = field(default_factory=list)
+
+    def add(self, uid: int, raw: bytes, store: ContentStore, limit: int) -> None:
+        try:
+            self.parsed.append((uid, parse_message(raw, store, max_attachment_bytes=limit)))
+        except Exception as exc:
+            log.exception("UID %s could not be parsed", uid)
+            sha: str | None = None
+            with contextlib.suppress(Exception):
+                sha = store.put(raw)
+            # The mailbox and UIDVALIDITY are filled in by the watcher.
+            self.failed.append(
+                QuarantinedMail("", 0, uid, raw_sha256=sha, raw_size=len(raw), error=describe(exc))
+            )
+
+
+def parse_batch(raws: list[tuple[int, bytes]], store_root: str, limit: int) -> Fetched:
     """Parse in a worker process (module level, so it can be sent there)."""
     store = ContentStore(Path(store_root))
-    return [(uid, parse_message(raw, store, max_attachment_bytes=limit)) for uid, raw in raws]
+    fetched = Fetched()
+    for uid, raw in raws:
+        fetched.add(uid, raw, store, limit)
+    return fetched
 
 
 class MailboxWatcher:
@@ -143,6 +166,7 @@ class MailboxWatcher:
         self.options = options
         self.ingested = 0
         self.failures = 0
+        self.quarantined = 0
         self._pool: ProcessPoolExecutor | None = None
 
     def close(self) -> None:
@@ -349,7 +373,7 @@ class MailboxWatcher:
                     await upcoming
         return stored
 
-    async def _fetch(self, client: IMAP4, uids: list[int]) -> list[tuple[int, InboundEmail]]:
+    async def _fetch(self, client: IMAP4, uids: list[int]) -> Fetched:
         """The batch's new messages, parsed: bodies are fetched only for unknown Message-IDs."""
         headers = fetched_literals(
             _check(
@@ -381,28 +405,30 @@ class MailboxWatcher:
             return await asyncio.get_running_loop().run_in_executor(
                 self._pool, parse_batch, raws, str(self.store.root), limit
             )
-        parsed = []
+        fetched = Fetched()
         for uid, raw in raws:
-            parsed.append((uid, self._parse(raw)))
+            fetched.add(uid, raw, self.store, self.options.max_attachment_bytes)
             await asyncio.sleep(0)  # let the batch being written make progress
-        return parsed
+        return fetched
 
-    def _parse(self, raw: bytes) -> InboundEmail:
-        return parse_message(raw, self.store, max_attachment_bytes=self.options.max_attachment_bytes)
-
-    async def _store(self, parsed: list[tuple[int, InboundEmail]], uidvalidity: int, last_uid: int) -> int:
+    async def _store(self, fetched: Fetched, uidvalidity: int, last_uid: int) -> int:
         """The whole batch and its checkpoint in one transaction; if that fails, message by
-        message, keeping a message that cannot be ingested as a bare row with the error noted."""
+        message. A message that cannot be parsed or stored is quarantined (its raw bytes are
+        kept) and the mailbox moves on: no message can stop intake."""
+        failed = [replace(f, mailbox=self.account.name, uidvalidity=uidvalidity) for f in fetched.failed]
         try:
             async with self.uow_factory() as uow:
-                results = await ingest_batch(uow, self.mailbox, self.policy, [mail for _, mail in parsed])
+                results = await ingest_batch(uow, self.mailbox, self.policy, [m for _, m in fetched.parsed])
+                for item in failed:
+                    await quarantine(uow.session, item)
                 await save_checkpoint(uow.session, self.account.name, uidvalidity, last_uid)
                 await uow.commit()
+            self._log_quarantined(failed)
             return sum(r.outcome is not Outcome.DUPLICATE for r in results)
         except Exception:
             log.exception("mailbox %s: batch failed, ingesting one by one", self.account.name)
         stored = 0
-        for uid, mail in parsed:
+        for uid, mail in fetched.parsed:
             try:
                 async with self.uow_factory() as uow:
                     result = await ingest(uow, self.mailbox, self.policy, mail)
@@ -411,35 +437,37 @@ class MailboxWatcher:
                     await uow.commit()
             except Exception as exc:
                 log.exception("mailbox %s: UID %s could not be ingested", self.account.name, uid)
-                await self._keep_unprocessed(mail, uidvalidity, uid, exc)
+                failed.append(self._quarantined(uid, uidvalidity, mail, exc))
         async with self.uow_factory() as uow:
+            for item in failed:
+                await quarantine(uow.session, item)
             await save_checkpoint(uow.session, self.account.name, uidvalidity, last_uid)
             await uow.commit()
+        self._log_quarantined(failed)
         return stored
 
-    async def _keep_unprocessed(self, mail: InboundEmail, uidvalidity: int, uid: int, exc: Exception) -> None:
-        async with self.uow_factory() as uow:
-            if not await known_keys(uow.session, [mail.key]):
-                uow.session.add(
-                    EmailMessage(
-                        message_key=mail.key,
-                        message_id=mail.message_id,
-                        direction=Direction.INBOUND,
-                        kind=EmailKind.MESSAGE,
-                        status=EmailStatus.RECEIVED,
-                        mailbox=self.mailbox.name,
-                        from_address=(mail.from_address or "")[:320] or None,
-                        subject=mail.subject,
-                        text_body=mail.text,
-                        visible_text=mail.visible_text,
-                        defects=[*mail.defects, f"not ingested: {exc}"],
-                        raw_sha256=mail.raw_sha256,
-                        raw_size=mail.raw_size,
-                        created_at=utcnow(),
-                    )
-                )
-            await save_checkpoint(uow.session, self.account.name, uidvalidity, uid)
-            await uow.commit()
+    def _quarantined(self, uid: int, uidvalidity: int, mail: InboundEmail, exc: Exception) -> QuarantinedMail:
+        return QuarantinedMail(
+            mailbox=self.account.name,
+            uidvalidity=uidvalidity,
+            uid=uid,
+            raw_sha256=mail.raw_sha256,
+            raw_size=mail.raw_size,
+            error=describe(exc),
+            message_key=mail.key,
+            from_address=mail.from_address,
+            subject=mail.subject,
+        )
+
+    def _log_quarantined(self, failed: list[QuarantinedMail]) -> None:
+        self.quarantined += len(failed)
+        for item in failed:
+            log.warning(
+                "mailbox %s: UID %s quarantined (%s); an admin can retry it",
+                self.account.name,
+                item.uid,
+                item.error,
+            )
 
     async def _after(self, client: IMAP4, uids: list[int]) -> None:
         if self.account.after == "seen":

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import UTC
 from email.message import Message
 from email.parser import BytesParser
@@ -26,6 +26,7 @@ from channels.email.header_cache import DEFAULT as POLICY
 from crm_core.email_ports import BounceReport, InboundEmail, MailAttachment
 from crm_core.rules.email_loops import is_bounce
 from crm_core.rules.email_refs import MARKER_RE, REF_RE, message_key
+from crm_core.rules.storable_text import storable
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,9 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
 
 
 def clean(value: str) -> str:
-    """Header text from 8-bit raw headers comes back with surrogates: make it plain text."""
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """Header text from 8-bit raw headers comes back with surrogates: make it plain, storable
+    text (the same for the key read before the body is fetched and for the parsed message)."""
+    return storable(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
 
 def _header(msg: Message, name: str, defects: list[str]) -> str:
@@ -280,7 +282,32 @@ def _subject(msg: Message, raw_headers: dict[str, str], defects: list[str]) -> s
     return " ".join(value.split())[:998]
 
 
+def _storable(value: Any) -> Any:
+    """Every string in a parsed value, however deep, without what the database refuses (a NUL
+    from ``=00`` in a body or an encoded word would otherwise fail the message on every poll)."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, tuple):
+        return tuple(_storable(v) for v in value)
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in fields(value):
+            old = getattr(value, f.name)
+            new = _storable(old)
+            if new is not old and new != old:
+                changes[f.name] = new
+        return replace(value, **changes) if changes else value
+    return value
+
+
 def parse_message(raw: bytes, store: ContentStore, *, max_attachment_bytes: int) -> InboundEmail:
+    mail: InboundEmail = _storable(_parse_message(raw, store, max_attachment_bytes=max_attachment_bytes))
+    return mail
+
+
+def _parse_message(raw: bytes, store: ContentStore, *, max_attachment_bytes: int) -> InboundEmail:
     defects: list[str] = []
     raw_sha = store.put(raw)
     msg = BytesParser(policy=POLICY).parsebytes(raw)

@@ -20,6 +20,7 @@ from crm_core.models.email import (
     EmailMailboxState,
     EmailMessage,
     EmailParticipant,
+    EmailQuarantine,
     EmailStatus,
 )
 from crm_core.models.interactions import Interaction
@@ -49,6 +50,7 @@ __all__ = [
     "EmailMailboxState",
     "EmailMessage",
     "EmailParticipant",
+    "EmailQuarantine",
     "EmailStatus",
     "Interaction",
     "Role",

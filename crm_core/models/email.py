@@ -136,3 +136,30 @@ class EmailAddressHealth(Base):
     bounces: Mapped[int] = mapped_column(default=0)
     last_reason: Mapped[str | None] = mapped_column(Text)
     last_bounce_at: Mapped[datetime | None]
+
+
+class EmailQuarantine(Base):
+    """A received message that could not be stored: its raw bytes stay in the content store,
+    the mailbox moves on, and an admin retries it (or drops it) once the cause is fixed."""
+
+    __tablename__ = "email_quarantine"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid", name="uq_email_quarantine_mailbox_uid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(100))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_key: Mapped[str | None] = mapped_column(String(255))
+    # None only when even the raw bytes could not be kept (the content store failed).
+    raw_sha256: Mapped[str | None] = mapped_column(String(64))
+    raw_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    email_id: Mapped[int | None] = mapped_column(ForeignKey("email_messages.id", ondelete="SET NULL"))

@@ -3,92 +3,18 @@ replies out (aiosmtpd), and the API to read a ticket's mail under the visibility
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
-import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from contact_center.app import create_app
-from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
-from crm_core.models import Agent, EmailMessage, Ticket
-from tests.conftest import PASSWORD, Session, Staff, isolated_settings
+from crm_core.models import EmailMessage, Ticket
+from tests.conftest import Session, Staff
 from tests.email_servers import Dovecot, SmtpSink, make_mail
+from tests.support.mail_app import MailApp, eventually
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
-
-
-class MailApp:
-    def __init__(self, client: TestClient[Any, Any], login: str) -> None:
-        self.client = client
-        self.login = login
-
-    async def sign_in(self, agent: Agent) -> Session:
-        resp = await self.client.post("/api/v1/auth/login", json={"login": agent.login, "password": PASSWORD})
-        assert resp.status == 200, await resp.text()
-        body = await resp.json()
-        cookie = resp.cookies["cc_session"].value
-        self.client.session.cookie_jar.clear()
-        return Session(self.client, body["csrf_token"], cookie)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def mail_app(
-    settings: Settings,
-    uow_factory: UnitOfWorkFactory,
-    staff: Staff,
-    dovecot: Dovecot,
-    smtp_sink: SmtpSink,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[MailApp]:
-    login = "api-" + secrets.token_hex(4)
-    configured = isolated_settings(settings).with_overrides(
-        email={
-            "mailboxes": [
-                {
-                    "name": "support",
-                    "address": "support@example.com",
-                    "display_name": "Example Support",
-                    "imap_host": dovecot.host,
-                    "imap_port": dovecot.port,
-                    "imap_tls": "none",
-                    "login": login,
-                    "password_env": "CC_TEST_IMAP_PASSWORD",
-                    "team_id": staff.red.id,
-                    "acknowledgments": {
-                        "en": {"subject": "Got it {{ subject_token }}", "body": "Ticket {{ ticket_number }}."}
-                    },
-                }
-            ],
-            "smtp": {"host": smtp_sink.host, "port": smtp_sink.port, "tls": "none"},
-            "attachment_dir": str(tmp_path / "mail"),
-            "poll_seconds": 0.2,
-            "outbox_poll_seconds": 0.1,
-            "reconnect_min_seconds": 0.1,
-        }
-    )
-    monkeypatch.setenv("CC_TEST_IMAP_PASSWORD", dovecot.password)
-    async with TestClient(TestServer(create_app(configured))) as client:
-        yield MailApp(client, login)
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_mail_to_ticket_acknowledgment_reply_and_downloads(
