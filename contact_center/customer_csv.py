@@ -414,8 +414,8 @@ class _Importer:
         owner_id = await self.owner_id(owner_login) if owner_login else None
         holders = await self._holders(row)
         if len(set(holders.values())) > 1:
-            detail = ", ".join(f"{point} belongs to customer {cid}" for point, cid in holders.items())
-            raise _RowError(f"conflicting contact points: {detail}")
+            # Which customers they are is not said: the caller may not see all of them.
+            raise _RowError(f"conflicting contact points: {', '.join(holders)} belong to different customers")
         if not holders:
             await create_customer(
                 self.uow,
@@ -435,7 +435,7 @@ class _Importer:
             stmt = stmt.where(customer_filter(self.actor))
         customer = await self.uow.session.scalar(stmt)
         if customer is None:
-            raise _RowError(f"its phone or email belongs to customer {customer_id}, whom you may not see")
+            raise _RowError("its phone or email already belongs to another customer")
         changed = await fill_customer(
             self.uow,
             self.actor,

@@ -5,6 +5,11 @@
   (no owner), and the customer of every ticket they may see.
 - supervisor: all of the above for every member of their team, and every ticket of the team.
 - admin: everything.
+
+Seeing is not owning. Acting as a customer's owner (changing or releasing its owner, merging it)
+is for its owner, a supervisor of the owner's team, an admin, and anyone on a pool customer: see
+:func:`may_manage_customer`. A customer seen only through a ticket (a general-queue ticket, a
+ticket assigned across teams) may be read and its contact details edited, nothing more.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ class Viewer:
     @classmethod
     def of(cls, agent: Agent) -> Viewer:
         return cls(agent_id=agent.id, role=agent.role, team_id=agent.team_id, login=agent.login)
+
+
+def may_manage_customer(viewer: Viewer, owner: Agent | None) -> bool:
+    """Whether ``viewer`` may act as the owner of a customer owned by ``owner`` (None: the pool)."""
+    if viewer.is_admin or owner is None or owner.id == viewer.agent_id:
+        return True
+    return viewer.role is Role.SUPERVISOR and viewer.team_id is not None and owner.team_id == viewer.team_id
 
 
 def _team_members(viewer: Viewer) -> ColumnElement[bool] | None:

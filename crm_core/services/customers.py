@@ -19,7 +19,7 @@ from crm_core.models import Agent, AuditEntry, Customer, CustomerEmail, Customer
 from crm_core.services.audit import audit, diff
 from crm_core.services.pages import Page, paginate
 from crm_core.types import CONSENT_CHANNELS, Channel
-from crm_core.visibility import Viewer, customer_filter
+from crm_core.visibility import Viewer, customer_filter, may_manage_customer
 
 NEWEST_FIRST = (Interaction.started_at.desc(), Interaction.id.desc())
 EDITABLE_FIELDS = (
@@ -72,6 +72,19 @@ async def get_visible(
     if customer is None:
         raise NotFound(f"customer {customer_id} not found")
     return customer
+
+
+def check_manages(viewer: Viewer, customer: Customer) -> None:
+    """Refuse ownership-level changes (owner, release, merge) on a customer ``viewer`` only sees.
+
+    ``customer.owner`` must be loaded (:func:`get_visible` loads it).
+    """
+    if may_manage_customer(viewer, customer.owner):
+        return
+    raise Forbidden(
+        f"customer {customer.id} belongs to {'another team' if viewer.is_supervisor else 'another agent'}: "
+        "only its owner, a supervisor of its owner's team or an admin may change its owner or merge it"
+    )
 
 
 async def _attach_phone(session: AsyncSession, customer: Customer, e164: str, label: str | None) -> None:
@@ -251,14 +264,8 @@ async def update_customer(
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
     _check_fields(changes)
     if "owner_id" in changes and changes["owner_id"] != customer.owner_id:
-        if changes["owner_id"] is None:
-            if not (viewer.is_supervisor or customer.owner_id == viewer.agent_id):
-                raise Forbidden("only the owner or a supervisor can release a customer to the pool")
-        else:
-            # Seeing a colleague's customer (through a ticket) is not owning it: agents take
-            # customers only from the pool, as with claim.
-            if not viewer.is_supervisor and customer.owner_id not in (None, viewer.agent_id):
-                raise Forbidden("only the owner or a supervisor can change the owner of a customer")
+        check_manages(viewer, customer)
+        if changes["owner_id"] is not None:
             await _check_owner_assignable(session, viewer, changes["owner_id"])
     before = _snapshot(customer)
     for name, value in changes.items():

@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
 from crm_core.db import UnitOfWork
-from crm_core.errors import Forbidden, InvalidInput
+from crm_core.errors import InvalidInput
 from crm_core.models import Customer, CustomerEmail, CustomerPhone, Interaction, Ticket
 from crm_core.services.audit import audit
-from crm_core.services.customers import get_visible, with_contact_points
+from crm_core.services.customers import check_manages, get_visible, with_contact_points
 from crm_core.visibility import Viewer, customer_filter
 
 NAME_SIMILARITY = 0.85
@@ -104,13 +104,9 @@ async def merge_customers(uow: UnitOfWork, viewer: Viewer, survivor_id: int, mer
     session = uow.session
     survivor = await get_visible(session, viewer, survivor_id)
     merged = await get_visible(session, viewer, merged_id)
-    if not viewer.is_supervisor:
-        # Seeing a customer through a ticket is not owning it: agents merge only their own or the pool's.
-        for customer in (survivor, merged):
-            if customer.owner_id not in (None, viewer.agent_id):
-                raise Forbidden(
-                    f"customer {customer.id} belongs to another agent; ask a supervisor to merge it"
-                )
+    # Seeing a customer through a ticket is not owning it: both must be the viewer's to manage.
+    check_manages(viewer, survivor)
+    check_manages(viewer, merged)
     moved: dict[str, object] = {
         "phones": [p.e164 for p in merged.phones],
         "emails": [e.address for e in merged.emails],
