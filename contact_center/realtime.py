@@ -25,6 +25,8 @@ from contact_center.presence import PRESENCE_CHANGED, AgentState
 from crm_core.errors import CoreError
 from crm_core.events import DomainEvent
 from crm_core.models import Agent, Interaction, Role
+from crm_core.rules import bounded_json
+from crm_core.rules.storable_text import storable_json
 from crm_core.services.customer_card import card_by_customer
 from crm_core.types import Channel
 
@@ -110,8 +112,8 @@ def register_agent_message(app: web.Application, kind: str, handler: AgentMessag
 
 async def _agent_message(request: web.Request, ws: web.WebSocketResponse, agent_id: int, text: str) -> None:
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = storable_json(bounded_json.loads(text, text_storable=False))
+    except bounded_json.JsonRefused:
         data = None
     kind = data.get("type") if isinstance(data, dict) else None
     handler = request.app.get(AGENT_MESSAGES, {}).get(kind) if isinstance(kind, str) else None

@@ -21,6 +21,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
+from crm_core.rules import bounded_json
+from crm_core.rules.storable_text import storable_json
+
 # Frames are bounded well above any configured message limit; the desk applies the real limit.
 MAX_FRAME_CHARS = 64 * 1024
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)]
@@ -97,9 +100,10 @@ def parse_frame(raw: str) -> Hello | VisitorFrame:
     if len(raw) > MAX_FRAME_CHARS:
         raise FrameError("too_large", "the frame is too large")
     try:
-        data = json.loads(raw)
-    except ValueError:
-        raise FrameError("invalid_json", "frames are JSON objects") from None
+        # NULs are dropped (as message text drops control characters), never stored.
+        data = storable_json(bounded_json.loads(raw, text_storable=False))
+    except bounded_json.JsonRefused as exc:
+        raise FrameError("invalid_json", f"frames are JSON objects: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise FrameError("invalid_frame", "a frame is a JSON object with a string 'type'")
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import types
 import typing
@@ -16,6 +15,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from contact_center.api.errors import ApiError, validation_fields
 from contact_center.api.schemas import ErrorResponse
+from crm_core.rules import bounded_json
+from crm_core.rules.storable_text import has_unstorable
 
 API_PREFIX = "/api/v1"
 M = TypeVar("M", bound=BaseModel)
@@ -96,9 +97,12 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     try:
-        data = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        # Every number is checked by the body's model, which names the field.
+        data = bounded_json.loads(await request.read(), bound_ints=False)
+    except bounded_json.JsonRefused as exc:
+        if exc.path is not None:
+            raise ApiError(422, "invalid_input", str(exc), {exc.path: str(exc)}) from None
+        raise ApiError(400, "invalid_json", f"the body is not accepted: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_input", "the body must be a JSON object")
     try:
@@ -115,6 +119,11 @@ def _is_list(annotation: Any) -> bool:
 
 def parse_query(request: web.Request, model: type[M]) -> M:
     data: dict[str, Any] = {}
+    for key, value in request.query.items():
+        if has_unstorable(key) or has_unstorable(value):
+            raise ApiError(
+                422, "invalid_input", "the query may not contain NUL characters", {key: "NUL character"}
+            )
     for key in set(request.query.keys()):
         field = model.model_fields.get(key)
         values = request.query.getall(key)

@@ -481,6 +481,14 @@ async def test_size_limit_and_control_characters(
     assert (await visitor.next("error"))["code"] == "text_only"
     await visitor.ws.send_str("not json")
     assert (await visitor.next("error"))["code"] == "invalid_json"
+    for deep in (
+        "[" * 20_000 + "]" * 20_000,
+        '{"type": "message", "id": "d", "text": ' + "[" * 40 + "]" * 40 + "}",
+    ):
+        await visitor.ws.send_str(deep)
+        assert (await visitor.next("error"))["code"] == "invalid_json"
+    await visitor.ws.send_str(json.dumps({"type": "read", "up_to": 2**70}))
+    assert (await visitor.next("error"))["code"] == "invalid_json"
     await visitor.send(type="shout")
     assert (await visitor.next("error"))["code"] == "unknown_type"
     async with uow_factory() as uow:
