@@ -2,11 +2,13 @@
 
 import { api } from "./api.js";
 import { byId } from "./dom.js";
+import { sameSitePath } from "./paths.js";
+
+const DEFAULT_PAGE = "/console";
 
 function destination() {
-  const next = new URLSearchParams(location.search).get("next") || "/console";
-  // Only a path of this service, never another site.
-  return next.startsWith("/") && !next.startsWith("//") ? next : "/console";
+  const next = new URLSearchParams(location.search).get("next");
+  return (next && sameSitePath(next)) || DEFAULT_PAGE;
 }
 
 byId("login-form").addEventListener("submit", async (event) => {
