@@ -11,6 +11,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from crm_core.rules.storable_text import storable_json
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -43,6 +45,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class StorableJSON(TypeDecorator[Any]):
+    """JSON whose strings (keys too) never hold what PostgreSQL's ``jsonb`` refuses (``\\u0000``,
+    lone surrogates): a last guard behind the edges, which clean what they take in."""
+
+    impl = JSON()
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else storable_json(value)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -51,8 +64,8 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
         datetime: UTCDateTime(),
-        dict[str, Any]: JSON(),
-        list[str]: JSON(),
+        dict[str, Any]: StorableJSON(),
+        list[str]: StorableJSON(),
     }
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm_core.models.base import Base, BigIntId, str_enum, utcnow
+from crm_core.models.base import Base, BigIntId, StorableJSON, str_enum, utcnow
 from crm_core.types import Channel, Direction
 
 
@@ -42,5 +42,5 @@ class Interaction(Base):
     subject: Mapped[str | None] = mapped_column(String(500))
     body: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[str | None] = mapped_column(Text)
-    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", StorableJSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

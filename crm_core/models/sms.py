@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from crm_core.models.base import Base, BigIntId, Timestamped, str_enum, utcnow
+from crm_core.models.base import Base, BigIntId, StorableJSON, Timestamped, str_enum, utcnow
 from crm_core.types import Direction
 
 
@@ -36,7 +36,7 @@ class SmsMessage(Timestamped, Base):
     from_number: Mapped[str] = mapped_column(String(40))
     to_number: Mapped[str] = mapped_column(String(40))
     body: Mapped[str] = mapped_column(Text, default="")
-    media: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    media: Mapped[list[dict[str, Any]]] = mapped_column(StorableJSON, default=list)
     encoding: Mapped[str | None] = mapped_column(String(10))
     segments: Mapped[int | None]
     status: Mapped[str] = mapped_column(String(20))
