@@ -30,6 +30,7 @@ from crm_core.models import Agent, Customer, Interaction, Ticket, utcnow
 from crm_core.ports import CallControl
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.rules.call_status import TERMINAL, should_apply
+from crm_core.rules.caller_id import names_nobody
 from crm_core.services.customer_card import CustomerCard, card_by_customer
 from crm_core.services.identity import resolve_phone
 from crm_core.services.inbound_calls import (
@@ -44,6 +45,7 @@ from crm_core.services.inbound_calls import (
 )
 from crm_core.services.interactions import Logged, interaction_logged, log_interaction
 from crm_core.services.tickets import SlaPolicy, open_ticket, open_ticket_for_customer, system_note
+from crm_core.services.withheld_callers import is_withheld_callers, withheld_caller
 from crm_core.sql import AutocommitConnections, Executor
 from crm_core.types import Channel, Direction, Priority
 from crm_core.voice import (
@@ -103,6 +105,12 @@ def screen_pop(
     )
 
 
+def routing_owner(customer: Customer) -> int | None:
+    """Whose customer the caller is, for sticky routing: nobody's for the shared record of
+    withheld callers (should it be given an owner, they would get every withheld call)."""
+    return None if is_withheld_callers(customer) else customer.owner_id
+
+
 @dataclass(frozen=True, slots=True)
 class CallPolicy:
     region: str
@@ -140,6 +148,7 @@ class CallDesk:
         self._queued_calls = GroupCommit(self._log_queued_calls, max_items=MAX_QUEUED_PER_STATEMENT)
         self._wrap_up_ends: set[asyncio.TimerHandle] = set()
         self._queue_runs: set[asyncio.Task[int]] = set()
+        self._withheld_id: int | None = None  # the shared customer of withheld callers, once found
 
     async def close(self) -> None:
         for handle in self._wrap_up_ends:
@@ -168,7 +177,11 @@ class CallDesk:
         sends the call down :meth:`_inbound_call` (withheld or malformed numbers, voicemail
         outside business hours).
         """
-        if not E164.fullmatch(call.from_number) or not self._policy.hours.is_open(utcnow()):
+        if (
+            not E164.fullmatch(call.from_number)
+            or names_nobody(call.from_number)
+            or not self._policy.hours.is_open(utcnow())
+        ):
             return None
         routed = await self._queue_while_nobody_is_free(call) if self._nobody_free_at is not None else None
         if routed is None:
@@ -341,7 +354,7 @@ class CallDesk:
                 self._remember(interaction, decision)
                 await uow.commit()
                 return decision
-            agent_id = await self._route(owner_id=customer.owner_id, call_sid=call.call_sid)
+            agent_id = await self._route(owner_id=routing_owner(customer), call_sid=call.call_sid)
             try:
                 decision = await self._offer_or_queue(uow, interaction, customer.id, agent_id)
                 await uow.commit()
@@ -389,16 +402,17 @@ class CallDesk:
         return customer, logged
 
     async def _caller(self, uow: UnitOfWork, call: InboundCall) -> Customer:
-        try:
-            return (
-                await resolve_phone(uow, call.from_number, region=self._policy.region, source="voice")
-            ).customer
-        except InvalidInput:
-            # Withheld or malformed caller ids: each call gets its own unnamed pool customer.
-            customer = Customer(display_name="Withheld number", custom_fields={"caller_id": call.from_number})
-            uow.session.add(customer)
-            await uow.session.flush()
-            return customer
+        if not names_nobody(call.from_number):
+            try:
+                return (
+                    await resolve_phone(uow, call.from_number, region=self._policy.region, source="voice")
+                ).customer
+            except InvalidInput:
+                pass  # not a phone number: as good as withheld
+        # No usable number: every such call is logged against one shared customer.
+        customer = await withheld_caller(uow, self._withheld_id)
+        self._withheld_id = customer.id
+        return customer
 
     async def _offer_or_queue(
         self, uow: UnitOfWork, interaction: Interaction, customer_id: int, agent_id: int | None
@@ -661,7 +675,7 @@ class CallDesk:
                 return False
             customer = await uow.session.get_one(Customer, interaction.customer_id)
             call_sid = str(interaction.external_id)
-            agent_id = await self._route(owner_id=customer.owner_id, call_sid=call_sid)
+            agent_id = await self._route(owner_id=routing_owner(customer), call_sid=call_sid)
             if agent_id is None:
                 self._claimed(None)
                 return False

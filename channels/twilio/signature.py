@@ -1,4 +1,9 @@
-"""Twilio webhook authentication: X-Twilio-Signature checked against the public URL."""
+"""Twilio webhook authentication: X-Twilio-Signature checked against the public URL.
+
+The signature covers the parameters exactly as Twilio sent them, so it is checked on the raw
+values; only then is every name and value made storable (NULs dropped, lone surrogates replaced),
+and nothing past this module sees a raw string.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import logging
 from aiohttp import web
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
+
+from crm_core.rules.storable_text import storable
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +36,17 @@ class WebhookVerifier:
         return self._base + request.rel_url.path_qs
 
     async def verified_form(self, request: web.Request) -> MultiDict[str]:
-        """The POSTed parameters; answers 403 (and logs) when the signature is missing or wrong."""
+        """The POSTed parameters, made storable; answers 403 (and logs) when the signature is
+        missing or wrong."""
         signature = request.headers.get(SIGNATURE_HEADER, "")
         if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM_BYTES, actual_size=request.content_length)
-        form = await request.post()
+        try:
+            form = await request.post()
+        except (UnicodeDecodeError, LookupError) as exc:
+            # Not UTF-8 (or an unknown charset): nothing Twilio sends, and nothing to verify.
+            log.warning("refused a Twilio webhook to %s from %s: %s", request.path, request.remote, exc)
+            raise web.HTTPBadRequest(text="the form is not UTF-8") from exc
         params: MultiDict[str] = MultiDict((k, v) for k, v in form.items() if isinstance(v, str))
         url = self.public_url(request)
         if not signature or not self._validator.validate(url, params, signature):
@@ -44,4 +57,4 @@ class WebhookVerifier:
                 "wrong" if signature else "missing",
             )
             raise web.HTTPForbidden(text="invalid Twilio signature")
-        return params
+        return MultiDict((storable(k), storable(v)) for k, v in params.items())

@@ -57,9 +57,9 @@ def voice_routes(calls: VoiceCalls, verifier: WebhookVerifier, public_base_url: 
 
     async def agent_leg(request: web.Request, params: MultiDict[str]) -> str:
         agent_id = _agent_param(request)
-        parent = params.get("ParentCallSid", "")
-        if agent_id is not None and parent:
-            await calls.agent_leg_status(agent_id, parent, voice_params.call_status(params))
+        parent, update = voice_params.agent_leg(params)
+        if agent_id is not None and parent is not None:
+            await calls.agent_leg_status(agent_id, parent, update)
         return EMPTY_TWIML
 
     async def dial_action(request: web.Request, params: MultiDict[str]) -> str:
@@ -70,9 +70,7 @@ def voice_routes(calls: VoiceCalls, verifier: WebhookVerifier, public_base_url: 
         agent_id = _agent_param(request)
         if agent_id is None:
             raise InvalidInput("missing agent", "agent")
-        return twiml.render(
-            await calls.connect_agent(voice_params.inbound_call(params).call_sid, agent_id), urls
-        )
+        return twiml.render(await calls.connect_agent(voice_params.call_sid(params), agent_id), urls)
 
     async def queue_wait(request: web.Request, params: MultiDict[str]) -> str:
         return twiml.say_only(await calls.queue_wait(voice_params.queue_wait(params)))

@@ -1,11 +1,14 @@
-"""Twilio voice webhook parameters parsed into the core's call DTOs (the only place that knows them)."""
+"""Twilio voice webhook parameters parsed into the core's call DTOs (the only place that knows them).
+
+Every value is checked by :mod:`channels.twilio.form` (SIDs, bounded numbers and text, dates);
+what fails is :class:`InvalidInput`, answered 400 before the application sees anything.
+"""
 
 from __future__ import annotations
 
-from email.utils import parsedate_to_datetime
-
 from multidict import MultiDict
 
+from channels.twilio.form import MAX_URL, number, optional_sid, required, sid, text, timestamp
 from crm_core.errors import InvalidInput
 from crm_core.voice import (
     CallStatus,
@@ -17,87 +20,76 @@ from crm_core.voice import (
     Recording,
 )
 
-
-def _required(params: MultiDict[str], name: str) -> str:
-    value = params.get(name, "").strip()
-    if not value:
-        raise InvalidInput(f"missing {name}", name)
-    return value
+CALL = ("CA",)
 
 
-def _int(params: MultiDict[str], name: str) -> int | None:
-    raw = params.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{name} is not a number: {raw!r}", name) from exc
+def call_sid(params: MultiDict[str]) -> str:
+    return sid(params, "CallSid", CALL)
 
 
 def inbound_call(params: MultiDict[str]) -> InboundCall:
     return InboundCall(
-        call_sid=_required(params, "CallSid"),
-        from_number=params.get("From", "").strip(),
-        to_number=params.get("To", "").strip(),
-        caller_name=params.get("CallerName") or None,
+        call_sid=call_sid(params),
+        from_number=text(params, "From"),
+        to_number=text(params, "To"),
+        caller_name=text(params, "CallerName") or None,
     )
 
 
 def call_status(params: MultiDict[str]) -> CallStatusUpdate:
-    raw_status = _required(params, "CallStatus")
+    raw_status = required(params, "CallStatus")
     try:
         status = CallStatus(raw_status)
     except ValueError as exc:
-        raise InvalidInput(f"unknown CallStatus {raw_status!r}", "CallStatus") from exc
-    stamp = params.get("Timestamp")
-    try:
-        timestamp = parsedate_to_datetime(stamp) if stamp else None
-    except (TypeError, ValueError):
-        timestamp = None
+        raise InvalidInput(f"unknown CallStatus {raw_status[:40]!r}", "CallStatus") from exc
     return CallStatusUpdate(
-        call_sid=_required(params, "CallSid"),
+        call_sid=call_sid(params),
         status=status,
-        sequence_number=_int(params, "SequenceNumber"),
-        duration_seconds=_int(params, "CallDuration"),
-        timestamp=timestamp,
-        answered_by=params.get("AnsweredBy") or None,
-        recording_url=params.get("RecordingUrl") or None,
-        direction=params.get("Direction") or None,
-        from_number=params.get("From", "").strip() or None,
-        to_number=params.get("To", "").strip() or None,
+        sequence_number=number(params, "SequenceNumber"),
+        duration_seconds=number(params, "CallDuration"),
+        timestamp=timestamp(params, "Timestamp"),
+        answered_by=text(params, "AnsweredBy") or None,
+        recording_url=text(params, "RecordingUrl", MAX_URL) or None,
+        direction=text(params, "Direction") or None,
+        from_number=text(params, "From") or None,
+        to_number=text(params, "To") or None,
     )
+
+
+def agent_leg(params: MultiDict[str]) -> tuple[str | None, CallStatusUpdate]:
+    """The caller's CallSid (None for a leg with no parent) and the agent leg's progress."""
+    return optional_sid(params, "ParentCallSid", CALL), call_status(params)
 
 
 def dial_outcome(params: MultiDict[str], agent_id: int | None) -> DialOutcome:
     return DialOutcome(
-        call_sid=_required(params, "CallSid"),
+        call_sid=call_sid(params),
         agent_id=agent_id,
-        status=params.get("DialCallStatus", "failed"),
-        duration_seconds=_int(params, "DialCallDuration"),
+        status=text(params, "DialCallStatus") or "failed",
+        duration_seconds=number(params, "DialCallDuration"),
     )
 
 
 def queue_wait(params: MultiDict[str]) -> QueueWait:
     return QueueWait(
-        call_sid=_required(params, "CallSid"),
-        position=_int(params, "QueuePosition") or 1,
-        queue_seconds=_int(params, "QueueTime") or 0,
+        call_sid=call_sid(params),
+        position=number(params, "QueuePosition") or 1,
+        queue_seconds=number(params, "QueueTime") or 0,
     )
 
 
 def queue_outcome(params: MultiDict[str]) -> QueueOutcome:
     return QueueOutcome(
-        call_sid=_required(params, "CallSid"),
-        result=params.get("QueueResult", "error"),
-        queue_seconds=_int(params, "QueueTime"),
+        call_sid=call_sid(params),
+        result=text(params, "QueueResult") or "error",
+        queue_seconds=number(params, "QueueTime"),
     )
 
 
 def recording(params: MultiDict[str]) -> Recording:
     return Recording(
-        call_sid=_required(params, "CallSid"),
-        recording_url=_required(params, "RecordingUrl"),
-        recording_sid=params.get("RecordingSid") or None,
-        duration_seconds=_int(params, "RecordingDuration"),
+        call_sid=call_sid(params),
+        recording_url=required(params, "RecordingUrl", MAX_URL),
+        recording_sid=text(params, "RecordingSid", 64) or None,
+        duration_seconds=number(params, "RecordingDuration"),
     )
