@@ -211,14 +211,14 @@ async def test_the_roster_is_read_again_after_its_time(uow_factory: UnitOfWorkFa
 # --- wrap-up in one step -------------------------------------------------------------------------
 
 
-@pytest_asyncio.fixture(loop_scope="session", params=["memory", "redis"])
+@pytest_asyncio.fixture(
+    loop_scope="session", params=["memory", pytest.param("redis", marks=pytest.mark.needs_redis)]
+)
 async def presence(request: pytest.FixtureRequest) -> AsyncIterator[PresenceStore]:
     if request.param == "memory":
         yield MemoryPresenceStore()
         return
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        pytest.skip("needs REDIS_URL")
+    url = os.environ["REDIS_URL"]
     redis = Redis.from_url(url)
     prefix = f"cc-test-{RUN_ID}:{secrets.token_hex(3)}:"
     try:

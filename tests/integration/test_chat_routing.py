@@ -17,9 +17,7 @@ from tests.conftest import RUN_ID
 
 KINDS = [
     "memory",
-    pytest.param(
-        "redis", marks=pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
-    ),
+    pytest.param("redis", marks=pytest.mark.needs_redis),
 ]
 
 

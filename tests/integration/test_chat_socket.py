@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -821,7 +820,7 @@ async def test_the_transcript_is_queued_for_email_once_the_chat_ends(
 # --- several instances -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL: instances share Redis")
+@pytest.mark.needs_redis
 async def test_agent_on_one_instance_visitor_on_another(
     make_client: MakeClient, settings: Settings, staff: Staff
 ) -> None:
@@ -842,7 +841,7 @@ async def test_agent_on_one_instance_visitor_on_another(
     await agent.close()
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (two instances share Redis)")
+@pytest.mark.needs_redis
 async def test_a_waiting_visitor_who_moved_to_another_instance_keeps_their_place(
     make_client: MakeClient, settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
 ) -> None:

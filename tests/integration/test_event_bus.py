@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -69,7 +68,7 @@ async def test_rejected_change_publishes_nothing(client: TestClient[Any, Any], s
     assert [e for e in received if e.name == "customer.created"] == []
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (two instances share Redis)")
+@pytest.mark.needs_redis
 async def test_two_instances_see_each_others_events(
     settings: Settings, uow_factory: UnitOfWorkFactory, staff: Staff
 ) -> None:
@@ -92,7 +91,7 @@ async def test_two_instances_see_each_others_events(
         assert (await _wait_for(seen_by_one, "customer.created")).payload["customer_id"] == customer_id
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (limits shared through Redis)")
+@pytest.mark.needs_redis
 async def test_login_rate_limit_is_shared_between_instances(
     settings: Settings, uow_factory: UnitOfWorkFactory, staff: Staff
 ) -> None:
@@ -120,8 +119,7 @@ class StartedBus:
 @pytest_asyncio.fixture(loop_scope="session")
 async def redis_bus(settings: Settings) -> AsyncIterator[StartedBus]:
     """A Redis bus of its own (a key prefix of the test's), started, recording what it delivers."""
-    if not settings.redis.url:
-        pytest.skip("needs REDIS_URL")
+    assert settings.redis.url, "mark the test needs_redis"
     redis = Redis.from_url(settings.redis.url, decode_responses=True)
     bus = RedisBus(redis, f"{settings.redis.key_prefix}bus-test-{secrets.token_hex(3)}:")
     received: list[DomainEvent] = []
@@ -138,6 +136,7 @@ async def redis_bus(settings: Settings) -> AsyncIterator[StartedBus]:
         await redis.aclose()
 
 
+@pytest.mark.needs_redis
 async def test_redis_bus_keeps_batch_order_and_skips_garbage(redis_bus: StartedBus) -> None:
     redis, bus, received = redis_bus.redis, redis_bus.bus, redis_bus.received
     await redis.publish(bus.channel, "not json")
@@ -147,6 +146,7 @@ async def test_redis_bus_keeps_batch_order_and_skips_garbage(redis_bus: StartedB
     assert [e.name for e in received] == [f"step.{i}" for i in range(6)]
 
 
+@pytest.mark.needs_redis
 async def test_redis_bus_sends_concurrent_publishes_together_in_order(redis_bus: StartedBus) -> None:
     redis, bus, received = redis_bus.redis, redis_bus.bus, redis_bus.received
     watcher = redis.pubsub(ignore_subscribe_messages=True)

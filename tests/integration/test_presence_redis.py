@@ -25,7 +25,7 @@ from contact_center.presence import (
 from crm_core.events import DomainEvent
 from tests.conftest import RUN_ID
 
-pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL")
+pytestmark = pytest.mark.needs_redis
 
 T0 = datetime(2025, 3, 3, 9, 0, 0, 123456, tzinfo=UTC)
 

@@ -40,14 +40,14 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest_asyncio.fixture(loop_scope="session", params=["memory", "redis"])
+@pytest_asyncio.fixture(
+    loop_scope="session", params=["memory", pytest.param("redis", marks=pytest.mark.needs_redis)]
+)
 async def presence(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[PresenceStore]:
     if request.param == "memory":
         yield MemoryPresenceStore(clock)
         return
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        pytest.skip("needs REDIS_URL")
+    url = os.environ["REDIS_URL"]
     redis = Redis.from_url(url, decode_responses=True)
     prefix = f"cc-test-{RUN_ID}:{secrets.token_hex(3)}:"
     try:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 from xml.etree import ElementTree
@@ -406,7 +405,7 @@ async def test_after_hours_voicemail_opens_a_ticket_with_the_recording(
     assert (await closed_client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.AVAILABLE
 
 
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (two instances share Redis)")
+@pytest.mark.needs_redis
 async def test_pop_reaches_the_agent_on_another_instance(
     settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
 ) -> None:
