@@ -167,6 +167,9 @@ class MailboxWatcher:
         self.ingested = 0
         self.failures = 0
         self.quarantined = 0
+        # What the watcher is doing: connecting, syncing, idle (waiting for the server's push),
+        # polling (sleeping between looks) or reconnecting (after a failure).
+        self.state = "connecting"
         self._pool: ProcessPoolExecutor | None = None
 
     def close(self) -> None:
@@ -185,6 +188,7 @@ class MailboxWatcher:
                 raise
             except Exception as exc:
                 self.failures += 1
+                self.state = "reconnecting"
                 log.warning("mailbox %s: %s; reconnecting in %.0fs", self.account.name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(self.options.backoff_max, delay * 2)
@@ -206,6 +210,7 @@ class MailboxWatcher:
             await self._finish_processed(client, uidvalidity)
             use_idle = self.options.idle and client.has_capability("IDLE")
             while True:
+                self.state = "syncing"
                 await self.sync(client, uidvalidity)
                 if use_idle:
                     # Mail that arrived during the last SEARCH is announced in its response
@@ -214,6 +219,7 @@ class MailboxWatcher:
                         continue
                     await self._idle(client)
                 else:
+                    self.state = "polling"
                     await asyncio.sleep(self.options.poll_seconds)
                     _check(await client.noop(), "NOOP")
         finally:
@@ -289,6 +295,7 @@ class MailboxWatcher:
 
     async def _idle(self, client: IMAP4) -> None:
         idle = await client.idle_start(timeout=self.options.idle_seconds)
+        self.state = "idle"
         try:
             while client.has_pending_idle():
                 push = await client.wait_server_push(timeout=self.options.idle_seconds + 5)

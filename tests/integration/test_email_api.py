@@ -12,7 +12,8 @@ from crm_core.db import UnitOfWorkFactory
 from crm_core.models import EmailMessage, Ticket
 from tests.conftest import Session, Staff
 from tests.email_servers import Dovecot, SmtpSink, make_mail
-from tests.support.mail_app import MailApp, eventually
+from tests.support.mail_app import MailApp
+from tests.support.waiting import eventually
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
 

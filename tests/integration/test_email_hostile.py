@@ -22,7 +22,8 @@ from crm_core.services.email_ingest import EmailPolicy, Ingested, MailboxPolicy,
 from tests.conftest import Staff
 from tests.email_servers import Dovecot, make_mail
 from tests.integration.test_email_imap import watcher
-from tests.support.mail_app import MailApp, eventually
+from tests.support.mail_app import MailApp
+from tests.support.waiting import eventually
 
 NUL_BODY = (
     b"From: eve@example.org\r\nTo: support@example.com\r\nSubject: =?utf-8?q?nul=00subject?=\r\n"

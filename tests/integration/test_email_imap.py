@@ -16,6 +16,7 @@ from crm_core.models import EmailKind, EmailMailboxState, EmailMessage, Ticket
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy, load_checkpoint
 from crm_core.services.tickets import SlaPolicy
 from tests.email_servers import Dovecot, make_mail
+from tests.support.waiting import until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "email"
 POLICY = EmailPolicy(
@@ -167,23 +168,18 @@ async def test_a_failing_mailbox_does_not_stop_the_others_and_idle_wakes_up(
     good = login()
     store = ContentStore(tmp_path)
     broken = watcher(dovecot, uow_factory, store, login(), name="broken", port=1)
-    working = watcher(dovecot, uow_factory, store, good, idle=True, idle_seconds=30)
+    # Neither polling nor the periodic re-IDLE can stand in for the server's push here.
+    working = watcher(dovecot, uow_factory, store, good, idle=True, idle_seconds=600, poll_seconds=600)
     tasks = [asyncio.create_task(broken.run()), asyncio.create_task(working.run())]
     try:
         await dovecot.append(good, make_mail(message_id="idle-1@x"))
-        for _ in range(800):
-            if working.ingested == 1:
-                break
-            await asyncio.sleep(0.05)
-        assert working.ingested == 1
-        await asyncio.sleep(0.3)  # now inside IDLE: a new message must wake it
+        await until(lambda: working.ingested == 1, 15, "the first message ingested")
+        await until(lambda: working.state == "idle", 15, "the watcher waiting in IDLE")
         await dovecot.append(good, make_mail(message_id="idle-2@x"))
-        for _ in range(800):
-            if working.ingested == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert working.ingested == 2
-        assert broken.failures >= 2 and broken.ingested == 0
+        # Only the server's EXISTS push during IDLE can bring it in this soon.
+        await until(lambda: working.ingested == 2, 5, "the message pushed during IDLE ingested")
+        await until(lambda: broken.failures >= 2, 15, "the broken mailbox retried")
+        assert broken.ingested == 0
     finally:
         for task in tasks:
             task.cancel()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +72,3 @@ async def mail_app(
     monkeypatch.setenv("CC_TEST_IMAP_PASSWORD", dovecot.password)
     async with TestClient(TestServer(create_app(configured))) as client:
         yield MailApp(client, login)
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 15) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
