@@ -2,6 +2,11 @@
 
 Every instance subscribes to the bus and delivers an event to the sockets it holds for the agent
 the event names, so a screen-pop reaches the agent whichever instance their browser is on.
+
+A socket lives no longer than what opened it: on ``agent.access_changed`` (sessions ended by a
+password change, deactivation, signing out) every instance closes the agent's sockets, and every
+minute each instance closes the sockets whose session has ended or expired or whose agent is no
+longer active, should that event have been missed.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,11 +26,13 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy import select
 
 from contact_center.appkeys import IDENTITY, RUNTIME, Runtime
+from contact_center.auth.credentials import AGENT_ACCESS_CHANGED
 from contact_center.calls import CALL_UPDATED, SCREEN_POP
+from contact_center.periodic import every
 from contact_center.presence import PRESENCE_CHANGED, AgentState
 from crm_core.errors import CoreError
 from crm_core.events import DomainEvent
-from crm_core.models import Agent, Interaction, Role
+from crm_core.models import Agent, AgentSession, Interaction, Role, utcnow
 from crm_core.rules import bounded_json
 from crm_core.rules.storable_text import storable_json
 from crm_core.services.customer_card import card_by_customer
@@ -51,23 +59,57 @@ AGENT_EVENTS = frozenset(
     }
 )
 SEND_TIMEOUT_SECONDS = 5.0
+# How often an instance checks that its sockets' sessions and agents are still valid.
+SOCKET_RECHECK_SECONDS = 60.0
 
 
 class AgentSockets:
     def __init__(self) -> None:
         self._by_agent: dict[int, set[web.WebSocketResponse]] = defaultdict(set)
+        # The browser session each socket was opened with (None: an API token).
+        self._session_of: dict[web.WebSocketResponse, int | None] = {}
         self.all: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
-    def add(self, agent_id: int, ws: web.WebSocketResponse) -> None:
+    def add(self, agent_id: int, ws: web.WebSocketResponse, session_id: int | None = None) -> None:
         self._by_agent[agent_id].add(ws)
+        self._session_of[ws] = session_id
         self.all.add(ws)
 
     def remove(self, agent_id: int, ws: web.WebSocketResponse) -> None:
+        self._session_of.pop(ws, None)
         sockets = self._by_agent.get(agent_id)
         if sockets is not None:
             sockets.discard(ws)
             if not sockets:
                 del self._by_agent[agent_id]
+
+    def held(self) -> list[tuple[int, int | None]]:
+        """(agent, session) of every socket held here; session None for an API token."""
+        return [
+            (agent_id, self._session_of.get(ws)) for agent_id, held in self._by_agent.items() for ws in held
+        ]
+
+    async def close_agent(
+        self,
+        agent_id: int,
+        reason: str,
+        *,
+        tokens: bool = False,
+        session_ids: AbstractSet[int] | None = None,
+    ) -> int:
+        """Close the agent's sockets of browser sessions (only ``session_ids`` when given) and, with
+        ``tokens``, those of API tokens; returns how many were closed."""
+        closed = 0
+        for ws in list(self._by_agent.get(agent_id, ())):
+            session_id = self._session_of.get(ws)
+            if session_ids is not None:
+                chosen = session_id is not None and session_id in session_ids
+            else:
+                chosen = session_id is not None or tokens
+            if chosen and not ws.closed:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode()[:120])
+                closed += 1
+        return closed
 
     def connected(self, agent_id: int) -> bool:
         return bool(self._by_agent.get(agent_id))
@@ -176,7 +218,7 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
-    sockets.add(agent_id, ws)
+    sockets.add(agent_id, ws, identity.session_id)
     watchers = request.app[WATCHERS]
     watchers.watch(identity.agent)
     try:
@@ -196,19 +238,73 @@ async def agent_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _close_on_access_change(sockets: AgentSockets, event: DomainEvent) -> None:
+    payload = event.payload
+    agent_id, session_id = payload.get("agent_id"), payload.get("session_id")
+    if not isinstance(agent_id, int):
+        return
+    reason = str(payload.get("reason") or "signed out")
+    if isinstance(session_id, int):
+        await sockets.close_agent(agent_id, reason, session_ids={session_id})
+    else:
+        await sockets.close_agent(agent_id, reason, tokens=bool(payload.get("tokens")))
+
+
+async def recheck_sockets(runtime: Runtime, sockets: AgentSockets) -> int:
+    """Close the sockets whose browser session has ended or expired, or whose agent is no longer
+    active; returns how many. (What ``agent.access_changed`` does at once, for events missed.)"""
+    held = sockets.held()
+    if not held:
+        return 0
+    agent_ids = {agent_id for agent_id, _ in held}
+    session_ids = {session_id for _, session_id in held if session_id is not None}
+    async with runtime.uow() as uow:
+        active = set(await uow.session.scalars(select(Agent.id).where(Agent.id.in_(agent_ids), Agent.active)))
+        valid = (
+            set(
+                await uow.session.scalars(
+                    select(AgentSession.id).where(
+                        AgentSession.id.in_(session_ids), AgentSession.expires_at >= utcnow()
+                    )
+                )
+            )
+            if session_ids
+            else set()
+        )
+    closed = 0
+    for agent_id in agent_ids:
+        if agent_id not in active:
+            closed += await sockets.close_agent(agent_id, "inactive", tokens=True)
+            continue
+        ended = {s for a, s in held if a == agent_id and s is not None and s not in valid}
+        if ended:
+            closed += await sockets.close_agent(agent_id, "session ended", session_ids=ended)
+    return closed
+
+
 async def _hub_ctx(app: web.Application) -> Any:
     sockets = AgentSockets()
     app[SOCKETS] = sockets
+    runtime = app[RUNTIME]
 
     async def deliver(event: DomainEvent) -> None:
+        if event.name == AGENT_ACCESS_CHANGED:
+            await _close_on_access_change(sockets, event)
+            return
         agent_id = event.payload.get("agent_id")
         # Only events for an agent with a socket here are framed and encoded.
         if event.name in AGENT_EVENTS and isinstance(agent_id, int) and sockets.connected(agent_id):
             await sockets.send(agent_id, _frame(event))
 
-    unsubscribe = app[RUNTIME].bus.subscribe(deliver)
+    async def recheck() -> None:
+        closed = await recheck_sockets(runtime, sockets)
+        if closed:
+            log.info("closed %d agent sockets whose session or agent is no longer valid", closed)
+
+    unsubscribe = runtime.bus.subscribe(deliver)
     try:
-        yield
+        with every(SOCKET_RECHECK_SECONDS, recheck, "agent-socket-recheck"):
+            yield
     finally:
         unsubscribe()
         with contextlib.suppress(Exception):

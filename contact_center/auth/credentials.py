@@ -1,4 +1,11 @@
-"""Browser sessions and API tokens: random secrets of which only a SHA-256 is stored."""
+"""Browser sessions and API tokens: random secrets of which only a SHA-256 is stored.
+
+An agent's browser sessions all end when their password changes, when they are deactivated or
+reactivated, and when they or an admin sign them out everywhere; :func:`access_changed` announces
+it on the bus so that every instance closes the agent's live sockets too. API tokens are not
+sessions: a password change leaves them working (revoke them one by one), deactivation refuses
+them (and closes their sockets).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,13 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_core.events import DomainEvent
 from crm_core.models import Agent, AgentSession, ApiToken, utcnow
 
 TOKEN_PREFIX = "cct_"  # noqa: S105 - a marker, not a secret
+# Published after commit when what an agent may do, or their sessions, changed: every instance
+# closes that agent's sockets ("tokens": also those opened with an API token).
+AGENT_ACCESS_CHANGED = "agent.access_changed"
 
 
 def digest(secret: str) -> str:
@@ -56,6 +67,22 @@ async def identity_from_session(session: AsyncSession, secret: str) -> Identity 
 
 async def close_session(session: AsyncSession, session_id: int) -> None:
     await session.execute(delete(AgentSession).where(AgentSession.id == session_id))
+
+
+async def end_sessions(session: AsyncSession, agent_id: int) -> int:
+    """End every browser session of the agent; returns how many there were."""
+    result = await session.execute(delete(AgentSession).where(AgentSession.agent_id == agent_id))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def access_changed(
+    agent_id: int, reason: str, *, tokens: bool = False, session_id: int | None = None
+) -> DomainEvent:
+    """The event that closes the agent's sockets on every instance (record it in the unit of work):
+    those of every browser session, or of ``session_id`` only, and with ``tokens`` those opened
+    with an API token."""
+    payload = {"agent_id": agent_id, "reason": reason, "tokens": tokens, "session_id": session_id}
+    return DomainEvent(AGENT_ACCESS_CHANGED, payload)
 
 
 async def create_api_token(

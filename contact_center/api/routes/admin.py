@@ -22,7 +22,7 @@ from contact_center.api.schemas import (
 )
 from contact_center.api.spec import ApiRoutes, parse_body, path_int
 from contact_center.appkeys import RUNTIME
-from contact_center.auth.credentials import create_api_token, revoke_api_token
+from contact_center.auth.credentials import access_changed, create_api_token, end_sessions, revoke_api_token
 from contact_center.auth.middleware import require_role, viewer_of
 from crm_core.contact_points import normalize_email, normalize_phone
 from crm_core.models import Agent, ApiToken, Role, Team
@@ -95,10 +95,56 @@ async def update_agent(request: web.Request) -> web.Response:
         changes["email"] = normalize_email(changes["email"])
     if changes.get("phone"):
         changes["phone"] = normalize_phone(changes["phone"], runtime.region)
+    agent_id = path_int(request)
+    password_changed = "password" in changes
     async with runtime.uow() as uow:
-        agent = await svc.update_agent(uow.session, runtime.hasher, path_int(request), changes)
+        before = await uow.session.get(Agent, agent_id)
+        was = (before.active, before.role, before.team_id) if before is not None else None
+        agent = await svc.update_agent(uow.session, runtime.hasher, agent_id, changes)
+        reason = _access_change(was, agent, password_changed=password_changed)
+        if reason is not None:
+            if reason != "rights_changed":
+                await end_sessions(uow.session, agent.id)
+            # Deactivation closes token sockets too; new rights take effect on a new socket.
+            tokens = reason in ("deactivated", "rights_changed")
+            uow.record(access_changed(agent.id, reason, tokens=tokens))
         await uow.commit()
     return json_out(AgentOut.model_validate(agent))
+
+
+def _access_change(
+    was: tuple[bool, Role, int | None] | None, agent: Agent, *, password_changed: bool
+) -> str | None:
+    """Why the agent's sessions end or their sockets must reconnect, if they must."""
+    if was is None:
+        return None
+    active, role, team_id = was
+    if active != agent.active:
+        return "reactivated" if agent.active else "deactivated"
+    if password_changed:
+        return "password_changed"
+    if (role, team_id) != (agent.role, agent.team_id):
+        return "rights_changed"
+    return None
+
+
+@routes.route(
+    "POST",
+    "/agents/{id}/sign-out",
+    summary="Sign an agent out everywhere: end their browser sessions and close their live sockets",
+    status=204,
+)
+async def sign_agent_out(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    require_role(viewer, Role.ADMIN)
+    agent_id = path_int(request)
+    async with request.app[RUNTIME].uow() as uow:
+        if await uow.session.get(Agent, agent_id) is None:
+            raise ApiError(404, "not_found", f"agent {agent_id} not found")
+        await end_sessions(uow.session, agent_id)
+        uow.record(access_changed(agent_id, "signed_out_by_admin"))
+        await uow.commit()
+    return web.Response(status=204)
 
 
 @routes.route("GET", "/teams", summary="List teams", response=TeamList)

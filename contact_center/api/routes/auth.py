@@ -11,7 +11,7 @@ from contact_center.api.errors import ApiError
 from contact_center.api.schemas import AgentOut, LoginIn, SessionOut
 from contact_center.api.spec import ApiRoutes, parse_body
 from contact_center.appkeys import IDENTITY, RUNTIME
-from contact_center.auth.credentials import close_session, open_session
+from contact_center.auth.credentials import access_changed, close_session, end_sessions, open_session
 from contact_center.auth.middleware import SESSION_COOKIE, viewer_of
 from crm_core.services.agents import agent_by_login
 
@@ -80,7 +80,25 @@ async def logout(request: web.Request) -> web.Response:
     if identity.session_id is not None:
         async with request.app[RUNTIME].uow() as uow:
             await close_session(uow.session, identity.session_id)
+            uow.record(access_changed(identity.agent.id, "signed_out", session_id=identity.session_id))
             await uow.commit()
+    response = web.Response(status=204)
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@routes.route(
+    "POST",
+    "/auth/logout-all",
+    summary="Sign out everywhere: end all your browser sessions and close your live sockets",
+    status=204,
+)
+async def logout_everywhere(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    async with request.app[RUNTIME].uow() as uow:
+        await end_sessions(uow.session, viewer.agent_id)
+        uow.record(access_changed(viewer.agent_id, "signed_out_everywhere"))
+        await uow.commit()
     response = web.Response(status=204)
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
