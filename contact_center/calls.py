@@ -479,6 +479,7 @@ class CallDesk:
 
     async def call_status(self, update: CallStatusUpdate) -> None:
         release: tuple[int, str] | None = None
+        wrap_up: tuple[int, str] | None = None
         async with self._uow() as uow:
             interaction = await self._interaction(uow, update.call_sid) or await self._log_unrouted(
                 uow, update
@@ -501,6 +502,11 @@ class CallDesk:
                 routed = meta.get("routed_agent_id")
                 if isinstance(routed, int) and not meta.get("answered_at"):
                     release = (routed, update.call_sid)
+                answered_by = meta.get("answered_by")
+                if isinstance(answered_by, int):
+                    # Should the agent leg's end and the dial action be lost or late, the call's
+                    # own end still frees whoever took it (a no-op once they have moved on).
+                    wrap_up = (answered_by, update.call_sid)
                 if not meta.get("answered_at") and not meta.get("recording_url"):
                     meta["missed"] = True
                     await self._callback_ticket(uow, interaction)
@@ -509,6 +515,8 @@ class CallDesk:
             await uow.commit()
         if release is not None:
             await self._release(*release)
+        if wrap_up is not None:
+            await self._wrap_up(*wrap_up, announce=True)
 
     async def _log_unrouted(self, uow: UnitOfWork, update: CallStatusUpdate) -> Interaction | None:
         """An inbound call that ended before it was ever logged (its webhook failed or never came
@@ -530,16 +538,17 @@ class CallDesk:
         return logged.interaction
 
     async def agent_leg_status(self, agent_id: int, parent_call_sid: str, update: CallStatusUpdate) -> None:
+        """The agent's leg answered or ended. Twilio does not promise the order: the end may come
+        before the answer. The end always wraps the agent up (from ringing or on-call); a late
+        answer still records who took the call, but moves only an agent still ringing for it."""
         if update.status is CallStatus.IN_PROGRESS:
             answered = await self._mark_answered(parent_call_sid, agent_id)
-            if answered is not None:
-                await self._presence.set(
-                    agent_id,
-                    AgentState.ON_CALL,
-                    call_sid=parent_call_sid,
-                    announce=self._uow.publisher.publish,
-                    with_events=[answered],
-                )
+            await self._presence.answer(
+                agent_id,
+                parent_call_sid,
+                announce=self._uow.publisher.publish,
+                with_events=[answered] if answered is not None else [],
+            )
             return
         if update.status in TERMINAL:
             await self._wrap_up(agent_id, parent_call_sid, announce=True)

@@ -140,6 +140,23 @@ class PresenceStore(Protocol):
         """
         ...
 
+    async def answer(
+        self,
+        agent_id: int,
+        call_sid: str,
+        *,
+        announce: Publish | None = None,
+        with_events: Sequence[DomainEvent] = (),
+    ) -> Presence | None:
+        """The agent picked up ``call_sid``: ON_CALL, in one atomic step.
+
+        Applies only while the agent is RINGING for ``call_sid``; None otherwise. Callbacks may
+        arrive out of order: a late "answered" after the agent's leg ended (wrap-up, or free again,
+        or ringing for another call) must not put them back on a call that is over. With
+        ``announce``, ``with_events`` are published either way, with the change when it applies.
+        """
+        ...
+
     async def wrap_up(
         self,
         agent_id: int,
@@ -253,6 +270,25 @@ class MemoryPresenceStore:
             self._write(Presence(agent_id, AgentState.AVAILABLE, since))
             return True
 
+    async def answer(
+        self,
+        agent_id: int,
+        call_sid: str,
+        *,
+        announce: Publish | None = None,
+        with_events: Sequence[DomainEvent] = (),
+    ) -> Presence | None:
+        now = self._clock()
+        async with self._lock:
+            current = self._read(agent_id, now)
+            answered = None
+            if current.state is AgentState.RINGING and current.call_sid == call_sid:
+                answered = self._write(Presence(agent_id, AgentState.ON_CALL, now, call_sid=call_sid))
+        events = [*with_events, *([presence_changed(answered)] if answered else [])]
+        if announce is not None and events:
+            await announce(events)
+        return answered
+
     async def wrap_up(
         self,
         agent_id: int,
@@ -354,6 +390,20 @@ return 1
 """
 
 
+# ARGV: call_sid, now, the bus channel and message announcing the answer ('' for none). Returns
+# 1 when the agent was ringing for the call (now on it), 0 otherwise.
+_ANSWER = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'call_sid')
+if h[1] ~= 'ringing' or h[2] ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'state', 'on-call', 'since', ARGV[2], 'call_sid', ARGV[1])
+if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return 1
+"""
+
+
 # ARGV: call_sid, now, until, the bus channel and message announcing the wrap-up ('' for none),
 # the state the agent must have been in for the announcement ('' for any). Returns the state the
 # agent was in, with '+' appended when announced, or false when it did not apply.
@@ -400,6 +450,7 @@ class RedisPresenceStore:
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
         self._wrap_up = redis.register_script(_WRAP_UP)
+        self._answer = redis.register_script(_ANSWER)
 
     def key(self, agent_id: int) -> str:
         return f"{self._prefix}{agent_id}"
@@ -467,6 +518,27 @@ class RedisPresenceStore:
     async def release(self, agent_id: int, call_sid: str) -> bool:
         applied = await self._release(keys=[self.key(agent_id)], args=[call_sid, _micros(self._clock())])
         return bool(int(applied))
+
+    async def answer(
+        self,
+        agent_id: int,
+        call_sid: str,
+        *,
+        announce: Publish | None = None,
+        with_events: Sequence[DomainEvent] = (),
+    ) -> Presence | None:
+        now = self._clock()
+        expected = Presence(agent_id, AgentState.ON_CALL, now, call_sid=call_sid)
+        args = [call_sid, _micros(now), "", ""]
+        in_script = announce is not None and self._bus_channel is not None
+        if in_script:
+            args[2:] = [str(self._bus_channel), encode_events([*with_events, presence_changed(expected)])]
+        applied = bool(int(await self._answer(keys=[self.key(agent_id)], args=args)))
+        if announce is not None and not (applied and in_script):
+            events = [*with_events, *([presence_changed(expected)] if applied else [])]
+            if events:
+                await announce(events)
+        return expected if applied else None
 
     async def wrap_up(
         self,

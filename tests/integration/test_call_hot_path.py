@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from contact_center.routing import RosterCache
 from contact_center.settings import Settings
 from contact_center.voice_setup import CALL_DESK
 from crm_core.db import UnitOfWorkFactory
+from crm_core.events import DomainEvent
 from crm_core.models import Agent, utcnow
 from crm_core.services.customers import create_customer
 from crm_core.services.inbound_calls import (
@@ -245,6 +246,26 @@ async def test_wrap_up_applies_only_to_the_agents_current_call(presence: Presenc
     on_call = await presence.wrap_up(1, "CA3", 0)
     assert on_call is not None and on_call.was is AgentState.ON_CALL
     assert (await presence.get(1)).state is AgentState.AVAILABLE  # a zero wrap-up is over at once
+
+
+async def test_an_answer_applies_only_while_the_agent_rings_for_that_call(presence: PresenceStore) -> None:
+    published: list[str] = []
+
+    async def announce(events: Sequence[DomainEvent]) -> None:
+        published.extend(f"{e.name}:{e.payload.get('state', '')}" for e in events)
+
+    answered = DomainEvent("call.updated", {"state": "answered"})
+    await presence.set(1, AgentState.AVAILABLE)
+    assert await presence.claim(preferred=None, eligible=[1], call_sid="CA1") == 1
+    assert await presence.answer(1, "CA2", announce=announce) is None  # another call
+    on_call = await presence.answer(1, "CA1", announce=announce, with_events=[answered])
+    assert on_call is not None and on_call.state is AgentState.ON_CALL and on_call.call_sid == "CA1"
+    assert await presence.get(1) == on_call
+    assert await presence.wrap_up(1, "CA1", 30) is not None
+    # A late answer after the end: recorded by the caller, the agent stays in wrap-up.
+    assert await presence.answer(1, "CA1", announce=announce, with_events=[answered]) is None
+    assert (await presence.get(1)).state is AgentState.WRAP_UP
+    assert published == ["call.updated:answered", "presence.changed:on-call", "call.updated:answered"]
 
 
 async def test_queued_calls_arriving_together_are_logged_in_one_statement(

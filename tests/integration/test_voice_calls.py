@@ -749,3 +749,56 @@ async def test_a_caller_whose_redirect_is_refused_is_not_offered_again_at_once(
     assert control.redirects == [first, second, first]
     [row] = [row for row in await voice_rows(uow_factory) if row.external_id == first]
     assert (row.status, row.agent_id) == ("offering", staff.red_2.id)
+
+
+async def agent_leg(twilio: Twilio, parent: str, agent_id: int, status: str, sequence: int) -> None:
+    """A status callback of the agent's leg of ``parent`` (the Dial noun's statusCallback)."""
+    params = {
+        "CallSid": "CA" + "e" * 32,
+        "ParentCallSid": parent,
+        "CallStatus": status,
+        "SequenceNumber": str(sequence),
+    }
+    resp = await twilio.post(f"{VOICE}/agent-leg?agent={agent_id}", params)
+    assert resp.status == 200, await resp.text()
+
+
+async def test_an_agent_leg_that_ends_before_its_answer_arrives_frees_the_agent(
+    settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    async with with_rest_double(settings, voice={"wrap_up_seconds": 0.2}) as (client, twilio, _):
+        presence = client.app[RUNTIME].presence
+        agent = staff.red_1.id
+        await available(client, staff.red_1)
+        first = call_sid()
+        assert dialed_identity(await twilio.incoming(first)) == f"agent-{agent}"
+        await agent_leg(twilio, first, agent, "completed", 3)  # the end first...
+        await agent_leg(twilio, first, agent, "in-progress", 2)  # ...then the answer
+        now = await presence.get(agent)
+        assert (now.state, now.call_sid) == (AgentState.WRAP_UP, first)
+        [row] = await voice_rows(uow_factory)
+        assert row.meta["answered_by"] == agent  # who took the call is still recorded
+
+        # No dial action comes: once the wrap-up is over the agent takes the next call...
+        async with asyncio.timeout(5):
+            while (await presence.get(agent)).state is not AgentState.AVAILABLE:
+                await asyncio.sleep(0.02)
+        second = call_sid()
+        assert dialed_identity(await twilio.incoming(second, caller="+12025550144")) == f"agent-{agent}"
+        # ...and a yet later answer of the first call does not take them off the second.
+        await agent_leg(twilio, first, agent, "in-progress", 2)
+        now = await presence.get(agent)
+        assert (now.state, now.call_sid) == (AgentState.RINGING, second)
+
+
+async def test_the_end_of_the_call_frees_its_agent_when_the_leg_end_and_dial_action_are_lost(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(client, staff.red_1)
+    sid = call_sid()
+    await twilio.incoming(sid)
+    await twilio.agent_answers(sid, staff.red_1.id)
+    assert (await client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.ON_CALL
+    await twilio.status(sid, "completed", 5, CallDuration="30")
+    presence = await client.app[RUNTIME].presence.get(staff.red_1.id)
+    assert (presence.state, presence.call_sid) == (AgentState.WRAP_UP, sid)
