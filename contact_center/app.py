@@ -40,6 +40,7 @@ from contact_center.health import routes as health_routes
 from contact_center.presence import presence_store
 from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from contact_center.realtime import setup_realtime
+from contact_center.server_header import hide_server_software
 from contact_center.settings import Settings
 from contact_center.sms_setup import setup_sms
 from contact_center.voice_setup import setup_voice
@@ -155,4 +156,5 @@ def create_app(settings: Settings) -> web.Application:
     setup_realtime(app)
     setup_chat(app, settings)
     setup_web(app, settings)
+    hide_server_software(app)
     return app

@@ -13,6 +13,7 @@ from contact_center.sandbox.keys import SANDBOX
 from contact_center.sandbox.model import TwilioApiError
 from contact_center.sandbox.rest import twilio_error
 from contact_center.sandbox.simulation import SimulationError
+from contact_center.server_header import hide_server_software
 
 
 @web.middleware
@@ -52,4 +53,5 @@ def create_sandbox_app(config: SandboxConfig) -> web.Application:
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_routes(rest.routes)
     app.router.add_routes(simulation.routes)
+    hide_server_software(app)
     return app
