@@ -316,6 +316,10 @@ class SmsSettings(_Section):
         default="Reply STOP to stop receiving texts, START to receive them again. Msg&data rates may apply.",
         max_length=1600,
     )
+    opt_out_confirmation: str = Field(
+        default="You are unsubscribed and will get no more texts from us. If you did not mean to, reply START.",
+        max_length=320,
+    )
     sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
     messaging_service_sid: str = Field(default="", pattern=r"^(MG[0-9a-fA-F]{32})?$")
 

@@ -40,6 +40,7 @@ def sms_policy(settings: Settings) -> SmsPolicy:
         ticket_rule=TicketRule(settings.sms.ticket_rule),
         no_answer_minutes=settings.sms.no_answer_minutes,
         help_reply=settings.sms.help_reply.strip(),
+        opt_out_confirmation=settings.sms.opt_out_confirmation.strip(),
     )
 
 

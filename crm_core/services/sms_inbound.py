@@ -4,8 +4,12 @@ A text from a customer with an open SMS ticket joins it (a pending ticket, waiti
 customer, opens again). Otherwise, by the policy's ticket rule,
 a new ticket opens at once (every new conversation) or only once nobody has texted the customer
 back within ``no_answer_minutes`` (:func:`open_unanswered`, run on a timer). Keywords (STOP,
-START, HELP and their synonyms) change the suppression list or get the help reply; they join an
-open ticket but never open one.
+START, HELP and their synonyms, read as :mod:`crm_core.rules.sms_keywords` reads them) change the
+suppression list or get the help reply; they join an open ticket but never open one. A longer
+text that asks to stop ("please stop texting me") opts the number out as well; it is stored as an
+"opt-out-request", the agent is told why, and the customer gets the one confirmation text the
+rules allow (``SmsPolicy.opt_out_confirmation``), which carriers send themselves only for their
+own keywords. YES is a keyword only from a number that opted out; otherwise it is an answer.
 """
 
 from __future__ import annotations
@@ -20,18 +24,28 @@ from crm_core.contact_points import normalize_phone
 from crm_core.db import UnitOfWork
 from crm_core.errors import InvalidInput
 from crm_core.models import Agent, Customer, Interaction, SmsMessage, Ticket, utcnow
-from crm_core.rules.sms_keywords import SmsKeyword, keyword_of
+from crm_core.rules.sms_keywords import KeywordMatch, SmsKeyword, match_keyword, normalize
 from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services.identity import resolve_phone
 from crm_core.services.interactions import log_interaction
-from crm_core.services.sms_outbound import queue_sms
-from crm_core.services.sms_suppression import REASON_KEYWORD, lift, suppress, suppression_of
+from crm_core.services.sms_outbound import KIND_OPT_OUT_CONFIRMATION, queue_sms
+from crm_core.services.sms_suppression import (
+    KEYWORD_CHARS,
+    REASON_KEYWORD,
+    REASON_REQUEST,
+    lift,
+    suppress,
+    suppression_of,
+    why_suppressed,
+)
 from crm_core.services.sms_types import SMS_RECEIVED, InboundSms, SmsPolicy, TicketRule
 from crm_core.services.tickets import open_ticket, open_ticket_for_customer, reopen_for_customer, system_note
 from crm_core.types import Channel, Direction
 
 KIND_MESSAGE = "message"
 KIND_KEYWORD = "keyword"
+KIND_OPT_OUT_REQUEST = "opt-out-request"
+"""A longer text that asked to stop texts: it opted the number out like a keyword."""
 KIND_HELP = "help"
 TWILIO_OPT_OUT_TYPES = {"STOP": SmsKeyword.STOP, "START": SmsKeyword.START, "HELP": SmsKeyword.HELP}
 
@@ -44,7 +58,8 @@ class Received:
     ticket: Ticket | None = None
     keyword: SmsKeyword | None = None
     reply_id: int | None = None
-    """The help reply queued in the outbox, to send once this transaction commits."""
+    """The help reply or opt-out confirmation queued in the outbox, to send once this transaction
+    commits."""
 
 
 async def _by_sid(uow: UnitOfWork, sid: str) -> SmsMessage | None:
@@ -104,14 +119,75 @@ async def _reopen_waiting(uow: UnitOfWork, ticket: Ticket) -> None:
     await reopen_for_customer(uow, ticket, "sms")
 
 
-async def _keyword(
-    uow: UnitOfWork, keyword: SmsKeyword, word: str, message: SmsMessage, phone: str, policy: SmsPolicy
+def _read_keyword(inbound: InboundSms, opted_out: bool) -> KeywordMatch | None:
+    """The keyword a text is (or the opt-out it asks for). Twilio's Advanced Opt-Out may be set
+    up with keywords of its own: it names their kind in OptOutType."""
+    found = match_keyword(inbound.body)
+    if found is not None and found.word == "YES" and not opted_out:
+        found = None  # "Yes." answers an agent's question; it re-subscribes only an opted-out number
+    if found is None and (kind := TWILIO_OPT_OUT_TYPES.get(inbound.opt_out_type or "")):
+        word = normalize(inbound.body).upper()[:KEYWORD_CHARS] or kind.value.upper()
+        found = KeywordMatch(kind, word, exact=True)
+    return found
+
+
+def _opt_out_of(match: KeywordMatch) -> dict[str, str]:
+    """Why the number was opted out, as the agent is shown it."""
+    reason = REASON_KEYWORD if match.exact else REASON_REQUEST
+    shown = {"keyword": match.word, "reason": reason, "why": why_suppressed(reason, match.word)}
+    return shown | ({"phrase": match.phrase} if match.phrase else {})
+
+
+def _note(phone: str, match: KeywordMatch) -> str:
+    if match.keyword is SmsKeyword.START:
+        return f"{phone} opted back in to text messages ({match.word})."
+    if match.exact:
+        return f"{phone} opted out of text messages ({match.word})."
+    return f'{phone} opted out of text messages: their text asks to stop ("{match.phrase}").'
+
+
+async def _confirm_opt_out(
+    uow: UnitOfWork, match: KeywordMatch, inbound: InboundSms, message: SmsMessage, policy: SmsPolicy
 ) -> int | None:
-    """Apply an opt-out keyword; returns the help reply queued, if one was."""
-    if keyword is SmsKeyword.STOP:
-        await suppress(uow, phone, reason=REASON_KEYWORD, customer_id=message.customer_id, keyword=word)
-    elif keyword is SmsKeyword.START:
-        await lift(uow, phone, customer_id=message.customer_id, keyword=word)
+    """The one confirmation text the rules allow, unless the carrier sends its own (Twilio does
+    for its keywords on long codes, and names any other it handled in OptOutType)."""
+    if not policy.opt_out_confirmation or match.carrier_confirms or inbound.opt_out_type:
+        return None
+    reply = await queue_sms(
+        uow,
+        customer_id=message.customer_id,
+        to=message.from_number,
+        from_=message.to_number or policy.default_from,
+        body=policy.opt_out_confirmation,
+        kind=KIND_OPT_OUT_CONFIRMATION,
+        ticket_id=message.ticket_id,
+    )
+    return reply.id
+
+
+async def _keyword(
+    uow: UnitOfWork,
+    match: KeywordMatch,
+    inbound: InboundSms,
+    message: SmsMessage,
+    phone: str,
+    policy: SmsPolicy,
+) -> int | None:
+    """Apply a keyword; returns the reply queued (help, or the opt-out confirmation), if one was."""
+    if match.keyword is SmsKeyword.STOP:
+        added = await suppress(
+            uow,
+            phone,
+            reason=REASON_KEYWORD if match.exact else REASON_REQUEST,
+            customer_id=message.customer_id,
+            keyword=match.word,
+            phrase=match.phrase or None,
+            message=None if match.exact else inbound.body,
+        )
+        # Once per opt-out: a second "stop texting me" from a number already out gets nothing.
+        return await _confirm_opt_out(uow, match, inbound, message, policy) if added else None
+    if match.keyword is SmsKeyword.START:
+        await lift(uow, phone, customer_id=message.customer_id, keyword=match.word)
     elif policy.help_reply and await suppression_of(uow.session, phone) is None:
         reply = await queue_sms(
             uow,
@@ -132,9 +208,9 @@ async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -
     if existing is not None:
         return Received(existing, created=False)
     customer, phone = await _sender(uow, inbound.from_number, policy.region)
-    word = inbound.body.strip().upper()
-    # Twilio's Advanced Opt-Out may be configured with keywords of its own: it names them.
-    keyword = keyword_of(inbound.body) or TWILIO_OPT_OUT_TYPES.get(inbound.opt_out_type or "")
+    match = _read_keyword(inbound, await suppression_of(uow.session, phone) is not None)
+    keyword = match.keyword if match is not None else None
+    opt_out = _opt_out_of(match) if match is not None and keyword is SmsKeyword.STOP else None
     media = [{"url": m.url, "content_type": m.content_type} for m in inbound.media]
     logged = await log_interaction(
         uow,
@@ -150,15 +226,17 @@ async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -
             "media": media,
             "segments": inbound.segments,
             **({"keyword": keyword.value} if keyword else {}),
+            **({"opt_out": opt_out} if opt_out else {}),
         },
     )
     if not logged.created:  # the same text delivered twice at once: the other delivery stored it
         raced = await _by_sid(uow, inbound.message_sid)
         if raced is not None:
             return Received(raced, created=False)
+    kind = KIND_MESSAGE if match is None else KIND_KEYWORD if match.exact else KIND_OPT_OUT_REQUEST
     message = SmsMessage(
         direction=Direction.INBOUND,
-        kind=KIND_KEYWORD if keyword else KIND_MESSAGE,
+        kind=kind,
         customer_id=customer.id,
         interaction_id=logged.interaction.id,
         message_sid=inbound.message_sid,
@@ -172,16 +250,15 @@ async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -
     uow.session.add(message)
     await uow.session.flush()
     ticket = await open_ticket_for_customer(uow.session, customer.id, source_channel=Channel.SMS)
-    if ticket is None and keyword is None and policy.ticket_rule is TicketRule.EVERY_CONVERSATION:
+    if ticket is None and match is None and policy.ticket_rule is TicketRule.EVERY_CONVERSATION:
         ticket = await _open_sms_ticket(uow, customer, phone, policy)
     if ticket is not None:
         await _attach(uow, message, ticket)
-        if keyword is None:
+        if match is None:
             await _reopen_waiting(uow, ticket)
-        if keyword in (SmsKeyword.STOP, SmsKeyword.START):
-            what = "opted out of" if keyword is SmsKeyword.STOP else "opted back in to"
-            await system_note(uow, ticket, f"{phone} {what} text messages ({word}).")
-    reply_id = await _keyword(uow, keyword, word, message, phone, policy) if keyword else None
+        elif match.keyword in (SmsKeyword.STOP, SmsKeyword.START):
+            await system_note(uow, ticket, _note(phone, match))
+    reply_id = await _keyword(uow, match, inbound, message, phone, policy) if match else None
     uow.record(
         events.DomainEvent(
             SMS_RECEIVED,
@@ -195,7 +272,9 @@ async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -
                 "to": inbound.to_number,
                 "body": inbound.body,
                 "media": media,
+                "kind": kind,
                 "keyword": keyword.value if keyword else None,
+                "opt_out": opt_out,
             },
         )
     )

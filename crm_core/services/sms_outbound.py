@@ -34,6 +34,10 @@ from crm_core.visibility import Viewer
 MAX_BODY = 1600  # Twilio's limit for one (concatenated) message
 QUEUED = "queued"
 UNCONFIRMED = "unconfirmed"
+NOT_SENT_YET = "not sent yet, will try again: "
+"""How a queued text's error message starts while it waits to be tried again."""
+KIND_OPT_OUT_CONFIRMATION = "opt-out-confirmation"
+"""The one text confirming an opt-out: the only text ever sent to a suppressed number."""
 
 
 def status_event(row: SmsMessage) -> events.DomainEvent:
@@ -67,10 +71,12 @@ async def queue_sms(
 ) -> SmsMessage:
     """Write the text to the outbox (status "queued") and log it as an outbound SMS interaction.
 
-    A suppressed number is refused here (:class:`SmsSuppressed`), before anything is stored.
+    A suppressed number is refused here (:class:`SmsSuppressed`), before anything is stored,
+    except for the confirmation of its opt-out.
     """
     session = uow.session
-    await check_not_suppressed(session, to)
+    if kind != KIND_OPT_OUT_CONFIRMATION:
+        await check_not_suppressed(session, to)
     count = count_segments(body)
     row = SmsMessage(
         direction=Direction.OUTBOUND,
@@ -326,12 +332,24 @@ async def claim(uow: UnitOfWork, message_id: int) -> SmsMessage | None:
     row = await _locked(session, message_id)
     assert row is not None
     await session.refresh(row)
-    found = await suppression_of(session, row.to_number)
-    if found is not None:
-        await _move(session, row, "failed", None, str(SmsSuppressed(row.to_number, found.reason)))
+    refused = await _refusal(session, row)
+    if refused is not None:
+        await _move(session, row, "failed", None, refused)
         uow.record(status_event(row))
         return None
     return row
+
+
+async def _refusal(session: AsyncSession, row: SmsMessage) -> str | None:
+    """Why a claimed text must not go out now (its number opted out), or None."""
+    found = await suppression_of(session, row.to_number)
+    if row.kind == KIND_OPT_OUT_CONFIRMATION:
+        return (
+            None if found is not None else f"{row.to_number} opted back in before the confirmation went out"
+        )
+    if found is not None:
+        return str(SmsSuppressed(row.to_number, found.reason, found.keyword))
+    return None
 
 
 async def record_handed_over(uow: UnitOfWork, message_id: int, sid: str) -> SmsMessage | None:

@@ -1,7 +1,9 @@
-"""The SMS suppression list: numbers that opted out (STOP) or that the carrier refuses (21610).
+"""The SMS suppression list: numbers that opted out (STOP, or a text asking to stop) or that the
+carrier refuses (21610).
 
 Every change is written to the audit log against the customer (or against the suppression row
-when no customer is known), with the keyword or error code that caused it.
+when no customer is known), with the keyword or error code that caused it, and for an opt-out
+asked for inside a longer text, the words that asked and the text itself.
 """
 
 from __future__ import annotations
@@ -18,16 +20,30 @@ from crm_core.services.audit import audit
 from crm_core.sql import insert_ignore
 
 REASON_KEYWORD = "keyword"
+REASON_REQUEST = "opt-out-request"
+"""A longer text that asked to stop ("please stop texting me"), not a keyword alone."""
 REASON_CARRIER = "carrier-21610"
 UNSUBSCRIBED_RECIPIENT = 21610
+AUDIT_MESSAGE_CHARS = 500
+KEYWORD_CHARS = 20  # the column's length
+
+
+def why_suppressed(reason: str, keyword: str | None) -> str:
+    """What the agent is told about a suppressed number, in words."""
+    if reason == REASON_KEYWORD:
+        return f"replied {keyword or 'STOP'}"
+    if reason == REASON_REQUEST:
+        return f"asked in a text to get no more texts ({keyword or 'STOP'})"
+    return "is unsubscribed at the carrier (21610)"
 
 
 class SmsSuppressed(Conflict):
     """A text to a number on the suppression list, refused before it reaches the network."""
 
-    def __init__(self, phone: str, reason: str) -> None:
-        why = "replied STOP" if reason == REASON_KEYWORD else "is unsubscribed at the carrier (21610)"
-        super().__init__(f"{phone} {why}; texts to it are refused until it replies START")
+    def __init__(self, phone: str, reason: str, keyword: str | None = None) -> None:
+        super().__init__(
+            f"{phone} {why_suppressed(reason, keyword)}; texts to it are refused until it replies START"
+        )
         self.phone = phone
         self.reason = reason
 
@@ -42,7 +58,7 @@ async def suppression_of(session: AsyncSession, phone: str) -> SmsSuppression | 
 async def check_not_suppressed(session: AsyncSession, phone: str) -> None:
     found = await suppression_of(session, phone)
     if found is not None:
-        raise SmsSuppressed(phone, found.reason)
+        raise SmsSuppressed(phone, found.reason, found.keyword)
 
 
 def _audit(
@@ -62,9 +78,16 @@ async def suppress(
     customer_id: int | None,
     keyword: str | None = None,
     error_code: int | None = None,
+    phrase: str | None = None,
+    message: str | None = None,
 ) -> bool:
-    """Put ``phone`` on the list; False when it already was (nothing is audited twice)."""
-    values = {"phone": phone, "reason": reason, "keyword": keyword, "customer_id": customer_id}
+    """Put ``phone`` on the list; False when it already was (nothing is audited twice).
+
+    ``phrase`` and ``message``: the words that asked to stop and the text they were in, for an
+    opt-out asked for inside a longer text (kept in the audit entry).
+    """
+    stored_keyword = keyword[:KEYWORD_CHARS] if keyword else None
+    values = {"phone": phone, "reason": reason, "keyword": stored_keyword, "customer_id": customer_id}
     new_id = await insert_ignore(uow.session, SmsSuppression, values, ["phone"])
     if new_id is None:
         return False
@@ -73,6 +96,10 @@ async def suppress(
         changes["keyword"] = keyword
     if error_code is not None:
         changes["error_code"] = error_code
+    if phrase:
+        changes["phrase"] = phrase
+    if message is not None:
+        changes["message"] = message[:AUDIT_MESSAGE_CHARS]
     _audit(uow, int(new_id), customer_id, "sms_suppressed", changes)
     return True
 

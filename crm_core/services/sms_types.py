@@ -30,6 +30,9 @@ class SmsPolicy:
     no_answer_minutes: float = 15.0
     help_reply: str = ""
     """Answer to HELP and INFO; empty: no answer (Twilio's own HELP reply is left to do it)."""
+    opt_out_confirmation: str = ""
+    """The one text confirming an opt-out that the carrier does not confirm itself (one asked for
+    inside a longer text, or a word that is not Twilio's); empty: none is sent."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,9 @@ from tests.conftest import Staff
 from tests.integration.test_sms_inbound import (
     OUR_NUMBER,
     Twilio,
+    agent_socket,
     customer_with_phone,
+    next_of,
     service,
     sms_rows,
 )
@@ -217,3 +219,161 @@ async def test_the_sandbox_cli_texts_the_service(
         row = await uow.session.scalar(select(SmsMessage))
     assert row is not None and printed[0] == row.message_sid and row.body == "Texted from the command line"
     assert any("webhook" in line and "/twilio/sms/inbound" in line for line in printed), printed
+
+
+async def _confirmations(service: TestClient[Any, Any]) -> list[dict[str, Any]]:
+    await service.app[SMS_DESK].idle()  # the confirmation is sent after the webhook is answered
+    return await sandbox_messages(service, TEXTER)
+
+
+@pytest.mark.parametrize(
+    ("body", "word", "confirmed_by_us"),
+    [
+        ("Stop.", "STOP", False),
+        ("Stop!", "STOP", False),
+        ('"STOP"', "STOP", False),
+        ("\uff33\uff34\uff2f\uff30", "STOP", False),  # fullwidth letters
+        ("Stop\u200b", "STOP", False),  # zero-width space
+        ("unsubscribe.", "UNSUBSCRIBE", False),
+        # Words Twilio does not know: it neither opts the number out nor confirms, so the service does.
+        ("OPT OUT", "OPT OUT", True),
+        ("Opt-out!", "OPT OUT", True),
+        ("退订", "退订", True),
+        ("TD", "TD", True),
+    ],
+)
+async def test_opt_out_words_in_any_dress_suppress(
+    body: str,
+    word: str,
+    confirmed_by_us: bool,
+    service: TestClient[Any, Any],
+    staff: Staff,
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    ticket_id = await sms_ticket(service, uow_factory, staff.red_1)
+    customer_id = (await sms_rows(uow_factory))[0].customer_id
+    await Twilio(service).text(body)
+    assert await suppressed(uow_factory) == {TEXTER: "keyword"}
+    assert await audit_actions(uow_factory, customer_id) == [
+        ("sms_suppressed", {"phone": TEXTER, "reason": "keyword", "keyword": word})
+    ]
+    agent = await signed_in(service, staff.red_1)
+    resp = await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": "Are you there?"})
+    assert resp.status == 409 and (await resp.json())["error"]["code"] == "sms_opted_out"
+    sent = await _confirmations(service)
+    if confirmed_by_us:
+        (confirmation,) = sent
+        assert confirmation["body"] == service.app[SETTINGS].sms.opt_out_confirmation
+    else:
+        assert sent == []
+    kinds = [(r.direction, r.kind) for r in await sms_rows(uow_factory)]
+    assert kinds[:2] == [(Direction.INBOUND, "message"), (Direction.INBOUND, "keyword")]
+
+
+@pytest.mark.parametrize(
+    ("body", "word", "phrase"),
+    [
+        ("STOP please", "STOP", "stop please"),
+        ("Please stop texting me, I already paid", "STOP", "stop texting"),
+        ("unsubscribe me", "UNSUBSCRIBE", "unsubscribe me"),
+        ("请不要再发了\uff0c退订", "退订", "退订"),
+    ],
+)
+async def test_a_text_asking_to_stop_suppresses_tells_the_agent_and_is_confirmed_once(
+    body: str,
+    word: str,
+    phrase: str,
+    service: TestClient[Any, Any],
+    staff: Staff,
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    ticket_id = await sms_ticket(service, uow_factory, staff.red_1)
+    customer_id = (await sms_rows(uow_factory))[0].customer_id
+    ws = await agent_socket(service, staff.red_1.login)
+    twilio = Twilio(service)
+    await twilio.text(body)
+
+    # The agent sees why, live and on the message.
+    event = await next_of(ws, "sms.received")
+    assert event["kind"] == "opt-out-request" and event["ticket_id"] == ticket_id
+    assert event["opt_out"]["reason"] == "opt-out-request" and event["opt_out"]["keyword"] == word
+    assert event["opt_out"]["phrase"] == phrase
+    await ws.close()
+    async with uow_factory() as uow:
+        rows = await uow.session.scalars(select(SmsSuppression))
+        (row,) = rows
+    assert (row.phone, row.reason, row.keyword) == (TEXTER, "opt-out-request", word)
+    assert await audit_actions(uow_factory, customer_id) == [
+        (
+            "sms_suppressed",
+            {
+                "phone": TEXTER,
+                "reason": "opt-out-request",
+                "keyword": word,
+                "phrase": phrase,
+                "message": body,
+            },
+        )
+    ]
+    agent = await signed_in(service, staff.red_1)
+    listed = await (await agent.get(f"/api/v1/tickets/{ticket_id}/sms")).json()
+    assert [m["kind"] for m in listed["items"]][:2] == ["message", "opt-out-request"]
+    notes = (await (await agent.get(f"/api/v1/tickets/{ticket_id}/comments")).json())["items"]
+    assert [n["body"] for n in notes] == [
+        f'{TEXTER} opted out of text messages: their text asks to stop ("{phrase}").'
+    ]
+
+    # The next text is refused, saying why.
+    resp = await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": "Are you there?"})
+    assert resp.status == 409
+    error = (await resp.json())["error"]
+    assert error["code"] == "sms_opted_out" and "asked in a text" in error["message"]
+
+    # One confirmation, through the outbox and the gateway; asking again sends no second one.
+    (confirmation,) = await _confirmations(service)
+    assert confirmation["body"] == service.app[SETTINGS].sms.opt_out_confirmation
+    assert confirmation["from"] == OUR_NUMBER
+    await twilio.text("I said stop texting me")
+    assert len(await _confirmations(service)) == 1
+    outbound = [r for r in await sms_rows(uow_factory) if r.direction is Direction.OUTBOUND]
+    assert [(r.kind, r.message_sid) for r in outbound] == [("opt-out-confirmation", confirmation["sid"])]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Stopped by the store, nobody there",
+        "What is your cancellation policy?",
+        "My backend login fails at the weekend",
+        "Please cancel my order",
+        "Don't stop texting me the deals",
+        "我想退订单",
+        "TD Bank card declined",
+    ],
+)
+async def test_texts_that_only_contain_the_letters_are_ordinary_messages(
+    body: str, service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await customer_with_phone(uow_factory, owner_id=staff.red_1.id)
+    await Twilio(service).text(body)
+    assert await suppressed(uow_factory) == {}
+    (inbound,) = await sms_rows(uow_factory)
+    assert inbound.kind == "message" and inbound.ticket_id is not None
+    agent = await signed_in(service, staff.red_1)
+    resp = await agent.post(f"/api/v1/tickets/{inbound.ticket_id}/sms", json={"body": "On it"})
+    assert resp.status == 201 and await _confirmations(service) != []
+    assert [m["body"] for m in await _confirmations(service)] == ["On it"]
+
+
+async def test_yes_is_an_answer_unless_the_number_opted_out(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await customer_with_phone(uow_factory, owner_id=staff.red_1.id)
+    twilio = Twilio(service)
+    await twilio.text("Yes.")
+    (answer,) = await sms_rows(uow_factory)
+    assert answer.kind == "message" and answer.ticket_id is not None
+    await twilio.text("STOP")
+    await twilio.text("Yes!")
+    assert await suppressed(uow_factory) == {}
+    assert [r.kind for r in await sms_rows(uow_factory)] == ["message", "keyword", "keyword"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crm_core.rules.sms_keywords import SmsKeyword, keyword_of
+from crm_core.rules.sms_keywords import SmsKeyword, keyword_of, match_keyword, normalize
 from crm_core.rules.sms_segments import SmsEncoding, count_segments, encoding_of
 from crm_core.rules.sms_status import should_apply
 
@@ -77,17 +77,168 @@ def test_encoding_of_mixed_text() -> None:
         ("yes", SmsKeyword.START),
         ("help", SmsKeyword.HELP),
         ("  INFO  ", SmsKeyword.HELP),
-        ("stop please", None),
-        ("please stop", None),
-        ("STOP!", None),
-        ("opt out", None),
         ("helpful", None),
         ("", None),
         ("   ", None),
+        ("\u200b", None),
     ],
 )
 def test_keywords(body: str, keyword: SmsKeyword | None) -> None:
     assert keyword_of(body) is keyword
+
+
+@pytest.mark.parametrize(
+    ("body", "word"),
+    [
+        ("Stop.", "STOP"),
+        ("Stop!", "STOP"),
+        ('"STOP"', "STOP"),
+        ("\u201cStop\u201d", "STOP"),
+        ("\uff33\uff34\uff2f\uff30", "STOP"),  # fullwidth letters
+        ("\uff53\uff54\uff4f\uff50\uff01", "STOP"),
+        ("Stop\u200b", "STOP"),  # zero-width space
+        ("S\u200bt\u200do\u2060p", "STOP"),  # zero-width space, joiner, word joiner
+        ("\ufeffSTOP", "STOP"),  # byte order mark
+        ("st\u00adop", "STOP"),  # soft hyphen
+        ("...stop...", "STOP"),
+        ("*STOP*", "STOP"),
+        ("(unsubscribe)", "UNSUBSCRIBE"),
+        ("End.", "END"),
+        ("OPT OUT", "OPT OUT"),
+        ("opt-out", "OPT OUT"),
+        ("Opt  Out!", "OPT OUT"),
+        ("opt_out", "OPT OUT"),
+        ("Stop all", "STOP ALL"),
+        ("退订", "退订"),
+        ("退订。", "退订"),
+        ("TD", "TD"),
+        ("td", "TD"),
+        ("\uff34\uff24", "TD"),  # fullwidth TD
+    ],
+)
+def test_opt_out_words_with_punctuation_case_width_and_invisible_characters(body: str, word: str) -> None:
+    found = match_keyword(body)
+    assert found is not None
+    assert (found.keyword, found.word, found.exact) == (SmsKeyword.STOP, word, True)
+
+
+@pytest.mark.parametrize(
+    ("body", "keyword"),
+    [
+        ("Start!", SmsKeyword.START),
+        ("\uff33\uff34\uff21\uff32\uff34", SmsKeyword.START),
+        ("UNSTOP.", SmsKeyword.START),
+        ("Yes.", SmsKeyword.START),
+        ('"yes"', SmsKeyword.START),
+        ("Help?", SmsKeyword.HELP),
+        ("INFO\u200b", SmsKeyword.HELP),
+        # Only opt-outs are read inside a longer text.
+        ("start please", None),
+        ("Yes, Tuesday works", None),
+        ("I need help with my bill", None),
+    ],
+)
+def test_start_and_help_words_are_normalised_the_same_way(body: str, keyword: SmsKeyword | None) -> None:
+    assert keyword_of(body) is keyword
+
+
+@pytest.mark.parametrize(
+    ("body", "word", "phrase"),
+    [
+        ("STOP please", "STOP", "stop please"),
+        ("Please stop.", "STOP", "please stop"),
+        ("stop it now thanks", "STOP", "stop it now thanks"),
+        ("please stop texting me", "STOP", "stop texting"),
+        ("STOP SENDING ME THESE", "STOP", "stop sending me"),
+        ("Can you stop all these messages?", "STOP", "stop all these messages"),
+        ("Why don't you just stop texting me", "STOP", "stop texting"),
+        ("I already paid. Stop!", "STOP", "stop"),
+        ("unsubscribe me", "UNSUBSCRIBE", "unsubscribe me"),
+        ("How do I unsubscribe?", "UNSUBSCRIBE", "unsubscribe"),
+        ("I'd like to opt out of these", "OPT OUT", "opt out"),
+        ("please opt me out", "OPT OUT", "please opt me out"),
+        ("cancel these text alerts", "CANCEL", "cancel these text alerts"),
+        ("End the notifications", "END", "end the notifications"),
+        ("quit texting me", "QUIT", "quit texting"),
+        ("I revoke consent", "REVOKE", "revoke consent"),
+        ("Revoke, thanks", "REVOKE", "revoke"),
+        ("TD please", "TD", "td please"),
+        ("don't text me", "DO NOT TEXT", "don t text me"),
+        ("Do not text me, I already paid", "DO NOT TEXT", "do not text me"),
+        ("no more texts please", "NO MORE TEXTS", "no more texts"),
+        ("Please remove me from your list", "REMOVE ME", "remove me from your list"),
+        ("take my number off the list", "REMOVE ME", "take my number off the list"),
+        ("我要退订", "退订", "我要退订"),
+        ("请帮我退订\uff0c谢谢", "退订", "请帮我退订"),
+        ("请不要再发了\uff0c退订", "退订", "退订"),
+        ("别再发短信了。退订", "退订", "退订"),
+        ("\uff33\uff34\uff2f\uff30 please", "STOP", "stop please"),
+        ("Stop\u200b texting me", "STOP", "stop texting"),
+    ],
+)
+def test_an_opt_out_asked_for_inside_a_longer_text(body: str, word: str, phrase: str) -> None:
+    found = match_keyword(body)
+    assert found is not None
+    assert (found.keyword, found.word, found.exact, found.phrase) == (SmsKeyword.STOP, word, False, phrase)
+    assert found.carrier_confirms is False
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # The letters inside another word.
+        "Stopped by the store",
+        "The backend is down",
+        "See you at the weekend",
+        "cancellation policy?",
+        "What is your cancellation policy?",
+        "unstoppable",
+        "Tdap vaccine booked",
+        # Everyday words a contact centre hears, not aimed at the texts.
+        "cancel my order",
+        "Please cancel my appointment",
+        "Can you cancel it and start sending to my new address?",
+        "at the end of the month",
+        "I quit my job so I need a new plan",
+        "Can you stop the delivery?",
+        "The bus stop is far",
+        "Will the texts stop after my order ships?",
+        "Stop calling me",
+        "TD Bank",
+        "Is TD the right bank?",
+        # Negated.
+        "don't stop texting me deals",
+        "Please do not stop",
+        "I do not want to unsubscribe",
+        "I didn't mean to opt out",
+        "never unsubscribe me",
+        # Chinese: 退订单 is "cancel the order", 不要退订 "do not unsubscribe".
+        "我想退订单",
+        "我要退订单号123",
+        "不要退订",
+        "我不想退订",
+        # Start and help words inside a longer text are no keywords.
+        "Yes that works",
+        "help me with my bill",
+    ],
+)
+def test_ordinary_messages_are_no_opt_out(body: str) -> None:
+    assert match_keyword(body) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "confirms"),
+    [("STOP", True), ("Stop.", True), ("cancel", True), ("OPT OUT", False), ("TD", False), ("退订", False)],
+)
+def test_the_carrier_confirms_only_its_own_words(body: str, confirms: bool) -> None:
+    found = match_keyword(body)
+    assert found is not None and found.carrier_confirms is confirms
+
+
+def test_normalize() -> None:
+    assert normalize("  \uff33\uff54\u200bop!!  \u201cplease\u201d\n") == "stop please"
+    assert normalize("OPT-OUT") == "opt out"
+    assert normalize("Stra\u00dfe") == "strasse"
 
 
 @pytest.mark.parametrize(

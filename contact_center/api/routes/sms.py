@@ -42,7 +42,10 @@ class MediaOut(Output):
 class SmsMessageOut(Output):
     id: int
     direction: Direction
-    kind: str = Field(description="message, keyword (STOP/START/HELP) or help (the service's help reply)")
+    kind: str = Field(
+        description="message, keyword (STOP/START/HELP), opt-out-request (a longer text asking to stop "
+        "texts: it opted the number out), help (the service's help reply) or opt-out-confirmation"
+    )
     customer_id: int
     ticket_id: int | None
     interaction_id: int | None
@@ -162,7 +165,8 @@ async def list_customer_sms(request: web.Request) -> web.Response:
 @routes.route(
     "GET",
     "/sms/suppressions",
-    summary="Numbers that will not be texted (STOP or carrier 21610), newest first; supervisors",
+    summary="Numbers that will not be texted (STOP, a text asking to stop, or carrier 21610), newest first; "
+    "supervisors",
     query=PageQuery,
     response=SuppressionList,
 )
