@@ -1,5 +1,6 @@
-"""The login page in a real Chromium: after signing in it goes to its `next` only when that is a page
-of this site, whatever way the link was written; the browser's rule agrees with the server's."""
+"""Signing in and out in a real Chromium: after signing in the login page goes to its `next` only
+when that is a page of this site, whatever way the link was written (the browser's rule agrees with
+the server's); an open console whose session is ended elsewhere goes back to the login page."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from typing import Any
 
 from contact_center.web_setup import same_site_path
-from tests.browser import VIEWPORT, LiveService
+from tests.browser import VIEWPORT, LiveService, signed_in_page
 from tests.conftest import PASSWORD, Staff
 from tests.integration.test_login_next import HOSTILE_QUERIES, NEXT_VALUES
 
@@ -64,3 +65,23 @@ async def test_signing_in_never_leaves_the_site(live: LiveService, chromium: Any
         assert errors == []
     finally:
         await context.close()
+
+
+async def test_an_open_console_goes_to_sign_in_when_the_password_changes(
+    live: LiveService, chromium: Any, staff: Staff
+) -> None:
+    page = await signed_in_page(chromium, live.base, staff.red_1.login, "/console")
+    try:
+        admin = await live.api("admin")
+        try:
+            status, body = await admin.call(
+                "PATCH", f"/agents/{staff.red_1.id}", {"password": "a brand new passphrase"}
+            )
+            assert status == 200, body
+        finally:
+            await admin.close()
+        # Its live socket is closed; the page finds the session gone and asks to sign in again.
+        await page.wait_for_url(re.compile(r"/login\?next=%2Fconsole$"), timeout=10_000)
+        assert page.script_errors == []
+    finally:
+        await page.context.close()
