@@ -1,8 +1,9 @@
 """Wiring of text messages: the Twilio messaging webhooks, the outbox sender and its timer.
 
 The desk answers the webhooks on the CRM core (``crm_core.services.sms_*``), sends what agents
-write through the outbox right after it commits, and a timer on every instance sends whatever is
-left queued (after a restart, or a rate-limited text) and applies the no-answer ticket rule.
+write through the outbox right after it commits, and a timer on every instance settles texts whose
+hand-over went unanswered, sends whatever is due in the queue (after a restart, or a text that
+could not reach Twilio) and applies the no-answer ticket rule.
 """
 
 from __future__ import annotations
@@ -117,7 +118,9 @@ class SmsDesk:
         return await self._sent(row, created), created
 
     async def sweep(self) -> None:
-        """Send what is left queued; open tickets for texts nobody answered in time."""
+        """Settle unconfirmed texts, send what is due in the queue; open tickets for texts nobody
+        answered in time."""
+        await self.outbox.reconcile()
         await self.outbox.send_waiting()
         if self.policy.ticket_rule is TicketRule.NO_ANSWER:
             async with self._uow() as uow:
@@ -151,7 +154,9 @@ async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
         messaging_service_sid=settings.sms.messaging_service_sid,
     )
     base = settings.server.public_base_url
-    outbox = SmsOutbox(runtime.uow, gateway, lambda message_id: status_callback_url(base, message_id))
+    outbox = SmsOutbox(
+        runtime.uow, gateway, lambda message_id: status_callback_url(base, message_id), lookup=gateway
+    )
     desk = SmsDesk(runtime.uow, sms_policy(settings), outbox)
     app[SMS_DESK] = desk
     try:

@@ -33,13 +33,25 @@ class GatewayError(CoreError):
     """The phone network refused or failed a request.
 
     ``code`` is the provider's error code (Twilio's 21211, 21610, ...); ``retryable`` is true only
-    when the provider cannot have acted on the request, so sending it again is safe.
+    when the provider cannot have acted on the request (the connection was never made, or it
+    asked to slow down), so sending it again is safe. ``unconfirmed``: the request may have
+    reached the provider and its outcome is unknown (no answer, a connection lost after sending,
+    a 5xx); by default, an error with neither code nor status that is not retryable.
     """
 
     def __init__(
-        self, message: str, *, code: int | None = None, status: int | None = None, retryable: bool = False
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        status: int | None = None,
+        retryable: bool = False,
+        unconfirmed: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.retryable = retryable
+        self.unconfirmed = (
+            unconfirmed if unconfirmed is not None else (code is None and status is None and not retryable)
+        )

@@ -10,8 +10,9 @@ Channel checklist (voice):
 - [x] Each event has a natural key (CallSid; status by SequenceNumber); a second delivery changes
       nothing; out-of-order delivery never moves state backwards.
 - [x] Library and network errors are translated at the edge (``GatewayError``).
-- [x] Outbound requests: a real timeout; 429/20429 retried with capped backoff and jitter; other
-      failures never repeated blindly.
+- [x] Outbound requests: a real timeout and a connect timeout; 429/20429 retried with capped
+      backoff and jitter; every failure says whether the request was not sent (no connection:
+      safe to send again), may have been sent (unconfirmed: never repeated blindly) or refused.
 - [ ] Outbound sends through the outbox (comes with SMS and the dialer).
 - [x] Integration tests against the Twilio sandbox over HTTP (tests/integration/test_sandbox_*.py).
 - [x] A benchmark (benchmarks/screen_pop.py); its targets are not met yet (docs/performance.md).

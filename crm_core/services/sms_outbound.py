@@ -4,9 +4,11 @@ and moved forward by the gateway's answer and the delivery receipts that follow.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
@@ -359,6 +361,8 @@ async def record_handed_over(uow: UnitOfWork, message_id: int, sid: str) -> SmsM
         return None
     changed = await _remember_sid(uow.session, row, sid)
     row.sent_at = row.sent_at or utcnow()
+    if changed and row.status == QUEUED:
+        row.error_message = None  # an earlier attempt's "not sent yet" no longer holds
     if changed:
         uow.record(status_event(row))
     return row
@@ -387,26 +391,71 @@ async def record_unconfirmed(uow: UnitOfWork, message_id: int, error: str) -> Sm
     return row
 
 
-async def release(uow: UnitOfWork, message_id: int) -> None:
-    """The gateway could not have acted (rate limited): the text goes back to the queue."""
+@dataclass(frozen=True, slots=True)
+class SendRetry:
+    """When a text that certainly did not reach the gateway (no connection, or rate limited) is
+    tried again: after waiting as long as it has waited so far (so the waits double), at least
+    ``first_seconds`` and at most ``max_seconds``; after ``give_up_seconds`` it fails."""
+
+    first_seconds: float = 10.0
+    max_seconds: float = 600.0
+    give_up_seconds: float = 24 * 3600.0
+
+    def due_at(self, queued_at: datetime, last_try_at: datetime) -> datetime:
+        waited = (last_try_at - queued_at).total_seconds()
+        return last_try_at + timedelta(seconds=min(self.max_seconds, max(self.first_seconds, waited)))
+
+
+async def retry_later(
+    uow: UnitOfWork, message_id: int, error: str, retry: SendRetry, now: datetime | None = None
+) -> SmsMessage | None:
+    """The gateway cannot have acted (no connection, or rate limited): the text goes back to the
+    queue with the reason, and the sweep tries it again once :meth:`SendRetry.due_at`. One that
+    could not be sent for ``give_up_seconds`` fails, saying why."""
     row = await _locked(uow.session, message_id)
-    if row is not None and row.status == QUEUED and row.message_sid is None:
+    if row is None or row.status != QUEUED or row.message_sid is not None:
+        return row
+    waited = (now or utcnow()) - row.created_at
+    if waited.total_seconds() >= retry.give_up_seconds:
+        await _move(uow.session, row, "failed", None, f"not sent after {_hours(waited)}: {error}")
+    else:
         row.claimed_at = None
+        row.error_message = f"{NOT_SENT_YET}{error}"[:500]
+    uow.record(status_event(row))
+    return row
 
 
-async def waiting_ids(session: AsyncSession, limit: int) -> list[int]:
-    """Queued texts nobody has taken yet, oldest first (the sweep sends them)."""
-    rows = await session.scalars(
-        select(SmsMessage.id)
+def _hours(waited: timedelta) -> str:
+    return f"{waited.total_seconds() / 3600:.1f} hours"
+
+
+async def waiting_ids(
+    session: AsyncSession, limit: int, retry: SendRetry | None = None, now: datetime | None = None
+) -> list[int]:
+    """Queued texts nobody has taken, oldest first, that are due (the sweep sends them): new ones
+    at once, those that could not be sent before once their wait (``retry``) is over."""
+    retry = retry or SendRetry()
+    now = now or utcnow()
+    rows = await session.execute(
+        select(SmsMessage.id, SmsMessage.created_at, SmsMessage.updated_at, SmsMessage.error_message)
         .where(
             SmsMessage.status == QUEUED,
             SmsMessage.claimed_at.is_(None),
             SmsMessage.direction == Direction.OUTBOUND,
+            or_(
+                SmsMessage.error_message.is_(None),
+                SmsMessage.error_message.not_like(f"{NOT_SENT_YET}%"),
+                SmsMessage.updated_at <= now - timedelta(seconds=retry.first_seconds),
+            ),
         )
         .order_by(SmsMessage.id)
         .limit(limit)
     )
-    return list(rows)
+    return [
+        id_
+        for id_, queued_at, tried_at, error in rows
+        if not (error or "").startswith(NOT_SENT_YET) or retry.due_at(queued_at, tried_at) <= now
+    ]
 
 
 async def apply_status(uow: UnitOfWork, update_: SmsStatusUpdate) -> SmsMessage | None:
@@ -452,3 +501,110 @@ async def customer_messages(
         .offset(offset)
     )
     return list(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """How unconfirmed texts are settled by asking the gateway what it has."""
+
+    settle_after_seconds: float = 30.0
+    """Asked about once unconfirmed this long (its receipt may still come on its own)."""
+    absent_after_seconds: float = 600.0
+    """Not found this long after it was handed over: it never reached the gateway (whose lists
+    may lag by a little), so it is sent again."""
+    stale_claim_seconds: float = 300.0
+    """A text claimed this long ago and never answered (its sender stopped mid-send) may have
+    left: it becomes unconfirmed."""
+
+
+async def unconfirm_stale_claims(
+    uow: UnitOfWork, policy: Reconcile, now: datetime | None = None
+) -> list[int]:
+    """Texts whose sender stopped between claiming and recording the gateway's answer (a crash):
+    they may have left, so they are unconfirmed (and reconciled), never lost in "queued"."""
+    cutoff = (now or utcnow()) - timedelta(seconds=policy.stale_claim_seconds)
+    rows = list(
+        await uow.session.scalars(
+            select(SmsMessage)
+            .where(
+                SmsMessage.status == QUEUED,
+                SmsMessage.direction == Direction.OUTBOUND,
+                SmsMessage.message_sid.is_(None),
+                SmsMessage.claimed_at <= cutoff,
+            )
+            .order_by(SmsMessage.id)
+            .limit(100)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for row in rows:
+        row.status = UNCONFIRMED
+        row.error_message = "the sender stopped while handing it over; asking Twilio whether it left"
+        uow.record(status_event(row))
+    return [row.id for row in rows]
+
+
+async def unconfirmed_to_settle(
+    session: AsyncSession, policy: Reconcile, now: datetime | None = None, limit: int = 50
+) -> list[SmsMessage]:
+    """Unconfirmed texts old enough to ask the gateway about, oldest first."""
+    cutoff = (now or utcnow()) - timedelta(seconds=policy.settle_after_seconds)
+    rows = await session.scalars(
+        select(SmsMessage)
+        .where(
+            SmsMessage.status == UNCONFIRMED,
+            SmsMessage.direction == Direction.OUTBOUND,
+            SmsMessage.message_sid.is_(None),
+            SmsMessage.updated_at <= cutoff,
+        )
+        .order_by(SmsMessage.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def settle_found(
+    uow: UnitOfWork, message_id: int, candidates: Sequence[SmsStatusUpdate]
+) -> SmsMessage | None:
+    """The gateway has texts like this one: the first not already another row's is this one.
+    Returns the row when it was settled."""
+    row = await _locked(uow.session, message_id)
+    if row is None or row.status != UNCONFIRMED or row.message_sid is not None:
+        return None
+    sids = [c.message_sid for c in candidates]
+    taken = set(
+        await uow.session.scalars(select(SmsMessage.message_sid).where(SmsMessage.message_sid.in_(sids)))
+    )
+    found = next((c for c in candidates if c.message_sid not in taken), None)
+    if found is None:
+        return None
+    await _remember_sid(uow.session, row, found.message_sid)
+    row.sent_at = row.sent_at or utcnow()
+    row.error_message = None
+    row.status = QUEUED  # handed over after all; its status moves on from there
+    error = f"Twilio error {found.error_code}" if found.error_code is not None else None
+    await _move(uow.session, row, found.status, found.error_code, error)
+    uow.record(status_event(row))
+    await _carrier_refused(uow, row, found.error_code)
+    return row
+
+
+async def settle_absent(
+    uow: UnitOfWork, message_id: int, policy: Reconcile, now: datetime | None = None
+) -> bool:
+    """The gateway has no such text long after it was handed over: it never arrived, so it goes
+    back to the queue to be sent (once more). True when it did."""
+    row = await _locked(uow.session, message_id)
+    if row is None or row.status != UNCONFIRMED or row.message_sid is not None or row.claimed_at is None:
+        return False
+    if (now or utcnow()) - row.claimed_at < timedelta(seconds=policy.absent_after_seconds):
+        return False
+    row.status = QUEUED
+    row.claimed_at = None
+    row.error_message = "Twilio has no record of it; sending it again"
+    if row.interaction_id is not None:
+        interaction = await uow.session.get(Interaction, row.interaction_id)
+        if interaction is not None:
+            interaction.status = QUEUED
+    uow.record(status_event(row))
+    return True

@@ -1,34 +1,59 @@
 """Sending what the outbox holds: claim a queued text, hand it to the gateway, record the answer.
 
 Each step is its own transaction, so a crash between them loses nothing and sends nothing twice:
-a claimed text is never claimed again; one the gateway did not answer becomes "unconfirmed"
-(never resent, its delivery receipt may still arrive); only a rate-limited one (Twilio cannot
-have acted on it) goes back to the queue.
+a claimed text is never claimed again. What happens to a text the gateway did not take depends
+on whether the request can have reached it:
+
+- certainly not (no connection was made, or Twilio asked to slow down): back to the queue, tried
+  again by the sweep after a wait that doubles (:class:`~crm_core.services.sms_outbound.SendRetry`);
+- maybe (no answer, a connection lost after sending, a 5xx): "unconfirmed", never resent blindly
+  and never dropped. :meth:`SmsOutbox.reconcile` asks the gateway what it holds: a text it has is
+  settled with its MessageSid and status; one it still does not have long after is sent again.
+  A text claimed by a sender that stopped mid-send becomes unconfirmed the same way;
+- refused (an error code): failed, with the code.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
+from crm_core.models import SmsMessage, utcnow
 from crm_core.ports import SmsSender
 from crm_core.services import sms_outbound as outbound
+from crm_core.services.sms_outbound import Reconcile, SendRetry
+from crm_core.services.sms_types import SmsLookup
 
 log = logging.getLogger(__name__)
+
+# Twilio's clock and ours: a text it created up to this long before our claim is still ours.
+CLOCK_SLACK = timedelta(seconds=60)
 
 
 class SmsOutbox:
     def __init__(
-        self, uow: UnitOfWorkFactory, sender: SmsSender, status_callback: Callable[[int], str]
+        self,
+        uow: UnitOfWorkFactory,
+        sender: SmsSender,
+        status_callback: Callable[[int], str],
+        *,
+        retry: SendRetry | None = None,
+        lookup: SmsLookup | None = None,
+        reconcile_policy: Reconcile | None = None,
     ) -> None:
         self._uow = uow
         self._sender = sender
         self._status_callback = status_callback
+        self._retry = retry or SendRetry()
+        self._lookup = lookup
+        self._reconcile = reconcile_policy or Reconcile()
 
-    async def send(self, message_id: int) -> bool:
-        """Send one queued text; False when it was not sent now (taken, suppressed or refused)."""
+    async def send(self, message_id: int, now: datetime | None = None) -> bool:
+        """Send one queued text; False when it was not sent now (taken, suppressed, refused, or
+        to be tried again later)."""
         async with self._uow() as uow:
             row = await outbound.claim(uow, message_id)
             await uow.commit()
@@ -42,26 +67,64 @@ class SmsOutbox:
                 status_callback=self._status_callback(row.id),
             )
         except GatewayError as exc:
-            async with self._uow() as uow:
-                if exc.retryable:
-                    await outbound.release(uow, message_id)
-                elif exc.code is None and exc.status is None:
-                    await outbound.record_unconfirmed(uow, message_id, str(exc))
-                else:
-                    await outbound.record_refused(uow, message_id, exc.code, str(exc))
-                await uow.commit()
-            log.warning("text %s not sent: %s", message_id, exc)
+            await self._not_taken(message_id, exc, now)
             return False
         async with self._uow() as uow:
             await outbound.record_handed_over(uow, message_id, sid)
             await uow.commit()
         return True
 
-    async def send_waiting(self, limit: int = 100) -> int:
-        """Send every queued text nobody has taken (after a restart, or a rate-limited one)."""
+    async def _not_taken(self, message_id: int, exc: GatewayError, now: datetime | None) -> None:
         async with self._uow() as uow:
-            ids = await outbound.waiting_ids(uow.session, limit)
+            if exc.retryable:
+                await outbound.retry_later(uow, message_id, str(exc), self._retry, now)
+            elif exc.unconfirmed:
+                await outbound.record_unconfirmed(uow, message_id, str(exc))
+            else:
+                await outbound.record_refused(uow, message_id, exc.code, str(exc))
+            await uow.commit()
+        log.warning("text %s not sent: %s", message_id, exc)
+
+    async def send_waiting(self, limit: int = 100, now: datetime | None = None) -> int:
+        """Send every queued text that is due (after a restart, or one that could not be sent)."""
+        async with self._uow() as uow:
+            ids = await outbound.waiting_ids(uow.session, limit, self._retry, now)
         sent = 0
         for message_id in ids:
-            sent += await self.send(message_id)
+            sent += await self.send(message_id, now)
         return sent
+
+    async def reconcile(self, now: datetime | None = None) -> int:
+        """Settle unconfirmed texts by asking the gateway; returns how many were settled (found,
+        or put back in the queue because the gateway has no record of them)."""
+        async with self._uow() as uow:
+            await outbound.unconfirm_stale_claims(uow, self._reconcile, now)
+            await uow.commit()
+        if self._lookup is None:
+            return 0
+        async with self._uow() as uow:
+            rows = await outbound.unconfirmed_to_settle(uow.session, self._reconcile, now)
+        settled = 0
+        for row in rows:
+            try:
+                settled += await self._settle(row, self._lookup, now)
+            except GatewayError as exc:
+                log.warning("could not ask about unconfirmed text %s: %s", row.id, exc)
+                break  # the gateway is unreachable: the next sweep asks again
+        return settled
+
+    async def _settle(self, row: SmsMessage, lookup: SmsLookup, now: datetime | None) -> bool:
+        claimed_at = row.claimed_at or row.created_at
+        candidates = await lookup.find_sms(
+            to=row.to_number, from_=row.from_number, body=row.body, created_after=claimed_at - CLOCK_SLACK
+        )
+        async with self._uow() as uow:
+            if candidates and await outbound.settle_found(uow, row.id, candidates) is not None:
+                await uow.commit()
+                log.info("unconfirmed text %s found at the gateway", row.id)
+                return True
+            requeued = await outbound.settle_absent(uow, row.id, self._reconcile, now or utcnow())
+            await uow.commit()
+        if requeued:
+            log.warning("unconfirmed text %s never reached the gateway; sending it again", row.id)
+        return requeued

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from crm_core.services.tickets import SlaPolicy
@@ -69,3 +70,14 @@ class SmsInbox(Protocol):
     async def message_received(self, message: InboundSms) -> None: ...
 
     async def message_status(self, update: SmsStatusUpdate) -> None: ...
+
+
+class SmsLookup(Protocol):
+    """What the gateway holds: asked to settle a text whose hand-over went unanswered."""
+
+    async def find_sms(
+        self, *, to: str, from_: str, body: str, created_after: datetime
+    ) -> list[SmsStatusUpdate]:
+        """The gateway's texts from ``from_`` to ``to`` with this body, created after
+        ``created_after``, oldest first."""
+        ...

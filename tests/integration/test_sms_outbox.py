@@ -1,19 +1,30 @@
-"""The outbox sender with a scripted gateway: a text is handed over once, whatever happens; only a
-rate-limited one goes back to the queue; one without an answer is never resent; a number
-suppressed after queueing is never texted."""
+"""The outbox sender with a scripted gateway and with the real one: a text is handed over once,
+whatever happens; one that certainly did not reach Twilio (rate limited, or no connection) goes
+back to the queue and is tried again after a growing wait; one without an answer is unconfirmed,
+never resent blindly and never dropped, and settled by asking Twilio; a number suppressed after
+queueing is never texted."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
+from typing import Any
 
+from aiohttp import ClientSession, encode_basic_auth, web
+from aiohttp.test_utils import TestServer
+
+from channels.twilio.gateway import TwilioGateway
+from contact_center.sandbox import SandboxConfig, create_sandbox_app
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
-from crm_core.models import SmsMessage
-from crm_core.services.sms_outbound import apply_status, queue_sms
+from crm_core.models import SmsMessage, utcnow
+from crm_core.ports import SmsSender
+from crm_core.services.sms_outbound import SendRetry, apply_status, claim, queue_sms
 from crm_core.services.sms_outbox import SmsOutbox
 from crm_core.services.sms_suppression import REASON_KEYWORD, suppress
-from crm_core.services.sms_types import SmsStatusUpdate
+from crm_core.services.sms_types import SmsLookup, SmsStatusUpdate
 from tests.integration.test_sms_inbound import customer_with_phone
+from tests.integration.test_twilio_gateway import refused_port
 
 TO = "+12025550143"
 
@@ -76,8 +87,10 @@ async def test_rate_limited_texts_go_back_to_the_queue(uow_factory: UnitOfWorkFa
     assert await sender.send(message_id) is False
     row = await load(uow_factory, message_id)
     assert (row.status, row.claimed_at, row.message_sid) == ("queued", None, None)
-    assert await sender.send_waiting() == 1
-    assert (await load(uow_factory, message_id)).message_sid == "SM" + "3" * 32
+    assert await sender.send_waiting() == 0  # not before its wait is over
+    assert await sender.send_waiting(now=utcnow() + timedelta(seconds=11)) == 1
+    row = await load(uow_factory, message_id)
+    assert (row.message_sid, row.error_message) == ("SM" + "3" * 32, None)
 
 
 async def test_no_answer_is_never_resent_but_a_later_receipt_still_counts(
@@ -115,3 +128,190 @@ async def test_a_number_suppressed_after_queueing_is_never_texted(uow_factory: U
     assert gateway.sent == []
     row = await load(uow_factory, message_id)
     assert row.status == "failed" and "STOP" in (row.error_message or "")
+
+
+CALLBACK = "http://127.0.0.1:9/twilio/sms/status?outbox={}"
+ACCOUNT = "AC" + "c" * 32
+TOKEN = "outbox-test-token"
+
+
+def sandbox_app() -> web.Application:
+    return create_sandbox_app(SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, time_scale=0.001, seed=7))
+
+
+def gateway_at(base_url: str) -> TwilioGateway:
+    return TwilioGateway(account_sid=ACCOUNT, auth_token=TOKEN, base_url=base_url, connect_timeout=1.0)
+
+
+def real_outbox(uow_factory: UnitOfWorkFactory, sender: SmsSender, lookup: SmsLookup | None) -> SmsOutbox:
+    return SmsOutbox(uow_factory, sender, CALLBACK.format, lookup=lookup)
+
+
+async def sandbox_texts(server: TestServer) -> list[dict[str, Any]]:
+    url = server.make_url(f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json")
+    auth = {"Authorization": encode_basic_auth(ACCOUNT, TOKEN)}
+    async with ClientSession(headers=auth) as http, http.get(url) as resp:
+        return list((await resp.json())["messages"])
+
+
+async def test_a_text_sent_while_twilio_refuses_the_connection_goes_out_once_it_is_back(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    message_id = await queued(uow_factory)
+    port = refused_port()
+    gateway = gateway_at(f"http://127.0.0.1:{port}")
+    sender = real_outbox(uow_factory, gateway, gateway)
+    try:
+        assert await sender.send(message_id) is False
+        row = await load(uow_factory, message_id)
+        assert (row.status, row.claimed_at, row.message_sid) == ("queued", None, None)
+        assert row.error_message is not None and row.error_message.startswith("not sent yet")
+        assert "could not be reached" in row.error_message
+        # Still refused when its turn comes again: it waits once more, still queued.
+        assert await sender.send_waiting(now=utcnow() + timedelta(seconds=11)) == 0
+        assert (await load(uow_factory, message_id)).status == "queued"
+        async with TestServer(sandbox_app(), host="127.0.0.1", port=port) as server:
+            assert await sender.send_waiting() == 0  # its wait is not over yet
+            assert await sender.reconcile(now=utcnow() + timedelta(hours=1)) == 0  # nothing unconfirmed
+            assert await sender.send_waiting(now=utcnow() + timedelta(seconds=30)) == 1
+            texts = await sandbox_texts(server)
+    finally:
+        await gateway.close()
+    row = await load(uow_factory, message_id)
+    assert [t["sid"] for t in texts] == [row.message_sid]
+    assert row.error_message is None and texts[0]["body"] == "Hello"
+
+
+def test_the_wait_before_another_try_doubles_up_to_a_limit() -> None:
+    retry = SendRetry(first_seconds=10, max_seconds=600)
+    queued_at = utcnow()
+    waits = []
+    tried_at = queued_at
+    for _ in range(9):
+        due = retry.due_at(queued_at, tried_at)
+        waits.append((due - tried_at).total_seconds())
+        tried_at = due
+    assert waits == [10, 10, 20, 40, 80, 160, 320, 600, 600]
+
+
+async def test_a_text_that_cannot_be_sent_for_a_day_fails_saying_why(uow_factory: UnitOfWorkFactory) -> None:
+    message_id = await queued(uow_factory)
+    refused = GatewayError("text message not sent: Twilio could not be reached", retryable=True)
+    sender = outbox(uow_factory, ScriptedGateway(refused, refused))
+    assert await sender.send(message_id) is False
+    assert (await load(uow_factory, message_id)).status == "queued"
+    later = utcnow() + timedelta(hours=25)
+    assert await sender.send_waiting(now=later) == 0
+    row = await load(uow_factory, message_id)
+    assert row.status == "failed" and row.error_message is not None
+    assert row.error_message.startswith("not sent after") and "could not be reached" in row.error_message
+
+
+class LosesTheAnswer:
+    """Hands the text to Twilio, then loses Twilio's answer (a timeout after sending)."""
+
+    def __init__(self, gateway: TwilioGateway) -> None:
+        self.gateway = gateway
+
+    async def send_sms(self, *, to: str, from_: str, body: str, status_callback: str | None = None) -> str:
+        await self.gateway.send_sms(to=to, from_=from_, body=body, status_callback=status_callback)
+        raise GatewayError("text message: no answer from Twilio (TimeoutError)", unconfirmed=True)
+
+
+async def test_an_unconfirmed_text_is_kept_and_settled_by_asking_twilio(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    message_id = await queued(uow_factory)
+    async with TestServer(sandbox_app(), host="127.0.0.1") as server:
+        gateway = gateway_at(str(server.make_url("")))
+        sender = real_outbox(uow_factory, LosesTheAnswer(gateway), gateway)
+        try:
+            assert await sender.send(message_id) is False
+            row = await load(uow_factory, message_id)
+            assert (row.status, row.message_sid) == ("unconfirmed", None)
+            assert await sender.send_waiting(now=utcnow() + timedelta(hours=1)) == 0  # never resent blindly
+            assert await sender.reconcile() == 0  # too early: its receipt may still come on its own
+            assert await sender.reconcile(now=utcnow() + timedelta(seconds=31)) == 1
+            texts = await sandbox_texts(server)
+        finally:
+            await gateway.close()
+    (text,) = texts
+    row = await load(uow_factory, message_id)
+    assert row.message_sid == text["sid"] and row.status not in ("unconfirmed", "failed")
+    assert row.error_message is None and row.sent_at is not None
+
+
+class Lookup:
+    """What Twilio holds, as scripted: the texts it answers with, or an error."""
+
+    def __init__(self, *answers: list[SmsStatusUpdate] | GatewayError) -> None:
+        self.answers = list(answers)
+        self.asked: list[tuple[str, str, str]] = []
+
+    async def find_sms(
+        self, *, to: str, from_: str, body: str, created_after: datetime
+    ) -> list[SmsStatusUpdate]:
+        self.asked.append((to, from_, body))
+        answer = self.answers.pop(0)
+        if isinstance(answer, GatewayError):
+            raise answer
+        return answer
+
+
+async def test_an_unconfirmed_text_twilio_never_got_is_sent_again_only_after_a_while(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    message_id = await queued(uow_factory)
+    lost = GatewayError("text message: no answer from Twilio (ServerDisconnectedError)", unconfirmed=True)
+    gateway = ScriptedGateway(lost, "SM" + "6" * 32)
+    unreachable = GatewayError("text lookup not sent: Twilio could not be reached", retryable=True)
+    lookup = Lookup(unreachable, [], [])
+    sender = real_outbox(uow_factory, gateway, lookup)
+    assert await sender.send(message_id) is False
+    # Twilio cannot be asked: nothing changes.
+    assert await sender.reconcile(now=utcnow() + timedelta(seconds=31)) == 0
+    # Twilio has no such text yet, but its lists may lag: still unconfirmed, not resent.
+    assert await sender.reconcile(now=utcnow() + timedelta(minutes=2)) == 0
+    assert (await load(uow_factory, message_id)).status == "unconfirmed"
+    assert await sender.send_waiting() == 0 and len(gateway.sent) == 1
+    # Long after, still nothing at Twilio: it never arrived, so it is sent again, once.
+    assert await sender.reconcile(now=utcnow() + timedelta(minutes=11)) == 1
+    row = await load(uow_factory, message_id)
+    assert (row.status, row.claimed_at) == ("queued", None)
+    assert await sender.send_waiting() == 1 and len(gateway.sent) == 2
+    assert (await load(uow_factory, message_id)).message_sid == "SM" + "6" * 32
+    assert lookup.asked == [(TO, "+15005550006", "Hello")] * 3
+
+
+async def test_a_text_found_at_twilio_is_not_taken_from_another_row(uow_factory: UnitOfWorkFactory) -> None:
+    """Two identical texts: the one already known as SM…7 is not claimed twice."""
+    first = await queued(uow_factory)
+    async with uow_factory() as uow:
+        customer_id = (await uow.session.get_one(SmsMessage, first)).customer_id
+        second = (await queue_sms(uow, customer_id=customer_id, to=TO, from_="+15005550006", body="Hello")).id
+        await uow.commit()
+    lost = GatewayError("text message: no answer from Twilio (TimeoutError)")
+    gateway = ScriptedGateway("SM" + "7" * 32, lost)
+    known = SmsStatusUpdate("SM" + "7" * 32, "delivered")
+    other = SmsStatusUpdate("SM" + "8" * 32, "sent")
+    sender = real_outbox(uow_factory, gateway, Lookup([known, other]))
+    assert await sender.send(first) is True
+    assert await sender.send(second) is False
+    assert await sender.reconcile(now=utcnow() + timedelta(seconds=31)) == 1
+    row = await load(uow_factory, second)
+    assert (row.message_sid, row.status) == ("SM" + "8" * 32, "sent")
+
+
+async def test_a_text_whose_sender_stopped_mid_send_becomes_unconfirmed(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    message_id = await queued(uow_factory)
+    async with uow_factory() as uow:
+        assert await claim(uow, message_id) is not None  # then the process dies
+        await uow.commit()
+    sender = outbox(uow_factory, ScriptedGateway())
+    assert await sender.reconcile(now=utcnow() + timedelta(minutes=1)) == 0
+    assert (await load(uow_factory, message_id)).status == "queued"
+    await sender.reconcile(now=utcnow() + timedelta(minutes=6))
+    row = await load(uow_factory, message_id)
+    assert row.status == "unconfirmed" and "stopped" in (row.error_message or "")

@@ -1,9 +1,15 @@
-"""The Twilio gateway over HTTP: against the sandbox, and against a REST double that answers 429
-or hangs, to prove what is retried and what is not."""
+"""The Twilio gateway over HTTP: against the sandbox, and against REST doubles and real loopback
+sockets that answer 429, hang, refuse or never accept the connection, fail the TLS handshake, reset
+after reading the request or answer 5xx, to prove what is retried (never sent), what is
+unconfirmed (may have been sent) and what is refused."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -123,4 +129,163 @@ async def test_a_request_without_answer_times_out_and_is_not_repeated() -> None:
     flaky = FlakyTwilio(busy_answers=0, hang=True)
     with pytest.raises(GatewayError, match="no answer") as error:
         await _redirect(flaky, timeout=0.3)
-    assert flaky.requests == 1 and error.value.retryable is False
+    assert flaky.requests == 1 and error.value.retryable is False and error.value.unconfirmed is True
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on: bound, then closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _send_to(base_url: str, **kwargs: Any) -> str:
+    gateway = TwilioGateway(account_sid=ACCOUNT, auth_token=TOKEN, base_url=base_url, **kwargs)
+    try:
+        return await gateway.send_sms(to="+12025550143", from_="+15005550006", body="Hello")
+    finally:
+        await gateway.close()
+
+
+@contextlib.contextmanager
+def full_backlog() -> Iterator[int]:
+    """A listening port whose accept queue is full and never drained: a connect there hangs."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = int(server.getsockname()[1])
+    queued = []
+    try:
+        for _ in range(4):
+            client = socket.socket()
+            client.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                client.connect(("127.0.0.1", port))
+            queued.append(client)
+        yield port
+    finally:
+        for client in queued:
+            client.close()
+        server.close()
+
+
+async def test_a_refused_connection_was_not_sent_and_may_be_sent_again() -> None:
+    with pytest.raises(GatewayError, match="could not be reached") as error:
+        await _send_to(f"http://127.0.0.1:{refused_port()}")
+    assert (error.value.retryable, error.value.unconfirmed) == (True, False)
+
+
+async def test_a_name_that_does_not_resolve_was_not_sent() -> None:
+    with pytest.raises(GatewayError, match="could not be reached") as error:
+        await _send_to("http://twilio-gateway-test.invalid")
+    assert (error.value.retryable, error.value.unconfirmed) == (True, False)
+
+
+async def test_no_connection_within_the_connect_timeout_was_not_sent() -> None:
+    with full_backlog() as port, pytest.raises(GatewayError) as error:
+        await _send_to(f"http://127.0.0.1:{port}", timeout=5.0, connect_timeout=0.3)
+    assert (error.value.retryable, error.value.unconfirmed) == (True, False)
+    assert "ConnectionTimeoutError" in str(error.value)
+
+
+async def test_a_failed_tls_handshake_was_not_sent() -> None:
+    """https to a server that speaks plain HTTP: the handshake fails before any request byte."""
+    requests: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        return web.Response(text="plain")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    async with TestServer(app, host="127.0.0.1") as server:
+        with pytest.raises(GatewayError, match="could not be reached") as error:
+            await _send_to(f"https://127.0.0.1:{server.port}")
+    assert (error.value.retryable, error.value.unconfirmed) == (True, False)
+    assert requests == []
+
+
+async def _raw_server(handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]) -> Any:
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        (
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        ),
+        0,
+    )
+    return head + await reader.readexactly(length)
+
+
+async def test_a_connection_lost_after_sending_is_unconfirmed() -> None:
+    received: list[bytes] = []
+
+    async def reset_after_reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await _read_request(reader))
+        writer.transport.abort()  # RST, no answer
+
+    server = await _raw_server(reset_after_reading)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(GatewayError, match="no answer") as error:
+            await _send_to(f"http://127.0.0.1:{port}")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert len(received) == 1 and b"Body=Hello" in received[0]
+    assert (error.value.retryable, error.value.unconfirmed) == (False, True)
+
+
+async def test_a_5xx_without_a_body_is_unconfirmed() -> None:
+    async def broken(request: web.Request) -> web.Response:
+        await request.post()
+        return web.Response(status=502)
+
+    app = web.Application()
+    app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", broken)
+    async with TestServer(app, host="127.0.0.1") as server:
+        with pytest.raises(GatewayError) as error:
+            await _send_to(str(server.make_url("")))
+    assert (error.value.status, error.value.retryable, error.value.unconfirmed) == (502, False, True)
+
+
+async def test_a_4xx_is_refused() -> None:
+    config = SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, time_scale=0.001, seed=7)
+    async with TestServer(create_sandbox_app(config)) as server:
+        gateway = TwilioGateway(account_sid=ACCOUNT, auth_token=TOKEN, base_url=str(server.make_url("")))
+        try:
+            with pytest.raises(GatewayError) as error:
+                await gateway.send_sms(to="not a number", from_="+15005550006", body="x")
+        finally:
+            await gateway.close()
+    assert (error.value.code, error.value.retryable, error.value.unconfirmed) == (21211, False, False)
+
+
+async def test_texts_are_found_at_the_gateway_by_recipient_sender_body_and_time() -> None:
+    config = SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, time_scale=0.001, seed=7)
+    async with TestServer(create_sandbox_app(config)) as server:
+        gateway = TwilioGateway(account_sid=ACCOUNT, auth_token=TOKEN, base_url=str(server.make_url("")))
+        try:
+            before = datetime.now(UTC) - timedelta(seconds=5)
+            first = await gateway.send_sms(to="+12025550143", from_="+15005550006", body="Hello")
+            await gateway.send_sms(to="+12025550143", from_="+15005550006", body="Other")
+            await gateway.send_sms(to="+12025550199", from_="+15005550006", body="Hello")
+            second = await gateway.send_sms(to="+12025550143", from_="+15005550006", body="Hello")
+            found = await gateway.find_sms(
+                to="+12025550143", from_="+15005550006", body="Hello", created_after=before
+            )
+            later = await gateway.find_sms(
+                to="+12025550143",
+                from_="+15005550006",
+                body="Hello",
+                created_after=datetime.now(UTC) + timedelta(minutes=5),
+            )
+        finally:
+            await gateway.close()
+    assert [f.message_sid for f in found] == [first, second]
+    assert all(f.status for f in found) and later == []

@@ -58,7 +58,9 @@ class SmsMessageOut(Output):
     encoding: str | None = Field(description="GSM-7 or UCS-2 (outbound)")
     segments: int | None
     status: str = Field(
-        description="received (inbound); queued, unconfirmed, sending, sent, delivered, undelivered or failed"
+        description="received (inbound); queued (error_message says why when an attempt could not reach "
+        "Twilio), unconfirmed (may have reached Twilio; settled by asking it), sending, sent, delivered, "
+        "undelivered or failed"
     )
     error_code: int | None
     error_message: str | None
