@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
@@ -154,6 +155,45 @@ async def _recipient(
     return normalize_phone(candidate, region, "to")
 
 
+class IdempotencyKeyReused(InvalidInput):
+    """An idempotency key used before for a different text (another body, recipient, ticket or
+    customer): refused rather than answered with the earlier text."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"the idempotency key {key!r} was used before for a different text; use a new key for a new text",
+            "Idempotency-Key",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What an agent asked to send, to tell a repeat from a different text under the same key."""
+
+    customer_id: int
+    ticket_id: int | None
+    """The ticket texted from (None: texted from the customer)."""
+    text: str
+    to: str | None
+
+    def repeats(self, row: SmsMessage, region: str) -> bool:
+        if row.body != self.text or row.customer_id != self.customer_id:
+            return False
+        if self.ticket_id is not None and row.ticket_id != self.ticket_id:
+            return False
+        return self.to is None or normalize_phone(self.to, region, "to") == row.to_number
+
+
+async def _earlier(session: AsyncSession, key: str, request: _Request, region: str) -> SmsMessage | None:
+    """The text sent earlier under ``key``; :class:`IdempotencyKeyReused` when it was another."""
+    existing: SmsMessage | None = await session.scalar(
+        select(SmsMessage).where(SmsMessage.idempotency_key == key)
+    )
+    if existing is not None and not request.repeats(existing, region):
+        raise IdempotencyKeyReused(key.split(":", 1)[1])
+    return existing
+
+
 async def _send_reply(
     uow: UnitOfWork,
     viewer: Viewer,
@@ -164,13 +204,13 @@ async def _send_reply(
     to: str | None,
     policy: SmsPolicy,
     idempotency_key: str | None,
+    from_ticket: bool,
 ) -> tuple[SmsMessage, bool]:
     session = uow.session
     key = f"{viewer.agent_id}:{idempotency_key}" if idempotency_key else None
-    if key is not None:
-        existing = await session.scalar(select(SmsMessage).where(SmsMessage.idempotency_key == key))
-        if existing is not None:
-            return existing, False
+    asked = _Request(customer_id, ticket.id if from_ticket and ticket else None, body.strip(), to)
+    if key is not None and (existing := await _earlier(session, key, asked, policy.region)) is not None:
+        return existing, False
     text = body.strip()
     if not text:
         raise InvalidInput("the message is empty", "body")
@@ -183,16 +223,23 @@ async def _send_reply(
     # Answer from the number the customer texted, so the conversation stays on one thread.
     texted = last.to_number if last is not None and last.from_number == recipient else ""
     sender = texted or policy.default_from
-    row = await queue_sms(
-        uow,
-        customer_id=customer_id,
-        to=recipient,
-        from_=sender,
-        body=text,
-        agent_id=viewer.agent_id,
-        ticket_id=ticket.id if ticket else None,
-        idempotency_key=key,
-    )
+    try:
+        async with session.begin_nested():
+            row = await queue_sms(
+                uow,
+                customer_id=customer_id,
+                to=recipient,
+                from_=sender,
+                body=text,
+                agent_id=viewer.agent_id,
+                ticket_id=ticket.id if ticket else None,
+                idempotency_key=key,
+            )
+    except IntegrityError:
+        # The same key at the same moment: the other request stored its text first.
+        if key is None or (existing := await _earlier(session, key, asked, policy.region)) is None:
+            raise
+        return existing, False
     now = utcnow()
     if ticket is not None:
         ticket.updated_at = now
@@ -223,7 +270,8 @@ async def reply_on_ticket(
     idempotency_key: str | None = None,
 ) -> tuple[SmsMessage, bool]:
     """An agent texts the ticket's customer; returns the outbox row and whether it is new
-    (False: the same idempotency key was used before, and that message is returned)."""
+    (False: the same idempotency key was used before for this same text, and that message is
+    returned; for another text, :class:`IdempotencyKeyReused`)."""
     ticket = await get_ticket(uow.session, viewer, ticket_id, for_update=True)
     return await _send_reply(
         uow,
@@ -234,6 +282,7 @@ async def reply_on_ticket(
         to=to,
         policy=policy,
         idempotency_key=idempotency_key,
+        from_ticket=True,
     )
 
 
@@ -264,6 +313,7 @@ async def text_customer(
         to=to,
         policy=policy,
         idempotency_key=idempotency_key,
+        from_ticket=False,
     )
 
 

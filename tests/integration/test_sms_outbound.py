@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from crm_core.db import UnitOfWorkFactory
-from crm_core.models import Agent, Interaction, SmsMessage, Ticket
+from crm_core.models import Agent, CustomerPhone, Interaction, SmsMessage, Ticket
 from crm_core.services.sms_outbound import queue_sms
 from crm_core.types import Channel, Direction
 from tests.conftest import PASSWORD, Session, Staff
@@ -166,6 +166,60 @@ async def test_the_same_idempotency_key_sends_once(
     again = await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": "Hello"}, headers=headers)
     assert (first.status, again.status) == (201, 200)
     assert (await first.json())["id"] == (await again.json())["id"]
+    assert len(await sandbox_messages(service, TEXTER)) == 1
+
+
+async def test_an_idempotency_key_reused_for_another_text_is_refused(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    ticket_id = await sms_ticket(service, uow_factory, staff.red_1)
+    customer_id = (await sms_rows(uow_factory))[0].customer_id
+    async with uow_factory() as uow:
+        uow.session.add(CustomerPhone(customer_id=customer_id, e164="+12025550177"))
+        await uow.commit()
+    other = await customer_with_phone(uow_factory, "+12025550188", owner_id=staff.red_1.id)
+    agent = await signed_in(service, staff.red_1)
+    headers = {"Idempotency-Key": "reply-2"}
+    first = await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": "Hello"}, headers=headers)
+    assert first.status == 201
+    for path, payload in (
+        (f"/api/v1/tickets/{ticket_id}/sms", {"body": "Goodbye"}),
+        (f"/api/v1/tickets/{ticket_id}/sms", {"body": "Hello", "to": "+12025550177"}),
+        (f"/api/v1/customers/{other}/sms", {"body": "Hello"}),
+    ):
+        resp = await agent.post(path, json=payload, headers=headers)
+        assert resp.status == 422, (payload, await resp.text())
+        error = (await resp.json())["error"]
+        assert (error["status"], error["code"]) == (422, "idempotency_key_reused")
+        assert "reply-2" in error["message"] and "Idempotency-Key" in error["fields"]
+    # The same text again (the number written another way, whitespace around the body): the first.
+    again = await agent.post(
+        f"/api/v1/tickets/{ticket_id}/sms", json={"body": " Hello ", "to": "(202) 555-0143"}, headers=headers
+    )
+    assert again.status == 200 and (await again.json())["id"] == (await first.json())["id"]
+    # Keys are each agent's own: another agent may use the same one for their own text.
+    theirs = await customer_with_phone(uow_factory, "+12025550199", owner_id=staff.red_2.id)
+    colleague = await signed_in(service, staff.red_2)
+    resp = await colleague.post(f"/api/v1/customers/{theirs}/sms", json={"body": "Bye"}, headers=headers)
+    assert resp.status == 201, await resp.text()
+    assert [m["body"] for m in await sandbox_messages(service, TEXTER)] == ["Hello"]
+    assert [m["body"] for m in await sandbox_messages(service, "+12025550199")] == ["Bye"]
+
+
+async def test_the_same_key_twice_at_once_sends_once(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    customer_id = await customer_with_phone(uow_factory, owner_id=staff.red_1.id)
+    agent = await signed_in(service, staff.red_1)
+    headers = {"Idempotency-Key": "at-once"}
+    answers = await asyncio.gather(
+        *(
+            agent.post(f"/api/v1/customers/{customer_id}/sms", json={"body": "Hi"}, headers=headers)
+            for _ in range(3)
+        )
+    )
+    assert sorted(a.status for a in answers) == [200, 200, 201]
+    assert len({(await a.json())["id"] for a in answers}) == 1
     assert len(await sandbox_messages(service, TEXTER)) == 1
 
 

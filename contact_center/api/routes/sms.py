@@ -17,7 +17,7 @@ from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import require_role, viewer_of
 from contact_center.sms_setup import SMS_DESK
 from crm_core.models import Role, SmsMessage
-from crm_core.services.sms_outbound import MAX_BODY, customer_messages, ticket_messages
+from crm_core.services.sms_outbound import MAX_BODY, IdempotencyKeyReused, customer_messages, ticket_messages
 from crm_core.services.sms_suppression import SmsSuppressed, list_suppressions
 from crm_core.types import Direction
 from crm_core.visibility import Viewer
@@ -111,6 +111,8 @@ async def _send(request: web.Request, send: _Send) -> web.Response:
         )
     except SmsSuppressed as exc:
         raise ApiError(409, "sms_opted_out", str(exc), {"to": str(exc)}) from None
+    except IdempotencyKeyReused as exc:
+        raise ApiError(422, "idempotency_key_reused", str(exc), {IDEMPOTENCY_HEADER: str(exc)}) from None
     return json_out(SmsMessageOut.model_validate(row), 201 if created else 200)
 
 
