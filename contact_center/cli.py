@@ -23,6 +23,7 @@ from contact_center.gc_tuning import tune_for_service
 from contact_center.logging_setup import configure_logging
 from contact_center.sandbox.cli import add_sandbox_commands
 from contact_center.settings import ConfigError, Settings, load_settings
+from contact_center.voice_setup import SANDBOX_CONTROL_TOKEN
 from crm_core.db import create_engine, migrate
 from crm_core.errors import CoreError
 from crm_core.models import Agent, Role
@@ -100,6 +101,12 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     site = web.TCPSite(runner, settings.server.host, settings.server.port)
     await site.start()
     print(f"contact-center listening on http://{settings.server.host}:{settings.server.port}", flush=True)
+    if SANDBOX_CONTROL_TOKEN in app and not settings.sandbox.control_token.get_secret_value():
+        print(
+            f"sandbox control token: {app[SANDBOX_CONTROL_TOKEN]} (shown once; new at every start; "
+            "contact-center sandbox call|sms --token, or set SANDBOX_CONTROL_TOKEN)",
+            flush=True,
+        )
     tune_for_service()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

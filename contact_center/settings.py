@@ -5,6 +5,8 @@ A bad value stops the service with one line naming the key: see :func:`load_sett
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import secrets
@@ -49,9 +51,12 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "TWILIO_ACCOUNT_SID": ("twilio", "account_sid"),
     "TWILIO_AUTH_TOKEN": ("twilio", "auth_token"),
     "TWILIO_API_BASE_URL": ("twilio", "api_base_url"),
+    "SANDBOX_CONTROL_TOKEN": ("sandbox", "control_token"),
     "LOG_LEVEL": ("logging", "level"),
 }
 GENERIC_ENV_PREFIX = "CONTACT_CENTER__"
+SANDBOX_ACCOUNT_PREFIX = "ACsandbox"
+PUBLIC_SANDBOX_AUTH_TOKEN = "sandbox-auth-token"  # noqa: S105 - published in config/default.toml
 
 
 class ConfigError(Exception):
@@ -257,6 +262,7 @@ class SandboxMessageSettings(_Section):
 class SandboxSettings(_Section):
     """The built-in Twilio sandbox (contact_center.sandbox)."""
 
+    control_token: SecretStr = SecretStr("")
     time_scale: float = Field(default=1.0, gt=0, le=100)
     seed: int | None = None
     webhook_timeout: float = Field(default=15.0, gt=0, le=120)
@@ -501,6 +507,9 @@ class Settings(_Section):
             data["twilio"][key] = sections.get("twilio", {}).get(
                 key, getattr(self.twilio, key).get_secret_value()
             )
+        data["sandbox"]["control_token"] = sections.get("sandbox", {}).get(
+            "control_token", self.sandbox.control_token.get_secret_value()
+        )
         return Settings.model_validate(data)
 
 
@@ -553,7 +562,7 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
                 data,
                 path,
                 environ[name]
-                if path[-1] in ("url", "secret_key", "auth_token")
+                if path[-1] in ("url", "secret_key", "auth_token", "control_token")
                 else _env_value(environ[name]),
             )
             origin[path] = name
@@ -570,7 +579,23 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
         source = origin.get(tuple(str(p) for p in err["loc"]))
         where = f" (from {source})" if source else ""
         raise ConfigError(f"{key}: {err['msg']}{where}") from None
-    return _with_secret_key(settings)
+    return _with_sandbox_auth_token(_with_secret_key(settings))
+
+
+def _with_sandbox_auth_token(settings: Settings) -> Settings:
+    """The sandbox account's auth token as shipped (config/default.toml) is public: whoever knew
+    it could sign webhooks to this service and read the sandbox's REST API. Left at that value,
+    an installation uses one derived from its secret key instead, the same for ``serve`` and
+    ``sandbox serve`` sharing a var directory (or secret key)."""
+    twilio = settings.twilio
+    if (
+        not twilio.account_sid.startswith(SANDBOX_ACCOUNT_PREFIX)
+        or twilio.auth_token.get_secret_value() != PUBLIC_SANDBOX_AUTH_TOKEN
+    ):
+        return settings
+    key = settings.security.secret_key.get_secret_value().encode()
+    derived = hmac.new(key, b"twilio sandbox auth token", hashlib.sha256).hexdigest()
+    return settings.with_overrides(twilio={"auth_token": derived})
 
 
 def _with_secret_key(settings: Settings) -> Settings:

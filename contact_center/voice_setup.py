@@ -16,6 +16,7 @@ from contact_center.calls import CallDesk, CallPolicy
 from contact_center.periodic import every
 from contact_center.presence import PRESENCE_CHANGED, AgentState
 from contact_center.sandbox import create_sandbox_app, sandbox_config_from_settings
+from contact_center.sandbox_access import sandbox_authorizer
 from contact_center.settings import Settings
 from crm_core.events import DomainEvent
 from crm_core.voice import (
@@ -29,6 +30,7 @@ from crm_core.voice import (
 )
 
 CALL_DESK = web.AppKey("call_desk", CallDesk)
+SANDBOX_CONTROL_TOKEN = web.AppKey("sandbox_control_token", str)
 SANDBOX_PREFIX = "/twilio-sandbox"
 SANDBOX_SID_PREFIX = "ACsandbox"
 
@@ -133,4 +135,8 @@ def setup_voice(app: web.Application, settings: Settings) -> None:
     app.cleanup_ctx.append(_desk_ctx)
     app.router.add_routes(voice_routes(_DeskOfApp(app), verifier, settings.server.public_base_url))
     if uses_sandbox(settings):
-        app.add_subapp(SANDBOX_PREFIX, create_sandbox_app(sandbox_config_from_settings(settings)))
+        # Mounted: it listens where the service does. Driving it takes the service's sign-in
+        # (sandbox_authorizer) or its control token, kept here for `serve` to print once.
+        sandbox = sandbox_config_from_settings(settings)
+        app[SANDBOX_CONTROL_TOKEN] = sandbox.control_token
+        app.add_subapp(SANDBOX_PREFIX, create_sandbox_app(sandbox, sandbox_authorizer(app)))

@@ -21,7 +21,9 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from contact_center.app import create_app
 from contact_center.auth.passwords import Argon2Hasher
+from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings, load_settings
+from contact_center.voice_setup import SANDBOX_CONTROL_TOKEN
 from crm_core.contact_points import email_match_key
 from crm_core.db import UnitOfWorkFactory, create_engine, migrate
 from crm_core.models import Customer, CustomerEmail, CustomerPhone, Role, Ticket, utcnow
@@ -198,7 +200,9 @@ async def main(output: Path) -> None:
             }
         )
         await _demo_day(settings)
-        runner = web.AppRunner(create_app(settings))
+        app = create_app(settings)
+        sandbox_headers = {CONTROL_TOKEN_HEADER: app[SANDBOX_CONTROL_TOKEN]}
+        runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         try:
@@ -210,7 +214,7 @@ async def main(output: Path) -> None:
                 console = await _signed_in(browser, base, "maya", "/console")
                 await console.get_by_label("Available").check()
                 await console.wait_for_selector("#presence-state .badge-available")
-                async with aiohttp.ClientSession() as http:
+                async with aiohttp.ClientSession(headers=sandbox_headers) as http:
                     await http.post(
                         f"{base}/twilio-sandbox/sandbox/calls", json={"from": CALLER, "to": SANDBOX_NUMBER}
                     )

@@ -19,7 +19,9 @@ import pytest_asyncio
 from aiohttp import web
 
 from contact_center.app import create_app
+from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
+from contact_center.voice_setup import SANDBOX_CONTROL_TOKEN
 from crm_core.db import UnitOfWorkFactory
 from tests.conftest import PASSWORD, isolated_settings
 
@@ -42,9 +44,12 @@ class LiveService:
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
         self._runner: web.AppRunner | None = None
+        self._sandbox_headers: dict[str, str] = {}
 
     async def start(self) -> None:
-        runner = web.AppRunner(create_app(self.settings), shutdown_timeout=2)
+        app = create_app(self.settings)
+        self._sandbox_headers = {CONTROL_TOKEN_HEADER: app[SANDBOX_CONTROL_TOKEN]}
+        runner = web.AppRunner(app, shutdown_timeout=2)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True).start()
         self._runner = runner
@@ -59,7 +64,7 @@ class LiveService:
 
     async def sandbox_call(self, caller: str, *, to: str = SANDBOX_NUMBER) -> str:
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(headers=self._sandbox_headers) as http,
             http.post(f"{self.base}/twilio-sandbox/sandbox/calls", json={"from": caller, "to": to}) as resp,
         ):
             assert resp.status == 201, await resp.text()
@@ -67,7 +72,7 @@ class LiveService:
 
     async def sandbox_state(self, call_sid: str) -> dict[str, Any]:
         async with (
-            aiohttp.ClientSession() as http,
+            aiohttp.ClientSession(headers=self._sandbox_headers) as http,
             http.get(f"{self.base}/twilio-sandbox/sandbox/calls/{call_sid}") as resp,
         ):
             return dict(await resp.json())

@@ -23,7 +23,10 @@ Simulated
   ``POST calls/{sid}/hangup`` {side?: caller|agent}, ``POST calls/{sid}/digits``, ``POST sms``
   {from, to, body, media_urls?}, ``GET messages[/{sid}]``, ``POST messages/outcomes`` {to, outcome,
   error_code?} (how texts to a number end), ``GET queues``, ``GET debugger``,
-  ``POST reset`` {seed?}, ``GET /sandbox`` (account, numbers, REST base URL).
+  ``POST reset`` {seed?}, ``GET /sandbox`` (account, numbers, REST base URL). Every ``/sandbox/``
+  route needs the control token (``Authorization: Bearer`` or ``X-Sandbox-Token``;
+  ``SandboxConfig.control_token``) or a grant of the mounting application's sign-in
+  (``create_sandbox_app(config, authorize)``): everything, or one agent browser's own calls.
 - Messages: queued (accepted with a MessagingServiceSid) -> sent -> delivered / undelivered /
   failed with ErrorCode, one signed status callback per status (optionally newest first); inbound
   SMS webhooks with media, STOP/START/HELP keywords tracked per sender, ``<Message>`` replies.
@@ -37,7 +40,7 @@ Not simulated
   whispers (Client, Number, Queue), TaskRouter, FallbackUrl, webhook retries and ``#ct=..``
   connection overrides, SharedKey HMAC-SHA256 signatures, API keys as credentials, Messaging
   Service sender pools (the first configured number sends), Queues REST resources, rate limits
-  (20429), prices. ``/sandbox/`` endpoints need no credentials (a development tool).
+  (20429), prices.
 - Timestamps are real UTC time; durations are simulated seconds.
 """
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from contact_center.sandbox import rest, simulation
+from contact_center.sandbox.access import EVERYTHING, Authorize, has_control_token
 from contact_center.sandbox.config import SandboxConfig
 from contact_center.sandbox.engine import Sandbox
 from contact_center.sandbox.keys import SANDBOX
@@ -20,8 +22,7 @@ from contact_center.server_header import hide_server_software
 async def twilio_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Learn the sandbox's public URL; answer errors as JSON (REST ones in Twilio's shape)."""
-    request.app[SANDBOX].learn_public_url(str(request.url.origin()), request.path)
+    """Answer errors as JSON (REST ones in Twilio's shape)."""
     try:
         return await handler(request)
     except TwilioApiError as exc:
@@ -34,6 +35,38 @@ async def twilio_errors(
         raise
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def control_access(
+    config: SandboxConfig, authorize: Authorize | None, control: Collection[web.AbstractResource]
+) -> Middleware:
+    """``/sandbox/...`` (the ``control`` resources) only with the control token or a grant of
+    ``authorize``; a grant for one agent browser reaches only the routes of agent browsers."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        if resource is None or resource not in control:
+            return await handler(request)
+        grant = EVERYTHING if has_control_token(request, config.control_token) else None
+        if grant is None and authorize is not None:
+            grant = await authorize(request)
+        if grant is None:
+            return web.json_response(
+                {"error": "sign in as an admin, or send the sandbox control token"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="twilio-sandbox"'},
+            )
+        if not grant.everything and resource.name not in simulation.CLIENT_ROUTES:
+            raise SimulationError("this needs an admin or the sandbox control token", 403)
+        request[simulation.GRANT] = grant
+        request.app[SANDBOX].learn_public_url(str(request.url.origin()), request.path)
+        return await handler(request)
+
+    return check
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     sandbox = app[SANDBOX]
     await sandbox.start()
@@ -43,15 +76,18 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await sandbox.close()
 
 
-def create_sandbox_app(config: SandboxConfig) -> web.Application:
+def create_sandbox_app(config: SandboxConfig, authorize: Authorize | None = None) -> web.Application:
     """A Twilio sandbox; serve it alone or ``app.add_subapp("/twilio-sandbox", ...)``.
 
-    Its background tasks (ringing, TwiML, callbacks) are cancelled when the application cleans up.
+    Driving it (``/sandbox/...``) takes ``config.control_token``, or a grant of ``authorize``
+    (the mounting application's sign-in); its REST API takes the account's credentials. Its
+    background tasks (ringing, TwiML, callbacks) are cancelled when the application cleans up.
     """
-    app = web.Application(middlewares=[twilio_errors])
+    control: set[web.AbstractResource] = set()
+    app = web.Application(middlewares=[twilio_errors, control_access(config, authorize, control)])
     app[SANDBOX] = Sandbox(config)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_routes(rest.routes)
-    app.router.add_routes(simulation.routes)
+    control.update(route.resource for route in app.router.add_routes(simulation.routes) if route.resource)
     hide_server_software(app)
     return app

@@ -1,4 +1,10 @@
-"""``contact-center sandbox serve`` (a standalone Twilio sandbox) and ``sandbox call`` (ring it)."""
+"""``contact-center sandbox serve`` (a standalone Twilio sandbox), ``sandbox call`` (ring it) and
+``sandbox sms`` (text it).
+
+``call`` and ``sms`` drive the sandbox's phones, which takes its control token: ``--token``, else
+``sandbox.control_token`` (SANDBOX_CONTROL_TOKEN). ``serve`` and the service print the token they
+made up at start when none is configured.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.sandbox.app import create_sandbox_app
 from contact_center.sandbox.config import sandbox_config_from_settings
 from contact_center.settings import Settings
@@ -23,6 +30,7 @@ if TYPE_CHECKING:
     from contact_center.cli import Command
 
 CALL_TIMEOUT = 600.0
+TOKEN_HELP = "the sandbox control token (default: sandbox.control_token, SANDBOX_CONTROL_TOKEN)"  # noqa: S105
 
 
 async def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
@@ -34,16 +42,19 @@ async def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings, args: argparse.Namespace) -> int:
-    url = f"http://{args.host}:{args.port}"
+    host = args.host or settings.server.host
+    url = f"http://{host}:{args.port}"
     config = sandbox_config_from_settings(settings, public_url=url)
     if args.time_scale is not None:
         config = replace(config, time_scale=args.time_scale)
     runner = web.AppRunner(create_sandbox_app(config))
     await runner.setup()
-    site = web.TCPSite(runner, args.host, args.port)
+    site = web.TCPSite(runner, host, args.port)
     await site.start()
     print(f"twilio sandbox listening on {url} (account {config.account_sid})", flush=True)
     print(f"point the service at it: TWILIO_API_BASE_URL={url}", flush=True)
+    if not settings.sandbox.control_token.get_secret_value():
+        print(f"sandbox control token: {config.control_token} (shown once; call|sms --token)", flush=True)
     for number, n in config.numbers.items():
         print(f"  {number}: voice {n.voice_url or '-'}, sms {n.sms_url or '-'}", flush=True)
     stop = asyncio.Event()
@@ -62,6 +73,11 @@ def _describe(entry: dict[str, Any]) -> str:
     return f"  {entry.get('at', '')[11:19]} {entry.get('event')}" + (f": {details}" if details else "")
 
 
+def _control_headers(settings: Settings, args: argparse.Namespace) -> dict[str, str]:
+    token = getattr(args, "token", None) or settings.sandbox.control_token.get_secret_value()
+    return {CONTROL_TOKEN_HEADER: token} if token else {}
+
+
 async def place_call(settings: Settings, args: argparse.Namespace) -> int:
     base = (args.url or f"{settings.server.public_base_url}/twilio-sandbox").rstrip("/")
     body: dict[str, Any] = {"from": args.from_, "to": args.to}
@@ -70,7 +86,7 @@ async def place_call(settings: Settings, args: argparse.Namespace) -> int:
     if args.hangup_after is not None:
         body["hangup_after_seconds"] = args.hangup_after
     timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=_control_headers(settings, args)) as session:
         try:
             async with session.post(f"{base}/sandbox/calls", json=body) as resp:
                 answer = await resp.json(content_type=None)
@@ -106,7 +122,7 @@ async def send_sms(settings: Settings, args: argparse.Namespace) -> int:
     base = (args.url or f"{settings.server.public_base_url}/twilio-sandbox").rstrip("/")
     body: dict[str, Any] = {"from": args.from_, "to": args.to, "body": args.body, "media_urls": args.media}
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, headers=_control_headers(settings, args)) as session:
         try:
             async with session.post(f"{base}/sandbox/sms", json=body) as resp:
                 answer = await resp.json(content_type=None)
@@ -133,11 +149,11 @@ def add_sandbox_commands(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     register: Callable[[str], Callable[[Command], Command]],
 ) -> None:
-    """Add ``sandbox serve`` and ``sandbox call`` to ``sub``."""
+    """Add ``sandbox serve``, ``sandbox call`` and ``sandbox sms`` to ``sub``."""
     sandbox = sub.add_parser("sandbox", help="the built-in Twilio sandbox")
     commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve_cmd = commands.add_parser("serve", help="run the Twilio sandbox on its own")
-    serve_cmd.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve_cmd.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1 as shipped)")
     serve_cmd.add_argument("--port", type=int, default=8081, help="port (default 8081)")
     serve_cmd.add_argument("--time-scale", type=float, help="override sandbox.time_scale")
     call = commands.add_parser("call", help="ring a sandbox number, print the CallSid and the call's log")
@@ -149,6 +165,7 @@ def add_sandbox_commands(
         "--url", metavar="SANDBOX_URL", help="the sandbox (default <public_base_url>/twilio-sandbox)"
     )
     call.add_argument("--wait", type=float, default=CALL_TIMEOUT, help="seconds to wait for the end")
+    call.add_argument("--token", help=TOKEN_HELP)
     call.add_argument("--json", action="store_true", help="print the final state as JSON")
     sms = commands.add_parser("sms", help="text a sandbox number, print the MessageSid and the webhook log")
     sms.add_argument("--from", dest="from_", required=True, metavar="E164", help="the texter's number")
@@ -159,4 +176,5 @@ def add_sandbox_commands(
         "--url", metavar="SANDBOX_URL", help="the sandbox (default <public_base_url>/twilio-sandbox)"
     )
     sms.add_argument("--json", action="store_true", help="print the sandbox's answer as JSON")
+    sms.add_argument("--token", help=TOKEN_HELP)
     register("sandbox")(cmd_sandbox)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
@@ -100,6 +101,9 @@ class SandboxConfig:
     max_queue_size: int = 100
     magic_numbers: bool = True
     """Honour Twilio's magic test numbers (+15005550001 invalid, +15005550004 opted out, ...)."""
+    control_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    """Lets a caller drive ``/sandbox/...`` (``Authorization: Bearer`` or ``X-Sandbox-Token``);
+    a new random one unless given."""
 
 
 def _absolute(base: str, url: str) -> str:
@@ -112,7 +116,8 @@ def sandbox_config_from_settings(settings: Settings, public_url: str | None = No
     """The sandbox for this service: its numbers' relative webhook paths point at ``public_base_url``.
 
     ``public_url`` is where the sandbox itself is reached; by default the service's own
-    ``<public_base_url>/twilio-sandbox`` (the sandbox mounted as a sub-application).
+    ``<public_base_url>/twilio-sandbox`` (the sandbox mounted as a sub-application). The control
+    token is ``sandbox.control_token``, or a new random one when that is empty.
     """
     base = settings.server.public_base_url
     sb = settings.sandbox
@@ -155,4 +160,5 @@ def sandbox_config_from_settings(settings: Settings, public_url: str | None = No
         public_url=(public_url if public_url is not None else f"{base}/twilio-sandbox"),
         client_voice_url=_absolute(base, sb.client_voice_url),
         client_auto_answer_seconds=sb.client_auto_answer_seconds or None,
+        control_token=sb.control_token.get_secret_value() or secrets.token_urlsafe(24),
     )

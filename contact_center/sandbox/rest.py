@@ -204,6 +204,7 @@ def check_account(request: web.Request) -> Sandbox:
         raise TwilioApiError(20003, "Authenticate", 401)
     if request.match_info.get("account") != sb.config.account_sid:
         raise TwilioApiError(20404, f"The requested resource {request.path} was not found", 404)
+    sb.learn_public_url(str(request.url.origin()), request.path)
     return sb
 
 

@@ -1,4 +1,9 @@
-"""``/sandbox/...``: drive the simulated phone network (callers, texters, agents' browsers) over JSON."""
+"""``/sandbox/...``: drive the simulated phone network (callers, texters, agents' browsers) over JSON.
+
+Every route here needs a grant (:mod:`contact_center.sandbox.access`, checked by the
+application's middleware): everything, or one agent browser, which reaches only the routes in
+:data:`CLIENT_ROUTES` and only for its own identity and calls.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from contact_center.sandbox.access import ControlGrant
 from contact_center.sandbox.engine import Sandbox
 from contact_center.sandbox.keys import SANDBOX
 from contact_center.sandbox.model import Call, Message
@@ -15,6 +21,9 @@ from contact_center.sandbox.rest import message_resource
 
 routes = web.RouteTableDef()
 SETTLE_TIMEOUT = 5.0
+GRANT = web.RequestKey("sandbox_control_grant", ControlGrant)
+# What an agent's own browser does: see its ringing calls, answer, reject, call out, hang up.
+CLIENT_ROUTES = frozenset({"client-ringing", "client-answer", "client-reject", "client-call", "call-hangup"})
 
 
 class SimulationError(Exception):
@@ -91,6 +100,21 @@ def settled(call: Call) -> bool:
     return call.is_final and call.pending_callbacks == 0 and (call.runner is None or call.runner.done())
 
 
+def _grant(request: web.Request) -> ControlGrant:
+    if GRANT not in request:  # set by the application's middleware for every route here
+        raise bad_request("sign in as an admin, or send the sandbox control token", 401)
+    return request[GRANT]
+
+
+def _own_client(request: web.Request) -> str:
+    """The ``{identity}`` of the path, which a grant for one agent browser must name."""
+    identity = request.match_info["identity"]
+    grant = _grant(request)
+    if not grant.everything and grant.client_identity != identity:
+        raise bad_request(f"only client {grant.client_identity!r} may be driven with this sign-in", 403)
+    return identity
+
+
 def _find_call(sb: Sandbox, request: web.Request) -> Call:
     call = sb.calls.get(request.match_info["sid"])
     if call is None:
@@ -151,13 +175,17 @@ async def get_call(request: web.Request) -> web.Response:
     return web.json_response(call_state(sb, _find_call(sb, request)))
 
 
-@routes.post("/sandbox/calls/{sid}/hangup")
+@routes.post("/sandbox/calls/{sid}/hangup", name="call-hangup")
 async def hangup(request: web.Request) -> web.Response:
-    """Hang up ``{"side": "caller"|"agent"}`` (default: this leg) of a call."""
+    """Hang up ``{"side": "caller"|"agent"}`` (default: this leg) of a call; with a grant for one
+    agent browser, only that browser's own leg."""
     sb = request.app[SANDBOX]
+    grant = _grant(request)
     call = _find_call(sb, request)
     data = await _body(request)
     side = _text(data, "side")
+    if not grant.everything and side != "agent":
+        raise bad_request("an agent hangs up their own leg only: 'side' must be 'agent'", 403)
     target = call
     if side == "agent":
         if call.to.startswith("client:"):
@@ -174,6 +202,9 @@ async def hangup(request: web.Request) -> web.Response:
         target = parent if parent is not None else call
     elif side:
         raise bad_request("'side' is 'caller' or 'agent'")
+    own = f"client:{grant.client_identity}"
+    if not grant.everything and own not in (target.to, target.from_):
+        raise bad_request(f"call {target.sid} is not a leg of {own}", 403)
     if not sb.voice.hangup(target, by=side or "caller"):
         raise bad_request(f"call {target.sid} has already ended ({target.status})", 409)
     with contextlib.suppress(TimeoutError):
@@ -193,10 +224,10 @@ async def press_digits(request: web.Request) -> web.Response:
     return web.json_response({"call_sid": call.sid, "pending_digits": call.digits})
 
 
-@routes.get("/sandbox/clients/{identity}/ringing")
+@routes.get("/sandbox/clients/{identity}/ringing", name="client-ringing")
 async def ringing(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX]
-    legs = sb.voice.ringing(request.match_info["identity"])
+    legs = sb.voice.ringing(_own_client(request))
     return web.json_response(
         {
             "calls": [
@@ -209,7 +240,7 @@ async def ringing(request: web.Request) -> web.Response:
 
 async def _decide(request: web.Request, decision: str) -> web.Response:
     sb = request.app[SANDBOX]
-    identity = request.match_info["identity"]
+    identity = _own_client(request)
     data = await _body(request)
     leg = sb.voice.decide(identity, _text(data, "call_sid") or None, decision)
     if leg is None:
@@ -225,28 +256,29 @@ async def _decide(request: web.Request, decision: str) -> web.Response:
     )
 
 
-@routes.post("/sandbox/clients/{identity}/answer")
+@routes.post("/sandbox/clients/{identity}/answer", name="client-answer")
 async def answer(request: web.Request) -> web.Response:
     """The agent's browser answers ``{"call_sid"?}`` (the ringing leg or its parent; default: oldest)."""
     return await _decide(request, "answer")
 
 
-@routes.post("/sandbox/clients/{identity}/reject")
+@routes.post("/sandbox/clients/{identity}/reject", name="client-reject")
 async def reject(request: web.Request) -> web.Response:
     return await _decide(request, "reject")
 
 
-@routes.post("/sandbox/clients/{identity}/calls")
+@routes.post("/sandbox/clients/{identity}/calls", name="client-call")
 async def client_call(request: web.Request) -> web.Response:
     """The agent's browser places a call through the TwiML App: ``{to, params?, digits?}``."""
     sb = request.app[SANDBOX]
+    identity = _own_client(request)
     data = await _body(request)
     params = data.get("params") or {}
     if not isinstance(params, dict):
         raise bad_request("'params' must be an object")
     try:
         call = sb.voice.start_client_call(
-            request.match_info["identity"],
+            identity,
             _text(data, "to"),
             params={str(k): str(v) for k, v in params.items()},
             digits=_text(data, "digits"),

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
 DEMO_NUMBER = "+15005550006"
-TOKEN = "sandbox-auth-token"
+TOKEN = "sandbox-cli-test-auth-token"
+CONTROL_TOKEN = "sandbox-cli-test-control-token"
 
 
 def _free_port() -> int:
@@ -31,7 +32,7 @@ async def _wait_listening(url: str, timeout: float = 60) -> None:
         while True:
             try:
                 async with http.get(f"{url}/sandbox") as resp:
-                    if resp.status == 200:
+                    if resp.status == 401:  # listening, and not driven without the token
                         return
             except aiohttp.ClientError:
                 pass
@@ -68,6 +69,7 @@ async def test_serve_then_call_prints_the_sid_and_the_log(tmp_path: Path) -> Non
             {
                 "CONTACT_CENTER__SECURITY__VAR_DIR": str(tmp_path),
                 "PUBLIC_BASE_URL": str(fake.make_url("")).rstrip("/"),
+                "TWILIO_AUTH_TOKEN": TOKEN,
             }
         )
         cli = [sys.executable, "-m", "contact_center.cli", "sandbox"]
@@ -78,12 +80,27 @@ async def test_serve_then_call_prints_the_sid_and_the_log(tmp_path: Path) -> Non
             str(port),
             "--time-scale",
             "0.01",
-            env=env,
+            env={**env, "SANDBOX_CONTROL_TOKEN": CONTROL_TOKEN},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
         try:
             await _wait_listening(sandbox_url)
+            refused = await asyncio.create_subprocess_exec(
+                *cli,
+                "call",
+                "--from",
+                "+14155550100",
+                "--to",
+                DEMO_NUMBER,
+                "--url",
+                sandbox_url,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(refused.communicate(), 60)
+            assert refused.returncode == 1 and "control token" in err.decode(), (out, err)
             caller = await asyncio.create_subprocess_exec(
                 *cli,
                 "call",
@@ -95,6 +112,8 @@ async def test_serve_then_call_prints_the_sid_and_the_log(tmp_path: Path) -> Non
                 sandbox_url,
                 "--wait",
                 "30",
+                "--token",
+                CONTROL_TOKEN,
                 env=env,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

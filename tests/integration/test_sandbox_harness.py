@@ -110,7 +110,8 @@ class Env:
         return resp.status, await resp.json()
 
     async def sim(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        resp = await self.client.request(method, f"/sandbox/{path}", json=body)
+        headers = {"X-Sandbox-Token": self.config.control_token}
+        resp = await self.client.request(method, f"/sandbox/{path}", json=body, headers=headers)
         return resp.status, await resp.json()
 
     async def call(self, body: dict[str, Any]) -> str:

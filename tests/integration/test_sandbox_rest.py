@@ -259,7 +259,7 @@ async def test_mounted_under_the_service_prefix() -> None:
             headers=headers,
         )
         assert resp.status == 201, await resp.text()
-        resp = await client.get("/twilio-sandbox/sandbox")
+        resp = await client.get("/twilio-sandbox/sandbox", headers={"X-Sandbox-Token": config.control_token})
         index = await resp.json()
         assert index["rest_base_url"] == str(client.make_url("/twilio-sandbox"))
         resp = await client.get(f"/twilio-sandbox/2010-04-01/Accounts/{SID}/Calls.json")

@@ -18,7 +18,9 @@ from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
 from contact_center.calls import CallDesk
 from contact_center.presence import AgentState
+from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
+from contact_center.voice_setup import SANDBOX_CONTROL_TOKEN
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Interaction, Ticket
 from crm_core.voice import CallDecision, InboundCall
@@ -42,7 +44,9 @@ async def service(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIt
     )
     # With no Twilio account configured, the service mounts the sandbox itself.
     app = create_app(site)
-    async with TestClient(TestServer(app, host="127.0.0.1", port=port)) as client:
+    # The service's own tests drive the sandbox with its control token.
+    headers = {CONTROL_TOKEN_HEADER: app[SANDBOX_CONTROL_TOKEN]}
+    async with TestClient(TestServer(app, host="127.0.0.1", port=port), headers=headers) as client:
         yield client
 
 

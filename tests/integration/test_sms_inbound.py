@@ -20,6 +20,7 @@ from twilio.request_validator import RequestValidator
 
 from contact_center.app import create_app
 from contact_center.appkeys import SETTINGS
+from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
 from contact_center.sms_setup import SMS_DESK
 from crm_core.db import UnitOfWorkFactory
@@ -31,6 +32,7 @@ from tests.conftest import PASSWORD, Staff, isolated_settings
 
 OUR_NUMBER = "+15005550006"
 TEXTER = "+12025550143"
+CONTROL_TOKEN = "sms-tests-sandbox-control-token"
 _SIDS = itertools.count(1)
 
 
@@ -48,11 +50,14 @@ async def start_service(settings: Settings, **sections: dict[str, Any]) -> TestC
     """The service on a real port with the Twilio sandbox mounted (fast simulated time): texts go
     out through the sandbox's REST API and its signed receipts come back over HTTP."""
     port = _free_port()
-    sandbox = {"time_scale": 0.01, "seed": 7, **sections.pop("sandbox", {})}
+    sandbox = {"time_scale": 0.01, "seed": 7, "control_token": CONTROL_TOKEN, **sections.pop("sandbox", {})}
     site = isolated_settings(settings).with_overrides(
         server={"public_base_url": f"http://127.0.0.1:{port}"}, sandbox=sandbox, **sections
     )
-    client = TestClient(TestServer(create_app(site), host="127.0.0.1", port=port))
+    # Tests drive the sandbox's phones (texters, delivery outcomes) with its control token, set
+    # in the settings so that the sandbox CLI finds it there too.
+    headers = {CONTROL_TOKEN_HEADER: CONTROL_TOKEN}
+    client = TestClient(TestServer(create_app(site), host="127.0.0.1", port=port), headers=headers)
     await client.start_server()
     return client
 
