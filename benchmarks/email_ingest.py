@@ -1,6 +1,6 @@
 """Email ingestion benchmark: N realistic messages APPENDed to a real Dovecot, ingested into
 PostgreSQL by the IMAP watcher, timed until every ticket exists, threading checked against the
-generator's ground truth.
+generator's ground truth; with the service's settings, then with a larger batch.
 
 The generator writes conversations: a customer's first mail, then follow-ups threaded by
 In-Reply-To, by References only (no In-Reply-To), or as replies in a legacy charset (ISO-2022-JP,
@@ -11,20 +11,34 @@ conversation it belongs to, so ``threading_accuracy`` is the share of messages t
 their conversation's ticket (or on none, when they should not open one), with every
 conversation on a ticket of its own.
 
-It starts its own Dovecot (``/usr/sbin/dovecot``, package dovecot-imapd) from a throw-away config
-and creates a throw-away database ``cc_bench_email_<hex>`` on the ``DATABASE_URL`` server (dropped
-at the end, also on failure).
+The watcher is built as ``contact-center serve`` builds it (``contact_center.email_setup``:
+``watch_options``, ``email_policy``, ``mailbox_policy``) from the service's settings
+(config/default.toml, nothing from the environment) with one mailbox on the benchmark's Dovecot,
+so it fetches and stores ``email.batch_size`` messages per transaction (50) and parses in its own
+process (``email.parse_processes`` 0). A second run repeats the ingestion with
+``--compare-batch-size`` (200) into a database and mailbox of its own.
 
-    python benchmarks/email_ingest.py [--quick] [--messages N] [--seed N]
+What it touches: PostgreSQL (``DATABASE_URL``) and a Dovecot it starts itself
+(``/usr/sbin/dovecot``, package dovecot-imapd, from a throw-away config). No Redis: the events of
+the ingested messages go nowhere (the service would publish them on its bus), and ``REDIS_URL`` is
+ignored. No SMTP either: acknowledgments are written to the outbox table, never sent. Each run
+creates a throw-away database ``cc_bench_email_<hex>`` (dropped at the end, also on failure).
+
+    python benchmarks/email_ingest.py [--quick] [--messages N] [--seed N] [--batch-size N]
+                                      [--compare-batch-size N] [--parse-processes N]
 
 ``--quick`` uses 1,000 messages. Progress goes to stderr; the last line of stdout is one JSON
-object with ``messages``, ``msgs_per_s`` and ``threading_accuracy``.
+object: ``msgs_per_s``, ``threading_accuracy`` and ``seconds`` of the first run (the service's
+settings unless ``--batch-size`` or ``--parse-processes`` say otherwise: ``service_defaults``
+tells), the same per batch size as ``msgs_per_s_batch_<N>``, ``threading_accuracy_batch_<N>`` and
+``seconds_batch_<N>``, and ``backends``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -37,22 +51,24 @@ from dataclasses import dataclass, field
 from email.header import Header
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from _load import DEFAULT_URL, create_database, drop_database, say
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from channels.email.content_store import ContentStore
-from channels.email.imap import ImapAccount, MailboxWatcher, WatchOptions
+from channels.email.imap import MailboxWatcher, WatchOptions
+from contact_center.email_setup import email_policy, imap_account, mailbox_policy, watch_options
+from contact_center.settings import Settings, load_settings
 from crm_core.db import UnitOfWorkFactory, create_engine, migrate
 from crm_core.models import EmailMessage as EmailRow
-from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
-from crm_core.services.tickets import SlaPolicy
 
 TARGET_MSGS_PER_S = 300.0
+BACKENDS = "PostgreSQL and Dovecot (IMAP); no Redis (events dropped), no SMTP"
+COMPARE_BATCH_SIZE = 200
 LOGO = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 
@@ -253,40 +269,55 @@ class _NoEvents:
         return None
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from tests.email_servers import DOVECOT, start_dovecot
+def service_settings(dovecot: Any, login: str) -> Settings:
+    """The service's settings (config/default.toml alone) with one mailbox on our Dovecot."""
+    settings = load_settings(env={"SECRET_KEY": "benchmark-secret-key-0123456789"})
+    mailbox = {
+        "name": "support",
+        "address": "support@example.com",
+        "imap_host": dovecot.host,
+        "imap_port": dovecot.port,
+        "imap_tls": "none",
+        "login": login,
+        "password": dovecot.password,
+    }
+    return settings.with_overrides(email={"mailboxes": [mailbox]})
 
-    if not os.path.exists(DOVECOT):  # noqa: ASYNC240 - once, before anything starts
-        raise SystemExit("Dovecot is not installed: run `apt-get install -y dovecot-imapd`")
-    n = 1000 if args.quick and not args.messages else (args.messages or 5000)
-    say(f"generating {n} messages (seed {args.seed})")
-    corpus = generate(n, args.seed)
+
+class Ingestion(TypedDict):
+    stored: int
+    seconds: float
+    msgs_per_s: float
+    threading_accuracy: float
+
+
+async def ingest_once(
+    base: URL, dovecot: Any, root: Path, corpus: Corpus, options: dict[str, int]
+) -> Ingestion:
+    """One ingestion of the corpus into a database and a mailbox of its own, with the service's
+    watcher settings changed by ``options``."""
+    n = len(corpus.messages)
     conversations = {m.conversation for m in corpus.messages if m.conversation is not None}
-    base = make_url(os.environ.get("DATABASE_URL", DEFAULT_URL))
+    login = f"bench{secrets.token_hex(4)}"
+    settings = service_settings(dovecot, login)
+    watching: WatchOptions = dataclasses.replace(watch_options(settings), **options)
     name = f"cc_bench_email_{secrets.token_hex(4)}"
-    root = Path(tempfile.mkdtemp(prefix="cc-bench-dovecot-"))
-    dovecot = start_dovecot(root)
     await create_database(base, name)
     engine = create_engine(base.set(database=name).render_as_string(hide_password=False))
     try:
         await migrate(engine)
-        login = "bench"
         t0 = time.perf_counter()
         await append_all(dovecot, login, corpus)
         say(f"appended {n} messages to Dovecot in {time.perf_counter() - t0:.1f}s")
         factory = UnitOfWorkFactory(engine, _NoEvents())
+        mailbox = settings.email.mailboxes[0]
         watcher = MailboxWatcher(
-            ImapAccount("support", dovecot.host, dovecot.port, "none", login, dovecot.password),
+            imap_account(mailbox),
             factory,
-            MailboxPolicy("support", "support@example.com"),
-            EmailPolicy(
-                secret=b"benchmark-secret-key",
-                domain="example.com",
-                our_addresses=frozenset({"support@example.com"}),
-                sla=SlaPolicy(),
-            ),
-            ContentStore(root / "store"),
-            WatchOptions(batch_size=args.batch, idle=False, parse_processes=args.parse_processes),
+            mailbox_policy(mailbox),
+            email_policy(settings),
+            ContentStore(root / f"store-{login}"),
+            watching,
         )
         t0 = time.perf_counter()
         try:
@@ -300,23 +331,67 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         score, rows = await accuracy(factory, corpus)
         say(f"threading accuracy {score:.4f} over {rows} stored messages, {len(conversations)} conversations")
         return {
-            "benchmark": "email_ingest",
-            "messages": n,
             "stored": stored,
-            "conversations": len(conversations),
             "seconds": round(elapsed, 3),
             "msgs_per_s": round(rate, 1),
             "threading_accuracy": round(score, 4),
-            "target_msgs_per_s": TARGET_MSGS_PER_S,
-            "batch_size": args.batch,
-            "parse_processes": args.parse_processes,
-            "quick": bool(args.quick),
         }
     finally:
         await engine.dispose()
         await drop_database(base, name)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from tests.email_servers import DOVECOT, start_dovecot
+
+    if not os.path.exists(DOVECOT):  # noqa: ASYNC240 - once, before anything starts
+        raise SystemExit("Dovecot is not installed: run `apt-get install -y dovecot-imapd`")
+    if os.environ.get("REDIS_URL"):
+        say("REDIS_URL is ignored: this benchmark touches PostgreSQL and Dovecot only")
+    n = 1000 if args.quick and not args.messages else (args.messages or 5000)
+    say(f"generating {n} messages (seed {args.seed})")
+    corpus = generate(n, args.seed)
+    conversations = {m.conversation for m in corpus.messages if m.conversation is not None}
+    defaults = watch_options(load_settings(env={"SECRET_KEY": "benchmark-secret-key-0123456789"}))
+    first = {
+        "batch_size": args.batch_size or defaults.batch_size,
+        "parse_processes": defaults.parse_processes if args.parse_processes is None else args.parse_processes,
+    }
+    plans = [first]
+    if args.compare_batch_size and args.compare_batch_size != first["batch_size"]:
+        plans.append({**first, "batch_size": args.compare_batch_size})
+    base = make_url(os.environ.get("DATABASE_URL", DEFAULT_URL))
+    root = Path(tempfile.mkdtemp(prefix="cc-bench-dovecot-"))
+    dovecot = start_dovecot(root)
+    results: list[Ingestion] = []
+    try:
+        for options in plans:
+            say(f"batch size {options['batch_size']}, {options['parse_processes']} parse processes")
+            results.append(await ingest_once(base, dovecot, root, corpus, options))
+    finally:
         dovecot.stop()
         shutil.rmtree(root, ignore_errors=True)
+    figures: dict[str, Any] = {
+        "benchmark": "email_ingest",
+        "backends": BACKENDS,
+        "messages": n,
+        "conversations": len(conversations),
+        **results[0],
+        "target_msgs_per_s": TARGET_MSGS_PER_S,
+        "batch_size": first["batch_size"],
+        "parse_processes": first["parse_processes"],
+        "default_batch_size": defaults.batch_size,
+        "default_parse_processes": defaults.parse_processes,
+        "service_defaults": (first["batch_size"], first["parse_processes"])
+        == (defaults.batch_size, defaults.parse_processes),
+    }
+    for options, result in zip(plans, results, strict=True):
+        size = options["batch_size"]
+        figures[f"msgs_per_s_batch_{size}"] = result["msgs_per_s"]
+        figures[f"threading_accuracy_batch_{size}"] = result["threading_accuracy"]
+        figures[f"seconds_batch_{size}"] = result["seconds"]
+    figures["quick"] = bool(args.quick)
+    return figures
 
 
 def main() -> None:
@@ -324,9 +399,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1,000 messages")
     parser.add_argument("--messages", type=int, default=0, help="number of messages (default 5,000)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--batch", type=int, default=200, help="messages fetched and stored per round")
     parser.add_argument(
-        "--parse-processes", type=int, default=0, help="MIME parsing worker processes (email.parse_processes)"
+        "--batch-size",
+        "--batch",
+        type=int,
+        default=0,
+        help="messages fetched and stored per transaction in the first run (default: the service's "
+        "email.batch_size)",
+    )
+    parser.add_argument(
+        "--compare-batch-size",
+        type=int,
+        default=COMPARE_BATCH_SIZE,
+        help=f"batch size of a second run ({COMPARE_BATCH_SIZE}; 0: no second run)",
+    )
+    parser.add_argument(
+        "--parse-processes",
+        type=int,
+        default=None,
+        help="MIME parsing worker processes (default: the service's email.parse_processes)",
     )
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result))

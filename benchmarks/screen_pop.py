@@ -13,13 +13,23 @@ sockets, sets them available, and then
    read) and the pop latency (request sent → the call's ``call.screen_pop`` frame read from the
    agent's socket), then plays the agent taking and ending the call at once (signed ``agent-leg``
    in-progress, then ``dial-action`` completed) so that the agent is free again. Calls answered
-   with ``<Enqueue>`` (nobody free) are counted apart and abandoned (status ``completed``);
-2. saturates three handlers one after another, closed loop with 64 requests in flight
-   (``_saturate.py`` client processes): a bare aiohttp GET handler and a signed-webhook floor
-   (``_floor_server.py``: parse the form, check the signature, fixed TwiML), each in its own
-   process, and the service's inbound-call webhook with every agent away (nobody is free, so each
-   call queues as in a surge; every request has its own CallSid). The order is bare, floor,
-   webhook, then webhook, floor, bare, so that noise from other processes hits all three alike.
+   with ``<Enqueue>`` (nobody free) are counted apart and abandoned (status ``completed``). Every
+   answer is parsed as TwiML and checked (``_saturate.read_twiml``): a ``<Dial>`` ringing one
+   agent's browser with that agent's URLs, or an ``<Enqueue>``; anything else is an error;
+2. saturates four handlers one after another, closed loop (``_saturate.py`` client processes),
+   every answer checked (a 2xx with another answer than the right one is a mismatch, counted as
+   an error and never as a success): a bare aiohttp GET handler (must answer ``ok``) and a
+   signed-webhook floor (``_floor_server.py``: parse the form, check the signature, fixed TwiML;
+   must answer exactly that), each in its own process, 64 requests in flight; the routed path
+   with the agents available (``routed_webhook``: 50 whole calls under way, one per agent at most;
+   each inbound-call webhook must ring a signed-in agent who is not on another of the client's
+   calls, then the agent answers and the call completes, so that the agent is free again; each
+   routed call's pop must reach that agent's socket with the caller's card); and the queued path,
+   the inbound-call webhook with every agent away (``webhook``: nobody is free, so each call queues
+   as in a surge and must be answered ``<Enqueue>``; 64 requests in flight, every one with its own
+   CallSid). The order is bare, floor, routed_webhook, routed_webhook, then (agents away) webhook,
+   webhook, floor, bare, so that noise from other processes hits all four alike; the queued runs
+   come last because the callers they leave waiting would take the agents of a routed run.
 
 The database is dropped at the end, also on failure; with ``REDIS_URL`` set the service uses Redis
 under a unique key prefix whose keys are deleted at the end.
@@ -28,9 +38,9 @@ under a unique key prefix whose keys are deleted at the end.
                                     [--calls-csv FILE] [--saturation-only] [--cprofile FILE]
 
 ``--quick`` loads 100k customers, runs each rate for 10 s and each saturation for 5 s.
-``--profile DIR`` samples the service with py-spy during the rate steps and the webhook saturations
+``--profile DIR`` samples the service with py-spy during the rate steps and its saturations
 (collapsed stacks in DIR; py-spy must be installed, and the figures of such a run are perturbed).
-``--saturation-only`` skips the call rates (the figures then have no pop keys); ``--cprofile FILE``
+``--saturation-only`` skips the call rates (the figures then have no ``pop_*_R`` keys); ``--cprofile FILE``
 runs the service under cProfile and leaves its statistics in FILE.
 Before each step, and before the saturations, it waits until the service has worked off any
 backlog. Progress goes to stderr; the last line of stdout is one JSON object with the figures.
@@ -42,10 +52,10 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import functools
 import json
 import os
 import random
-import re
 import secrets
 import shutil
 import signal
@@ -55,7 +65,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,6 +74,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
+from _floor_server import FIXED_TWIML
 from _load import (
     AGENT_COLUMNS,
     DEFAULT_URL,
@@ -75,7 +86,15 @@ from _load import (
     load,
     say,
 )
-from _saturate import CallerPicker, inbound_params
+from _saturate import (
+    Answer,
+    AnswerReader,
+    CallerPicker,
+    agent_answered_params,
+    dial_completed_params,
+    hung_up_params,
+    inbound_params,
+)
 from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.engine import URL, make_url
@@ -104,13 +123,23 @@ SATURATION_S, QUICK_SATURATION_S = 10.0, 5.0
 SATURATION_WARMUP_S = 2.0
 IDLE_S = 6.0
 SETTLE_S = 180.0
-SATURATION_ROUNDS = (("bare", "floor", "webhook"), ("webhook", "floor", "bare"))
+# First with the agents available (routed calls), then with every agent away (queued calls): the
+# queued saturation leaves thousands of callers waiting, which would take the agents of a later
+# routed run. Each handler runs twice; bare and floor before and after, so that noise from other
+# processes hits all four alike.
+SATURATION_PHASES = (
+    ("bare", "floor", "routed_webhook", "routed_webhook"),
+    ("webhook", "webhook", "floor", "bare"),
+)
+SATURATED = ("bare", "floor", "routed_webhook", "webhook")
+RUNS_PER_HANDLER = 2
 CONCURRENCY = 64
+# Whole calls in flight in the routed saturation: one agent each at most, so that one is always free.
+ROUTED_CONCURRENCY = N_AGENTS
 POP_P99_TARGET_MS = 50.0
 RATIO_TARGET = 0.25
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-CLIENT_RE = re.compile(r"<Client[^>]*>agent-(\d+)</Client>")
 POP_PREFIX = f'{{"type": "{SCREEN_POP}"'  # realtime._frame puts the type first
 
 
@@ -470,8 +499,12 @@ class Twilio:
         self.agents: dict[int, Agent] = {}
         self.tasks: set[asyncio.Task[None]] = set()  # calls and agents' answers in progress
         self.readers: set[asyncio.Task[None]] = set()  # the agents' sockets
+        self.answers = AnswerReader(self.base)
         self.unexpected_pops = 0
         self.duplicate_pops = 0
+        # During a routed saturation: CallSid -> (the agent whose socket got its pop, the card's phones).
+        self.saturation_pops: dict[str, tuple[int, list[str]]] | None = None
+        self.saturation_duplicate_pops = 0
         self.offers_of_queued_calls = 0
         self.agent_errors = 0
         self._serial = 0
@@ -482,16 +515,16 @@ class Twilio:
     def sign(self, path: str, params: dict[str, str]) -> tuple[bytes, str]:
         return urlencode(params).encode(), self.validator.compute_signature(self.base + path, params)
 
-    async def post(self, path: str, body: bytes, signature: str) -> tuple[int, str]:
+    async def post(self, path: str, body: bytes, signature: str) -> tuple[int, bytes]:
         headers = {
             "X-Twilio-Signature": signature,
             "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
             "User-Agent": "TwilioProxy/1.1",
         }
         async with self.session.post(self.base + path, data=body, headers=headers) as resp:
-            return resp.status, await resp.text()
+            return resp.status, await resp.read()
 
-    async def post_params(self, path: str, params: dict[str, str]) -> tuple[int, str]:
+    async def post_params(self, path: str, params: dict[str, str]) -> tuple[int, bytes]:
         return await self.post(path, *self.sign(path, params))
 
     def new_sid(self) -> str:
@@ -547,7 +580,7 @@ class Twilio:
     def on_pop(self, agent_id: int, frame: dict[str, Any], now: float) -> None:
         call = self.calls.get(frame.get("call_sid", ""))
         if call is None:
-            self.unexpected_pops += 1
+            self.on_saturation_pop(agent_id, frame)
             return
         if call.popped:
             self.duplicate_pops += 1
@@ -557,6 +590,55 @@ class Twilio:
         call.card_ok = call.caller in (card.get("phones") or [])
         self.spawn(self.agent_takes(call, agent_id))
 
+    def on_saturation_pop(self, agent_id: int, frame: dict[str, Any]) -> None:
+        """A pop for no call of the rate steps: a routed saturation's call (checked against the
+        client's list afterwards), or unexpected."""
+        pops = self.saturation_pops
+        if pops is None:
+            self.unexpected_pops += 1
+            return
+        sid = frame.get("call_sid", "")
+        if sid in pops:
+            self.saturation_duplicate_pops += 1
+            return
+        pops[sid] = (agent_id, list((frame.get("card") or {}).get("phones") or []))
+
+    def check_saturation_pops(self, routed: Sequence[tuple[str, int, str]]) -> dict[str, int]:
+        """Every routed call popped once, on the socket of the agent its TwiML rang, with a card
+        holding the caller's number; and no pop for a call that was not routed."""
+        pops = dict(self.saturation_pops or {})
+        missing = wrong_agent = card_bad = 0
+        for sid, agent_id, caller in routed:
+            pop = pops.pop(sid, None)
+            if pop is None:
+                missing += 1
+                continue
+            wrong_agent += pop[0] != agent_id
+            card_bad += caller not in pop[1]
+        return {
+            "pop_missing": missing,
+            "pop_wrong_agent": wrong_agent,
+            "card_bad": card_bad,
+            "unexpected_pops": len(pops),
+            "duplicate_pops": self.saturation_duplicate_pops,
+        }
+
+    async def checking_pops(
+        self, service_pid: int, saturate_into: Callable[..., Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any]:
+        """A routed saturation (``saturate_into(calls_file=...)``, whose clients list their routed
+        calls there) while the agents' sockets record the pops; then the pops checked against it."""
+        self.saturation_pops, self.saturation_duplicate_pops = {}, 0
+        try:
+            with tempfile.TemporaryDirectory(prefix="cc_bench_routed_") as tmp:
+                result = await saturate_into(calls_file=os.path.join(tmp, "calls"))
+                await self.settle(service_pid)  # the pops of the last calls reach the sockets
+                routed = read_routed_calls(Path(tmp))
+            result["pop_checks"] = self.check_saturation_pops(routed)
+        finally:
+            self.saturation_pops = None
+        return result
+
     async def agent_takes(self, call: Call, agent_id: int) -> None:
         """The agent's browser answers at once and the caller hangs up at once: agent free again."""
         with contextlib.suppress(TimeoutError):
@@ -565,34 +647,21 @@ class Twilio:
             self.offers_of_queued_calls += 1
         leg = self.new_sid()
         try:
-            leg_status, _ = await self.post_params(
+            leg_status, leg_answer = await self.post_params(
                 f"{VOICE}/agent-leg?agent={agent_id}",
-                {
-                    "AccountSid": ACCOUNT_SID,
-                    "CallSid": leg,
-                    "ParentCallSid": call.sid,
-                    "CallStatus": "in-progress",
-                    "Direction": "outbound-dial",
-                    "From": call.caller,
-                    "To": f"client:agent-{agent_id}",
-                    "CallbackSource": "call-progress-events",
-                    "SequenceNumber": "0",
-                },
+                agent_answered_params(leg, call.sid, call.caller, agent_id, ACCOUNT_SID),
             )
-            dial_status, _ = await self.post_params(
+            dial_status, dial_answer = await self.post_params(
                 f"{VOICE}/dial-action?agent={agent_id}",
-                {
-                    "AccountSid": ACCOUNT_SID,
-                    "CallSid": call.sid,
-                    "CallStatus": "in-progress",
-                    "DialCallSid": leg,
-                    "DialCallStatus": "completed",
-                    "DialCallDuration": "1",
-                    "From": call.caller,
-                    "To": "+15005550006",
-                },
+                dial_completed_params(leg, call.sid, call.caller, ACCOUNT_SID),
             )
-            if (leg_status, dial_status) != (200, 200):
+            # The leg's callback gets an empty answer; the dial action, once the call is over, a hang-up.
+            if (leg_status, self.answers(leg_answer).kind, dial_status, self.answers(dial_answer).kind) != (
+                200,
+                "empty",
+                200,
+                "hangup",
+            ):
                 self.agent_errors += 1
         except aiohttp.ClientError:
             self.agent_errors += 1
@@ -609,24 +678,19 @@ class Twilio:
             call.done.set()
             return
         call.answered = time.perf_counter()
-        match = CLIENT_RE.search(twiml)
-        if match:
-            call.agent_id = int(match.group(1))
-        elif "<Enqueue" in twiml:
+        answer = self.answers(twiml) if call.status == 200 else Answer("")
+        if answer.kind == "dial":
+            call.agent_id = answer.agent_id
+        elif answer.kind == "enqueue":
             call.queued = True
+        elif call.status == 200:
+            # Neither ringing a signed-in agent's browser nor queueing: a wrong answer.
+            call.error = f"answered {answer.kind} {answer.why}".strip()
         call.responded.set()
         if call.queued:
             # The caller gives up at once: the benchmark keeps the queue empty.
             with contextlib.suppress(aiohttp.ClientError):
-                await self.post_params(
-                    f"{VOICE}/status",
-                    {
-                        "CallSid": call.sid,
-                        "CallStatus": "completed",
-                        "SequenceNumber": "3",
-                        "CallDuration": "1",
-                    },
-                )
+                await self.post_params(f"{VOICE}/status", hung_up_params(call.sid))
         if call.agent_id is None:
             call.done.set()
 
@@ -727,8 +791,14 @@ async def saturate(
     phones_file: str = "",
     distinct: bool = False,
     pool: int = 1,
+    concurrency: int = CONCURRENCY,
+    expect: str = "",
+    expect_body: str = "",
+    agent_ids: Sequence[int] = (),
+    calls_file: str = "",
 ) -> dict[str, Any]:
-    """Closed loop against one server: ``procs`` client processes, CONCURRENCY requests in flight."""
+    """Closed loop against one server: ``procs`` client processes, ``concurrency`` requests (or,
+    routed, calls) in flight; every answer checked (``expect``, see ``_saturate.py``)."""
     clients = []
     for index in range(procs):
         spec = {
@@ -736,7 +806,7 @@ async def saturate(
             "port": port,
             "mode": mode,
             "path": path,
-            "concurrency": CONCURRENCY // procs + (1 if index < CONCURRENCY % procs else 0),
+            "concurrency": concurrency // procs + (1 if index < concurrency % procs else 0),
             "warmup_s": SATURATION_WARMUP_S,
             "duration_s": duration,
             "auth_token": AUTH_TOKEN,
@@ -747,6 +817,10 @@ async def saturate(
             "pool": pool,
             "seed": secrets.randbelow(1 << 30),
             "account_sid": ACCOUNT_SID,
+            "expect": expect,
+            "expect_body": expect_body,
+            "agent_ids": list(agent_ids),
+            "calls_file": f"{calls_file}.{index}" if calls_file else "",
         }
         clients.append(
             await asyncio.create_subprocess_exec(
@@ -787,12 +861,18 @@ async def saturate(
         "rps": ok / duration,
         "ok": ok,
         "errors": sum(r["errors"] for r in results),
+        "mismatches": sum(r["mismatches"] for r in results),
+        "mismatch_kinds": merged_counts(r["mismatch_kinds"] for r in results),
+        "samples": [sample for r in results for sample in r["samples"]],
+        "completed_rps": sum(r["completed"] for r in results) / duration,
+        "server_cpu_ms_per_ok": cpu.server_s * 1000 / max(1, ok),
         "p50_ms": statistics.median(r["p50_ms"] for r in results),
         "p99_ms": max(r["p99_ms"] for r in results),
         "server_cpu_util": cpu.server_s / max(1e-9, cpu.wall_s),
         "server_sys_share": cpu.server_sys_s / max(1e-9, cpu.server_s),
         "postgres_cpu_util": cpu.postgres_s / max(1e-9, cpu.wall_s),
         "client_cpu_util": sum(r["cpu_s"] for r in results) / duration,
+        "generator_cpu_util": cpu.generator_s / max(1e-9, cpu.wall_s),  # this process: the agents' sockets
         "machine_busy": cpu.machine_busy,
         "other_cores": cpu.others(sum(r["cpu_s"] for r in results)),
         "built_on_the_fly": sum(r["built_on_the_fly"] for r in results),
@@ -808,6 +888,56 @@ def phones_sample(rng: random.Random, phones: Sequence[str], k: int) -> Iterator
         fh.write("\n".join(rng.sample(list(phones), min(k, len(phones)))))
         fh.flush()
         yield fh.name
+
+
+async def measure_idle(service_pid: int, database: str) -> CpuMeter:
+    """What the idle service costs (its queue poll timer runs every 2 s)."""
+    idle = CpuMeter(service_pid, database)
+    idle.start()
+    await asyncio.sleep(IDLE_S)
+    idle.stop()
+    say(
+        f"idle for {IDLE_S:.0f}s: service CPU {idle.server_s / idle.wall_s:.0%}, "
+        f"PostgreSQL {idle.postgres_s / idle.wall_s:.0%}"
+    )
+    return idle
+
+
+def fmt_saturation(r: dict[str, Any]) -> str:
+    line = (
+        f"{r['rps']:,.0f} req/s (p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+        f"{r['errors']} errors of which {r['mismatches']} wrong answers); server CPU "
+        f"{r['server_cpu_util']:.0%} ({r['server_sys_share']:.0%} in the kernel), "
+        f"PostgreSQL {r['postgres_cpu_util']:.0%}, client CPU {r['client_cpu_util']:.0%}, "
+        f"machine {r['machine_busy']:.0%} busy, other processes {r['other_cores']:.2f} cores"
+    )
+    if "pop_checks" in r:
+        line += (
+            f"; {r['completed_rps']:,.0f} calls/s completed; agents' sockets CPU "
+            f"{r['generator_cpu_util']:.0%}; pops {r['pop_checks']}"
+        )
+    for kind, count in r["mismatch_kinds"].items():
+        line += f"\n    {count} x {kind}"
+    for sample in r["samples"]:
+        line += f"\n    e.g. {sample}"
+    return line
+
+
+def read_routed_calls(directory: Path) -> list[tuple[str, int, str]]:
+    """The (CallSid, agent, caller) lists the routed saturation's clients wrote into ``directory``."""
+    return [
+        (sid, int(agent), caller)
+        for listing in sorted(directory.iterdir())
+        for sid, agent, caller in (line.split() for line in listing.read_text().splitlines())
+    ]
+
+
+def merged_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    merged: dict[str, int] = {}
+    for each in counts:
+        for key, count in each.items():
+            merged[key] = merged.get(key, 0) + count
+    return merged
 
 
 def fmt_step(s: dict[str, Any]) -> str:
@@ -883,30 +1013,39 @@ async def run_benchmark(
         # An overloaded step leaves a backlog: let the service work it off before going on.
         waited = await twilio.settle(service.pid)
         say(f"backlog worked off in {waited:.0f}s")
-        # Saturation: the agents go away so that every call routes, finds nobody and queues.
-        await asyncio.gather(*(twilio.set_presence(a, "away") for a in agents))
-        # First, what the idle service costs (its queue poll timer runs every 2 s).
-        idle = CpuMeter(service.pid, database)
-        idle.start()
-        await asyncio.sleep(IDLE_S)
-        idle.stop()
-        say(
-            f"idle for {IDLE_S:.0f}s: service CPU {idle.server_s / idle.wall_s:.0%}, "
-            f"PostgreSQL {idle.postgres_s / idle.wall_s:.0%}"
-        )
         await bare.start("/")
         await floor.start(f"{VOICE}/inbound", need_ok=False)
-        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "floor": [], "webhook": []}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in SATURATED}
         with phones_sample(rng, phones, 100_000) as phones_file:
             procs = args.client_procs
             handlers: dict[str, dict[str, Any]] = {
-                "bare": {"port": bare_port, "mode": "get", "path": "/", "server_pid": bare.pid},
+                "bare": {
+                    "port": bare_port,
+                    "mode": "get",
+                    "path": "/",
+                    "server_pid": bare.pid,
+                    "expect": "body",
+                    "expect_body": "ok",
+                },
                 "floor": {
                     "port": floor_port,
                     "mode": "signed",
                     "path": f"{VOICE}/inbound",
                     "server_pid": floor.pid,
                     "pool": 20_000 // procs,
+                    "expect": "body",
+                    "expect_body": FIXED_TWIML.replace("{base}", f"http://{HOST}:{floor_port}"),
+                },
+                "routed_webhook": {
+                    "port": port,
+                    "mode": "routed",
+                    "path": f"{VOICE}/inbound",
+                    "server_pid": service.pid,
+                    "phones_file": phones_file,
+                    "distinct": True,
+                    "pool": int(500 * (saturation_s + SATURATION_WARMUP_S)) // procs,
+                    "concurrency": ROUTED_CONCURRENCY,
+                    "agent_ids": sorted(twilio.agents),
                 },
                 "webhook": {
                     "port": port,
@@ -916,26 +1055,33 @@ async def run_benchmark(
                     "phones_file": phones_file,
                     "distinct": True,  # every request its own CallSid: nothing is deduplicated
                     "pool": int(1_500 * (saturation_s + SATURATION_WARMUP_S)) // procs,
+                    "expect": "enqueue",
                 },
             }
-            for round_no, order in enumerate(SATURATION_ROUNDS, 1):
+            for phase_no, order in enumerate(SATURATION_PHASES):
+                if phase_no == 1:
+                    # The queued path: the agents go away, so that every call finds nobody and queues.
+                    await asyncio.gather(*(twilio.set_presence(a, "away") for a in agents))
+                    idle = await measure_idle(service.pid, database)
                 for name in order:
                     seconds = saturation_s + SATURATION_WARMUP_S + 2
-                    phase = f"{name}_{round_no}" if name == "webhook" else ""
-                    async with profiler.record(phase, service.pid, seconds):
-                        result = await saturate(
-                            name, duration=saturation_s, procs=procs, database=database, **handlers[name]
-                        )
-                    runs[name].append(result)
-                    say(
-                        f"  round {round_no} {name}: {result['rps']:,.0f} req/s "
-                        f"(p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
-                        f"{result['errors']} errors); server CPU {result['server_cpu_util']:.0%} "
-                        f"({result['server_sys_share']:.0%} in the kernel), "
-                        f"PostgreSQL {result['postgres_cpu_util']:.0%}, client CPU "
-                        f"{result['client_cpu_util']:.0%}, machine {result['machine_busy']:.0%} busy, "
-                        f"other processes {result['other_cores']:.2f} cores"
+                    run_no = len(runs[name]) + 1
+                    phase = f"{name}_{run_no}" if name in ("webhook", "routed_webhook") else ""
+                    run = functools.partial(
+                        saturate,
+                        name,
+                        duration=saturation_s,
+                        procs=procs,
+                        database=database,
+                        **handlers[name],
                     )
+                    async with profiler.record(phase, service.pid, seconds):
+                        if name == "routed_webhook":
+                            saturation = await twilio.checking_pops(service.pid, run)
+                        else:
+                            saturation = await run()
+                    runs[name].append(saturation)
+                    say(f"  {name} run {run_no}: {fmt_saturation(saturation)}")
         try:
             facts = await queue_facts(db_url)
         except (asyncpg.PostgresError, KeyError, IndexError, ValueError) as exc:  # a diagnostic only
@@ -962,6 +1108,8 @@ async def run_benchmark(
             "floor_rps": round(rps["floor"]),
             "webhook_rps": round(rps["webhook"]),
             "throughput_ratio": round(rps["webhook"] / rps["floor"], 3),
+            "routed_webhook_rps": round(rps["routed_webhook"]),
+            "routed_throughput_ratio": round(rps["routed_webhook"] / rps["floor"], 3),
         }
     )
     for rate, s in steps.items():
@@ -981,8 +1129,30 @@ async def run_benchmark(
         figures[f"{name}_server_sys_share"] = round(statistics.mean(r["server_sys_share"] for r in rs), 2)
         figures[f"{name}_client_cpu_util"] = round(statistics.mean(r["client_cpu_util"] for r in rs), 2)
         figures[f"{name}_errors"] = sum(r["errors"] for r in rs)
-    figures["webhook_postgres_cpu_util"] = round(
-        statistics.mean(r["postgres_cpu_util"] for r in runs["webhook"]), 2
+        figures[f"{name}_mismatches"] = sum(r["mismatches"] for r in rs)
+        figures[f"{name}_mismatch_kinds"] = merged_counts(r["mismatch_kinds"] for r in rs)
+    for name in ("webhook", "routed_webhook"):
+        figures[f"{name}_postgres_cpu_util"] = round(
+            statistics.mean(r["postgres_cpu_util"] for r in runs[name]), 2
+        )
+    figures["webhook_service_cpu_ms_per_request"] = round(
+        statistics.mean(r["server_cpu_ms_per_ok"] for r in runs["webhook"]), 3
+    )
+    routed = runs["routed_webhook"]
+    pop_checks = merged_counts(r["pop_checks"] for r in routed)
+    figures.update(
+        {
+            "routed_webhook_service_cpu_ms_per_call": round(
+                statistics.mean(r["server_cpu_ms_per_ok"] for r in routed), 3
+            ),
+            "routed_webhook_calls_completed_rps": round(statistics.mean(r["completed_rps"] for r in routed)),
+            "routed_webhook_sockets_cpu_util": round(
+                statistics.mean(r["generator_cpu_util"] for r in routed), 2
+            ),
+            "routed_webhook_pop_checks": pop_checks,
+            "routed_webhook_pop_errors": sum(pop_checks.values()),
+            "routed_concurrency": ROUTED_CONCURRENCY,
+        }
     )
     figures.update(
         {
@@ -1108,7 +1278,7 @@ async def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "n_agents": N_AGENTS,
             "quick": args.quick,
             "step_s": QUICK_STEP_S if args.quick else STEP_S,
-            "saturation_s": (QUICK_SATURATION_S if args.quick else SATURATION_S) * len(SATURATION_ROUNDS),
+            "saturation_s": (QUICK_SATURATION_S if args.quick else SATURATION_S) * RUNS_PER_HANDLER,
             "concurrency": CONCURRENCY,
             "client_procs": args.client_procs,
             "bus": "redis" if os.environ.get("REDIS_URL") else "in-process",
