@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
@@ -41,7 +41,8 @@ class RetryPolicy:
     base_seconds: float = 30.0
     max_seconds: float = 3600.0
     max_attempts: int = 10
-    # A claimed message not reported back within this time (a crash mid-send) is tried again.
+    # A claimed message not reported back within this time (a crash mid-send) is tried again;
+    # the lease starts again as its hand-over begins.
     lease_seconds: float = 300.0
 
     def delay(self, attempts: int) -> timedelta:
@@ -218,6 +219,11 @@ def _lockable(stmt: Any, dialect: str) -> Any:
 
 async def claim_due(uow: UnitOfWork, retry: RetryPolicy, *, limit: int = 20) -> list[OutboundEmail]:
     """Take up to ``limit`` due messages (SKIP LOCKED on PostgreSQL) and lease them; commits."""
+    return [outbound for outbound, _ in await _claim(uow, retry, limit)]
+
+
+async def _claim(uow: UnitOfWork, retry: RetryPolicy, limit: int) -> list[tuple[OutboundEmail, int]]:
+    """:func:`claim_due`, with each claim's attempt number (which names the claim)."""
     session = uow.session
     now = utcnow()
     stmt = (
@@ -231,7 +237,7 @@ async def claim_due(uow: UnitOfWork, retry: RetryPolicy, *, limit: int = 20) -> 
         .limit(limit)
     )
     rows = list((await session.scalars(_lockable(stmt, session.get_bind().dialect.name))).all())
-    claimed: list[OutboundEmail] = []
+    claimed: list[tuple[OutboundEmail, int]] = []
     for row in rows:
         row.status = EmailStatus.SENDING
         row.attempts += 1
@@ -239,9 +245,27 @@ async def claim_due(uow: UnitOfWork, retry: RetryPolicy, *, limit: int = 20) -> 
         attachments = (
             await session.scalars(select(EmailAttachment).where(EmailAttachment.email_id == row.id))
         ).all()
-        claimed.append(outbound_of(row, attachments))
+        claimed.append((outbound_of(row, attachments), row.attempts))
     await uow.commit()
     return claimed
+
+
+async def _still_ours(uow: UnitOfWork, email_id: int, attempt: int, retry: RetryPolicy) -> bool:
+    """Renew the lease of a claimed message just before handing it over, if the claim is still
+    this sender's: a round longer than the lease lets another instance claim what this one has
+    not sent yet, and then only that instance sends it. Commits."""
+    renewed = await uow.session.execute(
+        update(EmailMessage)
+        .where(
+            EmailMessage.id == email_id,
+            EmailMessage.status == EmailStatus.SENDING,
+            EmailMessage.attempts == attempt,
+        )
+        .values(next_attempt_at=utcnow() + timedelta(seconds=retry.lease_seconds))
+        .execution_options(synchronize_session=False)
+    )
+    await uow.commit()
+    return bool(getattr(renewed, "rowcount", 0) == 1)
 
 
 def outbound_of(row: EmailMessage, attachments: Sequence[EmailAttachment]) -> OutboundEmail:
@@ -291,8 +315,12 @@ async def deliver_due(
 ) -> int:
     """One outbox round: claim, send, record. Returns how many messages were attempted."""
     async with uow_factory() as uow:
-        claimed = await claim_due(uow, retry, limit=limit)
-    for outbound in claimed:
+        claimed = await _claim(uow, retry, limit)
+    for outbound, attempt in claimed:
+        async with uow_factory() as uow:
+            if not await _still_ours(uow, outbound.email_id, attempt, retry):
+                log.info("email %s was taken over by another sender", outbound.email_id)
+                continue
         status, error, next_at = EmailStatus.SENT, None, None
         try:
             await transport.deliver(outbound)
