@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -76,7 +78,7 @@ KEEPALIVE_OPTIONS = {
 }
 
 
-async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _runtime_ctx(app: web.Application, rate_clock: Callable[[], float]) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = create_engine(
         settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size
@@ -100,10 +102,10 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         redis = Redis.from_pool(pool)
         bus = RedisBus(redis, settings.redis.key_prefix)
-        limiter = RedisRateLimiter(redis, settings.redis.key_prefix)
+        limiter = RedisRateLimiter(redis, settings.redis.key_prefix, clock=rate_clock)
     else:
         bus = InProcessBus()
-        limiter = MemoryRateLimiter()
+        limiter = MemoryRateLimiter(clock=rate_clock)
     await bus.start()
     app[RUNTIME] = Runtime(
         settings=settings,
@@ -114,6 +116,7 @@ async def _runtime_ctx(app: web.Application) -> AsyncIterator[None]:
         redis=redis,
         sla=settings.crm.sla_policy(),
         presence=presence_store(redis, settings.redis.key_prefix),
+        rate_clock=rate_clock,
     )
     log.info("database %s, event bus %s", engine.dialect.name, type(bus).__name__)
     try:
@@ -136,7 +139,8 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(doc)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, rate_clock: Callable[[], float] = time.time) -> web.Application:
+    """The service; ``rate_clock`` (seconds since the epoch) is what rate-limit windows count on."""
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
@@ -146,7 +150,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(_runtime_ctx)
+    app.cleanup_ctx.append(functools.partial(_runtime_ctx, rate_clock=rate_clock))
     app.router.add_routes(health_routes)
     app[ENDPOINTS] = add_routes(app, API_GROUPS)
     app.router.add_get("/api/openapi.json", openapi_json)

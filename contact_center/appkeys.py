@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -29,6 +31,8 @@ class Runtime:
     redis: Redis | None
     sla: SlaPolicy
     presence: PresenceStore
+    # The clock rate-limit windows are counted on (seconds since the epoch).
+    rate_clock: Callable[[], float] = time.time
 
     @property
     def region(self) -> str:

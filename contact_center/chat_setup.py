@@ -763,7 +763,7 @@ async def _chat_ctx(app: web.Application) -> AsyncIterator[None]:
         runtime.limiter,
         chat_policy(settings),
         transcript_mailer(settings) or OutboxTranscriptMailer(),
-        BatchedRateLimit(counter),
+        BatchedRateLimit(counter, clock=runtime.rate_clock),
     )
     app[CHAT_DESK] = desk
     sockets = app[VISITOR_SOCKETS]

@@ -1,8 +1,12 @@
-"""Fixed-window rate limits, kept in memory or in Redis (shared by every instance)."""
+"""Fixed-window rate limits, kept in memory or in Redis (shared by every instance).
+
+Windows are counted on the clock given (seconds since the epoch; the real one by default).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -21,11 +25,12 @@ class RateLimiter(Protocol):
 
 
 class MemoryRateLimiter:
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._windows: dict[str, tuple[int, int]] = {}
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> bool:
-        window = int(time.time() // window_seconds)
+        window = int(self._clock() // window_seconds)
         start, count = self._windows.get(key, (window, 0))
         if start != window:
             start, count = window, 0
@@ -37,19 +42,20 @@ class MemoryRateLimiter:
 
     async def attempts(self, key: str, window_seconds: int) -> int:
         start, count = self._windows.get(key, (-1, 0))
-        return count if start == int(time.time() // window_seconds) else 0
+        return count if start == int(self._clock() // window_seconds) else 0
 
     async def reset(self, key: str) -> None:
         self._windows.pop(key, None)
 
 
 class RedisRateLimiter:
-    def __init__(self, redis: Redis, key_prefix: str) -> None:
+    def __init__(self, redis: Redis, key_prefix: str, *, clock: Callable[[], float] = time.time) -> None:
         self._redis = redis
         self._prefix = f"{key_prefix}rl:"
+        self._clock = clock
 
     async def hit(self, key: str, limit: int, window_seconds: int) -> bool:
-        window = int(time.time() // window_seconds)
+        window = int(self._clock() // window_seconds)
         redis_key = f"{self._prefix}{key}:{window}"
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(redis_key)
@@ -58,7 +64,7 @@ class RedisRateLimiter:
         return int(count) <= limit
 
     async def attempts(self, key: str, window_seconds: int) -> int:
-        window = int(time.time() // window_seconds)
+        window = int(self._clock() // window_seconds)
         return int(await self._redis.get(f"{self._prefix}{key}:{window}") or 0)
 
     async def reset(self, key: str) -> None:

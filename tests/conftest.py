@@ -30,6 +30,7 @@ from crm_core.db import UnitOfWorkFactory, create_engine, migrate
 from crm_core.events import DomainEvent
 from crm_core.models import Agent, Base, Role, Team
 from crm_core.services.agents import create_agent, create_team
+from tests.support.clock import FakeClock
 
 pytest_plugins = ["tests.email_servers", "tests.support.mail_app"]
 
@@ -210,9 +211,17 @@ async def staff(uow_factory: UnitOfWorkFactory, settings: Settings) -> Staff:
     return result
 
 
+@pytest.fixture
+def rate_clock() -> FakeClock:
+    """The clock the ``client`` app counts rate-limit windows on: it moves when the test says."""
+    return FakeClock()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
-async def client(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_app(isolated_settings(settings))
+async def client(
+    settings: Settings, uow_factory: UnitOfWorkFactory, rate_clock: FakeClock
+) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(isolated_settings(settings), rate_clock=rate_clock)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 

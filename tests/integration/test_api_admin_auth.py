@@ -19,6 +19,7 @@ from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import AgentSession, utcnow
 from tests.conftest import PASSWORD, Session, SignIn, Staff
+from tests.support.clock import FakeClock
 
 API = "/api/v1"
 Client = TestClient[Any, Any]
@@ -185,7 +186,9 @@ async def test_cookie_requests_that_change_state_need_the_csrf_token(
 # --- login rate limit -----------------------------------------------------------------------
 
 
-async def test_login_rate_limit(client: Client, staff: Staff, sign_in: SignIn, settings: Settings) -> None:
+async def test_login_rate_limit(
+    client: Client, staff: Staff, sign_in: SignIn, settings: Settings, rate_clock: FakeClock
+) -> None:
     admin = await sign_in(staff.admin)
     await ok(
         await admin.post(
@@ -200,12 +203,16 @@ async def test_login_rate_limit(client: Client, staff: Staff, sign_in: SignIn, s
     await ok(await login(client, "locked-out"))
     for _ in range(limit):
         await error(await login(client, "LOCKED-OUT", "wrong password"), 401, "invalid_credentials")
-    # Then even the right password is refused for a while.
+    # Then even the right password is refused for the rest of the minute.
+    rate_clock.advance(59)
     err = await error(await login(client, "locked-out"), 429, "too_many_requests")
     assert "minute" in err["message"]
     await error(await login(client, "locked-out", "wrong password"), 429, "too_many_requests")
     # Other logins are not affected.
     await ok(await login(client, "red-2"))
+    # The next minute, the login is accepted again.
+    rate_clock.advance(1)
+    await ok(await login(client, "locked-out"))
 
 
 # --- API tokens -----------------------------------------------------------------------------

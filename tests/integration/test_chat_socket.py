@@ -24,10 +24,11 @@ from sqlalchemy import func, select, update
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
 from contact_center.chat_routing import reconcile_load
-from contact_center.chat_setup import CHAT_DESK
+from contact_center.chat_setup import CHAT_DESK, VISITOR_BACK
 from contact_center.presence import AgentState
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
+from crm_core.events import DomainEvent
 from crm_core.models import (
     Agent,
     AuditEntry,
@@ -45,6 +46,8 @@ from crm_core.services.customers import create_customer
 from crm_core.types import Channel
 from tests.conftest import PASSWORD, Session, Staff, isolated_settings
 from tests.integration.test_voice_calls import agent_socket, next_of, nothing_of
+from tests.support.clock import FakeClock
+from tests.support.waiting import until
 
 ORIGIN = "http://shop.example"
 # On Linux every 127.x.y.z is this host: a client bound to another one is a visitor from elsewhere.
@@ -60,11 +63,13 @@ def chat_settings(settings: Settings, **webchat: Any) -> Settings:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def make_client(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIterator[MakeClient]:
+async def make_client(
+    settings: Settings, uow_factory: UnitOfWorkFactory, rate_clock: FakeClock
+) -> AsyncIterator[MakeClient]:
     clients: list[Client] = []
 
     async def make(*, base: Settings | None = None, **webchat: Any) -> Client:
-        app = create_app(base or chat_settings(settings, **webchat))
+        app = create_app(base or chat_settings(settings, **webchat), rate_clock=rate_clock)
         test_client: Client = TestClient(TestServer(app))
         await test_client.start_server()
         clients.append(test_client)
@@ -497,7 +502,7 @@ async def test_size_limit_and_control_characters(
 
 
 async def test_rate_limits_per_visitor_and_per_address(
-    make_client: MakeClient, staff: Staff, uow_factory: UnitOfWorkFactory
+    make_client: MakeClient, staff: Staff, uow_factory: UnitOfWorkFactory, rate_clock: FakeClock
 ) -> None:
     client = await make_client(messages_per_minute_per_visitor=3, messages_per_minute_per_ip=5)
     await available(client, staff.red_1, staff.red_2)
@@ -513,6 +518,10 @@ async def test_rate_limits_per_visitor_and_per_address(
     assert (await two.say("d", "4"))["type"] == "ack"
     assert (await two.say("e", "5"))["code"] == "rate_limited"
     assert await count(uow_factory, ChatMessage) == 3
+    rate_clock.advance(60)  # the next minute: both budgets are whole again
+    assert (await one.say("f", "6"))["type"] == "ack"
+    assert (await two.say("g", "7"))["type"] == "ack"
+    assert await count(uow_factory, ChatMessage) == 5
     await one.close()
     await two.close()
 
@@ -522,6 +531,8 @@ async def test_rate_limits_per_visitor_and_per_address(
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await VisitorSocket.open(strict)
     assert refused.value.status == 429
+    rate_clock.advance(60)
+    await (await VisitorSocket.open(strict)).close()
 
 
 async def refused(client: Client, token: str | None = None) -> None:
@@ -853,12 +864,25 @@ async def test_a_waiting_visitor_who_moved_to_another_instance_keeps_their_place
     moving = await VisitorSocket.open(one)
     moving_id = (await moving.start())["conversation"]["id"]
     assert (await moving.next("queue"))["position"] == 1
-    one.app[CHAT_DESK].abandon_after_seconds = 0.3
+    async with uow_factory() as uow:
+        visitor_id = (await uow.session.get_one(ChatConversation, moving_id)).visitor_id
+    desk = one.app[CHAT_DESK]
+    heard_by_one: list[DomainEvent] = []
+
+    async def record(event: DomainEvent) -> None:
+        heard_by_one.append(event)
+
+    one.app[RUNTIME].bus.subscribe(record)  # after the desk's own subscriber
     await moving.close()  # left instance one...
+    await until(lambda: not desk.connected(visitor_id), what="instance one sees the visitor leave")
     moved = await VisitorSocket.open(two, token=moving.token)  # ...and came back on instance two
     assert moved.welcome["conversation"]["id"] == moving_id
-    await asyncio.sleep(0.3 + 2 * 0.2)  # past the grace period, and a few queue polls
-    assert await one.app[CHAT_DESK].sweep_abandoned() == 0
+    await until(
+        lambda: any(e.name == VISITOR_BACK and e.payload["visitor_id"] == visitor_id for e in heard_by_one),
+        what="instance one hears the visitor is back",
+    )
+    desk.abandon_after_seconds = 0  # the grace period is over
+    assert await desk.sweep_abandoned() == 0
     async with uow_factory() as uow:
         assert (await uow.session.get_one(ChatConversation, moving_id)).status.value == "waiting"
     await moved.position(1)
