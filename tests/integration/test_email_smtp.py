@@ -20,6 +20,7 @@ from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
 from crm_core.services.email_outbound import RetryPolicy, deliver_due, queue_email
 from crm_core.services.tickets import SlaPolicy
 from tests.email_servers import SmtpSink, free_port, make_mail
+from tests.support.waiting import eventually
 
 POLICY = EmailPolicy(
     secret=b"smtp-test-secret",
@@ -82,23 +83,30 @@ async def test_smtp_down_then_back_delivers_once_later(
     task = asyncio.create_task(run_outbox(desk, uow_factory, sender(port, store), poll_seconds=0.05))
     sink = SmtpSink("127.0.0.1", port)
     try:
-        for _ in range(100):
+
+        async def retried() -> EmailMessage | None:
             row = await email(uow_factory, ack_id)
-            if row.attempts >= 2 and row.status is EmailStatus.QUEUED:
-                break
-            await asyncio.sleep(0.05)
-        assert row.status is EmailStatus.QUEUED and row.attempts >= 2
+            return row if row.attempts >= 2 and row.status is EmailStatus.QUEUED else None
+
+        row = await eventually(retried, what="two failed attempts")
         assert row.last_error and "connection" in row.last_error
         sink.start()
         await sink.wait_for(1)
-        for _ in range(100):
+
+        async def sent() -> EmailMessage | None:
             row = await email(uow_factory, ack_id)
-            if row.status is EmailStatus.SENT:
-                break
-            await asyncio.sleep(0.05)
-        assert row.status is EmailStatus.SENT and row.last_error is None
-        await asyncio.sleep(0.3)
-        assert len(sink.received) == 1
+            return row if row.status is EmailStatus.SENT else None
+
+        row = await eventually(sent, what="the acknowledgment is sent")
+        assert row.last_error is None
+        # A message queued after it goes out on a later round: by then a second copy of the first
+        # would have gone out too.
+        await new_ticket_with_ack(uow_factory, store, "smtp-2-later@example.org")
+        received = await sink.wait_for(2)
+        assert sorted(str(mail.message["In-Reply-To"]) for mail in received) == [
+            "<smtp-2-later@example.org>",
+            "<smtp-2@example.org>",
+        ]
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -115,11 +123,14 @@ async def test_5xx_fails_with_the_reply_and_4xx_retries(
     row = await email(uow_factory, ack_id)
     assert row.status is EmailStatus.QUEUED and "451" in (row.last_error or "")
     smtp_sink.reply = "554 5.7.1 rejected by policy"
-    await asyncio.sleep(0.1)
-    await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST)
+
+    async def next_attempt() -> int:  # once the retry is due
+        return await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST)
+
+    assert await eventually(next_attempt, what="the retry") == 1
     row = await email(uow_factory, ack_id)
     assert row.status is EmailStatus.FAILED and "554 5.7.1 rejected by policy" in (row.last_error or "")
-    await asyncio.sleep(0.3)
+    assert row.next_attempt_at is None  # never tried again
     assert await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST) == 0
     assert smtp_sink.received == []
 

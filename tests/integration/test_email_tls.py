@@ -30,6 +30,7 @@ from tests.email_servers import Dovecot, MailPki, SmtpSink, free_port, make_mail
 from tests.integration.test_email_imap import POLICY as IMAP_POLICY
 from tests.integration.test_email_imap import login
 from tests.integration.test_email_smtp import FAST, email, new_ticket_with_ack
+from tests.support.waiting import eventually, until
 
 Mode = Literal["ssl", "starttls"]
 KEY = {"SECRET_KEY": "0123456789abcdef-secret"}
@@ -89,12 +90,8 @@ async def stored(uow_factory: UnitOfWorkFactory) -> int:
 
 
 async def tls_logins(dovecot: Dovecot, user: str) -> int:
-    """Dovecot writes its log from another process: give the line a moment to arrive."""
-    for _ in range(40):
-        if count := dovecot.tls_logins(user):
-            return count
-        await asyncio.sleep(0.05)
-    return 0
+    """Dovecot writes its log from another process: wait for the line to arrive."""
+    return int(await until(lambda: dovecot.tls_logins(user), what=f"Dovecot logs {user}'s TLS login"))
 
 
 # Settings
@@ -196,11 +193,8 @@ async def test_the_watcher_keeps_retrying_an_untrusted_server(
     w = watcher(dovecot_tls, uow_factory, ContentStore(tmp_path), user, "ssl", None, options)
     task = asyncio.create_task(w.run())
     try:
-        for _ in range(100):
-            if w.failures >= 2:
-                break
-            await asyncio.sleep(0.05)
-        assert w.failures >= 2 and w.ingested == 0 and not task.done()
+        await until(lambda: w.failures >= 2, what="two failed connections")
+        assert w.ingested == 0 and not task.done()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -239,8 +233,11 @@ async def test_an_untrusted_smtp_server_is_refused_and_the_mail_stays_queued(
         assert "local issuer certificate" in (row.last_error or "")
         assert sink.received == []
         # Once the CA file is set, the queued mail goes out at its next attempt.
-        await asyncio.sleep(0.1)
-        assert await deliver_due(uow_factory, sender(settings, sink, store, mail_pki.ca_file), FAST) == 1
+
+        async def next_attempt() -> int:  # once the retry is due
+            return await deliver_due(uow_factory, sender(settings, sink, store, mail_pki.ca_file), FAST)
+
+        assert await eventually(next_attempt, what="the retry") == 1
         await sink.wait_for(1)
     row = await email(uow_factory, ack_id)
     assert row.status is EmailStatus.SENT and row.attempts == 2

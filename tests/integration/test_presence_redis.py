@@ -24,9 +24,11 @@ from contact_center.presence import (
 )
 from crm_core.events import DomainEvent
 from tests.conftest import RUN_ID
+from tests.support.waiting import eventually, until
 
 pytestmark = pytest.mark.needs_redis
 
+BARRIER = "test.barrier"  # an event published after the steps a test checks (see its use)
 T0 = datetime(2025, 3, 3, 9, 0, 0, 123456, tzinfo=UTC)
 
 
@@ -134,10 +136,14 @@ async def test_wrap_up_ends_on_the_real_clock() -> None:
     redis = Redis.from_url(url, decode_responses=True)
     try:
         store = RedisPresenceStore(redis, prefix)
-        wrap = await store.set(9, AgentState.WRAP_UP, wrap_up_seconds=0.2)
+        wrap = await store.set(9, AgentState.WRAP_UP, wrap_up_seconds=1)
         assert (await store.get(9)).state is AgentState.WRAP_UP
-        await asyncio.sleep(0.3)
-        assert await store.get(9) == Presence(9, AgentState.AVAILABLE, wrap.until or EPOCH)
+        ended = Presence(9, AgentState.AVAILABLE, wrap.until or EPOCH)
+
+        async def wrap_up_over() -> bool:
+            return await store.get(9) == ended
+
+        await eventually(wrap_up_over, what="the wrap-up ends by itself")
         assert await store.claim(preferred=None, eligible=[9], call_sid="CA1") == 9
         await store.forget(9)
         assert await redis.exists(store.key(9)) == 0
@@ -228,10 +234,11 @@ async def test_changes_are_announced_on_the_bus_in_the_same_step() -> None:
         assert skipped is not None and skipped.was is AgentState.RINGING and not skipped.announced
         wrapped = await store.wrap_up(4, "CA1", 30, announce=announce, if_was=AgentState.ON_CALL)
         assert wrapped is not None and wrapped.was is AgentState.ON_CALL and wrapped.announced
-        async with asyncio.timeout(5):
-            while len(received) < 3:
-                await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
+        # Pub/sub keeps a channel's order: once an event published after the steps above arrives,
+        # anything those steps published has arrived before it.
+        await bus.publish([DomainEvent(BARRIER, {})])
+        await until(lambda: any(e.name == BARRIER for e in received), what="the barrier event")
+        received[:] = [e for e in received if e.name != BARRIER]
         assert fallback == []  # everything went through the scripts
         assert [(e.name, e.payload.get("state")) for e in received] == [
             ("call.updated", "answered"),

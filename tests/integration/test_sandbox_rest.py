@@ -122,7 +122,14 @@ async def test_message_create_fetch_and_delivery_callbacks() -> None:
         assert status == 200 and fetched["status"] == "delivered" and fetched["date_sent"]
         status, page = await env.rest("GET", f"Messages.json?To={CALLER.replace('+', '%2B')}")
         assert [m["sid"] for m in page["messages"]] == [message["sid"]]
-        await asyncio.sleep(0.05)
+        # A later text's callbacks have all arrived: a repeated callback of the first would have too.
+        status, _ = await env.rest(
+            "POST",
+            "Messages.json",
+            data={"To": CALLER, "From": NUMBER, "Body": "Later", "StatusCallback": env.fake.url("/later")},
+        )
+        assert status == 201
+        await env.fake.wait_for("/later", 2)
         assert len(env.fake.at("/sms-status")) == 2  # each status once
 
 

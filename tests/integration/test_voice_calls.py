@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 from xml.etree import ElementTree
 
@@ -25,11 +26,12 @@ from contact_center.settings import Settings
 from contact_center.voice_setup import CALL_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
-from crm_core.models import Customer, Interaction, Ticket, TicketComment
+from crm_core.models import Customer, Interaction, Ticket, TicketComment, utcnow
 from crm_core.services.customers import create_customer
 from crm_core.services.interactions import log_interaction
 from crm_core.types import Channel, Direction
 from tests.conftest import PASSWORD, SignIn, Staff, isolated_settings
+from tests.support.waiting import until
 
 VOICE = "/twilio/voice"
 CALLER = "+12025550143"
@@ -441,6 +443,7 @@ class FakeTwilioRest:
 
     def __init__(self) -> None:
         self.updates: list[tuple[str, dict[str, str]]] = []
+        self.updated_at: list[datetime] = []
         self.app = web.Application()
         self.app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self.update_call)
 
@@ -448,6 +451,7 @@ class FakeTwilioRest:
         form = {k: str(v) for k, v in (await request.post()).items()}
         sid = request.match_info["sid"]
         self.updates.append((sid, form))
+        self.updated_at.append(utcnow())
         return web.json_response(
             {"sid": sid, "status": "in-progress", "account_sid": request.match_info["account"]}
         )
@@ -518,14 +522,12 @@ async def test_the_longest_waiting_caller_is_offered_as_the_wrap_up_ends(
             {"CallSid": talking, "DialCallStatus": "completed"},
         )
         assert resp.status == 200
-        assert (await client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.WRAP_UP
-        await asyncio.sleep(0.1)
-        assert rest.updates == []  # not during the wrap-up
-        async with asyncio.timeout(3):
-            while not rest.updates:
-                await asyncio.sleep(0.02)
+        wrap_up = await client.app[RUNTIME].presence.get(staff.red_1.id)
+        assert wrap_up.state is AgentState.WRAP_UP and wrap_up.until is not None
+        await until(lambda: rest.updates, what="the waiting caller is offered")
         [(sid, form)] = rest.updates
         assert sid == waiting and form["Url"].endswith(f"/twilio/voice/connect?agent={staff.red_1.id}")
+        assert rest.updated_at[0] >= wrap_up.until  # not during the wrap-up
 
 
 async def test_live_calls_queue_and_call_outcome(
@@ -733,8 +735,7 @@ async def test_a_caller_whose_redirect_is_refused_is_not_offered_again_at_once(
     # The release announced the agent available, which runs the queue again (here too, should the
     # announcement not have done so yet): the refused caller is skipped for a while (no redirect
     # loop), the next one in line gets the agent.
-    await desk.connect_waiting_callers()
-    await asyncio.sleep(0.2)
+    await desk.connect_waiting_callers()  # queue runs take turns: any run started before is over
     assert control.redirects == [first, second]
     await available(client, staff.red_2)
     assert await desk.connect_waiting_callers() == 0

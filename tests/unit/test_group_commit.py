@@ -102,7 +102,7 @@ async def test_close_waits_for_the_write_in_flight() -> None:
     pending = asyncio.create_task(group.submit(5))
     await settle()
     closing = asyncio.create_task(group.close())
-    await asyncio.sleep(0.01)
+    await settle()
     assert not closing.done()
     writer.gate.set()
     await closing
