@@ -179,7 +179,8 @@ class Rig:
 
     async def killed(self, what: str, timeout: float = 30) -> State:
         """Wait for the kill the crash point makes, then check what it left behind."""
-        await until(lambda: not self.service.running, timeout, f"the service is killed {what}")
+        with self.service.explained():
+            await until(lambda: not self.service.running, timeout, f"the service is killed {what}")
         assert not self.proxy.errors, self.proxy.errors
         self.proxy.on_command = self.proxy.on_completion = None
         self.sink.service = None
@@ -197,8 +198,9 @@ class Rig:
             sent = [r for r in state.acks.values() if r.status == EmailStatus.SENT]
             return len(state.inbound) == MESSAGES and len(sent) == MESSAGES
 
-        await eventually(everything_done, 60, "all mail stored and acknowledged after the restart")
-        await eventually(self.mailbox_done, 30, "the mailbox flags or moves every message")
+        with self.service.explained():
+            await eventually(everything_done, 60, "all mail stored and acknowledged after the restart")
+            await eventually(self.mailbox_done, 30, "the mailbox flags or moves every message")
         await self.service.stop()
         return await state_of(self.uow_factory)
 

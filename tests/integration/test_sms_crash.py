@@ -104,7 +104,7 @@ async def test_killed_during_a_webhook_burst_then_retried_stores_every_text_once
 
     async def deliver_and_maybe_kill(http: aiohttp.ClientSession, hook: Webhook) -> None:
         await twilio.deliver(http, hook)
-        if sum(h.answered for h in hooks) == KILL_AFTER:
+        if sum(h.answered for h in hooks) >= KILL_AFTER:
             service.kill()  # the other requests on the wire get no answer
 
     connector = aiohttp.TCPConnector(limit=CONCURRENCY)
@@ -113,7 +113,7 @@ async def test_killed_during_a_webhook_burst_then_retried_stores_every_text_once
     assert not service.running
     answered = [h for h in hooks if h.answered]
     unanswered = [h for h in hooks if not h.answered]
-    assert len(answered) == KILL_AFTER, Counter((h.status, h.error) for h in hooks)
+    assert len(answered) >= KILL_AFTER, Counter((h.status, h.error) for h in hooks)
     cut_off = [h for h in unanswered if h.error != "ClientConnectorError"]
     assert cut_off, "no webhook was in flight at the kill"
 

@@ -12,7 +12,8 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from contact_center.settings import ENV_KEYS, Settings
 from tests.support.waiting import eventually, until
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVE = ROOT / ".venv" / "bin" / "contact-center"
+# What the `contact-center` command runs, with the interpreter running the tests.
+COMMAND = [sys.executable, "-m", "contact_center.cli"]
 
 
 def _toml_value(value: Any) -> str:
@@ -94,14 +96,17 @@ class ServiceProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None, "the service is not running"
-        return self.process.pid
-
     def log_tail(self, chars: int = 3000) -> str:
         text = self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
         return text[-chars:]
+
+    @contextlib.contextmanager
+    def explained(self) -> Iterator[None]:
+        """A failed assertion inside quotes the end of the service's log."""
+        try:
+            yield
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- service log ---\n{self.log_tail()}") from exc
 
     async def start(self, timeout: float = 30) -> None:
         """Start the service and wait until it answers ``/healthz``; fails if it exits first."""
@@ -111,7 +116,7 @@ class ServiceProcess:
             log.write(f"\n===== start {self.starts} =====\n".encode())
             log.flush()
             self.process = subprocess.Popen(
-                [str(SERVE), "--config", str(self.config_file), "serve", "--no-migrate"],
+                [*COMMAND, "--config", str(self.config_file), "serve", "--no-migrate"],
                 cwd=ROOT,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
