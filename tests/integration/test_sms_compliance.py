@@ -17,7 +17,7 @@ from contact_center.sms_setup import SMS_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import AuditEntry, SmsMessage, SmsSuppression
 from crm_core.types import Direction
-from tests.conftest import Staff
+from tests.conftest import Session, Staff
 from tests.integration.test_sms_inbound import (
     OUR_NUMBER,
     Twilio,
@@ -377,3 +377,40 @@ async def test_yes_is_an_answer_unless_the_number_opted_out(
     await twilio.text("Yes!")
     assert await suppressed(uow_factory) == {}
     assert [r.kind for r in await sms_rows(uow_factory)] == ["message", "keyword", "keyword"]
+
+
+async def test_supervisors_and_admins_list_the_suppressions_as_they_change(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    path = "/api/v1/sms/suppressions"
+    other = "+12025550150"
+    ada = await customer_with_phone(uow_factory)
+    grace = await customer_with_phone(uow_factory, phone=other)
+    twilio = Twilio(service)
+    await twilio.text("STOP")
+    await twilio.text("Please stop texting me", sender=other)
+
+    assert (await service.get(path)).status == 401
+    agent = await signed_in(service, staff.red_1)
+    refused = await agent.get(path)
+    assert refused.status == 403 and (await refused.json())["error"]["code"] == "forbidden"
+
+    async def listed(who: Session, query: str = "") -> list[tuple[Any, ...]]:
+        resp = await who.get(path + query)
+        assert resp.status == 200, await resp.text()
+        return [
+            (s["phone"], s["reason"], s["keyword"], s["customer_id"], bool(s["created_at"]))
+            for s in (await resp.json())["items"]
+        ]
+
+    newest_first = [
+        (other, "opt-out-request", "STOP", grace, True),  # the word that opted it out
+        (TEXTER, "keyword", "STOP", ada, True),
+    ]
+    supervisor, admin = await signed_in(service, staff.blue_lead), await signed_in(service, staff.admin)
+    assert await listed(supervisor) == newest_first  # every number, whichever team's customer
+    assert await listed(admin) == newest_first
+    assert await listed(admin, "?limit=1&offset=1") == newest_first[1:]
+
+    await twilio.text("START")  # lifts TEXTER's suppression
+    assert await listed(supervisor) == newest_first[:1]
