@@ -35,20 +35,25 @@ from tests.support.clock import FakeClock
 pytest_plugins = ["tests.email_servers", "tests.support.mail_app"]
 
 # --- what a run leaves out, and why -------------------------------------------------------------
-# Tests that need Redis are left out (deselected, and said so) when REDIS_URL is not set; CI runs
-# them in its PostgreSQL + Redis pass. In CI (CI=true) nothing may be skipped: a missing
-# Dovecot, openssl or Chromium fails the run instead of hiding its tests.
-_LEFT_OUT = pytest.StashKey[int]()
+# Tests that need Redis are left out (deselected, and said so) when REDIS_URL is not set, and tests
+# that need PostgreSQL when DATABASE_URL is not set; CI runs them in its PostgreSQL + Redis pass.
+# In CI (CI=true) nothing may be skipped: a missing Dovecot, openssl or Chromium fails the run
+# instead of hiding its tests.
+_LEFT_OUT = pytest.StashKey[dict[str, int]]()
+_NEEDS = {"needs_redis": ("Redis", "REDIS_URL"), "needs_postgres": ("PostgreSQL", "DATABASE_URL")}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("REDIS_URL"):
-        return
-    left_out = [item for item in items if item.get_closest_marker("needs_redis")]
-    if left_out:
-        items[:] = [item for item in items if not item.get_closest_marker("needs_redis")]
-        config.hook.pytest_deselected(items=left_out)
-    config.stash[_LEFT_OUT] = len(left_out)
+    counts: dict[str, int] = {}
+    for marker, (_, variable) in _NEEDS.items():
+        if os.environ.get(variable):
+            continue
+        left_out = [item for item in items if item.get_closest_marker(marker)]
+        if left_out:
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
+            config.hook.pytest_deselected(items=left_out)
+            counts[marker] = len(left_out)
+    config.stash[_LEFT_OUT] = counts
 
 
 def _in_ci() -> bool:
@@ -56,10 +61,10 @@ def _in_ci() -> bool:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    left_out = config.stash.get(_LEFT_OUT, 0)
-    if left_out:
+    for marker, left_out in config.stash.get(_LEFT_OUT, {}).items():
+        what, variable = _NEEDS[marker]
         terminalreporter.write_line(
-            f"{left_out} tests need Redis and were left out: set REDIS_URL to run them (CI does)."
+            f"{left_out} tests need {what} and were left out: set {variable} to run them (CI does)."
         )
     if _in_ci() and terminalreporter.stats.get("skipped"):
         terminalreporter.write_line(
