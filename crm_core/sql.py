@@ -46,6 +46,16 @@ async def insert_ignore(
     return result.scalar_one_or_none()
 
 
+async def _ended_by_the_server(conn: AsyncConnection) -> bool:
+    """Whether the driver knows the connection is closed (asyncpg does once the server ends it);
+    asks nothing of the server."""
+    if conn.closed or conn.invalidated:
+        return True
+    raw = await conn.get_raw_connection()
+    is_closed = getattr(raw.driver_connection, "is_closed", None)
+    return bool(is_closed()) if callable(is_closed) else False
+
+
 class AutocommitConnections:
     """At most ``size`` autocommit connections at a time, kept between uses, for hot paths of
     single statements.
@@ -55,9 +65,11 @@ class AutocommitConnections:
     together. The engine's pool checks every connection it hands out (pre-ping: three round trips
     on asyncpg); a connection taken again from here within ``fresh_seconds`` of its last use skips
     that check, and one idle for longer goes back to the pool. More than ``size`` users wait for a
-    connection here, so the path never takes more than ``size`` of the pool's connections. One that
-    raised goes back to the pool, never reused (so after a database restart each kept connection
-    fails one use, where the pre-ping would have replaced it).
+    connection here, so the path never takes more than ``size`` of the pool's connections. One the
+    server ended (a restart or failover closes it, and the driver sees that) is dropped when taken,
+    without a round trip; one that raised goes back to the pool, never reused. Only a connection that
+    died unseen (a server gone without closing it) still fails one use, where the pre-ping would
+    have replaced it.
     """
 
     def __init__(
@@ -77,9 +89,13 @@ class AutocommitConnections:
     async def _take(self) -> AsyncConnection:
         while self._idle:
             conn, used_at = self._idle.pop()
-            if self._clock() - used_at <= self._fresh:
+            if self._clock() - used_at > self._fresh:
+                await conn.close()  # unused for a while (and so are the others): the pool checks again
+            elif await _ended_by_the_server(conn):
+                await conn.invalidate()
+                await conn.close()
+            else:
                 return conn
-            await conn.close()  # unused for a while (and so are the others): the pool checks again
         conn = await self._engine.connect()
         return await conn.execution_options(isolation_level="AUTOCOMMIT")
 
