@@ -22,7 +22,7 @@ from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent
 from tests.conftest import PASSWORD, Staff, isolated_settings
 from tests.support.clock import FakeClock
-from tests.support.waiting import until
+from tests.support.waiting import eventually, until
 
 
 async def _collect(client: TestClient[Any, Any]) -> list[DomainEvent]:
@@ -117,6 +117,58 @@ async def test_login_rate_limit_is_shared_between_instances(
         assert (await two.post("/api/v1/auth/login", json=login)).status == 429
         clock.advance(60)  # a new window on both
         assert (await two.post("/api/v1/auth/login", json=login)).status == 401
+
+
+@pytest.mark.needs_redis
+async def test_the_bus_listener_survives_its_connection_being_killed(
+    settings: Settings, uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    """Redis drops the subscriber's connection (a restart, a failover, CLIENT KILL): the bus
+    subscribes again by itself and events flow to this instance again."""
+    assert settings.redis.url
+    name = f"cc-test-{secrets.token_hex(4)}"  # this app's connections, and nobody else's
+    url = f"{settings.redis.url}{'&' if '?' in settings.redis.url else '?'}client_name={name}"
+    admin = Redis.from_url(settings.redis.url, decode_responses=True)
+    try:
+        async with TestClient(
+            TestServer(create_app(isolated_settings(settings).with_overrides(redis={"url": url})))
+        ) as client:
+            received = await _collect(client)
+            killed = await _kill_subscribers(admin, name)
+            assert killed, "the bus had no subscriber connection to kill"
+            bus = client.app[RUNTIME].bus
+
+            async def heard_again() -> bool:  # pub/sub drops what is published meanwhile: ask again
+                await bus.publish([DomainEvent("test.probe", {})])
+                return any(e.name == "test.probe" for e in received)
+
+            await eventually(heard_again, what="the bus hears events again")
+            subscribers = await _subscriber_ids(admin, name)
+            assert subscribers and not set(subscribers) & set(killed)  # a new connection
+            headers = await _login(client, staff.red_1.login)
+            resp = await client.post(
+                "/api/v1/customers", json={"display_name": "Mary Jackson"}, headers=headers
+            )
+            assert resp.status == 201
+            event = await _wait_for(received, "customer.created")
+            assert event.payload["customer_id"] == (await resp.json())["id"]
+            ready = await client.get("/readyz")
+            assert ready.status == 200, await ready.text()
+    finally:
+        await admin.aclose()
+
+
+async def _subscriber_ids(admin: Redis, name: str) -> list[str]:
+    """Ids of the pub/sub connections named ``name``."""
+    clients = await admin.client_list(_type="pubsub")
+    return [str(c["id"]) for c in clients if c.get("name") == name]
+
+
+async def _kill_subscribers(admin: Redis, name: str) -> list[str]:
+    ids = await _subscriber_ids(admin, name)
+    for client_id in ids:
+        await admin.client_kill_filter(_id=client_id)
+    return ids
 
 
 @dataclass
