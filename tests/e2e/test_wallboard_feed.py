@@ -130,6 +130,22 @@ async def test_wallboard_figures_are_today_s_and_limited_to_what_the_supervisor_
     assert resp.status == 403
     resp = await lead.get("/api/v1/wallboard", params={"since": "yesterday"})
     assert resp.status == 422
+    # A bare number is not an ISO 8601 time (it is not read as Unix seconds either).
+    resp = await lead.get("/api/v1/wallboard", params={"since": "1700000000"})
+    assert resp.status == 422
+    assert "since" in (await resp.json())["error"]["fields"]
+
+
+async def test_a_start_at_either_end_of_the_calendar_is_clamped_not_an_error(
+    client: Client, sign_in: SignIn, staff: Staff
+) -> None:
+    lead = await sign_in(staff.red_lead)
+    # 9999-12-31 23:59 at UTC-23:59 lies beyond the last date PostgreSQL's driver can send.
+    for since in ("9999-12-31T23:59:00-23:59", "9999-12-31T23:59:59", "0001-01-01T00:00:00+23:59"):
+        resp = await lead.get("/api/v1/wallboard", params={"since": since})
+        assert resp.status == 200, (since, await resp.text())
+        board = await resp.json()
+        assert board["since"] <= board["now"], since
 
 
 async def test_console_config_tells_how_calls_are_answered(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from contact_center.api.responses import json_out
 from contact_center.api.schemas import Input, Output, TicketOut
@@ -18,6 +20,7 @@ from crm_core.services.stats import call_figures, channel_volumes, live_chats, t
 from crm_core.types import Channel
 
 routes = ApiRoutes("wallboard")
+_DATE_AND_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 AT_RISK_WITHIN = timedelta(hours=1)
 MAX_LOOKBACK = timedelta(days=31)
 
@@ -25,9 +28,22 @@ MAX_LOOKBACK = timedelta(days=31)
 class WallboardQuery(Input):
     since: datetime | None = Field(
         default=None,
-        description="Start of the period (ISO 8601 with offset); default: today's midnight UTC. "
-        "At most 31 days back.",
+        description="Start of the period (ISO 8601 date and time; UTC without an offset); default: "
+        "today's midnight UTC. At most 31 days back, and not after now.",
     )
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _iso_8601(cls, value: Any) -> Any:
+        """A date and time as documented: a bare number would otherwise be read as Unix seconds."""
+        if not isinstance(value, str):
+            return value
+        try:
+            if not _DATE_AND_TIME.match(value):
+                raise ValueError
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("an ISO 8601 date and time, such as 2024-05-01T08:00:00+00:00") from None
 
 
 class ChannelVolumeOut(Output):
@@ -96,7 +112,9 @@ async def wallboard(request: web.Request) -> web.Response:
     since = query.since or datetime(now.year, now.month, now.day, tzinfo=UTC)
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    since = max(since, now - MAX_LOOKBACK)
+    # Within the last 31 days, and never later than now: a time past the calendar's end in UTC
+    # (9999-12-31 at a negative offset) is refused by the database driver.
+    since = min(max(since, now - MAX_LOOKBACK), now)
     async with request.app[RUNTIME].uow() as uow:
         volumes = await channel_volumes(uow.session, viewer, since)
         calls = await call_figures(uow.session, viewer, since)
