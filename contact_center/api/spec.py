@@ -19,6 +19,7 @@ from crm_core.rules import bounded_json
 from crm_core.rules.storable_text import has_unstorable
 
 API_PREFIX = "/api/v1"
+MAX_HEADER_CHARS = 100
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -39,6 +40,13 @@ class Endpoint:
     consumes: str = "application/json"
     # Path parameters that are text (the others are integer ids).
     text_params: tuple[str, ...] = ()
+    # Error statuses the handler answers besides those every endpoint of its shape may answer
+    # (401/403 when signed in, 404 with a path id, 400/413/415/422 with a body, 422 with a query).
+    errors: tuple[int, ...] = ()
+    # The success status of a repeated request that created nothing (same client id or key).
+    repeat_status: int | None = None
+    # Optional request headers the handler reads: (name, description); text of up to 100 characters.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class ApiRoutes:
@@ -62,6 +70,9 @@ class ApiRoutes:
         produces: str = "application/json",
         consumes: str = "application/json",
         text_params: tuple[str, ...] = (),
+        errors: tuple[int, ...] = (),
+        repeat_status: int | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -79,6 +90,9 @@ class ApiRoutes:
                     produces,
                     consumes,
                     text_params,
+                    errors,
+                    repeat_status,
+                    headers,
                 )
             )
             return handler
@@ -175,6 +189,35 @@ def _query_parameters(model: type[BaseModel], components: dict[str, Any]) -> lis
     return params
 
 
+ERROR_DESCRIPTIONS = {
+    400: "The body is not valid JSON",
+    401: "Not signed in, or the credentials are wrong, unknown or revoked",
+    403: "Not allowed for this role, or the CSRF token is missing",
+    404: "Not found, or not visible to you",
+    409: "In conflict with the current state (the error code says which)",
+    413: "The body is too large",
+    415: "The body's media type is not accepted",
+    422: "Invalid input: the fields say which",
+    429: "Too many attempts: wait and retry",
+}
+
+
+def error_statuses(e: Endpoint) -> list[int]:
+    """Every error status the endpoint may answer (each with the JSON error body), in order."""
+    codes = set(e.errors)
+    if not e.public:
+        codes |= {401, 403}
+    if e.body is not None:
+        codes |= {400, 413, 415, 422}
+    elif e.consumes != "application/json":
+        codes |= {413, 415, 422}
+    elif e.query is not None or e.headers:
+        codes.add(422)
+    if "{" in e.path:
+        codes.add(404)
+    return sorted(codes)
+
+
 def openapi_document(
     endpoints: list[Endpoint], *, title: str, version: str, server_url: str
 ) -> dict[str, Any]:
@@ -199,6 +242,16 @@ def openapi_document(
         }
         if e.query is not None:
             op["parameters"].extend(_query_parameters(e.query, components))
+        op["parameters"].extend(
+            {
+                "name": name,
+                "in": "header",
+                "required": False,
+                "description": description,
+                "schema": {"type": "string", "maxLength": MAX_HEADER_CHARS},
+            }
+            for name, description in e.headers
+        )
         if not op["parameters"]:
             del op["parameters"]
         if e.body is not None:
@@ -218,17 +271,14 @@ def openapi_document(
             }
         else:
             op["responses"][str(e.status)] = {"description": "No content"}
-        has_body = e.body is not None or e.consumes != "application/json"
-        errors = ["400", "422"] if has_body or e.query else []
-        if has_body:
-            errors += ["413", "415"]
-        if not e.public:
-            errors = ["401", "403", *errors]
-        if "{" in e.path:
-            errors.append("404")
-        for code in errors:
-            op["responses"][code] = {
-                "description": "Error",
+        if e.repeat_status is not None:
+            op["responses"][str(e.repeat_status)] = {
+                **op["responses"][str(e.status)],
+                "description": "A repeat of an earlier request: its result; nothing is created twice",
+            }
+        for code in error_statuses(e):
+            op["responses"][str(code)] = {
+                "description": ERROR_DESCRIPTIONS.get(code, "Error"),
                 "content": {"application/json": {"schema": error_ref}},
             }
         if not e.public:

@@ -109,8 +109,41 @@ async def test_operations_are_complete(doc: dict[str, Any]) -> None:
             assert {"401", "403"} <= set(responses), where
         if "requestBody" in op:
             assert op["requestBody"]["content"], where
-            assert {"400", "413", "415", "422"} <= set(responses), where
+            assert {"413", "415", "422"} <= set(responses), where
+            # Only a JSON body can be refused as malformed JSON.
+            json_body = "application/json" in op["requestBody"]["content"]
+            assert ("400" in responses) == json_body, where
+        elif not any(p["in"] == "query" for p in op.get("parameters", [])):
+            assert "422" not in responses, where  # nothing it reads can be invalid
     assert len(operation_ids) == len(set(operation_ids)), "operationIds must be unique"
+
+
+async def test_answers_particular_to_an_operation_are_documented(doc: dict[str, Any]) -> None:
+    def statuses(method: str, path: str) -> set[str]:
+        return set(doc["paths"][API_PREFIX + path][method]["responses"])
+
+    # A wrong password is a 401 and too many of them a 429, though signing in needs no sign-in.
+    assert {"200", "401", "429"} <= statuses("post", "/auth/login")
+    assert "403" not in statuses("post", "/auth/login")
+    # Texting an opted-out number is a 409; the same Idempotency-Key again answers 200.
+    for path in ("/tickets/{id}/sms", "/customers/{id}/sms"):
+        assert {"201", "200", "409"} <= statuses("post", path), path
+    assert {"201", "200"} <= statuses("post", "/chats/{id}/messages")
+    assert "404" in statuses("post", "/tickets")  # a customer one may not see
+    for method, path in [
+        ("post", "/voice/token"),
+        ("post", "/customers/{id}/claim"),
+        ("post", "/tickets/{id}/transition"),
+        ("post", "/agents"),
+        ("post", "/teams"),
+        ("post", "/email-quarantine/{id}/retry"),
+    ]:
+        assert "409" in statuses(method, path), path
+    # GET answers never refuse a body they do not read.
+    assert not {"400", "413", "415"} & statuses("get", "/tickets")
+    assert (
+        "*/*" in doc["paths"][f"{API_PREFIX}/email-attachments/{{id}}"]["get"]["responses"]["200"]["content"]
+    )
 
 
 async def test_only_login_is_public(doc: dict[str, Any]) -> None:

@@ -47,7 +47,15 @@ async def list_agents(request: web.Request) -> web.Response:
     return json_out(AgentList(items=[AgentOut.model_validate(a) for a in rows]))
 
 
-@routes.route("POST", "/agents", summary="Create an agent", body=AgentCreate, response=AgentOut, status=201)
+@routes.route(
+    "POST",
+    "/agents",
+    summary="Create an agent (409 when the login is taken)",
+    body=AgentCreate,
+    response=AgentOut,
+    status=201,
+    errors=(409,),
+)
 async def create_agent(request: web.Request) -> web.Response:
     require_role(viewer_of(request), Role.ADMIN)
     body = await parse_body(request, AgentCreate)
@@ -155,7 +163,9 @@ async def list_teams(request: web.Request) -> web.Response:
     return json_out(TeamList(items=[TeamOut.model_validate(t) for t in rows]))
 
 
-@routes.route("POST", "/teams", summary="Create a team", body=TeamCreate, response=TeamOut, status=201)
+@routes.route(
+    "POST", "/teams", summary="Create a team", body=TeamCreate, response=TeamOut, status=201, errors=(409,)
+)
 async def create_team(request: web.Request) -> web.Response:
     require_role(viewer_of(request), Role.ADMIN)
     body = await parse_body(request, TeamCreate)

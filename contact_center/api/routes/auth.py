@@ -34,6 +34,7 @@ def client_address(request: web.Request) -> str:
     body=LoginIn,
     response=SessionOut,
     public=True,
+    errors=(401, 429),
 )
 async def login(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]

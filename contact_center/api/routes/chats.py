@@ -175,6 +175,7 @@ async def chat_transcript(request: web.Request) -> web.Response:
     body=ChatMessageIn,
     response=ChatMessageSent,
     status=201,
+    repeat_status=200,
 )
 async def send_chat_message(request: web.Request) -> web.Response:
     viewer = viewer_of(request)

@@ -30,7 +30,13 @@ routes = ApiRoutes("customers")
 
 
 @routes.route(
-    "POST", "/customers", summary="Create a customer", body=CustomerCreate, response=CustomerOut, status=201
+    "POST",
+    "/customers",
+    summary="Create a customer",
+    body=CustomerCreate,
+    response=CustomerOut,
+    status=201,
+    errors=(409,),
 )
 async def create_customer(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
@@ -86,6 +92,7 @@ async def get_customer(request: web.Request) -> web.Response:
     summary="Update a customer and its contact points",
     body=CustomerUpdate,
     response=CustomerOut,
+    errors=(409,),
 )
 async def update_customer(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
@@ -128,7 +135,11 @@ async def customer_timeline(request: web.Request) -> web.Response:
 
 
 @routes.route(
-    "POST", "/customers/{id}/claim", summary="Take a customer from the shared pool", response=CustomerOut
+    "POST",
+    "/customers/{id}/claim",
+    summary="Take a customer from the shared pool",
+    response=CustomerOut,
+    errors=(409,),
 )
 async def claim_customer(request: web.Request) -> web.Response:
     viewer = viewer_of(request)

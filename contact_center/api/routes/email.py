@@ -245,8 +245,8 @@ def _raw_bytes(email: EmailMessage, attachments: list[EmailAttachment], store: C
 @routes.route(
     "GET",
     "/email-attachments/{id}",
-    summary="Download an email attachment",
-    produces="application/octet-stream",
+    summary="Download an email attachment, with the media type it came with",
+    produces="*/*",
 )
 async def download_attachment(request: web.Request) -> web.Response:
     viewer = viewer_of(request)

@@ -88,8 +88,10 @@ async def list_quarantine(request: web.Request) -> web.Response:
 @routes.route(
     "POST",
     "/email-quarantine/{id}/retry",
-    summary="Ingest a quarantined message again; resolved when it is stored, else the new error",
+    summary="Ingest a quarantined message again; resolved when it is stored, else the new error "
+    "(409 when it is resolved, its mailbox is gone or its bytes are missing)",
     response=QuarantinedOut,
+    errors=(409,),
 )
 async def retry_quarantined(request: web.Request) -> web.Response:
     require_role(viewer_of(request), Role.ADMIN)

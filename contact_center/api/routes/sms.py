@@ -24,6 +24,7 @@ from crm_core.visibility import Viewer
 
 routes = ApiRoutes("sms")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_DOC = "Sent again with the same text, answers 200 with the first text; with another text, 422"
 
 
 class SmsSendIn(Input):
@@ -123,6 +124,9 @@ async def _send(request: web.Request, send: _Send) -> web.Response:
     body=SmsSendIn,
     response=SmsMessageOut,
     status=201,
+    errors=(409,),
+    repeat_status=200,
+    headers=((IDEMPOTENCY_HEADER, IDEMPOTENCY_DOC),),
 )
 async def send_ticket_sms(request: web.Request) -> web.Response:
     return await _send(request, request.app[SMS_DESK].reply_on_ticket)
@@ -145,6 +149,9 @@ async def list_ticket_sms(request: web.Request) -> web.Response:
     body=SmsSendIn,
     response=SmsMessageOut,
     status=201,
+    errors=(409,),
+    repeat_status=200,
+    headers=((IDEMPOTENCY_HEADER, IDEMPOTENCY_DOC),),
 )
 async def send_customer_sms(request: web.Request) -> web.Response:
     return await _send(request, request.app[SMS_DESK].text_customer)

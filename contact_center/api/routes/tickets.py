@@ -28,7 +28,15 @@ from crm_core.services.audit import history
 routes = ApiRoutes("tickets")
 
 
-@routes.route("POST", "/tickets", summary="Open a ticket", body=TicketCreate, response=TicketOut, status=201)
+@routes.route(
+    "POST",
+    "/tickets",
+    summary="Open a ticket (404 when the customer is not one you may see)",
+    body=TicketCreate,
+    response=TicketOut,
+    status=201,
+    errors=(404,),
+)
 async def create_ticket(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     body = await parse_body(request, TicketCreate)
@@ -76,6 +84,7 @@ async def get_ticket(request: web.Request) -> web.Response:
     summary="Update subject, priority, status, assignee or team",
     body=TicketUpdate,
     response=TicketOut,
+    errors=(409,),
 )
 async def update_ticket(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
@@ -95,6 +104,7 @@ async def update_ticket(request: web.Request) -> web.Response:
     summary="Move a ticket to another status",
     body=TransitionIn,
     response=TicketOut,
+    errors=(409,),
 )
 async def transition_ticket(request: web.Request) -> web.Response:
     viewer = viewer_of(request)

@@ -22,6 +22,7 @@ TOKEN_TTL_SECONDS = 3600
     "/voice/token",
     summary="A short-lived Voice SDK token so this agent's browser rings for their calls",
     response=VoiceTokenOut,
+    errors=(409,),
 )
 async def voice_token(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
