@@ -47,6 +47,8 @@ class Endpoint:
     repeat_status: int | None = None
     # Optional request headers the handler reads: (name, description); text of up to 100 characters.
     headers: tuple[tuple[str, str], ...] = ()
+    # Error codes particular to the operation: (status, code, when); the status's description names them.
+    error_codes: tuple[tuple[int, str, str], ...] = ()
 
 
 class ApiRoutes:
@@ -73,6 +75,7 @@ class ApiRoutes:
         errors: tuple[int, ...] = (),
         repeat_status: int | None = None,
         headers: tuple[tuple[str, str], ...] = (),
+        error_codes: tuple[tuple[int, str, str], ...] = (),
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -93,6 +96,7 @@ class ApiRoutes:
                     errors,
                     repeat_status,
                     headers,
+                    error_codes,
                 )
             )
             return handler
@@ -213,9 +217,17 @@ def error_statuses(e: Endpoint) -> list[int]:
         codes |= {413, 415, 422}
     elif e.query is not None or e.headers:
         codes.add(422)
+    codes |= {status for status, _, _ in e.error_codes}
     if "{" in e.path:
         codes.add(404)
     return sorted(codes)
+
+
+def _error_description(e: Endpoint, status: int) -> str:
+    """The status's meaning, and the error codes particular to the operation that it answers with."""
+    particular = [f"`{code}`: {when}" for answered, code, when in e.error_codes if answered == status]
+    generic = ERROR_DESCRIPTIONS.get(status, "Error")
+    return f"{generic}. Also {'; '.join(particular)}" if particular else generic
 
 
 def openapi_document(
@@ -278,7 +290,7 @@ def openapi_document(
             }
         for code in error_statuses(e):
             op["responses"][str(code)] = {
-                "description": ERROR_DESCRIPTIONS.get(code, "Error"),
+                "description": _error_description(e, code),
                 "content": {"application/json": {"schema": error_ref}},
             }
         if not e.public:

@@ -230,3 +230,25 @@ async def test_the_document_needs_no_sign_in(client: Client) -> None:
     assert resp.status == 200
     resp = await client.get(f"{API_PREFIX}/customers")
     assert resp.status == 401
+
+
+async def test_every_idempotency_key_documents_its_reuse(doc: dict[str, Any]) -> None:
+    """An operation that reads Idempotency-Key says what a reused key answers: 200 with the first
+    result for the same request, 422 idempotency_key_reused (the one error shape) for another."""
+    with_key = [
+        (method, path, op)
+        for method, path, op in operations(doc)
+        if any(p["in"] == "header" and p["name"] == "Idempotency-Key" for p in op.get("parameters", []))
+    ]
+    assert {(m, p) for m, p, _ in with_key} >= {
+        ("post", f"{API_PREFIX}/tickets/{{id}}/sms"),
+        ("post", f"{API_PREFIX}/customers/{{id}}/sms"),
+    }
+    error_ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for method, path, op in with_key:
+        (header,) = [p for p in op["parameters"] if p["name"] == "Idempotency-Key"]
+        assert "idempotency_key_reused" in header["description"], (method, path)
+        assert "200" in op["responses"], (method, path)
+        refused = op["responses"]["422"]
+        assert "idempotency_key_reused" in refused["description"], (method, path)
+        assert refused["content"]["application/json"]["schema"] == error_ref, (method, path)

@@ -24,7 +24,15 @@ from crm_core.visibility import Viewer
 
 routes = ApiRoutes("sms")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-IDEMPOTENCY_DOC = "Sent again with the same text, answers 200 with the first text; with another text, 422"
+IDEMPOTENCY_DOC = (
+    "The sender's own key for this text (each agent's keys are their own). Sent again with the same "
+    "text, the answer is 200 with the first text and nothing is sent again; with a different body, "
+    "recipient, ticket or customer, 422 with error code idempotency_key_reused"
+)
+SEND_ERRORS = (
+    (409, "sms_opted_out", "the number opted out (STOP, a text asking to stop, or carrier 21610)"),
+    (422, "idempotency_key_reused", "the Idempotency-Key was used before for a different text"),
+)
 
 
 class SmsSendIn(Input):
@@ -127,6 +135,7 @@ async def _send(request: web.Request, send: _Send) -> web.Response:
     errors=(409,),
     repeat_status=200,
     headers=((IDEMPOTENCY_HEADER, IDEMPOTENCY_DOC),),
+    error_codes=SEND_ERRORS,
 )
 async def send_ticket_sms(request: web.Request) -> web.Response:
     return await _send(request, request.app[SMS_DESK].reply_on_ticket)
@@ -152,6 +161,7 @@ async def list_ticket_sms(request: web.Request) -> web.Response:
     errors=(409,),
     repeat_status=200,
     headers=((IDEMPOTENCY_HEADER, IDEMPOTENCY_DOC),),
+    error_codes=SEND_ERRORS,
 )
 async def send_customer_sms(request: web.Request) -> web.Response:
     return await _send(request, request.app[SMS_DESK].text_customer)
