@@ -323,7 +323,9 @@ class SmsSettings(_Section):
         max_length=1600,
     )
     opt_out_confirmation: str = Field(
-        default="You are unsubscribed and will get no more texts from us. If you did not mean to, reply START.",
+        default=(
+            "You are unsubscribed and will get no more texts from us. If you did not mean to, reply START."
+        ),
         max_length=320,
     )
     sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
