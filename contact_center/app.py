@@ -39,12 +39,14 @@ from contact_center.chat_setup import setup_chat
 from contact_center.client_address import client_address_middleware
 from contact_center.email_setup import setup_email
 from contact_center.health import routes as health_routes
+from contact_center.jobs import Jobs
 from contact_center.presence import presence_store
 from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from contact_center.realtime import setup_realtime
 from contact_center.server_header import hide_server_software
 from contact_center.settings import Settings
 from contact_center.sms_setup import setup_sms
+from contact_center.twilio_account import setup_sandbox, twilio_gateway
 from contact_center.voice_setup import setup_voice
 from contact_center.web_setup import setup_web
 from crm_core.db import UnitOfWorkFactory, create_engine
@@ -116,12 +118,17 @@ async def _runtime_ctx(app: web.Application, rate_clock: Callable[[], float]) ->
         redis=redis,
         sla=settings.crm.sla_policy(),
         presence=presence_store(redis, settings.redis.key_prefix),
+        twilio=twilio_gateway(settings),
+        jobs=Jobs(),
         rate_clock=rate_clock,
     )
     log.info("database %s, event bus %s", engine.dialect.name, type(bus).__name__)
+    runtime = app[RUNTIME]
     try:
         yield
     finally:
+        await runtime.jobs.close()
+        await runtime.twilio.close()
         await bus.close()
         if redis is not None:
             await redis.aclose()
@@ -155,6 +162,7 @@ def create_app(settings: Settings, *, rate_clock: Callable[[], float] = time.tim
     app[ENDPOINTS] = add_routes(app, API_GROUPS)
     app.router.add_get("/api/openapi.json", openapi_json)
     setup_voice(app, settings)
+    setup_sandbox(app, settings)
     setup_sms(app, settings)
     setup_email(app, settings)
     setup_realtime(app)

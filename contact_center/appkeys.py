@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from aiohttp import web
 from redis.asyncio import Redis
 
+from channels.twilio.gateway import TwilioGateway
 from contact_center.auth.credentials import Identity
 from contact_center.auth.passwords import Argon2Hasher
 from contact_center.bus import EventBus
+from contact_center.jobs import Jobs
 from contact_center.presence import PresenceStore
 from contact_center.rate_limit import RateLimiter
 from contact_center.settings import Settings
@@ -31,6 +33,8 @@ class Runtime:
     redis: Redis | None
     sla: SlaPolicy
     presence: PresenceStore
+    twilio: TwilioGateway
+    jobs: Jobs
     # The clock rate-limit windows are counted on (seconds since the epoch).
     rate_clock: Callable[[], float] = time.time
 

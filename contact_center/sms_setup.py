@@ -15,13 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.twilio.gateway import TwilioGateway
 from channels.twilio.signature import WebhookVerifier
 from channels.twilio.sms import sms_routes, status_callback_url
 from contact_center.appkeys import RUNTIME
 from contact_center.periodic import every
 from contact_center.settings import Settings
-from contact_center.voice_setup import gateway_base_url
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import SmsMessage
 from crm_core.services import sms_outbound
@@ -147,12 +145,7 @@ class _DeskOfApp:
 async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     settings = runtime.settings
-    gateway = TwilioGateway(
-        account_sid=settings.twilio.account_sid,
-        auth_token=settings.twilio.auth_token.get_secret_value(),
-        base_url=gateway_base_url(settings),
-        messaging_service_sid=settings.sms.messaging_service_sid,
-    )
+    gateway = runtime.twilio
     base = settings.server.public_base_url
     outbox = SmsOutbox(
         runtime.uow, gateway, lambda message_id: status_callback_url(base, message_id), lookup=gateway
@@ -164,7 +157,6 @@ async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
             yield
     finally:
         await desk.close()
-        await gateway.close()
 
 
 def setup_sms(app: web.Application, settings: Settings) -> None:

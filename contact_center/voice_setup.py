@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from channels.twilio.gateway import TWILIO_API, TwilioGateway
 from channels.twilio.signature import WebhookVerifier
 from channels.twilio.twiml import VoiceUrls
 from channels.twilio.voice import PREFIX, voice_routes
@@ -15,8 +14,6 @@ from contact_center.appkeys import RUNTIME
 from contact_center.calls import CallDesk, CallPolicy
 from contact_center.periodic import every
 from contact_center.presence import PRESENCE_CHANGED, AgentState
-from contact_center.sandbox import create_sandbox_app, sandbox_config_from_settings
-from contact_center.sandbox_access import sandbox_authorizer
 from contact_center.settings import Settings
 from crm_core.events import DomainEvent
 from crm_core.voice import (
@@ -30,9 +27,6 @@ from crm_core.voice import (
 )
 
 CALL_DESK = web.AppKey("call_desk", CallDesk)
-SANDBOX_CONTROL_TOKEN = web.AppKey("sandbox_control_token", str)
-SANDBOX_PREFIX = "/twilio-sandbox"
-SANDBOX_SID_PREFIX = "ACsandbox"
 
 
 class _DeskOfApp:
@@ -80,26 +74,10 @@ def call_policy(settings: Settings) -> CallPolicy:
     )
 
 
-def uses_sandbox(settings: Settings) -> bool:
-    """No Twilio account configured (the default sandbox SID and no API base URL): the built-in
-    sandbox plays Twilio, mounted on this service."""
-    return not settings.twilio.api_base_url and settings.twilio.account_sid.startswith(SANDBOX_SID_PREFIX)
-
-
-def gateway_base_url(settings: Settings) -> str:
-    if settings.twilio.api_base_url:
-        return settings.twilio.api_base_url
-    return settings.server.public_base_url + SANDBOX_PREFIX if uses_sandbox(settings) else TWILIO_API
-
-
 async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     settings = runtime.settings
-    gateway = TwilioGateway(
-        account_sid=settings.twilio.account_sid,
-        auth_token=settings.twilio.auth_token.get_secret_value(),
-        base_url=gateway_base_url(settings),
-    )
+    gateway = runtime.twilio
     urls = VoiceUrls(settings.server.public_base_url, PREFIX)
     desk = CallDesk(runtime.uow, runtime.presence, call_policy(settings), gateway, urls.connect)
     app[CALL_DESK] = desk
@@ -126,7 +104,6 @@ async def _desk_ctx(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await desk.close()
-        await gateway.close()
 
 
 def setup_voice(app: web.Application, settings: Settings) -> None:
@@ -134,9 +111,3 @@ def setup_voice(app: web.Application, settings: Settings) -> None:
     verifier = WebhookVerifier(settings.twilio.auth_token.get_secret_value(), settings.server.public_base_url)
     app.cleanup_ctx.append(_desk_ctx)
     app.router.add_routes(voice_routes(_DeskOfApp(app), verifier, settings.server.public_base_url))
-    if uses_sandbox(settings):
-        # Mounted: it listens where the service does. Driving it takes the service's sign-in
-        # (sandbox_authorizer) or its control token, kept here for `serve` to print once.
-        sandbox = sandbox_config_from_settings(settings)
-        app[SANDBOX_CONTROL_TOKEN] = sandbox.control_token
-        app.add_subapp(SANDBOX_PREFIX, create_sandbox_app(sandbox, sandbox_authorizer(app)))

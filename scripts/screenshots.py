@@ -23,7 +23,7 @@ from contact_center.app import create_app
 from contact_center.auth.passwords import Argon2Hasher
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings, load_settings
-from contact_center.voice_setup import SANDBOX_CONTROL_TOKEN
+from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
 from crm_core.contact_points import email_match_key
 from crm_core.db import UnitOfWorkFactory, create_engine, migrate
 from crm_core.models import Customer, CustomerEmail, CustomerPhone, Role, Ticket, utcnow

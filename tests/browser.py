@@ -21,7 +21,7 @@ from aiohttp import web
 from contact_center.app import create_app
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
-from contact_center.voice_setup import SANDBOX_CONTROL_TOKEN
+from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
 from crm_core.db import UnitOfWorkFactory
 from tests.conftest import PASSWORD, isolated_settings
 

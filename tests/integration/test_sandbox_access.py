@@ -19,7 +19,7 @@ from contact_center.appkeys import RUNTIME
 from contact_center.auth.credentials import create_api_token
 from contact_center.presence import AgentState
 from contact_center.settings import PUBLIC_SANDBOX_AUTH_TOKEN, Settings, load_settings
-from contact_center.voice_setup import SANDBOX_CONTROL_TOKEN
+from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent, SmsMessage
 from tests.conftest import PASSWORD, Staff, isolated_settings

@@ -20,7 +20,7 @@ from contact_center.calls import CallDesk
 from contact_center.presence import AgentState
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
-from contact_center.voice_setup import SANDBOX_CONTROL_TOKEN
+from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Interaction, Ticket
 from crm_core.voice import CallDecision, InboundCall

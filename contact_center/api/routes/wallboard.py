@@ -14,7 +14,7 @@ from contact_center.api.schemas import Input, Output, TicketOut
 from contact_center.api.spec import ApiRoutes, parse_query
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import require_role, viewer_of
-from contact_center.voice_setup import SANDBOX_PREFIX, uses_sandbox
+from contact_center.twilio_account import SANDBOX_PREFIX, uses_sandbox
 from crm_core.models import Role, utcnow
 from crm_core.services.stats import call_figures, channel_volumes, live_chats, tickets_at_risk
 from crm_core.types import Channel
