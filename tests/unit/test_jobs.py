@@ -24,7 +24,7 @@ async def test_periodic_jobs_share_one_scheduler_and_stop_with_their_block() -> 
         stopped = dict(runs)
         with jobs.every(0.02, b, "b"):  # the name is free again
             await until(lambda: runs["b"] >= stopped["b"] + 2, 5, "the job ran again")
-        assert runs["a"] == stopped["a"]
+        assert runs["a"] <= stopped["a"] + 1  # at most the run already under way
     finally:
         await jobs.close()
 
