@@ -2,7 +2,8 @@
 
 The service is configured with the proxy's port; the proxy forwards every byte both ways and
 calls the test at protocol moments: before a client command is forwarded (the test may hold it
-back for good) and after a command's tagged completion has been forwarded. The test acts there
+back for good), after each response has been forwarded (the test may drop the connection there)
+and after a command's tagged completion has been forwarded. The test acts there
 (kills the service, takes a database lock) from outside: the service has no test code in it.
 Responses are read with their literals (``{n}`` and n bytes), so a message body that happens
 to contain a line like ``A1 OK`` is never taken for a completion.
@@ -43,6 +44,7 @@ class Completion:
 
 OnCommand = Callable[[ImapCommand], Awaitable[bool]]
 OnCompletion = Callable[[Completion], Awaitable[None]]
+OnResponse = Callable[[bytes], Awaitable[bool]]
 
 
 def _command_of(line: bytes) -> ImapCommand:
@@ -77,6 +79,9 @@ class ImapProxy:
         self.upstream = (upstream_host, upstream_port)
         self.on_command: OnCommand | None = None
         self.on_completion: OnCompletion | None = None
+        # Called with each response (literals included) once forwarded; False drops the connection
+        # right there, both ways, as a network failure in the middle of a command would.
+        self.on_response: OnResponse | None = None
         self.commands: list[ImapCommand] = []  # every command forwarded, in order
         self.held: list[ImapCommand] = []  # commands the test kept from the server
         self.errors: list[BaseException] = []  # raised by the test's callbacks (or the relay)
@@ -154,6 +159,8 @@ class ImapProxy:
                 bodies.extend(lit for head, lit in literals if head.upper().endswith(b"BODY[] "))
                 writer.write(data)
                 await writer.drain()
+                if self.on_response is not None and not await self.on_response(data):
+                    return
                 tag, _, rest = data.partition(b" ")
                 command = pending.pop(tag.decode("ascii", "replace"), None)
                 if command is None:

@@ -33,6 +33,48 @@ class MailApp:
         return Session(self.client, body["csrf_token"], cookie)
 
 
+PASSWORD_ENV = "CC_TEST_IMAP_PASSWORD"
+
+
+def mail_settings(
+    settings: Settings,
+    dovecot: Dovecot,
+    smtp_sink: SmtpSink,
+    login: str,
+    team_id: int,
+    var: Path,
+    **email: Any,
+) -> Settings:
+    """The run's settings with one mailbox ("support", mail for ``login`` on Dovecot, its password
+    in ``PASSWORD_ENV``), outbound mail to the sink, quick polling and retries; ``email`` overrides."""
+    return isolated_settings(settings).with_overrides(
+        email={
+            "mailboxes": [
+                {
+                    "name": "support",
+                    "address": "support@example.com",
+                    "display_name": "Example Support",
+                    "imap_host": dovecot.host,
+                    "imap_port": dovecot.port,
+                    "imap_tls": "none",
+                    "login": login,
+                    "password_env": PASSWORD_ENV,
+                    "team_id": team_id,
+                    "acknowledgments": {
+                        "en": {"subject": "Got it {{ subject_token }}", "body": "Ticket {{ ticket_number }}."}
+                    },
+                }
+            ],
+            "smtp": {"host": smtp_sink.host, "port": smtp_sink.port, "tls": "none"},
+            "attachment_dir": str(var / "mail"),
+            "poll_seconds": 0.2,
+            "outbox_poll_seconds": 0.1,
+            "reconnect_min_seconds": 0.1,
+            **email,
+        }
+    )
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def mail_app(
     settings: Settings,
@@ -44,31 +86,7 @@ async def mail_app(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[MailApp]:
     login = "api-" + secrets.token_hex(4)
-    configured = isolated_settings(settings).with_overrides(
-        email={
-            "mailboxes": [
-                {
-                    "name": "support",
-                    "address": "support@example.com",
-                    "display_name": "Example Support",
-                    "imap_host": dovecot.host,
-                    "imap_port": dovecot.port,
-                    "imap_tls": "none",
-                    "login": login,
-                    "password_env": "CC_TEST_IMAP_PASSWORD",
-                    "team_id": staff.red.id,
-                    "acknowledgments": {
-                        "en": {"subject": "Got it {{ subject_token }}", "body": "Ticket {{ ticket_number }}."}
-                    },
-                }
-            ],
-            "smtp": {"host": smtp_sink.host, "port": smtp_sink.port, "tls": "none"},
-            "attachment_dir": str(tmp_path / "mail"),
-            "poll_seconds": 0.2,
-            "outbox_poll_seconds": 0.1,
-            "reconnect_min_seconds": 0.1,
-        }
-    )
-    monkeypatch.setenv("CC_TEST_IMAP_PASSWORD", dovecot.password)
+    configured = mail_settings(settings, dovecot, smtp_sink, login, staff.red.id, tmp_path)
+    monkeypatch.setenv(PASSWORD_ENV, dovecot.password)
     async with TestClient(TestServer(create_app(configured))) as client:
         yield MailApp(client, login)
