@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from channels.email.content_store import ContentStore
 from channels.email.parsing import parse_message
@@ -215,6 +215,16 @@ async def test_acknowledgments_are_rate_limited_per_sender(
     ]
     assert all(r.outcome is Outcome.NEW_TICKET for r in results)
     assert [r.acknowledgment_id is not None for r in results] == [True, True, False, False]
+    # The hour counts back from now over the acknowledgments sent: once they are older, one goes out.
+    async with uow_factory() as uow:
+        await uow.session.execute(
+            update(EmailMessage)
+            .where(EmailMessage.kind == EmailKind.ACKNOWLEDGMENT)
+            .values(created_at=utcnow() - timedelta(minutes=61))
+        )
+        await uow.commit()
+    later = await deliver(uow_factory, store, make_mail(subject="issue 5", message_id="r-5@x"))
+    assert later.acknowledgment_id is not None
 
 
 async def test_bounce_marks_the_outbound_message_and_the_address(
