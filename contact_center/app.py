@@ -15,7 +15,6 @@ from contact_center.api.errors import json_errors
 from contact_center.api.routes import (
     admin,
     auth,
-    calls,
     chats,
     customer_csv,
     customers,
@@ -23,9 +22,7 @@ from contact_center.api.routes import (
     email_quarantine,
     interactions,
     presence,
-    sms,
     tickets,
-    voice,
     wallboard,
 )
 from contact_center.api.spec import Endpoint, add_routes, openapi_document
@@ -45,9 +42,11 @@ from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateL
 from contact_center.realtime import setup_realtime
 from contact_center.server_header import hide_server_software
 from contact_center.settings import Settings
-from contact_center.sms_setup import setup_sms
+from contact_center.sms import routes as sms
+from contact_center.sms.wiring import setup_sms
 from contact_center.twilio_account import setup_sandbox, twilio_gateway
-from contact_center.voice_setup import setup_voice
+from contact_center.voice import routes as voice
+from contact_center.voice.wiring import setup_voice
 from contact_center.web_setup import setup_web
 from crm_core.db import UnitOfWorkFactory, create_engine
 
@@ -63,7 +62,7 @@ API_GROUPS = (
     admin.routes,
     presence.routes,
     voice.routes,
-    calls.routes,
+    voice.call_routes,
     chats.routes,
     wallboard.routes,
     sms.routes,

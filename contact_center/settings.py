@@ -313,7 +313,7 @@ class WebchatSettings(_Section):
 
 
 class SmsSettings(_Section):
-    """Text messages (channels/twilio/sms.py and contact_center/sms_setup.py)."""
+    """Text messages (channels/twilio/sms.py and contact_center/sms/)."""
 
     from_number: str = "+15005550006"
     ticket_rule: Literal["every_conversation", "no_answer"] = "every_conversation"

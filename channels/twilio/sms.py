@@ -34,7 +34,10 @@ def _outbox_param(request: web.Request) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
-def sms_routes(inbox: SmsInbox, verifier: WebhookVerifier) -> list[web.RouteDef]:
+def sms_routes(inbox: Callable[[], SmsInbox], verifier: WebhookVerifier) -> list[web.RouteDef]:
+    """The webhooks, answered by the inbox ``inbox`` returns (looked up per webhook: the
+    application builds it at start-up, after the routes are added)."""
+
     def webhook(
         handle: Callable[[web.Request, MultiDict[str]], Awaitable[None]],
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -50,9 +53,11 @@ def sms_routes(inbox: SmsInbox, verifier: WebhookVerifier) -> list[web.RouteDef]
         return answer
 
     async def inbound(request: web.Request, params: MultiDict[str]) -> None:
-        await inbox.message_received(sms_params.inbound_sms(params))
+        message = sms_params.inbound_sms(params)
+        await inbox().message_received(message)
 
     async def status(request: web.Request, params: MultiDict[str]) -> None:
-        await inbox.message_status(sms_params.message_status(params, _outbox_param(request)))
+        update = sms_params.message_status(params, _outbox_param(request))
+        await inbox().message_status(update)
 
     return [web.post(f"{PREFIX}/inbound", webhook(inbound)), web.post(f"{PREFIX}/status", webhook(status))]

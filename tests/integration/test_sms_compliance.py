@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from contact_center.appkeys import SETTINGS
 from contact_center.sandbox.cli import send_sms
-from contact_center.sms_setup import SMS_DESK
+from contact_center.sms.routes import SMS_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import AuditEntry, SmsMessage, SmsSuppression
 from crm_core.types import Direction
@@ -120,7 +120,7 @@ async def test_help_words_get_the_help_reply_through_the_gateway(
 
     (reply,) = await until(replied)
     assert reply["body"] == help_text and reply["from"] == OUR_NUMBER
-    await service.app[SMS_DESK].idle()  # the gateway's answer is stored
+    await service.app[SMS_DESK].get().idle()  # the gateway's answer is stored
     rows = await sms_rows(uow_factory)
     assert [(r.direction, r.kind, r.ticket_id) for r in rows] == [
         (Direction.INBOUND, "keyword", None),
@@ -222,7 +222,7 @@ async def test_the_sandbox_cli_texts_the_service(
 
 
 async def _confirmations(service: TestClient[Any, Any]) -> list[dict[str, Any]]:
-    await service.app[SMS_DESK].idle()  # the confirmation is sent after the webhook is answered
+    await service.app[SMS_DESK].get().idle()  # the confirmation is sent after the webhook is answered
     return await sandbox_messages(service, TEXTER)
 
 

@@ -22,7 +22,7 @@ from contact_center.app import create_app
 from contact_center.appkeys import SETTINGS
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
-from contact_center.sms_setup import SMS_DESK
+from contact_center.sms.routes import SMS_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Customer, Interaction, SmsMessage, Ticket, utcnow
 from crm_core.services.customers import create_customer
@@ -295,7 +295,7 @@ async def test_no_answer_rule_opens_a_ticket_only_when_nobody_texts_back(
             headers={"X-CSRF-Token": csrf},
         )
         assert resp.status == 201, await resp.text()
-        desk = service.app[SMS_DESK]
+        desk = service.app[SMS_DESK].get()
         async with uow_factory() as uow:  # before the delay: nothing opens
             assert await open_unanswered(uow, desk.policy) == []
         async with uow_factory() as uow:

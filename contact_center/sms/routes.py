@@ -1,21 +1,26 @@
-"""Text messages: agents text a ticket's (or a customer's) number and read the conversation;
-supervisors read the suppression list."""
+"""The SMS routes: agents text a ticket's (or a customer's) number and read the conversation;
+supervisors read the suppression list (the ``sms`` API group); and Twilio's messaging webhooks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Protocol
 
 from aiohttp import web
 from pydantic import Field, StringConstraints
 
+from channels.twilio.signature import WebhookVerifier
+from channels.twilio.sms import sms_routes
 from contact_center.api.errors import ApiError
 from contact_center.api.responses import json_out, page_bounds
 from contact_center.api.schemas import Input, Output, PageQuery
 from contact_center.api.spec import ApiRoutes, parse_body, parse_query, path_int
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import require_role, viewer_of
-from contact_center.sms_setup import SMS_DESK
+from contact_center.late import Late
+from contact_center.settings import Settings
+from contact_center.sms.desk import SmsDesk
 from crm_core.models import Role, SmsMessage
 from crm_core.services.sms_outbound import MAX_BODY, IdempotencyKeyReused, customer_messages, ticket_messages
 from crm_core.services.sms_suppression import SmsSuppressed, list_suppressions
@@ -23,6 +28,8 @@ from crm_core.types import Direction
 from crm_core.visibility import Viewer
 
 routes = ApiRoutes("sms")
+SMS_DESK = web.AppKey("sms_desk", Late[SmsDesk])
+"""The desk, built at start-up, for routes added before it."""
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_DOC = (
     "The sender's own key for this text (each agent's keys are their own). Sent again with the same "
@@ -138,7 +145,7 @@ async def _send(request: web.Request, send: _Send) -> web.Response:
     error_codes=SEND_ERRORS,
 )
 async def send_ticket_sms(request: web.Request) -> web.Response:
-    return await _send(request, request.app[SMS_DESK].reply_on_ticket)
+    return await _send(request, request.app[SMS_DESK].get().reply_on_ticket)
 
 
 @routes.route(
@@ -164,7 +171,7 @@ async def list_ticket_sms(request: web.Request) -> web.Response:
     error_codes=SEND_ERRORS,
 )
 async def send_customer_sms(request: web.Request) -> web.Response:
-    return await _send(request, request.app[SMS_DESK].text_customer)
+    return await _send(request, request.app[SMS_DESK].get().text_customer)
 
 
 @routes.route(
@@ -199,3 +206,9 @@ async def list_sms_suppressions(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].uow() as uow:
         rows = await list_suppressions(uow.session, limit=limit, offset=offset)
     return json_out(SuppressionList(items=[SuppressionOut.model_validate(r) for r in rows]))
+
+
+def twilio_webhooks(desk: Callable[[], SmsDesk], settings: Settings) -> list[web.RouteDef]:
+    """The messaging webhooks (signature-checked), answered by the desk ``desk`` returns."""
+    verifier = WebhookVerifier(settings.twilio.auth_token.get_secret_value(), settings.server.public_base_url)
+    return sms_routes(desk, verifier)

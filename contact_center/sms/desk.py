@@ -1,0 +1,107 @@
+"""The SMS desk: what happens when a text arrives, when Twilio reports on one of ours, and when an
+agent texts a customer.
+
+Each event is one unit of work through the core (``crm_core.services.sms_*``); what must leave
+(a help reply, an opt-out confirmation, an agent's text) is written to the outbox in that unit of
+work and handed to Twilio once it commits. The sweep, run on a timer on every instance, settles
+texts whose hand-over went unanswered, sends whatever is due in the queue (after a restart, or a
+text that could not reach Twilio) and applies the no-answer ticket rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from contact_center.jobs import Jobs
+from crm_core.db import UnitOfWorkFactory
+from crm_core.models import SmsMessage
+from crm_core.services import sms_outbound
+from crm_core.services.sms_inbound import open_unanswered, receive_sms
+from crm_core.services.sms_outbox import SmsOutbox
+from crm_core.services.sms_types import InboundSms, SmsPolicy, SmsStatusUpdate, TicketRule
+from crm_core.visibility import Viewer
+
+log = logging.getLogger(__name__)
+
+
+class SmsDesk:
+    """Implements :class:`crm_core.services.sms_types.SmsInbox`, and sends agents' texts."""
+
+    def __init__(self, uow: UnitOfWorkFactory, policy: SmsPolicy, outbox: SmsOutbox, jobs: Jobs) -> None:
+        self._uow = uow
+        self.policy = policy
+        self.outbox = outbox
+        self._jobs = jobs
+        # The replies being handed over, only so that idle() can wait for them: the runtime's jobs
+        # own them (cancelled and awaited at shutdown).
+        self._sending: set[asyncio.Task[Any]] = set()
+
+    def _send_after_answer(self, message_id: int) -> None:
+        task = self._jobs.spawn(self.outbox.send(message_id), f"sms-send-{message_id}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def idle(self) -> None:
+        """Wait for the texts being sent in the background (the help replies)."""
+        while self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
+
+    async def message_received(self, message: InboundSms) -> None:
+        async with self._uow() as uow:
+            received = await receive_sms(uow, message, self.policy)
+            await uow.commit()
+        if received.reply_id is not None:
+            # Sent after the webhook is answered: Twilio should not wait on our own request to it.
+            self._send_after_answer(received.reply_id)
+
+    async def message_status(self, update: SmsStatusUpdate) -> None:
+        async with self._uow() as uow:
+            row = await sms_outbound.apply_status(uow, update)
+            await uow.commit()
+        if row is None:
+            log.info("receipt %s for unknown text %s ignored", update.status, update.message_sid)
+
+    async def _sent(self, row: SmsMessage, created: bool) -> SmsMessage:
+        if not created:
+            return row
+        await self.outbox.send(row.id)
+        async with self._uow() as uow:
+            return await uow.session.get_one(SmsMessage, row.id)
+
+    async def reply_on_ticket(
+        self, viewer: Viewer, ticket_id: int, *, body: str, to: str | None, idempotency_key: str | None
+    ) -> tuple[SmsMessage, bool]:
+        async with self._uow() as uow:
+            row, created = await sms_outbound.reply_on_ticket(
+                uow, viewer, ticket_id, body=body, to=to, policy=self.policy, idempotency_key=idempotency_key
+            )
+            await uow.commit()
+        return await self._sent(row, created), created
+
+    async def text_customer(
+        self, viewer: Viewer, customer_id: int, *, body: str, to: str | None, idempotency_key: str | None
+    ) -> tuple[SmsMessage, bool]:
+        async with self._uow() as uow:
+            row, created = await sms_outbound.text_customer(
+                uow,
+                viewer,
+                customer_id,
+                body=body,
+                to=to,
+                policy=self.policy,
+                idempotency_key=idempotency_key,
+            )
+            await uow.commit()
+        return await self._sent(row, created), created
+
+    async def sweep(self) -> None:
+        """Settle unconfirmed texts, send what is due in the queue; open tickets for texts nobody
+        answered in time."""
+        await self.outbox.reconcile()
+        await self.outbox.send_waiting()
+        if self.policy.ticket_rule is TicketRule.NO_ANSWER:
+            async with self._uow() as uow:
+                await open_unanswered(uow, self.policy)
+                await uow.commit()
