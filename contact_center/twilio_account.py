@@ -1,13 +1,22 @@
 """The service's Twilio account: which API it talks to (Twilio, a configured base URL, or the
 built-in sandbox mounted on this service), the one gateway every capability shares, and the
-sandbox's mount."""
+sandbox's mount and its configuration from the settings (the sandbox knows nothing of them)."""
 
 from __future__ import annotations
+
+import secrets
+from urllib.parse import urljoin
 
 from aiohttp import web
 
 from channels.twilio.gateway import TWILIO_API, TwilioGateway
-from contact_center.sandbox import create_sandbox_app, sandbox_config_from_settings
+from contact_center.sandbox import (
+    CallOutcomes,
+    MessageOutcomes,
+    NumberConfig,
+    SandboxConfig,
+    create_sandbox_app,
+)
 from contact_center.sandbox_access import sandbox_authorizer
 from contact_center.settings import Settings
 
@@ -47,3 +56,61 @@ def setup_sandbox(app: web.Application, settings: Settings) -> None:
     sandbox = sandbox_config_from_settings(settings)
     app[SANDBOX_CONTROL_TOKEN] = sandbox.control_token
     app.add_subapp(SANDBOX_PREFIX, create_sandbox_app(sandbox, sandbox_authorizer(app)))
+
+
+def _absolute(base: str, url: str) -> str:
+    if not url:
+        return ""
+    return urljoin(base.rstrip("/") + "/", url.lstrip("/")) if "://" not in url else url
+
+
+def sandbox_config_from_settings(settings: Settings, public_url: str | None = None) -> SandboxConfig:
+    """The sandbox for this service: its numbers' relative webhook paths point at ``public_base_url``.
+
+    ``public_url`` is where the sandbox itself is reached; by default the service's own
+    ``<public_base_url>/twilio-sandbox`` (the sandbox mounted as a sub-application). The control
+    token is ``sandbox.control_token``, or a new random one when that is empty.
+    """
+    base = settings.server.public_base_url
+    sb = settings.sandbox
+    numbers = {
+        number: NumberConfig(
+            voice_url=_absolute(base, n.voice_url),
+            voice_status_callback=_absolute(base, n.voice_status_callback) or None,
+            sms_url=_absolute(base, n.sms_url),
+            voice_status_events=tuple(n.voice_status_events),
+        )
+        for number, n in sb.numbers.items()
+    }
+    out = sb.outbound
+    msg = sb.messages
+    return SandboxConfig(
+        account_sid=settings.twilio.account_sid,
+        auth_token=settings.twilio.auth_token.get_secret_value(),
+        numbers=numbers,
+        time_scale=sb.time_scale,
+        outcomes=CallOutcomes(
+            human=out.human,
+            machine=out.machine,
+            busy=out.busy,
+            no_answer=out.no_answer,
+            failed=out.failed,
+            ring_seconds=out.ring_seconds,
+            talk_seconds=out.talk_seconds,
+            amd_seconds=out.amd_seconds,
+        ),
+        messages=MessageOutcomes(
+            delivered=msg.delivered,
+            undelivered=msg.undelivered,
+            failed=msg.failed,
+            send_seconds=msg.send_seconds,
+            deliver_seconds=msg.deliver_seconds,
+            out_of_order=msg.out_of_order,
+        ),
+        seed=sb.seed,
+        webhook_timeout=sb.webhook_timeout,
+        public_url=(public_url if public_url is not None else f"{base}{SANDBOX_PREFIX}"),
+        client_voice_url=_absolute(base, sb.client_voice_url),
+        client_auto_answer_seconds=sb.client_auto_answer_seconds or None,
+        control_token=sb.control_token.get_secret_value() or secrets.token_urlsafe(24),
+    )

@@ -42,6 +42,11 @@ Not simulated
   Service sender pools (the first configured number sends), Queues REST resources, rate limits
   (20429), prices.
 - Timestamps are real UTC time; durations are simulated seconds.
+
+A package of its own: it imports nothing of ``crm_core``, ``channels`` or the rest of
+``contact_center`` (an import-linter contract holds it). The service adapts its settings into a
+:class:`SandboxConfig` and mounts it (``contact_center.twilio_account``); ``contact-center
+sandbox serve|call|sms`` is ``contact_center.sandbox_cli``.
 """
 
 from __future__ import annotations
@@ -52,7 +57,6 @@ from contact_center.sandbox.config import (
     MessageOutcomes,
     NumberConfig,
     SandboxConfig,
-    sandbox_config_from_settings,
 )
 from contact_center.sandbox.engine import Sandbox
 from contact_center.sandbox.keys import SANDBOX
@@ -65,5 +69,4 @@ __all__ = [
     "Sandbox",
     "SandboxConfig",
     "create_sandbox_app",
-    "sandbox_config_from_settings",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.typedefs import Middleware
 
 from contact_center.sandbox import rest, simulation
@@ -15,7 +15,10 @@ from contact_center.sandbox.keys import SANDBOX
 from contact_center.sandbox.model import TwilioApiError
 from contact_center.sandbox.rest import twilio_error
 from contact_center.sandbox.simulation import SimulationError
-from contact_center.server_header import hide_server_software
+
+NEUTRAL_SERVER = "contact-center"
+"""What aiohttp's own answers (to malformed requests) name as the server; the service's value
+(``contact_center.server_header``), as both may run in one process and this one is global."""
 
 
 @web.middleware
@@ -67,6 +70,18 @@ def control_access(
     return check
 
 
+async def _drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.popall("Server", None)
+
+
+def _hide_server_software(app: web.Application) -> None:
+    """No answer names the server's software: no ``Server`` header on the sandbox's responses, and
+    no versions in aiohttp's own."""
+    app.on_response_prepare.append(_drop_server_header)
+    # aiohttp reads this default when it prepares a response that has no Server header.
+    web_response.SERVER_SOFTWARE = NEUTRAL_SERVER  # type: ignore[attr-defined]
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     sandbox = app[SANDBOX]
     await sandbox.start()
@@ -89,5 +104,5 @@ def create_sandbox_app(config: SandboxConfig, authorize: Authorize | None = None
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_routes(rest.routes)
     control.update(route.resource for route in app.router.add_routes(simulation.routes) if route.resource)
-    hide_server_software(app)
+    _hide_server_software(app)
     return app

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-from urllib.parse import urljoin
-
-if TYPE_CHECKING:
-    from contact_center.settings import Settings
 
 DEFAULT_ACCOUNT_SID = "ACsandbox0000000000000000000000000"
 DEFAULT_AUTH_TOKEN = "sandbox-auth-token"  # noqa: S105 - the sandbox's own, public, demo secret
@@ -70,7 +65,8 @@ class MessageOutcomes:
 
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
-    """Everything the sandbox needs: built by hand in tests or by :func:`sandbox_config_from_settings`."""
+    """Everything the sandbox needs: built by hand in tests, or by the application that runs it
+    from its own settings (the sandbox knows nothing of them)."""
 
     account_sid: str = DEFAULT_ACCOUNT_SID
     auth_token: str = DEFAULT_AUTH_TOKEN
@@ -104,61 +100,3 @@ class SandboxConfig:
     control_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     """Lets a caller drive ``/sandbox/...`` (``Authorization: Bearer`` or ``X-Sandbox-Token``);
     a new random one unless given."""
-
-
-def _absolute(base: str, url: str) -> str:
-    if not url:
-        return ""
-    return urljoin(base.rstrip("/") + "/", url.lstrip("/")) if "://" not in url else url
-
-
-def sandbox_config_from_settings(settings: Settings, public_url: str | None = None) -> SandboxConfig:
-    """The sandbox for this service: its numbers' relative webhook paths point at ``public_base_url``.
-
-    ``public_url`` is where the sandbox itself is reached; by default the service's own
-    ``<public_base_url>/twilio-sandbox`` (the sandbox mounted as a sub-application). The control
-    token is ``sandbox.control_token``, or a new random one when that is empty.
-    """
-    base = settings.server.public_base_url
-    sb = settings.sandbox
-    numbers = {
-        number: NumberConfig(
-            voice_url=_absolute(base, n.voice_url),
-            voice_status_callback=_absolute(base, n.voice_status_callback) or None,
-            sms_url=_absolute(base, n.sms_url),
-            voice_status_events=tuple(n.voice_status_events),
-        )
-        for number, n in sb.numbers.items()
-    }
-    out = sb.outbound
-    msg = sb.messages
-    return SandboxConfig(
-        account_sid=settings.twilio.account_sid,
-        auth_token=settings.twilio.auth_token.get_secret_value(),
-        numbers=numbers,
-        time_scale=sb.time_scale,
-        outcomes=CallOutcomes(
-            human=out.human,
-            machine=out.machine,
-            busy=out.busy,
-            no_answer=out.no_answer,
-            failed=out.failed,
-            ring_seconds=out.ring_seconds,
-            talk_seconds=out.talk_seconds,
-            amd_seconds=out.amd_seconds,
-        ),
-        messages=MessageOutcomes(
-            delivered=msg.delivered,
-            undelivered=msg.undelivered,
-            failed=msg.failed,
-            send_seconds=msg.send_seconds,
-            deliver_seconds=msg.deliver_seconds,
-            out_of_order=msg.out_of_order,
-        ),
-        seed=sb.seed,
-        webhook_timeout=sb.webhook_timeout,
-        public_url=(public_url if public_url is not None else f"{base}/twilio-sandbox"),
-        client_voice_url=_absolute(base, sb.client_voice_url),
-        client_auto_answer_seconds=sb.client_auto_answer_seconds or None,
-        control_token=sb.control_token.get_secret_value() or secrets.token_urlsafe(24),
-    )

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from contact_center.sandbox import sandbox_config_from_settings
 from contact_center.settings import ConfigError, load_settings
+from contact_center.twilio_account import sandbox_config_from_settings
 
 KEY = {"SECRET_KEY": "0123456789abcdef-secret"}
 

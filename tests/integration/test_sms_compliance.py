@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from contact_center.appkeys import SETTINGS
-from contact_center.sandbox.cli import send_sms
+from contact_center.sandbox_cli import send_sms
 from contact_center.sms.routes import SMS_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import AuditEntry, SmsMessage, SmsSuppression

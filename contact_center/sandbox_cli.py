@@ -1,5 +1,6 @@
 """``contact-center sandbox serve`` (a standalone Twilio sandbox), ``sandbox call`` (ring it) and
-``sandbox sms`` (text it).
+``sandbox sms`` (text it): the service's commands around the sandbox, which knows nothing of the
+settings they read.
 
 ``call`` and ``sms`` drive the sandbox's phones, which takes its control token: ``--token``, else
 ``sandbox.control_token`` (SANDBOX_CONTROL_TOKEN). ``serve`` and the service print the token they
@@ -21,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
+from contact_center.sandbox import create_sandbox_app
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
-from contact_center.sandbox.app import create_sandbox_app
-from contact_center.sandbox.config import sandbox_config_from_settings
 from contact_center.settings import Settings
+from contact_center.twilio_account import sandbox_config_from_settings
 
 if TYPE_CHECKING:
     from contact_center.cli import Command
