@@ -11,8 +11,9 @@ conversation it belongs to, so ``threading_accuracy`` is the share of messages t
 their conversation's ticket (or on none, when they should not open one), with every
 conversation on a ticket of its own.
 
-The watcher is built as ``contact-center serve`` builds it (``contact_center.email_setup``:
-``watch_options``, ``email_policy``, ``mailbox_policy``) from the service's settings
+The watcher is built as ``contact-center serve`` builds it (``contact_center.email.wiring``:
+``watch_options``, ``email_policy``, ``mailbox_policy``, handing mail to the core's
+``EmailIntake``) from the service's settings
 (config/default.toml, nothing from the environment) with one mailbox on the benchmark's Dovecot,
 so it fetches and stores ``email.batch_size`` messages per transaction (50) and parses in its own
 process (``email.parse_processes`` 0). A second run repeats the ingestion with
@@ -61,10 +62,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from channels.email.content_store import ContentStore
 from channels.email.imap import MailboxWatcher, WatchOptions
-from contact_center.email_setup import email_policy, imap_account, mailbox_policy, watch_options
+from contact_center.email.wiring import email_policy, imap_account, mailbox_policy, watch_options
 from contact_center.settings import Settings, load_settings
 from crm_core.db import UnitOfWorkFactory, create_engine, migrate
 from crm_core.models import EmailMessage as EmailRow
+from crm_core.services.email_intake import EmailIntake
 
 TARGET_MSGS_PER_S = 300.0
 BACKENDS = "PostgreSQL and Dovecot (IMAP); no Redis (events dropped), no SMTP"
@@ -313,9 +315,7 @@ async def ingest_once(
         mailbox = settings.email.mailboxes[0]
         watcher = MailboxWatcher(
             imap_account(mailbox),
-            factory,
-            mailbox_policy(mailbox),
-            email_policy(settings),
+            EmailIntake(factory, mailbox_policy(mailbox), email_policy(settings)),
             ContentStore(root / f"store-{login}"),
             watching,
         )

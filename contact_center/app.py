@@ -18,8 +18,6 @@ from contact_center.api.routes import (
     chats,
     customer_csv,
     customers,
-    email,
-    email_quarantine,
     interactions,
     presence,
     tickets,
@@ -34,7 +32,8 @@ from contact_center.bus.inprocess import InProcessBus
 from contact_center.bus.redis_bus import RedisBus
 from contact_center.chat_setup import setup_chat
 from contact_center.client_address import client_address_middleware
-from contact_center.email_setup import setup_email
+from contact_center.email import routes as email_routes
+from contact_center.email.wiring import setup_email
 from contact_center.health import routes as health_routes
 from contact_center.jobs import Jobs
 from contact_center.presence import presence_store
@@ -66,8 +65,8 @@ API_GROUPS = (
     chats.routes,
     wallboard.routes,
     sms.routes,
-    email.routes,
-    email_quarantine.routes,
+    email_routes.routes,
+    email_routes.quarantine_routes,
 )
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])

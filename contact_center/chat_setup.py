@@ -52,7 +52,8 @@ from channels.webchat.socket import (
 from channels.webchat.tokens import VisitorTokens
 from contact_center.appkeys import RUNTIME, Runtime
 from contact_center.chat_routing import ChatRouter, MemoryChatLoad, chat_load_store, reconcile_load
-from contact_center.email_setup import EMAIL_DESK, transcript_mailer
+from contact_center.email.desk import EMAIL_DESK
+from contact_center.email.wiring import transcript_mailer
 from contact_center.periodic import every
 from contact_center.presence import PRESENCE_CHANGED, AgentState
 from contact_center.rate_limit import RateLimiter

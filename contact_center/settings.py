@@ -436,7 +436,7 @@ class SmtpSettings(_Section):
 
 
 class EmailSettings(_Section):
-    """Mailboxes in (IMAP), the outbox out (SMTP); see channels/email and contact_center/email_setup.py."""
+    """Mailboxes in (IMAP), the outbox out (SMTP); see channels/email and contact_center/email/."""
 
     mailboxes: list[MailboxSettings] = Field(default_factory=list)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)

@@ -1,8 +1,9 @@
-"""What the email channel hands the core (parsed mail) and what the core asks of it (delivery)."""
+"""What the email channel hands the core (parsed mail, through a mailbox's intake) and what the core
+asks of it (delivery)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -89,4 +90,53 @@ class DeliveryError(Exception):
 class MailTransport(Protocol):
     async def deliver(self, email: OutboundEmail) -> str:
         """Compose and send; return the server's reply or raise :class:`DeliveryError`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableMail:
+    """A fetched message that could not be parsed: its mailbox UID, its raw bytes (in the content
+    store; ``raw_sha256`` None when even that failed) and why (``Type: message``)."""
+
+    uid: int
+    raw_sha256: str | None
+    raw_size: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeReport:
+    """What a batch came to: messages stored (duplicates not counted) and messages quarantined."""
+
+    stored: int
+    quarantined: int
+
+
+class MailboxIntake(Protocol):
+    """The core's side of one watched mailbox: the IMAP channel fetches and parses, and hands
+    what it got here. Progress is a checkpoint, (UIDVALIDITY, last UID), kept with the mail."""
+
+    async def checkpoint(self) -> tuple[int | None, int]:
+        """The checkpoint stored so far; ``(None, 0)`` before the first batch."""
+        ...
+
+    async def known(self, keys: Sequence[str]) -> set[str]:
+        """Which of these message keys are stored already (their bodies need not be fetched)."""
+        ...
+
+    async def save_checkpoint(self, uidvalidity: int, last_uid: int) -> None:
+        """Record progress that came with no mail (a renumbered folder with nothing new)."""
+        ...
+
+    async def store_batch(
+        self,
+        uidvalidity: int,
+        last_uid: int,
+        parsed: Sequence[tuple[int, InboundEmail]],
+        unreadable: Sequence[UnreadableMail],
+    ) -> IntakeReport:
+        """Store a batch (``parsed`` as (UID, message), in mailbox order) with the checkpoint
+        ``last_uid`` in one transaction, threaded and acknowledged. A message that cannot be
+        stored, like one that could not be parsed, is quarantined and the checkpoint still moves
+        on: no message stops a mailbox. Raises only when the database cannot be written at all."""
         ...

@@ -1,9 +1,11 @@
 """IMAP ingestion with aioimaplib: one watcher per mailbox, IDLE or polling, fetch by UID.
 
 Each round: UID SEARCH above the checkpoint; fetch only the Message-ID headers and skip what is
-already stored; fetch the remaining bodies; parse and ingest them together with the new
-checkpoint in one transaction; then flag, move or leave them. A crash anywhere repeats at most
-the last batch, which the stored Message-IDs make harmless.
+already stored; fetch the remaining bodies; parse them and hand them, with the new checkpoint,
+to the mailbox's intake (:class:`crm_core.email_ports.MailboxIntake`, which stores them in one
+transaction); then flag, move or leave them. A crash anywhere repeats at most the last batch,
+which the stored Message-IDs make harmless. The watcher speaks IMAP and MIME; what is stored,
+threaded or quarantined is the intake's business.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import logging
 import multiprocessing
 import re
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,18 +26,7 @@ from aioimaplib import IMAP4, IMAP4_SSL, STOP_WAIT_SERVER_PUSH, AioImapException
 
 from channels.email.content_store import ContentStore
 from channels.email.parsing import header_message_key, parse_message
-from crm_core.db import UnitOfWork
-from crm_core.email_ports import InboundEmail
-from crm_core.services.email_batch import ingest, ingest_batch
-from crm_core.services.email_ingest import (
-    EmailPolicy,
-    MailboxPolicy,
-    Outcome,
-    known_keys,
-    load_checkpoint,
-    save_checkpoint,
-)
-from crm_core.services.email_quarantine import QuarantinedMail, describe, quarantine
+from crm_core.email_ports import InboundEmail, MailboxIntake, UnreadableMail
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +112,7 @@ class Fetched:
     """A batch as parsed: the messages, and those that could not be parsed (raw bytes kept)."""
 
     parsed: list[tuple[int, InboundEmail]] = field(default_factory=list)
-    failed: list[QuarantinedMail] = field(default_factory=list)
+    failed: list[UnreadableMail] = field(default_factory=list)
 
     def add(self, uid: int, raw: bytes, store: ContentStore, limit: int) -> None:
         try:
@@ -131,10 +122,8 @@ class Fetched:
             sha: str | None = None
             with contextlib.suppress(Exception):
                 sha = store.put(raw)
-            # The mailbox and UIDVALIDITY are filled in by the watcher.
-            self.failed.append(
-                QuarantinedMail("", 0, uid, raw_sha256=sha, raw_size=len(raw), error=describe(exc))
-            )
+            error = f"{type(exc).__name__}: {exc}"
+            self.failed.append(UnreadableMail(uid, raw_sha256=sha, raw_size=len(raw), error=error))
 
 
 def parse_batch(raws: list[tuple[int, bytes]], store_root: str, limit: int) -> Fetched:
@@ -150,18 +139,10 @@ class MailboxWatcher:
     """Keeps one mailbox ingested; :meth:`run` never returns and never lets an error escape."""
 
     def __init__(
-        self,
-        account: ImapAccount,
-        uow_factory: Callable[[], UnitOfWork],
-        mailbox: MailboxPolicy,
-        policy: EmailPolicy,
-        store: ContentStore,
-        options: WatchOptions,
+        self, account: ImapAccount, intake: MailboxIntake, store: ContentStore, options: WatchOptions
     ) -> None:
         self.account = account
-        self.uow_factory = uow_factory
-        self.mailbox = mailbox
-        self.policy = policy
+        self.intake = intake
         self.store = store
         self.options = options
         self.ingested = 0
@@ -312,8 +293,7 @@ class MailboxWatcher:
         """Flag or move what was stored before a crash but not yet flagged or moved."""
         if self.account.after == "leave":
             return
-        async with self.uow_factory() as uow:
-            stored_validity, last_uid = await load_checkpoint(uow.session, self.account.name)
+        stored_validity, last_uid = await self.intake.checkpoint()
         if stored_validity != uidvalidity or last_uid == 0:
             return
         criteria = f"UID 1:{last_uid}" + (" UNSEEN" if self.account.after == "seen" else "")
@@ -329,8 +309,7 @@ class MailboxWatcher:
             await self._after(client, uids[start : start + size])
 
     async def _pending(self, client: IMAP4, uidvalidity: int) -> bool:
-        async with self.uow_factory() as uow:
-            stored_validity, last_uid = await load_checkpoint(uow.session, self.account.name)
+        stored_validity, last_uid = await self.intake.checkpoint()
         if stored_validity != uidvalidity:
             return True
         return bool(await self._new_uids(client, last_uid))
@@ -346,8 +325,7 @@ class MailboxWatcher:
         return sorted(u for u in set(uids) if u > last_uid)
 
     async def sync(self, client: IMAP4, uidvalidity: int) -> int:
-        async with self.uow_factory() as uow:
-            stored_validity, last_uid = await load_checkpoint(uow.session, self.account.name)
+        stored_validity, last_uid = await self.intake.checkpoint()
         if stored_validity is not None and stored_validity != uidvalidity:
             # The server renumbered the folder: rescan it all; stored Message-IDs skip the known.
             log.warning("mailbox %s: UIDVALIDITY changed, rescanning", self.account.name)
@@ -357,9 +335,7 @@ class MailboxWatcher:
         batches = [uids[start : start + size] for start in range(0, len(uids), size)]
         if not batches:
             if stored_validity != uidvalidity:
-                async with self.uow_factory() as uow:
-                    await save_checkpoint(uow.session, self.account.name, uidvalidity, last_uid)
-                    await uow.commit()
+                await self.intake.save_checkpoint(uidvalidity, last_uid)
             return 0
         # The next batch is fetched and parsed while the current one is written.
         upcoming = asyncio.ensure_future(self._fetch(client, batches[0]))
@@ -369,10 +345,11 @@ class MailboxWatcher:
                 parsed = await upcoming
                 if index + 1 < len(batches):
                     upcoming = asyncio.ensure_future(self._fetch(client, batches[index + 1]))
-                count = await self._store(parsed, uidvalidity, max(batch))
+                report = await self.intake.store_batch(uidvalidity, max(batch), parsed.parsed, parsed.failed)
                 await self._after(client, batch)
-                self.ingested += count
-                stored += count
+                self.ingested += report.stored
+                self.quarantined += report.quarantined
+                stored += report.stored
         finally:
             if not upcoming.done():
                 upcoming.cancel()
@@ -393,8 +370,7 @@ class MailboxWatcher:
             key = header_message_key(head)
             if key is not None:
                 keys[uid] = key
-        async with self.uow_factory() as uow:
-            known = await known_keys(uow.session, list(keys.values()))
+        known = await self.intake.known(list(keys.values()))
         wanted = [u for u in uids if keys.get(u) not in known]
         bodies: dict[int, bytes] = {}
         if wanted:
@@ -417,64 +393,6 @@ class MailboxWatcher:
             fetched.add(uid, raw, self.store, self.options.max_attachment_bytes)
             await asyncio.sleep(0)  # let the batch being written make progress
         return fetched
-
-    async def _store(self, fetched: Fetched, uidvalidity: int, last_uid: int) -> int:
-        """The whole batch and its checkpoint in one transaction; if that fails, message by
-        message. A message that cannot be parsed or stored is quarantined (its raw bytes are
-        kept) and the mailbox moves on: no message can stop intake."""
-        failed = [replace(f, mailbox=self.account.name, uidvalidity=uidvalidity) for f in fetched.failed]
-        try:
-            async with self.uow_factory() as uow:
-                results = await ingest_batch(uow, self.mailbox, self.policy, [m for _, m in fetched.parsed])
-                for item in failed:
-                    await quarantine(uow.session, item)
-                await save_checkpoint(uow.session, self.account.name, uidvalidity, last_uid)
-                await uow.commit()
-            self._log_quarantined(failed)
-            return sum(r.outcome is not Outcome.DUPLICATE for r in results)
-        except Exception:
-            log.exception("mailbox %s: batch failed, ingesting one by one", self.account.name)
-        stored = 0
-        for uid, mail in fetched.parsed:
-            try:
-                async with self.uow_factory() as uow:
-                    result = await ingest(uow, self.mailbox, self.policy, mail)
-                    stored += result.outcome is not Outcome.DUPLICATE
-                    await save_checkpoint(uow.session, self.account.name, uidvalidity, uid)
-                    await uow.commit()
-            except Exception as exc:
-                log.exception("mailbox %s: UID %s could not be ingested", self.account.name, uid)
-                failed.append(self._quarantined(uid, uidvalidity, mail, exc))
-        async with self.uow_factory() as uow:
-            for item in failed:
-                await quarantine(uow.session, item)
-            await save_checkpoint(uow.session, self.account.name, uidvalidity, last_uid)
-            await uow.commit()
-        self._log_quarantined(failed)
-        return stored
-
-    def _quarantined(self, uid: int, uidvalidity: int, mail: InboundEmail, exc: Exception) -> QuarantinedMail:
-        return QuarantinedMail(
-            mailbox=self.account.name,
-            uidvalidity=uidvalidity,
-            uid=uid,
-            raw_sha256=mail.raw_sha256,
-            raw_size=mail.raw_size,
-            error=describe(exc),
-            message_key=mail.key,
-            from_address=mail.from_address,
-            subject=mail.subject,
-        )
-
-    def _log_quarantined(self, failed: list[QuarantinedMail]) -> None:
-        self.quarantined += len(failed)
-        for item in failed:
-            log.warning(
-                "mailbox %s: UID %s quarantined (%s); an admin can retry it",
-                self.account.name,
-                item.uid,
-                item.error,
-            )
 
     async def _after(self, client: IMAP4, uids: list[int]) -> None:
         if self.account.after == "seen":

@@ -1,15 +1,31 @@
-"""Automatic acknowledgments: sandboxed Jinja2 templates per mailbox and language."""
+"""Automatic acknowledgments: sandboxed Jinja2 templates per mailbox and language, whether a
+message that opened a ticket is acknowledged, and the one place that writes acknowledgments (for
+the batch and the single-message ingest path alike)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_core.db import UnitOfWork
+from crm_core.email_ports import InboundEmail
 from crm_core.errors import InvalidInput
+from crm_core.models import EmailAddressHealth, EmailKind, EmailMessage, Ticket, utcnow
+from crm_core.rules.email_refs import subject_token, with_token
+from crm_core.services.email_outbound import build_outbound, interaction_logged
+from crm_core.services.email_participants import add_participant_rows
+from crm_core.services.tickets import system_note
+
+if TYPE_CHECKING:  # the policies name the templates: imported for annotations only
+    from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +92,124 @@ def render(template: AckTemplate, context: Mapping[str, object]) -> tuple[str, s
     except TemplateError as exc:
         raise InvalidInput(f"acknowledgment template: {exc}") from exc
     return " ".join(subject.split()), body
+
+
+def acknowledgment_text(
+    ticket: Ticket,
+    customer_name: str,
+    customer_language: str | None,
+    mail: InboundEmail,
+    mailbox: MailboxPolicy,
+    policy: EmailPolicy,
+) -> tuple[str, str]:
+    """Subject (with the ticket token) and body of the acknowledgment; InvalidInput if the
+    mailbox's template cannot be rendered."""
+    template = pick_template(mailbox.templates, [customer_language, mail.language], mailbox.language)
+    subject, body = render(
+        template,
+        {
+            "ticket_number": ticket.number,
+            "subject_token": subject_token(ticket.number, policy.subject_token),
+            "subject": ticket.subject,
+            "customer_name": customer_name,
+            "mailbox": mailbox.name,
+        },
+    )
+    return with_token(subject, ticket.number, policy.subject_token), body
+
+
+def may_acknowledge(
+    mailbox: MailboxPolicy, policy: EmailPolicy, sender: str, *, failing: bool, sent_last_hour: int
+) -> bool:
+    """Whether a message that opened a ticket is acknowledged: the mailbox acknowledges, the
+    sender's address is not failing and has had fewer than ``acks_per_hour`` in the last hour."""
+    return mailbox.acknowledge and bool(sender) and not failing and sent_last_hour < policy.acks_per_hour
+
+
+async def acknowledgment_facts(
+    session: AsyncSession, senders: Collection[str]
+) -> tuple[set[str], dict[str, int]]:
+    """Of these (lower-cased) senders: those whose address is failing, and how many
+    acknowledgments each was sent in the last hour."""
+    if not senders:
+        return set(), {}
+    failing = set(
+        await session.scalars(
+            select(EmailAddressHealth.address).where(
+                EmailAddressHealth.address.in_(senders), EmailAddressHealth.failing.is_(True)
+            )
+        )
+    )
+    rows = await session.execute(
+        select(EmailMessage.recipient, func.count())
+        .where(
+            EmailMessage.recipient.in_(senders),
+            EmailMessage.kind == EmailKind.ACKNOWLEDGMENT,
+            EmailMessage.created_at >= utcnow() - timedelta(hours=1),
+        )
+        .group_by(EmailMessage.recipient)
+    )
+    return failing, {r: int(c) for r, c in rows.all() if r is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class AckRequest:
+    """A message that opened ``ticket`` and is to be acknowledged, with whom it is written to."""
+
+    ticket: Ticket
+    customer_name: str
+    customer_language: str | None
+    mail: InboundEmail
+
+
+async def write_acknowledgments(
+    uow: UnitOfWork, requests: Sequence[AckRequest], mailbox: MailboxPolicy, policy: EmailPolicy
+) -> list[EmailMessage | None]:
+    """Queue the acknowledgments in the outbox (in the caller's transaction), one per request in
+    order: the reply to the message, from the mailbox, with the ticket's token. A template that
+    cannot be rendered leaves a note on the ticket instead (None in its place)."""
+    session = uow.session
+    acks: list[EmailMessage | None] = []
+    participants: list[tuple[int, str]] = []
+    unsent: list[tuple[Ticket, str]] = []
+    for request in requests:
+        ticket, mail = request.ticket, request.mail
+        try:
+            subject, body = acknowledgment_text(
+                ticket, request.customer_name, request.customer_language, mail, mailbox, policy
+            )
+        except InvalidInput as exc:
+            unsent.append((ticket, f"No acknowledgment sent: {exc}"))
+            acks.append(None)
+            continue
+        sender = (mail.from_address or "").lower()
+        message_id = mail.message_id
+        participants.append((ticket.id, sender))
+        acks.append(
+            build_outbound(
+                ticket_id=ticket.id,
+                ticket_number=ticket.number,
+                customer_id=ticket.customer_id,
+                identity=mailbox.identity,
+                secret=policy.secret,
+                domain=policy.domain,
+                kind=EmailKind.ACKNOWLEDGMENT,
+                to=[sender],
+                subject=subject,
+                text=body,
+                in_reply_to=message_id,
+                references=[*mail.references, *([message_id] if message_id else [])],
+                automatic=True,
+            )
+        )
+    written = [ack for ack in acks if ack is not None]
+    if written:
+        session.add_all(written)
+        await session.flush()
+        for ack in written:
+            assert ack.interaction is not None
+            uow.record(interaction_logged(ack.interaction))
+        await add_participant_rows(session, participants)
+    for ticket, note in unsent:
+        await system_note(uow, ticket, note)
+    return acks

@@ -2,95 +2,46 @@
 
 Everything the common cases need is read up front in six queries (stored keys, the tickets the
 References chains point at, the senders' customers, failing addresses, recent acknowledgments).
-New conversations, replies to active tickets, auto-replies and mail that opens nothing are then
-decided in memory, in mailbox order (a reply may follow its first message in the same batch),
-and written in bulk. Anything else (bounces, resolved or closed tickets, refs or subject tokens,
-skipped attachments, unusual addresses) goes through :func:`ingest_one` after the pending writes
-are flushed, so both paths see the same database.
+Each message is then decided by :func:`crm_core.services.email_ingest.decide` from that, in
+mailbox order (a reply may follow its first message in the same batch), and new conversations,
+replies to active tickets, auto-replies, loops and mail that opens nothing are written in bulk.
+What needs more of the database (bounces, resolved or closed tickets, refs or subject tokens,
+skipped attachments) goes through :func:`ingest_one` after the pending writes are flushed, so
+both paths see the same database.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
-from crm_core import events
-from crm_core.contact_points import email_match_key, normalize_email
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import InboundEmail
-from crm_core.errors import InvalidInput
-from crm_core.models import (
-    Counter,
-    Customer,
-    CustomerEmail,
-    EmailAddressHealth,
-    EmailAttachment,
-    EmailKind,
-    EmailMessage,
-    Interaction,
-    Ticket,
-    utcnow,
-)
-from crm_core.rules.email_loops import MailKind, classify
+from crm_core.models import Customer, CustomerEmail, EmailMessage, Ticket, utcnow
 from crm_core.rules.email_refs import message_key, signed_numbers, subject_numbers
-from crm_core.rules.ticket_status import ACTIVE_STATUSES, TicketStatus
-from crm_core.services.audit import audit
+from crm_core.rules.ticket_status import TicketStatus
+from crm_core.services.email_acks import acknowledgment_facts, may_acknowledge
+from crm_core.services.email_batch_write import NewCustomer, NewTicket, Step, TicketRef, write_steps
 from crm_core.services.email_ingest import (
     EmailPolicy,
     Ingested,
     MailboxPolicy,
     Outcome,
-    acknowledgment_text,
-    inbound_row,
+    Thread,
+    decide,
     ingest_one,
     is_loop,
+    needs_thread,
+    sender_address,
 )
-from crm_core.services.email_outbound import build_outbound, interaction_logged
-from crm_core.services.email_participants import add_participant_rows
-from crm_core.services.tickets import TICKET_COUNTER, system_note
-from crm_core.sql import insert_ignore
-from crm_core.types import Channel, Direction, Priority
 
-
-@dataclass(eq=False)
-class _NewCustomer:
-    address: str
-    display_name: str
-    row: Customer | None = None
-
-
-@dataclass(eq=False)
-class _NewTicket:
-    customer: int | _NewCustomer
-    subject: str
-    row: Ticket | None = None
-
-    @property
-    def customer_id(self) -> int:
-        if isinstance(self.customer, int):
-            return self.customer
-        assert self.customer.row is not None
-        return self.customer.row.id
-
-
-TicketRef = int | _NewTicket
-
-
-@dataclass(eq=False)
-class _Step:
-    index: int
-    mail: InboundEmail
-    kind: EmailKind
-    outcome: Outcome
-    ticket: TicketRef | None = None
-    acknowledge: bool = False
-    customer_name: str = ""
-    customer_language: str | None = None
+# What this path writes itself; the rest goes through ingest_one.
+_WRITTEN_HERE = frozenset(
+    {Outcome.LOOP, Outcome.IGNORED, Outcome.NEW_TICKET, Outcome.THREADED, Outcome.AUTO_REPLY}
+)
 
 
 @dataclass
@@ -100,7 +51,7 @@ class _Knowledge:
     stored: set[str]
     ticket_of_key: dict[str, TicketRef]
     tickets: dict[int, Ticket]
-    customers: dict[str, int | _NewCustomer]
+    customers: dict[str, int | NewCustomer]
     names: dict[int, tuple[str, str | None]]
     failing: set[str]
     acks_sent: dict[str, int]
@@ -129,8 +80,8 @@ async def _prefetch(uow: UnitOfWork, mails: Sequence[InboundEmail]) -> _Knowledg
     if ticket_of_key:
         ids = {t for t in ticket_of_key.values() if isinstance(t, int)}
         tickets = {t.id: t for t in await session.scalars(select(Ticket).where(Ticket.id.in_(ids)))}
-    senders = {a for a in (_address(m) for m in mails) if a}
-    customers: dict[str, int | _NewCustomer] = {}
+    senders = {a for a in (sender_address(m) for m in mails) if a}
+    customers: dict[str, int | NewCustomer] = {}
     names: dict[int, tuple[str, str | None]] = {}
     if senders:
         rows = await session.execute(
@@ -142,350 +93,68 @@ async def _prefetch(uow: UnitOfWork, mails: Sequence[InboundEmail]) -> _Knowledg
             customers[address] = customer_id
             names[customer_id] = (name, language)
     lowered = {(m.from_address or "").lower() for m in mails if m.from_address}
-    failing: set[str] = set()
-    acks_sent: dict[str, int] = {}
-    if lowered:
-        failing = set(
-            await session.scalars(
-                select(EmailAddressHealth.address).where(
-                    EmailAddressHealth.address.in_(lowered), EmailAddressHealth.failing.is_(True)
-                )
-            )
-        )
-        rows = await session.execute(
-            select(EmailMessage.recipient, func.count())
-            .where(
-                EmailMessage.recipient.in_(lowered),
-                EmailMessage.kind == EmailKind.ACKNOWLEDGMENT,
-                EmailMessage.created_at >= utcnow() - timedelta(hours=1),
-            )
-            .group_by(EmailMessage.recipient)
-        )
-        acks_sent = {r: int(c) for r, c in rows.all() if r is not None}
+    failing, acks_sent = await acknowledgment_facts(session, lowered)
     return _Knowledge(stored, ticket_of_key, tickets, customers, names, failing, acks_sent)
 
 
-def _address(mail: InboundEmail) -> str | None:
-    if not mail.from_address:
-        return None
-    try:
-        return normalize_email(mail.from_address)
-    except InvalidInput:
-        return None
-
-
 def _decide(
-    index: int, mail: InboundEmail, known: _Knowledge, mailbox: MailboxPolicy, policy: EmailPolicy
-) -> _Step | None:
-    """The step for a common case, or None for :func:`ingest_one`."""
-    if is_loop(mail, policy):
-        return _Step(index, mail, EmailKind.LOOP, Outcome.LOOP)
-    if mail.bounce is not None or any(a.skipped_reason for a in mail.attachments):
-        return None
-    kind = classify(mail.headers, mail.from_address)
-    automatic = kind is not MailKind.MESSAGE
-    email_kind = EmailKind(kind.value)
-    ticket = next((known.ticket_of_key[k] for k in _chain(mail) if k in known.ticket_of_key), None)
-    if ticket is not None:
-        if isinstance(ticket, int):
-            row = known.tickets.get(ticket)
-            if row is None or (row.status not in ACTIVE_STATUSES and not automatic):
+    index: int,
+    mail: InboundEmail,
+    known: _Knowledge,
+    mailbox: MailboxPolicy,
+    policy: EmailPolicy,
+    now: datetime,
+) -> Step | None:
+    """The step for what this path writes itself, or None for :func:`ingest_one`: what needs
+    more than the batch read (bounces, refs or subject tokens, reopening or linking a ticket,
+    skipped attachments)."""
+    ref: TicketRef | None = None
+    thread: Thread | None = None
+    if needs_thread(mail, policy):
+        if any(a.skipped_reason for a in mail.attachments):
+            return None
+        ref = next((known.ticket_of_key[k] for k in _chain(mail) if k in known.ticket_of_key), None)
+        if isinstance(ref, int):
+            row = known.tickets.get(ref)
+            if row is None:
                 return None
-        outcome = Outcome.AUTO_REPLY if automatic else Outcome.THREADED
-        return _Step(index, mail, email_kind, outcome, ticket)
-    if signed_numbers([*mail.in_reply_to, *mail.references, *mail.markers], policy.secret):
+            thread = Thread(row.status, row.resolved_at)
+        elif ref is not None:
+            thread = Thread(TicketStatus.NEW)  # opened earlier in this batch
+        elif signed_numbers([*mail.in_reply_to, *mail.references, *mail.markers], policy.secret) or (
+            subject_numbers(mail.subject, policy.subject_token)
+        ):
+            return None
+    decision = decide(mail, policy, thread, now)
+    if decision.outcome not in _WRITTEN_HERE:
         return None
-    if subject_numbers(mail.subject, policy.subject_token):
-        return None
-    if automatic or not mail.from_address:
-        return _Step(index, mail, email_kind, Outcome.IGNORED)
-    address = _address(mail)
-    if address is None:
-        return None
+    if decision.outcome is not Outcome.NEW_TICKET:
+        return Step(index, mail, decision.kind, decision.outcome, ref)
+    address = sender_address(mail)
+    assert address is not None
     customer = known.customers.get(address)
     if customer is None:
-        customer = _NewCustomer(address, (mail.from_name or "").strip() or address)
+        customer = NewCustomer(address, (mail.from_name or "").strip() or address)
         known.customers[address] = customer
     if isinstance(customer, int):
         name, language = known.names.get(customer, (address, None))
     else:
         name, language = customer.display_name, None
-    step = _Step(
+    step = Step(
         index,
         mail,
-        email_kind,
-        Outcome.NEW_TICKET,
-        _NewTicket(customer, (mail.subject or "(no subject)")[:300]),
+        decision.kind,
+        decision.outcome,
+        NewTicket(customer, (mail.subject or "(no subject)")[:300]),
         customer_name=name,
         customer_language=language,
     )
-    sender = mail.from_address.lower()
+    sender = (mail.from_address or "").lower()
     sent = known.acks_sent.get(sender, 0)
-    if mailbox.acknowledge and sender not in known.failing and sent < policy.acks_per_hour:
+    if may_acknowledge(mailbox, policy, sender, failing=sender in known.failing, sent_last_hour=sent):
         step.acknowledge = True
         known.acks_sent[sender] = sent + 1
     return step
-
-
-async def _allocate_numbers(uow: UnitOfWork, count: int, first_number: int) -> list[int]:
-    session = uow.session
-    stmt = (
-        update(Counter)
-        .where(Counter.name == TICKET_COUNTER)
-        .values(value=Counter.value + count)
-        .returning(Counter.value)
-    )
-    last = (await session.execute(stmt)).scalar_one_or_none()
-    if last is None:
-        await insert_ignore(session, Counter, {"name": TICKET_COUNTER, "value": first_number - 1}, ["name"])
-        last = (await session.execute(stmt)).scalar_one()
-    return list(range(int(last) - count + 1, int(last) + 1))
-
-
-async def _write(
-    uow: UnitOfWork,
-    steps: list[_Step],
-    known_tickets: dict[int, Ticket],
-    mailbox: MailboxPolicy,
-    policy: EmailPolicy,
-) -> list[Ingested]:
-    """Write the pending steps: customers, tickets, then messages with their interactions."""
-    session = uow.session
-    now = utcnow()
-    new_tickets = [s.ticket for s in steps if isinstance(s.ticket, _NewTicket)]
-    new_customers = list(
-        {id(t.customer): t.customer for t in new_tickets if isinstance(t.customer, _NewCustomer)}.values()
-    )
-    for new_customer in new_customers:
-        address = new_customer.address
-        customer = Customer(display_name=new_customer.display_name, created_at=now, updated_at=now)
-        customer.emails = [CustomerEmail(address=address, match_key=email_match_key(address), created_at=now)]
-        new_customer.row = customer
-        session.add(customer)
-    if new_customers:
-        await session.flush()
-    for new_customer in new_customers:
-        assert new_customer.row is not None
-        customer_id = new_customer.row.id
-        changes = {"source": "email", "email": new_customer.address}
-        audit(session, "customer", customer_id, "created", None, changes)
-        uow.record(
-            events.DomainEvent(
-                events.CUSTOMER_CREATED,
-                {
-                    "customer_id": customer_id,
-                    "owner_id": None,
-                    "display_name": new_customer.display_name,
-                    "source": "email",
-                },
-            )
-        )
-    numbers = await _allocate_numbers(uow, len(new_tickets), policy.sla.first_number) if new_tickets else []
-    first_due, resolution_due = policy.sla.due_times(Priority.NORMAL, now)
-    for new_ticket, number in zip(new_tickets, numbers, strict=True):
-        new_ticket.row = Ticket(
-            number=number,
-            subject=new_ticket.subject.strip() or "(no subject)",
-            status=TicketStatus.NEW,
-            priority=Priority.NORMAL,
-            customer_id=new_ticket.customer_id,
-            team_id=mailbox.team_id,
-            source_channel=Channel.EMAIL,
-            category="email",
-            first_response_due_at=first_due,
-            resolution_due_at=resolution_due,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(new_ticket.row)
-    if new_tickets:
-        await session.flush()
-    for new_ticket in new_tickets:
-        opened = new_ticket.row
-        assert opened is not None
-        summary = {
-            "number": opened.number,
-            "subject": opened.subject,
-            "assignee_id": None,
-            "team_id": opened.team_id,
-        }
-        audit(session, "ticket", opened.id, "opened", None, summary)
-        uow.record(
-            events.DomainEvent(
-                events.TICKET_OPENED,
-                {
-                    "ticket_id": opened.id,
-                    "number": opened.number,
-                    "customer_id": opened.customer_id,
-                    "assignee_id": None,
-                    "team_id": opened.team_id,
-                    "status": str(opened.status),
-                    "subject": opened.subject,
-                },
-            )
-        )
-
-    # Inbound rows go in as bulk INSERTs (no ORM objects: building and flushing those cost more
-    # than the statements); acknowledgments are few and keep their ORM rows.
-    written: list[tuple[_Step, _InboundRows | EmailMessage, Ticket | None]] = []
-    participants: list[tuple[int, str]] = []
-    unsent: list[tuple[Ticket, str]] = []
-    acks: list[EmailMessage] = []
-    for step in steps:
-        ticket = _row(step.ticket, known_tickets)
-        written.append((step, _inbound_rows(step, mailbox, ticket, now), ticket))
-        if ticket is not None:
-            ticket.updated_at = now
-            if step.outcome in (Outcome.NEW_TICKET, Outcome.THREADED):
-                participants.extend(
-                    (ticket.id, a)
-                    for a in [step.mail.from_address or "", *step.mail.cc]
-                    if a.lower() not in policy.our_addresses
-                )
-        if step.acknowledge and ticket is not None:
-            try:
-                subject, body = acknowledgment_text(
-                    ticket, step.customer_name, step.customer_language, step.mail, mailbox, policy
-                )
-            except InvalidInput as exc:
-                unsent.append((ticket, f"No acknowledgment sent: {exc}"))
-                continue
-            sender = (step.mail.from_address or "").lower()
-            message_id = step.mail.message_id
-            ack = build_outbound(
-                ticket_id=ticket.id,
-                ticket_number=ticket.number,
-                customer_id=ticket.customer_id,
-                identity=mailbox.identity,
-                secret=policy.secret,
-                domain=policy.domain,
-                kind=EmailKind.ACKNOWLEDGMENT,
-                to=[sender],
-                subject=subject,
-                text=body,
-                in_reply_to=message_id,
-                references=[*step.mail.references, *([message_id] if message_id else [])],
-                automatic=True,
-            )
-            acks.append(ack)
-            written.append((step, ack, ticket))
-            participants.append((ticket.id, sender))
-    # The messages first, so that their ids come before their acknowledgments'.
-    await _insert_inbound([rows for _, rows, _ in written if isinstance(rows, _InboundRows)], session)
-    session.add_all(acks)
-    await session.flush()
-    await add_participant_rows(session, participants)
-    for ticket, note in unsent:
-        await system_note(uow, ticket, note)
-    results: dict[int, Ingested] = {}
-    for step, rows, ticket in written:
-        if isinstance(rows, EmailMessage):
-            if rows.interaction is not None:
-                uow.record(interaction_logged(rows.interaction))
-            previous = results[step.index]
-            results[step.index] = Ingested(previous.outcome, previous.email_id, previous.ticket_id, rows.id)
-            continue
-        if rows.interaction is not None:
-            uow.record(_interaction_logged(rows.interaction))
-        results[step.index] = Ingested(step.outcome, rows.email_id, ticket.id if ticket is not None else None)
-    return [results[s.index] for s in steps]
-
-
-def _row(ref: TicketRef | None, tickets: dict[int, Ticket]) -> Ticket | None:
-    if ref is None:
-        return None
-    if isinstance(ref, _NewTicket):
-        assert ref.row is not None
-        return ref.row
-    return tickets[ref]
-
-
-@dataclass(eq=False)
-class _InboundRows:
-    """The column values of one inbound message, its interaction and its attachments."""
-
-    email: dict[str, Any]
-    interaction: dict[str, Any] | None
-    attachments: list[dict[str, Any]]
-    email_id: int | None = None
-
-
-def _inbound_rows(step: _Step, mailbox: MailboxPolicy, ticket: Ticket | None, now: datetime) -> _InboundRows:
-    mail = step.mail
-    interaction = None
-    if ticket is not None:
-        interaction = {
-            "channel": Channel.EMAIL,
-            "direction": Direction.INBOUND,
-            "customer_id": ticket.customer_id,
-            "agent_id": None,
-            "ticket_id": ticket.id,
-            "external_id": mail.key,
-            "status": str(step.kind),
-            "started_at": mail.date or now,
-            "subject": mail.subject[:500],
-            "body": mail.visible_text,
-            "meta": {"mailbox": mailbox.name, "from": mail.from_address},
-            "created_at": now,
-        }
-    email = {
-        **inbound_row(mail, mailbox, step.kind, now),
-        "ticket_id": ticket.id if ticket is not None else None,
-        "customer_id": ticket.customer_id if ticket is not None else None,
-        "interaction_id": None,
-    }
-    attachments = [
-        {
-            "filename": a.filename,
-            "content_type": a.content_type,
-            "size": a.size,
-            "sha256": a.sha256,
-            "content_id": a.content_id,
-            "inline": a.inline,
-            "skipped_reason": a.skipped_reason,
-        }
-        for a in mail.attachments
-    ]
-    return _InboundRows(email, interaction, attachments)
-
-
-async def _insert_inbound(batch: list[_InboundRows], session: AsyncSession) -> None:
-    """Interactions, messages, then attachments: three multi-row INSERTs, ids in input order."""
-    if not batch:
-        return
-    interactions = [(rows, rows.interaction) for rows in batch if rows.interaction is not None]
-    if interactions:
-        ids = await session.scalars(
-            insert(Interaction).returning(Interaction.id, sort_by_parameter_order=True),
-            [values for _, values in interactions],
-        )
-        for (rows, values), interaction_id in zip(interactions, ids.all(), strict=True):
-            values["id"] = rows.email["interaction_id"] = interaction_id
-    email_ids = await session.scalars(
-        insert(EmailMessage).returning(EmailMessage.id, sort_by_parameter_order=True),
-        [rows.email for rows in batch],
-    )
-    attachments: list[dict[str, Any]] = []
-    for rows, email_id in zip(batch, email_ids.all(), strict=True):
-        rows.email_id = email_id
-        attachments.extend({**a, "email_id": email_id} for a in rows.attachments)
-    if attachments:
-        await session.execute(insert(EmailAttachment), attachments)
-
-
-def _interaction_logged(values: dict[str, Any]) -> events.DomainEvent:
-    """The event :func:`interaction_logged` gives for an inbound interaction row."""
-    return events.DomainEvent(
-        events.INTERACTION_LOGGED,
-        {
-            "interaction_id": values["id"],
-            "customer_id": values["customer_id"],
-            "channel": str(values["channel"]),
-            "direction": str(values["direction"]),
-            "agent_id": values["agent_id"],
-            "ticket_id": values["ticket_id"],
-        },
-    )
 
 
 async def ingest_batch(
@@ -495,22 +164,20 @@ async def ingest_batch(
     commits, together with its checkpoint. Duplicates (stored before, or twice in the batch)
     are reported as such and written once."""
     known = await _prefetch(uow, mails)
+    now = utcnow()
     results: dict[int, Ingested] = {}
-    pending: list[_Step] = []
+    pending: list[Step] = []
 
     async def flush_pending() -> None:
         if pending:
             for step, result in zip(
-                pending, await _write(uow, pending, known.tickets, mailbox, policy), strict=True
+                pending, await write_steps(uow, pending, known.tickets, mailbox, policy), strict=True
             ):
                 results[step.index] = result
-                if isinstance(step.ticket, _NewTicket) and step.ticket.row is not None:
+                if isinstance(step.ticket, NewTicket) and step.ticket.row is not None:
                     known.ticket_of_key[step.mail.key] = step.ticket.row.id
                     known.tickets[step.ticket.row.id] = step.ticket.row
-                    if (
-                        isinstance(step.ticket.customer, _NewCustomer)
-                        and step.ticket.customer.row is not None
-                    ):
+                    if isinstance(step.ticket.customer, NewCustomer) and step.ticket.customer.row is not None:
                         known.customers[step.ticket.customer.address] = step.ticket.customer.row.id
             pending.clear()
 
@@ -531,7 +198,7 @@ async def ingest_batch(
             if all(later_senders.get(a, -1) < index for a in failed):
                 deferred.append((index, mail))
                 continue
-        step = _decide(index, mail, known, mailbox, policy)
+        step = _decide(index, mail, known, mailbox, policy, now)
         if step is not None:
             pending.append(step)
             if step.ticket is not None:
@@ -544,7 +211,7 @@ async def ingest_batch(
             ticket = await uow.session.get_one(Ticket, result.ticket_id)
             known.ticket_of_key[mail.key] = ticket.id
             known.tickets[ticket.id] = ticket
-            address = _address(mail)
+            address = sender_address(mail)
             if address is not None and result.outcome in (Outcome.NEW_TICKET, Outcome.LINKED):
                 known.customers.setdefault(address, ticket.customer_id)
         if result.acknowledgment_id is not None and mail.from_address:

@@ -1,10 +1,15 @@
-"""Inbound mail to tickets, exactly once.
+"""Inbound mail to tickets, exactly once: the decision, and the single-message path.
 
 The message row is inserted first, keyed by its Message-ID (or a stable hash): a second delivery,
 or the same mail in another of our mailboxes, stops there. Then, in the same transaction: loop
 and bounce checks, threading (In-Reply-To/References, signed refs, subject token from a known
 sender, else a new ticket), the interaction, attachments, participants and the acknowledgment in
 the outbox. The IMAP loop commits its UID checkpoint in that transaction too.
+
+:func:`decide` is the one threading decision: :func:`ingest_one` asks the database for what it
+needs, :func:`crm_core.services.email_batch.ingest_batch` answers it from what it read up front
+for a whole batch (and hands this path what it cannot answer). Acknowledgments are written by
+:func:`crm_core.services.email_acks.write_acknowledgments` on both paths.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_core.contact_points import normalize_email
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import InboundEmail
 from crm_core.errors import InvalidInput
@@ -33,17 +39,17 @@ from crm_core.models import (
     utcnow,
 )
 from crm_core.rules.email_loops import MailKind, classify
-from crm_core.rules.email_refs import (
-    is_our_message_id,
-    message_key,
-    signed_numbers,
-    subject_numbers,
-    subject_token,
-    with_token,
-)
+from crm_core.rules.email_refs import is_our_message_id, message_key, signed_numbers, subject_numbers
 from crm_core.rules.email_threading import ThreadAction, reply_action
-from crm_core.services.email_acks import AckTemplate, pick_template, render
-from crm_core.services.email_outbound import Identity, delivery_event, queue_email
+from crm_core.rules.ticket_status import TicketStatus
+from crm_core.services.email_acks import (
+    AckRequest,
+    AckTemplate,
+    acknowledgment_facts,
+    may_acknowledge,
+    write_acknowledgments,
+)
+from crm_core.services.email_outbound import Identity, delivery_event
 from crm_core.services.email_participants import add_participants, may_write_to
 from crm_core.services.identity import resolve_email
 from crm_core.services.interactions import log_interaction
@@ -204,10 +210,6 @@ async def find_thread(session: AsyncSession, mail: InboundEmail, policy: EmailPo
     return None
 
 
-async def _reopen(uow: UnitOfWork, ticket: Ticket) -> None:
-    await reopen_for_customer(uow, ticket, "email")
-
-
 async def _handle_bounce(uow: UnitOfWork, email: EmailMessage, mail: InboundEmail) -> Ingested:
     session = uow.session
     assert mail.bounce is not None
@@ -254,83 +256,74 @@ async def _handle_bounce(uow: UnitOfWork, email: EmailMessage, mail: InboundEmai
     return Ingested(Outcome.BOUNCE, email.id, email.ticket_id)
 
 
-async def _acknowledge(
-    uow: UnitOfWork,
-    ticket: Ticket,
-    email: EmailMessage,
-    mail: InboundEmail,
-    mailbox: MailboxPolicy,
-    policy: EmailPolicy,
-) -> EmailMessage | None:
-    session = uow.session
-    sender = (mail.from_address or "").lower()
-    if not mailbox.acknowledge or not sender or policy.acks_per_hour <= 0:
-        return None
-    if (health := await session.get(EmailAddressHealth, sender)) is not None and health.failing:
-        return None
-    sent_last_hour = await session.scalar(
-        select(func.count())
-        .select_from(EmailMessage)
-        .where(
-            EmailMessage.recipient == sender,
-            EmailMessage.kind == EmailKind.ACKNOWLEDGMENT,
-            EmailMessage.created_at >= utcnow() - timedelta(hours=1),
-        )
-    )
-    if (sent_last_hour or 0) >= policy.acks_per_hour:
-        return None
-    customer = await session.get_one(Customer, ticket.customer_id)
-    try:
-        subject, body = acknowledgment_text(
-            ticket, customer.display_name, customer.preferred_language, mail, mailbox, policy
-        )
-    except InvalidInput as exc:
-        await system_note(uow, ticket, f"No acknowledgment sent: {exc}")
-        return None
-    return await queue_email(
-        uow,
-        ticket=ticket,
-        identity=mailbox.identity,
-        secret=policy.secret,
-        domain=policy.domain,
-        kind=EmailKind.ACKNOWLEDGMENT,
-        to=[sender],
-        subject=subject,
-        text=body,
-        in_reply_to=email.message_id,
-        references=[*mail.references, *([email.message_id] if email.message_id else [])],
-        automatic=True,
-    )
-
-
-def acknowledgment_text(
-    ticket: Ticket,
-    customer_name: str,
-    customer_language: str | None,
-    mail: InboundEmail,
-    mailbox: MailboxPolicy,
-    policy: EmailPolicy,
-) -> tuple[str, str]:
-    """Subject (with the ticket token) and body of the acknowledgment; InvalidInput if the
-    mailbox's template cannot be rendered."""
-    template = pick_template(mailbox.templates, [customer_language, mail.language], mailbox.language)
-    subject, body = render(
-        template,
-        {
-            "ticket_number": ticket.number,
-            "subject_token": subject_token(ticket.number, policy.subject_token),
-            "subject": ticket.subject,
-            "customer_name": customer_name,
-            "mailbox": mailbox.name,
-        },
-    )
-    return with_token(subject, ticket.number, policy.subject_token), body
-
-
 def is_loop(mail: InboundEmail, policy: EmailPolicy) -> bool:
     if mail.from_address and mail.from_address.lower() in policy.our_addresses:
         return True
     return bool(mail.message_id and is_our_message_id(mail.message_id, policy.secret, policy.domain))
+
+
+def sender_address(mail: InboundEmail) -> str | None:
+    """The sender's normalized address; None when there is none or it is not a valid one."""
+    if not mail.from_address:
+        return None
+    try:
+        return normalize_email(mail.from_address)
+    except InvalidInput:
+        return None
+
+
+def needs_thread(mail: InboundEmail, policy: EmailPolicy) -> bool:
+    """Whether :func:`decide` looks at the ticket the mail continues (loops and bounces open and
+    thread nothing)."""
+    return mail.bounce is None and not is_loop(mail, policy)
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """What the decision needs of the ticket a message continues."""
+
+    status: TicketStatus
+    resolved_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    kind: EmailKind
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether the message is acknowledged (if :func:`may_acknowledge` allows): it opened a ticket."""
+        return self.outcome in (Outcome.NEW_TICKET, Outcome.LINKED)
+
+
+def decide(mail: InboundEmail, policy: EmailPolicy, thread: Thread | None, now: datetime) -> Decision:
+    """What a message not stored before does: the one threading decision of both ingest paths.
+
+    ``thread`` is the ticket it continues (In-Reply-To/References, signed ref, or subject token
+    from its customer or a participant), None when there is none. A reply to an active ticket is
+    filed on it; a resolved one reopens within the window; later, or once closed, the reply opens
+    a new ticket linked to the old one. Auto-replies, and mail without a valid sender, never
+    open anything."""
+    if is_loop(mail, policy):
+        return Decision(Outcome.LOOP, EmailKind.LOOP)
+    if mail.bounce is not None:
+        return Decision(Outcome.BOUNCE, EmailKind.BOUNCE)
+    kind = classify(mail.headers, mail.from_address)
+    automatic = kind is not MailKind.MESSAGE
+    email_kind = EmailKind(kind.value)
+    if thread is not None:
+        action = reply_action(
+            thread.status, thread.resolved_at, now, policy.reopen_window, automatic=automatic
+        )
+        if action is ThreadAction.REOPEN:
+            return Decision(Outcome.REOPENED, email_kind)
+        if action is ThreadAction.NEW_LINKED:
+            return Decision(Outcome.LINKED, email_kind)
+        return Decision(Outcome.AUTO_REPLY if automatic else Outcome.THREADED, email_kind)
+    if automatic or sender_address(mail) is None:
+        return Decision(Outcome.IGNORED, email_kind)
+    return Decision(Outcome.NEW_TICKET, email_kind)
 
 
 async def ingest_one(
@@ -358,49 +351,19 @@ async def ingest_one(
                 skipped_reason=item.skipped_reason,
             )
         )
-    if is_loop(mail, policy):
-        email.kind = EmailKind.LOOP
-        await session.flush()
-        return Ingested(Outcome.LOOP, email_id)
-    if mail.bounce is not None:
+    found = await find_thread(session, mail, policy) if needs_thread(mail, policy) else None
+    thread = Thread(found.status, found.resolved_at) if found is not None else None
+    decision = decide(mail, policy, thread, utcnow())
+    email.kind = decision.kind
+    outcome = decision.outcome
+    if outcome is Outcome.BOUNCE:
         return await _handle_bounce(uow, email, mail)
-
-    kind = classify(mail.headers, mail.from_address)
-    automatic = kind is not MailKind.MESSAGE
-    email.kind = EmailKind(kind.value)
-    ticket = await find_thread(session, mail, policy)
-    outcome = Outcome.THREADED
-    if ticket is not None:
-        action = reply_action(
-            ticket.status, ticket.resolved_at, utcnow(), policy.reopen_window, automatic=automatic
-        )
-        if action is ThreadAction.REOPEN:
-            await _reopen(uow, ticket)
-            outcome = Outcome.REOPENED
-        elif action is ThreadAction.NEW_LINKED:
-            ticket = await open_ticket(
-                uow,
-                None,
-                customer_id=ticket.customer_id,
-                subject=mail.subject or ticket.subject,
-                sla=policy.sla,
-                team_id=ticket.team_id,
-                source_channel=Channel.EMAIL,
-                linked_ticket_id=ticket.id,
-                category="email",
-            )
-            outcome = Outcome.LINKED
-        elif automatic:
-            outcome = Outcome.AUTO_REPLY
-    elif automatic or not mail.from_address:
+    if outcome in (Outcome.LOOP, Outcome.IGNORED):
         await session.flush()
-        return Ingested(Outcome.IGNORED, email_id)
-    else:
-        try:
-            customer = (await resolve_email(uow, mail.from_address, display_name=mail.from_name)).customer
-        except InvalidInput:
-            await session.flush()
-            return Ingested(Outcome.IGNORED, email_id)
+        return Ingested(outcome, email_id)
+    if outcome is Outcome.NEW_TICKET:
+        assert mail.from_address is not None
+        customer = (await resolve_email(uow, mail.from_address, display_name=mail.from_name)).customer
         ticket = await open_ticket(
             uow,
             None,
@@ -411,7 +374,23 @@ async def ingest_one(
             source_channel=Channel.EMAIL,
             category="email",
         )
-        outcome = Outcome.NEW_TICKET
+    else:
+        assert found is not None
+        ticket = found
+        if outcome is Outcome.REOPENED:
+            await reopen_for_customer(uow, ticket, "email")
+        elif outcome is Outcome.LINKED:
+            ticket = await open_ticket(
+                uow,
+                None,
+                customer_id=found.customer_id,
+                subject=mail.subject or found.subject,
+                sla=policy.sla,
+                team_id=found.team_id,
+                source_channel=Channel.EMAIL,
+                linked_ticket_id=found.id,
+                category="email",
+            )
 
     email.ticket_id = ticket.id
     email.customer_id = ticket.customer_id
@@ -429,7 +408,7 @@ async def ingest_one(
         meta={"mailbox": mailbox.name, "from": mail.from_address},
     )
     email.interaction_id = logged.interaction.id
-    if not automatic:
+    if outcome is not Outcome.AUTO_REPLY:
         ours = policy.our_addresses
         await add_participants(
             session, ticket.id, [a for a in [mail.from_address or "", *mail.cc] if a.lower() not in ours]
@@ -440,7 +419,20 @@ async def ingest_one(
     if skipped:
         names = ", ".join(f"{a.filename} ({a.size} bytes)" for a in skipped)
         await system_note(uow, ticket, f"Attachments not stored, {skipped[0].skipped_reason}: {names}")
-    ack = None
-    if outcome in (Outcome.NEW_TICKET, Outcome.LINKED):
-        ack = await _acknowledge(uow, ticket, email, mail, mailbox, policy)
+    ack = await _acknowledge(uow, ticket, mail, mailbox, policy) if decision.acknowledged else None
     return Ingested(outcome, email_id, ticket.id, ack.id if ack is not None else None)
+
+
+async def _acknowledge(
+    uow: UnitOfWork, ticket: Ticket, mail: InboundEmail, mailbox: MailboxPolicy, policy: EmailPolicy
+) -> EmailMessage | None:
+    sender = (mail.from_address or "").lower()
+    failing, sent = await acknowledgment_facts(uow.session, {sender})
+    if not may_acknowledge(
+        mailbox, policy, sender, failing=sender in failing, sent_last_hour=sent.get(sender, 0)
+    ):
+        return None
+    customer = await uow.session.get_one(Customer, ticket.customer_id)
+    request = AckRequest(ticket, customer.display_name, customer.preferred_language, mail)
+    (ack,) = await write_acknowledgments(uow, [request], mailbox, policy)
+    return ack

@@ -33,8 +33,12 @@ class QuarantinedMail:
 
 def describe(exc: BaseException) -> str:
     """The error as an admin reads it: type and message, storable, bounded."""
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return storable(text)[:MAX_ERROR]
+    return error_text(f"{type(exc).__name__}: {exc}")
+
+
+def error_text(text: str) -> str:
+    """An error's description (``Type: message``), storable and bounded."""
+    return storable(text.strip())[:MAX_ERROR]
 
 
 async def quarantine(session: AsyncSession, mail: QuarantinedMail) -> EmailQuarantine:

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 
 import channels.email.imap as imap_channel
-import contact_center.email_setup as email_wiring
+import contact_center.email.desk as email_desk
+import crm_core.services.email_intake as email_intake
 from channels.email.content_store import ContentStore
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.email_ports import InboundEmail
@@ -89,9 +90,9 @@ def refuse_poison(monkeypatch: pytest.MonkeyPatch) -> None:
         check([mail])
         return await ingest(uow, box, policy, mail)
 
-    monkeypatch.setattr(imap_channel, "ingest_batch", batch)
-    monkeypatch.setattr(imap_channel, "ingest", one)
-    monkeypatch.setattr(email_wiring, "ingest", one)
+    monkeypatch.setattr(email_intake, "ingest_batch", batch)
+    monkeypatch.setattr(email_intake, "ingest", one)
+    monkeypatch.setattr(email_desk, "ingest", one)
 
 
 def unparseable(monkeypatch: pytest.MonkeyPatch, marker: bytes) -> None:

@@ -14,6 +14,7 @@ from channels.email.imap import ImapAccount, MailboxWatcher, WatchOptions
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import EmailKind, EmailMailboxState, EmailMessage, Ticket
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy, load_checkpoint
+from crm_core.services.email_intake import EmailIntake
 from crm_core.services.tickets import SlaPolicy
 from tests.email_servers import Dovecot, make_mail
 from tests.support.waiting import until
@@ -51,9 +52,7 @@ def watcher(
     )
     return MailboxWatcher(
         account,
-        uow_factory,
-        MailboxPolicy(name=name, address=f"{name}@example.com"),
-        POLICY,
+        EmailIntake(uow_factory, MailboxPolicy(name=name, address=f"{name}@example.com"), POLICY),
         store,
         WatchOptions(backoff_min=0.05, backoff_max=0.2, **options),  # type: ignore[arg-type]
     )

@@ -22,6 +22,7 @@ from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import EmailMessage
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
+from crm_core.services.email_intake import EmailIntake
 from crm_core.services.tickets import SlaPolicy
 from crm_core.types import Direction
 from tests.conftest import Staff
@@ -140,9 +141,7 @@ async def test_a_connection_dropped_in_the_middle_of_a_fetch_loses_and_doubles_n
     )
     watcher = MailboxWatcher(
         account,
-        uow_factory,
-        MailboxPolicy(name="support", address="support@example.com"),
-        policy,
+        EmailIntake(uow_factory, MailboxPolicy(name="support", address="support@example.com"), policy),
         ContentStore(tmp_path),
         # The client library fails a command whose connection dropped only at its timeout.
         WatchOptions(batch_size=3, backoff_min=0.05, backoff_max=0.2, timeout=5),

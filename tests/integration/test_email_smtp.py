@@ -10,7 +10,8 @@ from sqlalchemy import select
 from channels.email.content_store import ContentStore
 from channels.email.parsing import parse_message
 from channels.email.smtp import SmtpSender, SmtpServer
-from contact_center.email_setup import EmailDesk, run_outbox
+from contact_center.email.desk import EmailDesk
+from contact_center.email.wiring import run_outbox
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.email_ports import MailAttachment

@@ -20,11 +20,12 @@ from sqlalchemy import func, select
 from channels.email.content_store import ContentStore
 from channels.email.imap import ImapError, MailboxWatcher, WatchOptions
 from channels.email.smtp import SmtpSender
-from contact_center.email_setup import imap_account, smtp_server
+from contact_center.email.wiring import imap_account, smtp_server
 from contact_center.settings import ConfigError, MailboxSettings, Settings, load_settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import EmailMessage, EmailStatus
 from crm_core.services.email_ingest import MailboxPolicy
+from crm_core.services.email_intake import EmailIntake
 from crm_core.services.email_outbound import deliver_due
 from tests.email_servers import Dovecot, MailPki, SmtpSink, free_port, make_mail
 from tests.integration.test_email_imap import POLICY as IMAP_POLICY
@@ -58,9 +59,7 @@ def watcher(
     )
     return MailboxWatcher(
         imap_account(settings),
-        uow_factory,
-        MailboxPolicy(name="support", address="support@example.com"),
-        IMAP_POLICY,
+        EmailIntake(uow_factory, MailboxPolicy(name="support", address="support@example.com"), IMAP_POLICY),
         store,
         options or WatchOptions(timeout=10),
     )

@@ -1,5 +1,6 @@
-"""Wiring of the email channel: one IMAP watcher per configured mailbox and the outbox sender,
-started and stopped with the application."""
+"""Wiring of email: the settings made into policies, the desk, and what runs while the
+application does (one IMAP watcher per configured mailbox, handing mail to the core's intake,
+and the outbox sender), all on the runtime's background tasks."""
 
 from __future__ import annotations
 
@@ -7,94 +8,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 from aiohttp import web
 
 from channels.email.content_store import ContentStore
 from channels.email.imap import ImapAccount, MailboxWatcher, WatchOptions
-from channels.email.parsing import parse_message
 from channels.email.smtp import SmtpSender, SmtpServer
 from contact_center.appkeys import RUNTIME
+from contact_center.email.desk import EMAIL_DESK, EmailDesk
 from contact_center.settings import MailboxSettings, Settings
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import MailTransport
-from crm_core.errors import Conflict, NotFound
-from crm_core.models import EmailQuarantine
 from crm_core.services.email_acks import AckTemplate
-from crm_core.services.email_batch import ingest
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
+from crm_core.services.email_intake import EmailIntake
 from crm_core.services.email_outbound import RetryPolicy, deliver_due
-from crm_core.services.email_quarantine import mark_resolved, record_failure
 from crm_core.services.transcript_email import EmailOutboxTranscriptMailer
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EmailDesk:
-    """What the email routes and background tasks share."""
-
-    policy: EmailPolicy
-    mailboxes: dict[str, MailboxPolicy]
-    store: ContentStore
-    retry: RetryPolicy
-    settings: Settings
-    outbox_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    watchers: list[MailboxWatcher] = field(default_factory=list)
-
-    def wake_outbox(self) -> None:
-        self.outbox_wakeup.set()
-
-    async def retry_quarantined(self, uow_factory: Callable[[], UnitOfWork], item_id: int) -> EmailQuarantine:
-        """Parse and ingest a quarantined message again, as its mailbox would have. Resolved on
-        success (a message stored meanwhile counts too); otherwise the new error is noted."""
-        async with uow_factory() as uow:
-            row = await uow.session.get(EmailQuarantine, item_id)
-            if row is None:
-                raise NotFound(f"no quarantined message {item_id}")
-            if row.resolved_at is not None:
-                raise Conflict(f"quarantined message {item_id} is already resolved")
-            mailbox = self.mailboxes.get(row.mailbox)
-            if mailbox is None:
-                raise Conflict(f"mailbox {row.mailbox!r} is no longer configured")
-            if row.raw_sha256 is None or not self.store.exists(row.raw_sha256):
-                raise Conflict(f"the raw bytes of quarantined message {item_id} are not stored")
-            raw = self.store.get(row.raw_sha256)
-        limit = self.settings.email.max_attachment_bytes
-        try:
-            mail = parse_message(raw, self.store, max_attachment_bytes=limit)
-            async with uow_factory() as uow:
-                result = await ingest(uow, mailbox, self.policy, mail)
-                row = await uow.session.get_one(EmailQuarantine, item_id)
-                mark_resolved(row, result.email_id)
-                await uow.commit()
-        except Exception as exc:
-            log.warning("quarantined message %s failed again: %s", item_id, exc)
-            async with uow_factory() as uow:
-                row = await uow.session.get_one(EmailQuarantine, item_id)
-                record_failure(row, exc)
-                await uow.commit()
-            return row
-        self.wake_outbox()  # its acknowledgment, if any
-        return row
-
-    async def dismiss_quarantined(
-        self, uow_factory: Callable[[], UnitOfWork], item_id: int
-    ) -> EmailQuarantine:
-        """Give up on a quarantined message (its raw bytes stay downloadable)."""
-        async with uow_factory() as uow:
-            row = await uow.session.get(EmailQuarantine, item_id)
-            if row is None:
-                raise NotFound(f"no quarantined message {item_id}")
-            if row.resolved_at is None:
-                mark_resolved(row, None)
-                await uow.commit()
-            return row
-
-
-EMAIL_DESK = web.AppKey("email_desk", EmailDesk)
 
 
 def _domain(settings: Settings) -> str:
@@ -218,27 +150,25 @@ async def _email_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     settings = desk.settings
     options = watch_options(settings)
+    watchers: list[MailboxWatcher] = []
     tasks: list[asyncio.Task[None]] = []
     for mailbox in settings.email.mailboxes:
-        watcher = MailboxWatcher(
-            imap_account(mailbox), runtime.uow, desk.mailboxes[mailbox.name], desk.policy, desk.store, options
-        )
-        desk.watchers.append(watcher)
-        tasks.append(asyncio.create_task(watcher.run(), name=f"imap-{mailbox.name}"))
+        intake = EmailIntake(runtime.uow, desk.mailboxes[mailbox.name], desk.policy)
+        watcher = MailboxWatcher(imap_account(mailbox), intake, desk.store, options)
+        watchers.append(watcher)
+        tasks.append(runtime.jobs.spawn(watcher.run(), f"imap-{mailbox.name}"))
     sender = SmtpSender(smtp_server(settings), desk.store)
-    tasks.append(
-        asyncio.create_task(
-            run_outbox(desk, runtime.uow, sender, settings.email.outbox_poll_seconds), name="email-outbox"
-        )
-    )
+    outbox = run_outbox(desk, runtime.uow, sender, settings.email.outbox_poll_seconds)
+    tasks.append(runtime.jobs.spawn(outbox, "email-outbox"))
     log.info("email: %d mailbox(es) watched, outbox via %r", len(settings.email.mailboxes), sender.server)
     try:
         yield
     finally:
+        # Stopped here, before the runtime's other tasks: the parsing processes go with them.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for watcher in desk.watchers:
+        for watcher in watchers:
             watcher.close()
 
 
