@@ -5,8 +5,8 @@ migrates it, bulk-loads synthetic customers with COPY (one valid US phone, one e
 interactions each, an active ticket for ~10%), rebuilds exactly the migration's indexes and
 constraints, and runs VACUUM ANALYZE.
 
-What is timed is what the screen-pop runs for the card (``CallDesk._log_routed_call`` in
-contact_center/calls.py), one lookup after the other: ``card_by_customer`` (the card statement
+What is timed is what the screen-pop runs for the card (``InboundCalls._log_routed_call`` in
+contact_center/voice/inbound.py), one lookup after the other: ``card_by_customer`` (the card statement
 keyed by customer id, as a ``text()`` statement built once) on a connection taken from
 ``crm_core.sql.AutocommitConnections`` (the kept autocommit connections the desk's hot path uses,
 default size and freshness) on an engine made by ``crm_core.db.create_engine``. One lookup's time

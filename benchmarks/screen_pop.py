@@ -1171,7 +1171,7 @@ async def run_benchmark(
     return figures
 
 
-# What CallDesk._offer_longest_waiting asks the database on every queue poll (every
+# What CallQueue._offer_longest_waiting asks the database on every queue poll (every
 # voice.queue_poll_seconds on every instance, and whenever an agent becomes available).
 QUEUE_POLL_SQL = """
 SELECT id FROM interactions

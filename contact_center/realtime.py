@@ -27,9 +27,9 @@ from sqlalchemy import select
 
 from contact_center.appkeys import IDENTITY, RUNTIME, Runtime
 from contact_center.auth.credentials import AGENT_ACCESS_CHANGED
-from contact_center.calls import CALL_UPDATED, SCREEN_POP
 from contact_center.periodic import every
 from contact_center.presence import PRESENCE_CHANGED, AgentState
+from contact_center.voice.events import CALL_UPDATED, SCREEN_POP
 from crm_core.errors import CoreError
 from crm_core.events import DomainEvent
 from crm_core.models import Agent, AgentSession, Interaction, Role, utcnow

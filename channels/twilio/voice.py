@@ -33,7 +33,11 @@ def _agent_param(request: web.Request) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
-def voice_routes(calls: VoiceCalls, verifier: WebhookVerifier, public_base_url: str) -> list[web.RouteDef]:
+def voice_routes(
+    calls: Callable[[], VoiceCalls], verifier: WebhookVerifier, public_base_url: str
+) -> list[web.RouteDef]:
+    """The inbound call webhooks; ``calls`` gives the port that answers them (looked up per call:
+    the routes are added before the application starts, the port is built as it starts)."""
     urls = twiml.VoiceUrls(public_base_url, PREFIX)
 
     def webhook(answer: Callable[[web.Request, MultiDict[str]], Awaitable[str]]) -> Handler:
@@ -49,42 +53,42 @@ def voice_routes(calls: VoiceCalls, verifier: WebhookVerifier, public_base_url: 
         return handle
 
     async def inbound(request: web.Request, params: MultiDict[str]) -> str:
-        return twiml.render(await calls.inbound_call(voice_params.inbound_call(params)), urls)
+        return twiml.render(await calls().inbound_call(voice_params.inbound_call(params)), urls)
 
     async def status(request: web.Request, params: MultiDict[str]) -> str:
-        await calls.call_status(voice_params.call_status(params))
+        await calls().call_status(voice_params.call_status(params))
         return EMPTY_TWIML
 
     async def agent_leg(request: web.Request, params: MultiDict[str]) -> str:
         agent_id = _agent_param(request)
         parent, update = voice_params.agent_leg(params)
         if agent_id is not None and parent is not None:
-            await calls.agent_leg_status(agent_id, parent, update)
+            await calls().agent_leg_status(agent_id, parent, update)
         return EMPTY_TWIML
 
     async def dial_action(request: web.Request, params: MultiDict[str]) -> str:
         outcome = voice_params.dial_outcome(params, _agent_param(request))
-        return twiml.render(await calls.dial_finished(outcome), urls)
+        return twiml.render(await calls().dial_finished(outcome), urls)
 
     async def connect(request: web.Request, params: MultiDict[str]) -> str:
         agent_id = _agent_param(request)
         if agent_id is None:
             raise InvalidInput("missing agent", "agent")
-        return twiml.render(await calls.connect_agent(voice_params.call_sid(params), agent_id), urls)
+        return twiml.render(await calls().connect_agent(voice_params.call_sid(params), agent_id), urls)
 
     async def queue_wait(request: web.Request, params: MultiDict[str]) -> str:
-        return twiml.say_only(await calls.queue_wait(voice_params.queue_wait(params)))
+        return twiml.say_only(await calls().queue_wait(voice_params.queue_wait(params)))
 
     async def enqueue_action(request: web.Request, params: MultiDict[str]) -> str:
-        return twiml.render(await calls.queue_finished(voice_params.queue_outcome(params)), urls)
+        return twiml.render(await calls().queue_finished(voice_params.queue_outcome(params)), urls)
 
     async def voicemail(request: web.Request, params: MultiDict[str]) -> str:
-        await calls.recording_ready(voice_params.recording(params))
+        await calls().recording_ready(voice_params.recording(params))
         return EMPTY_TWIML
 
     async def recording_status(request: web.Request, params: MultiDict[str]) -> str:
         if params.get("RecordingStatus", "completed") == "completed":
-            await calls.recording_ready(voice_params.recording(params))
+            await calls().recording_ready(voice_params.recording(params))
         return EMPTY_TWIML
 
     handlers = {

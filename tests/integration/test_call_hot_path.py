@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from sqlalchemy import update
 
-from contact_center import calls
 from contact_center.appkeys import RUNTIME
 from contact_center.presence import AgentState, MemoryPresenceStore, PresenceStore, RedisPresenceStore
 from contact_center.routing import RosterCache
 from contact_center.settings import Settings
-from contact_center.voice_setup import CALL_DESK
+from contact_center.voice import queue as call_queue
+from contact_center.voice.wiring import CALL_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent
 from crm_core.models import Agent, utcnow
@@ -351,7 +351,7 @@ async def test_a_surge_while_everyone_is_busy_queues_callers_and_routing_resumes
         # Later, the next caller asks who is free: someone is, so the queue is run at once and
         # the agents who freed up are offered the longest-waiting callers (the first to their own
         # agent); the caller joins the queue behind them.
-        monkeypatch.setattr(calls, "NOBODY_FREE_HINT_SECONDS", 0.0)
+        monkeypatch.setattr(call_queue, "NOBODY_FREE_HINT_SECONDS", 0.0)
         latest = call_sid()
         assert (await twilio.incoming(latest)).find("./Enqueue") is not None
         async with asyncio.timeout(5):
@@ -369,7 +369,7 @@ async def test_a_surge_while_everyone_is_busy_queues_callers_and_routing_resumes
         # and finds them alone in it...
         first_back = call_sid()
         assert (await twilio.incoming(first_back)).find("./Enqueue") is not None
-        await client.app[CALL_DESK].connect_waiting_callers()  # after the run it started
+        await client.app[CALL_DESK].get().connect_waiting_callers()  # after the run it started
         assert rest.updates[2][0] == first_back
         assert rest.updates[2][1]["Url"].endswith(f"/connect?agent={staff.red_1.id}")
         # ...and nobody waits any more: routing resumes, the next caller is dialed directly.

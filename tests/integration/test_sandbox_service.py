@@ -16,11 +16,11 @@ from sqlalchemy import select
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
-from contact_center.calls import CallDesk
 from contact_center.presence import AgentState
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
 from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
+from contact_center.voice.desk import CallDesk
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Interaction, Ticket
 from crm_core.voice import CallDecision, InboundCall

@@ -23,7 +23,7 @@ from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
 from contact_center.presence import AgentState
 from contact_center.settings import Settings
-from contact_center.voice_setup import CALL_DESK
+from contact_center.voice.wiring import CALL_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
 from crm_core.models import Customer, Interaction, Ticket, TicketComment, utcnow
@@ -625,9 +625,9 @@ async def test_a_call_answered_after_a_lost_redirect_answer_leaves_the_queue(
     await known_customer(uow_factory)
     sid = call_sid()
     assert (await twilio.incoming(sid)).find("./Enqueue") is not None
-    desk = client.app[CALL_DESK]
+    desk = client.app[CALL_DESK].get()
     control = RedirectWithLostAnswer(twilio)
-    desk._control = control
+    desk._queue._control = control
     await available(client, staff.red_1)
 
     await desk.connect_waiting_callers()
@@ -663,14 +663,14 @@ async def test_an_unconfirmed_redirect_that_never_landed_is_taken_back_while_the
     await known_customer(uow_factory)
     sid = call_sid()
     await twilio.incoming(sid)
-    desk = client.app[CALL_DESK]
+    desk = client.app[CALL_DESK].get()
 
     class Lost(RedirectWithLostAnswer):
         async def redirect_call(self, call_sid: str, url: str) -> None:
             self.redirects.append((call_sid, url))
             raise GatewayError("call redirect: no answer from Twilio (TimeoutError)")
 
-    desk._control = Lost(twilio)
+    desk._queue._control = Lost(twilio)
     await available(client, staff.red_1)
     await desk.connect_waiting_callers()
     wait = {"CallSid": sid, "QueuePosition": "1", "QueueTime": "30"}
@@ -682,7 +682,7 @@ async def test_an_unconfirmed_redirect_that_never_landed_is_taken_back_while_the
         stored.meta = {**stored.meta, "offered_at": "2000-01-01T00:00:00+00:00"}
         await uow.commit()
     again = FakeTwilioRedirects()
-    desk._control = again
+    desk._queue._control = again
     await twilio.twiml(f"{VOICE}/queue-wait", wait)  # still in Twilio's queue long after the offer
     await desk.connect_waiting_callers()
     # The stale offer was taken back (agent released, caller queued) and the caller offered afresh.
@@ -725,9 +725,9 @@ async def test_a_caller_whose_redirect_is_refused_is_not_offered_again_at_once(
     first, second = call_sid(), call_sid()
     await twilio.incoming(first)
     await twilio.incoming(second)
-    desk = client.app[CALL_DESK]
+    desk = client.app[CALL_DESK].get()
     control = RefusingRedirects(refused=first)
-    desk._control = control
+    desk._queue._control = control
     await available(client, staff.red_1)
 
     assert await desk.connect_waiting_callers() == 0
@@ -744,7 +744,7 @@ async def test_a_caller_whose_redirect_is_refused_is_not_offered_again_at_once(
     assert (rows[first].status, rows[first].agent_id) == ("queued-for-agent", None)
     assert (rows[second].status, rows[second].agent_id) == ("offering", staff.red_1.id)
 
-    desk._refused_until = {first: 0.0}  # the backoff has passed
+    desk._queue._refused_until = {first: 0.0}  # the backoff has passed
     control.refused = None
     assert await desk.connect_waiting_callers() == 1
     assert control.redirects == [first, second, first]

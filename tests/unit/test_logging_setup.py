@@ -15,7 +15,7 @@ def test_scheduler_runs_stay_out_of_an_info_log(settings: Settings, caplog: pyte
     saved = (root.handlers[:], root.level, logging.getLogger("apscheduler").level)
     try:
         configure_logging(settings.with_overrides(logging={"level": "INFO"}))
-        assert logging.getLogger("contact_center.calls").isEnabledFor(logging.INFO)
+        assert logging.getLogger("contact_center.voice.queue").isEnabledFor(logging.INFO)
         executor = logging.getLogger("apscheduler.executors.default")
         assert not executor.isEnabledFor(logging.INFO)
         assert executor.isEnabledFor(logging.WARNING)

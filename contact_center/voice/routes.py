@@ -1,22 +1,67 @@
-"""Live calls and the queue, and the outcome an agent records after a call."""
+"""The REST routes of voice: the agent's browser phone (a Twilio Voice SDK access token), live
+calls and the queue, and the outcome an agent records after a call.
+
+Two groups, for the two tags of the API document: ``routes`` (voice) and ``call_routes`` (calls).
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from channels.twilio.access_token import voice_access_token
+from contact_center.api.errors import ApiError
 from contact_center.api.responses import json_out
-from contact_center.api.schemas import CallOutcomeIn, InteractionOut, LiveCallList, LiveCallOut
+from contact_center.api.schemas import (
+    CallOutcomeIn,
+    InteractionOut,
+    LiveCallList,
+    LiveCallOut,
+    VoiceTokenOut,
+)
 from contact_center.api.spec import ApiRoutes, parse_body, path_int
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import viewer_of
+from contact_center.voice.offers import QUEUED_FOR_AGENT, agent_identity
 from crm_core.models import utcnow
 from crm_core.services.interactions import live_calls, record_outcome
 
-routes = ApiRoutes("calls")
-QUEUED = frozenset({"queued-for-agent"})
+routes = ApiRoutes("voice")
+call_routes = ApiRoutes("calls")
+TOKEN_TTL_SECONDS = 3600
+QUEUED = frozenset({QUEUED_FOR_AGENT})
 
 
 @routes.route(
+    "POST",
+    "/voice/token",
+    summary="A short-lived Voice SDK token so this agent's browser rings for their calls",
+    response=VoiceTokenOut,
+    errors=(409,),
+)
+async def voice_token(request: web.Request) -> web.Response:
+    viewer = viewer_of(request)
+    twilio = request.app[RUNTIME].settings.twilio
+    key_secret = twilio.api_key_secret.get_secret_value()
+    if not (twilio.api_key_sid and key_secret and twilio.twiml_app_sid):
+        raise ApiError(
+            409,
+            "voice_sdk_not_configured",
+            "set twilio.api_key_sid, twilio.api_key_secret and twilio.twiml_app_sid to ring browsers; "
+            "without them calls are answered through the sandbox",
+        )
+    identity = agent_identity(viewer.agent_id)
+    token = voice_access_token(
+        account_sid=twilio.account_sid,
+        api_key_sid=twilio.api_key_sid,
+        api_key_secret=key_secret,
+        twiml_app_sid=twilio.twiml_app_sid,
+        identity=identity,
+        ttl_seconds=TOKEN_TTL_SECONDS,
+    )
+    return json_out(VoiceTokenOut(token=token, identity=identity, expires_in=TOKEN_TTL_SECONDS))
+
+
+@call_routes.route(
     "GET",
     "/calls/live",
     summary="Calls going on now and the queue (agents: their own; supervisors: all they may see)",
@@ -52,7 +97,7 @@ async def list_live_calls(request: web.Request) -> web.Response:
     )
 
 
-@routes.route(
+@call_routes.route(
     "POST",
     "/calls/{id}/outcome",
     summary="Record a call's disposition and the agent's note (id: the call's interaction)",

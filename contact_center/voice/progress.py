@@ -1,0 +1,219 @@
+"""A call in progress: its status callbacks, the agent's leg answered or ended, the Dial's
+outcome, and the agent's wrap-up. A call that ends without reaching an agent opens a callback
+ticket (or joins the open one)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from contact_center.presence import AgentState, PresenceStore, WrappedUp, presence_changed
+from contact_center.voice.events import call_event, call_updated
+from contact_center.voice.inbound import Callers
+from contact_center.voice.offers import CallOffers, locked_call
+from contact_center.voice.queue import NobodyFree
+from contact_center.voice.tickets import CallTickets
+from crm_core.db import UnitOfWork, UnitOfWorkFactory
+from crm_core.events import DomainEvent
+from crm_core.models import Interaction, utcnow
+from crm_core.rules.call_status import TERMINAL, should_apply
+from crm_core.services.inbound_calls import mark_answered
+from crm_core.sql import AutocommitConnections
+from crm_core.voice import (
+    CallDecision,
+    CallStatus,
+    CallStatusUpdate,
+    DecisionKind,
+    DialOutcome,
+    InboundCall,
+)
+
+if TYPE_CHECKING:
+    from contact_center.voice.desk import CallPolicy
+
+log = logging.getLogger(__name__)
+
+ANSWERED_DIAL = frozenset({"completed", "answered"})
+# How long after a wrap-up's end the queue is looked at (the claim must see the agent free).
+WRAP_UP_END_MARGIN_SECONDS = 0.05
+
+
+class CallProgress:
+    """Answers the callbacks of a call under way (status, agent leg, Dial action)."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        presence: PresenceStore,
+        policy: CallPolicy,
+        connections: AutocommitConnections,
+        offers: CallOffers,
+        callers: Callers,
+        tickets: CallTickets,
+        nobody_free: NobodyFree,
+        run_the_queue: Callable[[], None],
+    ) -> None:
+        self._uow = uow
+        self._presence = presence
+        self._policy = policy
+        self._connections = connections
+        self._offers = offers
+        self._callers = callers
+        self._tickets = tickets
+        self._nobody_free = nobody_free
+        self._run_the_queue = run_the_queue
+        self._wrap_up_ends: set[asyncio.TimerHandle] = set()
+
+    def close(self) -> None:
+        for handle in self._wrap_up_ends:
+            handle.cancel()
+
+    async def call_status(self, update: CallStatusUpdate) -> None:
+        release: tuple[int, str] | None = None
+        wrap_up: tuple[int, str] | None = None
+        async with self._uow() as uow:
+            interaction = await locked_call(uow, update.call_sid) or await self._log_unrouted(uow, update)
+            if interaction is None:
+                log.info("status %s for unknown call %s ignored", update.status, update.call_sid)
+                return
+            meta = dict(interaction.meta)
+            if not should_apply(
+                interaction.status, meta.get("sequence"), update.status, update.sequence_number
+            ):
+                return
+            interaction.status = update.status.value
+            meta["sequence"] = update.sequence_number
+            if update.status in TERMINAL:
+                interaction.ended_at = update.timestamp or utcnow()
+                interaction.duration_seconds = update.duration_seconds
+                if update.recording_url:
+                    meta["recording_url"] = update.recording_url
+                routed = meta.get("routed_agent_id")
+                if isinstance(routed, int) and not meta.get("answered_at"):
+                    release = (routed, update.call_sid)
+                answered_by = meta.get("answered_by")
+                if isinstance(answered_by, int):
+                    # Should the agent leg's end and the dial action be lost or late, the call's
+                    # own end still frees whoever took it (a no-op once they have moved on).
+                    wrap_up = (answered_by, update.call_sid)
+                if not meta.get("answered_at") and not meta.get("recording_url"):
+                    meta["missed"] = True
+                    await self._tickets.callback_ticket(uow, interaction)
+            interaction.meta = meta  # a new dict: the ORM sees the change
+            uow.record(call_event(interaction, update.status.value))
+            await uow.commit()
+        if release is not None:
+            await self._offers.release(*release)
+        if wrap_up is not None:
+            await self._wrap_up(*wrap_up, announce=True)
+
+    async def _log_unrouted(self, uow: UnitOfWork, update: CallStatusUpdate) -> Interaction | None:
+        """An inbound call that ended before it was ever logged (its webhook failed or never came
+        through, and the caller gave up): log it now, so that it counts as missed and the caller
+        is called back. None for any other unknown call."""
+        if update.status not in TERMINAL or update.direction != "inbound" or update.from_number is None:
+            return None
+        call = InboundCall(update.call_sid, update.from_number, update.to_number or "")
+        ended = update.timestamp or utcnow()
+        _, logged = await self._callers.log_ringing(
+            uow,
+            call,
+            started_at=ended - timedelta(seconds=update.duration_seconds or 0),
+            decision=DecisionKind.HANG_UP.value,  # should its webhook still come: it is over
+            unrouted=True,
+        )
+        if logged.created:
+            log.warning("inbound call %s ended before it was logged: logged as missed", call.call_sid)
+        return logged.interaction
+
+    async def agent_leg_status(self, agent_id: int, parent_call_sid: str, update: CallStatusUpdate) -> None:
+        """The agent's leg answered or ended. Twilio does not promise the order: the end may come
+        before the answer. The end always wraps the agent up (from ringing or on-call); a late
+        answer still records who took the call, but moves only an agent still ringing for it."""
+        if update.status is CallStatus.IN_PROGRESS:
+            answered = await self._mark_answered(parent_call_sid, agent_id)
+            await self._presence.answer(
+                agent_id,
+                parent_call_sid,
+                announce=self._uow.publisher.publish,
+                with_events=[answered] if answered is not None else [],
+            )
+            return
+        if update.status in TERMINAL:
+            await self._wrap_up(agent_id, parent_call_sid, announce=True)
+
+    async def _wrap_up(
+        self, agent_id: int, call_sid: str, *, announce: bool, if_was: AgentState | None = None
+    ) -> WrappedUp | None:
+        """The agent's part of the call is over: wrap-up, then available again by itself."""
+        wrapped = await self._presence.wrap_up(
+            agent_id,
+            call_sid,
+            self._policy.wrap_up_seconds,
+            announce=self._uow.publisher.publish if announce else None,
+            if_was=if_was,
+        )
+        if wrapped is not None and wrapped.presence.until is not None:
+            self._look_at_the_queue_at(wrapped.presence.until)
+        return wrapped
+
+    def _look_at_the_queue_at(self, moment: datetime) -> None:
+        """A wrap-up ends without a word: offer the waiting callers the moment it does, rather than
+        at the queue timer's next turn (which still covers an instance that stops meanwhile)."""
+        delay = max(0.0, (moment - utcnow()).total_seconds()) + WRAP_UP_END_MARGIN_SECONDS
+        self._wrap_up_ends.add(asyncio.get_running_loop().call_later(delay, self._wrap_up_ended))
+
+    def _wrap_up_ended(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._wrap_up_ends = {h for h in self._wrap_up_ends if not h.cancelled() and h.when() > now}
+        if self._nobody_free.stands:  # else nobody waited at the last claim or queue run
+            self._run_the_queue()
+
+    async def _mark_answered(self, call_sid: str, agent_id: int) -> DomainEvent | None:
+        """Record who answered and return the ``call.updated`` event to announce; None when it
+        was already recorded (a repeated callback) or the call is unknown."""
+        async with self._connections.connect() as conn:
+            marked = await mark_answered(conn, call_sid, agent_id, utcnow())
+        if marked is None:
+            return None
+        interaction_id, customer_id, ticket_id = marked
+        return call_updated(call_sid, interaction_id, customer_id, agent_id, "answered", ticket_id)
+
+    async def dial_finished(self, outcome: DialOutcome) -> CallDecision:
+        if outcome.status in ANSWERED_DIAL:
+            if outcome.agent_id is not None:
+                events: list[DomainEvent] = []
+                # Announced with the change when the agent was on the call (the usual case).
+                wrapped = await self._wrap_up(
+                    outcome.agent_id, outcome.call_sid, announce=True, if_was=AgentState.ON_CALL
+                )
+                if wrapped is None or wrapped.was is not AgentState.ON_CALL:
+                    # Proof that the agent took the call, should the agent leg's callbacks be lost
+                    # (ON_CALL means the answer is recorded already).
+                    answered = await self._mark_answered(outcome.call_sid, outcome.agent_id)
+                    events += [answered] if answered is not None else []
+                events += [presence_changed(wrapped.presence)] if wrapped and not wrapped.announced else []
+                if events:
+                    await self._uow.publisher.publish(events)
+            return CallDecision(DecisionKind.HANG_UP)
+        # The offered agent did not pick up: they go "away" (not ready) and the call is routed again.
+        if outcome.agent_id is not None and await self._offers.release(outcome.agent_id, outcome.call_sid):
+            await self._offers.set_presence(outcome.agent_id, AgentState.AWAY)
+        async with self._uow() as uow:
+            interaction = await locked_call(uow, outcome.call_sid)
+            if interaction is None:
+                return CallDecision(DecisionKind.HANG_UP)
+            agent_id = await self._offers.route(owner_id=None, call_sid=outcome.call_sid)
+            try:
+                decision = await self._offers.offer_or_queue(
+                    uow, interaction, interaction.customer_id, agent_id
+                )
+                await uow.commit()
+            except BaseException:
+                if agent_id is not None:
+                    await self._offers.release(agent_id, outcome.call_sid)
+                raise
+        return decision

@@ -1,0 +1,220 @@
+"""The queue: callers waiting for an agent, offered to agents as they become free."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import literal_column, select
+
+from contact_center.presence import AgentState, PresenceStore
+from contact_center.voice.offers import (
+    OFFERING,
+    QUEUED_FOR_AGENT,
+    CallOffers,
+    locked_call,
+    routing_owner,
+)
+from crm_core.db import UnitOfWorkFactory
+from crm_core.errors import GatewayError
+from crm_core.models import Customer, Interaction, utcnow
+from crm_core.ports import CallControl
+from crm_core.services.inbound_calls import stored_call
+from crm_core.sql import AutocommitConnections
+from crm_core.types import Channel
+from crm_core.voice import CallDecision, DecisionKind, QueueOutcome, QueueWait
+
+if TYPE_CHECKING:
+    from contact_center.voice.desk import CallPolicy
+
+log = logging.getLogger(__name__)
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
+
+# How much longer than a ring an offer may stay unconfirmed before a waiting caller is queued again.
+OFFER_GRACE_SECONDS = 10
+# How long a caller whose redirect Twilio refused is not offered again (by this instance). Releasing
+# the agent announces them available, which would otherwise offer the same caller again at once, in
+# a loop, until the call's final status arrives.
+REFUSED_REDIRECT_BACKOFF_SECONDS = 5.0
+# How long a claim that found nobody free stands for the callers after it (see
+# :meth:`contact_center.voice.inbound.InboundCalls._queue_while_nobody_is_free`).
+NOBODY_FREE_HINT_SECONDS = 1.0
+
+
+class NobodyFree:
+    """Whether the last claim found nobody free, and when (callers may be waiting while it stands)."""
+
+    def __init__(self) -> None:
+        self._at: float | None = None  # None: someone was free at the last claim
+
+    def claimed(self, agent_id: int | None) -> None:
+        """Remember whether the last claim found someone free."""
+        self._at = time.monotonic() if agent_id is None else None
+
+    def clear(self) -> None:
+        """Nobody waits: the next caller asks who is free."""
+        self._at = None
+
+    @property
+    def stands(self) -> bool:
+        """Nobody was free at the last claim or queue run (callers may be waiting)."""
+        return self._at is not None
+
+    def just_now(self) -> bool:
+        """Nobody was free at a claim less than :data:`NOBODY_FREE_HINT_SECONDS` ago."""
+        at = self._at
+        return at is not None and time.monotonic() - at < NOBODY_FREE_HINT_SECONDS
+
+
+class CallQueue:
+    """Offers the longest-waiting callers to free agents, and answers Twilio's queue webhooks."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        presence: PresenceStore,
+        policy: CallPolicy,
+        control: CallControl,
+        connect_url: Callable[[int], str],
+        offers: CallOffers,
+        nobody_free: NobodyFree,
+        connections: AutocommitConnections,
+        spawn: Spawn,
+    ) -> None:
+        self._uow = uow
+        self._presence = presence
+        self._policy = policy
+        self._control = control
+        self._connect_url = connect_url
+        self._offers = offers
+        self._nobody_free = nobody_free
+        self._connections = connections
+        self._spawn = spawn
+        self._dequeue_lock = asyncio.Lock()
+        self._refused_until: dict[str, float] = {}  # CallSid -> monotonic time it may be offered again
+
+    def run_the_queue(self) -> None:
+        """:meth:`connect_waiting_callers` in the background (a webhook never waits for it)."""
+        self._spawn(self.connect_waiting_callers(), "connect-waiting-callers")
+
+    async def connect_waiting_callers(self) -> int:
+        """Offer the longest-waiting queued callers to the agents who are free now.
+
+        Runs on a timer on every instance and whenever an agent becomes available; the row lock
+        (SKIP LOCKED on PostgreSQL) and the presence claim keep two instances from offering one
+        caller twice or one agent two callers. Returns how many callers were offered.
+        """
+        offered = 0
+        async with self._dequeue_lock:
+            while await self._offer_longest_waiting():
+                offered += 1
+        return offered
+
+    def _backing_off(self) -> list[str]:
+        """The callers whose redirect was refused a moment ago (expired entries dropped)."""
+        if not self._refused_until:
+            return []
+        now = time.monotonic()
+        self._refused_until = {sid: until for sid, until in self._refused_until.items() if until > now}
+        return list(self._refused_until)
+
+    async def _offer_longest_waiting(self) -> bool:
+        async with self._uow() as uow:
+            waiting = (
+                select(Interaction)
+                # A literal, so PostgreSQL matches the partial index ix_interactions_waiting.
+                .where(
+                    Interaction.status == literal_column(f"'{QUEUED_FOR_AGENT}'"),
+                    Interaction.channel == Channel.VOICE,
+                )
+                .order_by(Interaction.started_at, Interaction.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if backing_off := self._backing_off():
+                waiting = waiting.where(Interaction.external_id.not_in(backing_off))
+            interaction = await uow.session.scalar(waiting)
+            if interaction is None:
+                self._nobody_free.clear()
+                return False
+            customer = await uow.session.get_one(Customer, interaction.customer_id)
+            call_sid = str(interaction.external_id)
+            agent_id = await self._offers.route(owner_id=routing_owner(customer), call_sid=call_sid)
+            if agent_id is None:
+                self._nobody_free.claimed(None)
+                return False
+            try:
+                await self._offers.offer_or_queue(uow, interaction, interaction.customer_id, agent_id)
+                interaction.status = OFFERING
+                interaction.meta = {**interaction.meta, "offered_at": utcnow().isoformat()}
+                await uow.commit()
+            except BaseException:
+                await self._offers.release(agent_id, call_sid)
+                raise
+        try:
+            await self._control.redirect_call(call_sid, self._connect_url(agent_id))
+        except GatewayError as exc:
+            if exc.status is None:
+                # No answer from Twilio: the redirect may well have landed (the agent's phone may be
+                # ringing already), so the offer stands. Should the caller still be waiting, the
+                # queue's next wait request takes the offer back (:meth:`queue_wait`).
+                log.warning("redirect of %s to agent %s unconfirmed: %s", call_sid, agent_id, exc)
+                return False
+            log.warning("could not take %s out of the queue: %s", call_sid, exc)
+            self._refused_until[call_sid] = time.monotonic() + REFUSED_REDIRECT_BACKOFF_SECONDS
+            await self._offers.release(agent_id, call_sid)
+            await self._requeue(call_sid)
+            return False
+        return True
+
+    async def _requeue(self, call_sid: str) -> None:
+        """Back into the queue: only an offer nobody answered (an answer is never undone)."""
+        async with self._uow() as uow:
+            interaction = await locked_call(uow, call_sid)
+            if (
+                interaction is not None
+                and interaction.status == OFFERING
+                and not interaction.meta.get("answered_at")
+            ):
+                interaction.status = QUEUED_FOR_AGENT
+                interaction.agent_id = None
+                await uow.commit()
+
+    async def _take_back_stale_offer(self, call_sid: str) -> None:
+        """The caller still waits in Twilio's queue although offered to an agent longer than a ring
+        lasts: the redirect never landed. Release the agent and queue the caller again."""
+        async with self._connections.connect() as conn:
+            stored = await stored_call(conn, call_sid)
+        if stored is None or stored.status != OFFERING or stored.meta.get("answered_at"):
+            return
+        offered_at = stored.meta.get("offered_at")
+        if not isinstance(offered_at, str) or not isinstance(stored.agent_id, int):
+            return
+        age = (utcnow() - datetime.fromisoformat(offered_at)).total_seconds()
+        if age <= self._policy.ring_seconds + OFFER_GRACE_SECONDS:
+            return
+        await self._offers.release(stored.agent_id, call_sid)
+        await self._requeue(call_sid)
+
+    async def connect_agent(self, call_sid: str, agent_id: int) -> CallDecision:
+        """A queued caller taken out of the queue: ring the agent claimed for them."""
+        presence = await self._presence.get(agent_id)
+        if presence.state is not AgentState.RINGING or presence.call_sid != call_sid:
+            # The claim was undone meanwhile: back into the queue.
+            await self._requeue(call_sid)
+            return CallDecision(DecisionKind.ENQUEUE)
+        async with self._uow() as uow:
+            return await self._offers.connect(uow.session, agent_id, say=[])
+
+    async def queue_wait(self, wait: QueueWait) -> list[str]:
+        # Twilio asks for hold music only for a caller in its queue.
+        await self._take_back_stale_offer(wait.call_sid)
+        return [self._policy.queue_message.format(position=wait.position)]
+
+    async def queue_finished(self, outcome: QueueOutcome) -> CallDecision:
+        return CallDecision(DecisionKind.HANG_UP)

@@ -1,0 +1,72 @@
+"""Wiring of voice: the Twilio webhooks answered by the call desk, the desk built at start-up, and
+what runs beside it (the queue offered to agents as they become free, and on a timer)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from channels.twilio.signature import WebhookVerifier
+from channels.twilio.twiml import VoiceUrls
+from channels.twilio.voice import PREFIX, voice_routes
+from contact_center.appkeys import RUNTIME
+from contact_center.late import Late
+from contact_center.presence import PRESENCE_CHANGED, AgentState
+from contact_center.settings import Settings
+from contact_center.voice.desk import CallDesk, CallPolicy
+from crm_core.events import DomainEvent
+
+# The call desk of a running application (tests reach it through this key).
+CALL_DESK = web.AppKey("call_desk", Late[CallDesk])
+
+
+def call_policy(settings: Settings) -> CallPolicy:
+    return CallPolicy(
+        region=settings.crm.default_region,
+        sla=settings.crm.sla_policy(),
+        hours=settings.voice.hours.business_hours(),
+        wrap_up_seconds=settings.voice.wrap_up_seconds,
+        ring_seconds=settings.voice.ring_seconds,
+    )
+
+
+def _desk_ctx(holder: Late[CallDesk]) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def desk_ctx(app: web.Application) -> AsyncIterator[None]:
+        runtime = app[RUNTIME]
+        settings = runtime.settings
+        jobs = runtime.jobs
+        urls = VoiceUrls(settings.server.public_base_url, PREFIX)
+        desk = CallDesk(
+            runtime.uow, runtime.presence, call_policy(settings), runtime.twilio, urls.connect, jobs.spawn
+        )
+        holder.set(desk)
+
+        async def on_presence(event: DomainEvent) -> None:
+            # An agent became free somewhere: offer them the longest-waiting caller at once.
+            if event.name == PRESENCE_CHANGED and event.payload.get("state") == AgentState.AVAILABLE.value:
+                jobs.spawn(desk.connect_waiting_callers(), "connect-waiting-callers")
+
+        unsubscribe = runtime.bus.subscribe(on_presence)
+        # Wrap-ups end by themselves (no event): the desk looks at the queue as those it began end,
+        # and a timer covers the rest (an instance that stopped meanwhile, a refused redirect).
+        try:
+            with jobs.every(
+                settings.voice.queue_poll_seconds, desk.connect_waiting_callers, "connect-waiting-callers"
+            ):
+                yield
+        finally:
+            unsubscribe()
+            holder.clear()
+            await desk.close()
+
+    return desk_ctx
+
+
+def setup_voice(app: web.Application, settings: Settings) -> None:
+    """Add the voice webhooks; must come after the runtime in ``cleanup_ctx``."""
+    holder = Late[CallDesk]("the call desk")
+    app[CALL_DESK] = holder
+    verifier = WebhookVerifier(settings.twilio.auth_token.get_secret_value(), settings.server.public_base_url)
+    app.cleanup_ctx.append(_desk_ctx(holder))
+    app.router.add_routes(voice_routes(holder.get, verifier, settings.server.public_base_url))
