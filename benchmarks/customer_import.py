@@ -1,4 +1,4 @@
-"""Customer CSV import benchmark: rows a second through ``contact_center.customer_csv.import_customers``.
+"""Customer CSV import benchmark: rows a second through ``customer_import.import_customers`` (crm_core).
 
 It creates a throw-away database (``cc_bench_<hex>``) on the ``DATABASE_URL`` server, migrates it
 and generates a CSV file as an export from another CRM would look: 100,000 rows (``--quick``:
@@ -37,9 +37,9 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contact_center.customer_csv import import_customers
 from crm_core.db import UnitOfWorkFactory, create_engine, migrate
 from crm_core.models import Agent, Customer, CustomerEmail, CustomerPhone
+from crm_core.services.customer_import import import_customers
 
 N_ROWS = 100_000
 QUICK_ROWS = 10_000

@@ -15,11 +15,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from contact_center.bus.redis_bus import RedisBus
-from contact_center.customer_csv import COLUMNS, CUSTOM_PREFIX, export_customers, import_customers
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory, create_engine
 from crm_core.events import DomainEvent
 from crm_core.ports import EventPublisher
+from crm_core.services.customer_csv_rows import COLUMNS, CUSTOM_PREFIX
+from crm_core.services.customer_export import export_customers
+from crm_core.services.customer_import import import_customers
 
 if TYPE_CHECKING:
     from contact_center.cli import Command

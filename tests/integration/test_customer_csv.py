@@ -14,12 +14,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import delete, select
 
-from contact_center import customer_csv
 from contact_center.appkeys import RUNTIME
-from contact_center.customer_csv import CsvFileError, ImportResult, export_customers, import_customers
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import AuditEntry, Customer, CustomerEmail, CustomerPhone
+from crm_core.services import customer_import
+from crm_core.services.customer_export import export_customers
+from crm_core.services.customer_import import CsvFileError, ImportResult, import_customers
 from crm_core.services.customers import create_customer, with_contact_points
 from tests.conftest import RecordingPublisher, SignIn, Staff
 
@@ -186,7 +187,7 @@ async def test_a_batch_that_clashes_after_its_lookup_is_imported_row_by_row(
     async def nothing_taken(self: Any, phones: list[str], emails: list[str]) -> set[str]:
         return set()  # as if the number had been added by someone else after the lookup
 
-    monkeypatch.setattr(customer_csv._Importer, "_taken", nothing_taken)
+    monkeypatch.setattr(customer_import._Importer, "_taken", nothing_taken)
     data = lines("display_name,phones,company", "New One,2025550111,", "Kim Again,2025550100,KimCo")
     result = await run_import(uow_factory, data)
     assert (result.created, result.updated, result.duplicates, result.rejected) == (1, 1, 0, [])

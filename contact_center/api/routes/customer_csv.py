@@ -13,8 +13,9 @@ from contact_center.api.schemas import ImportReport
 from contact_center.api.spec import ApiRoutes
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import require_role, viewer_of
-from contact_center.customer_csv import export_customers, import_customers
 from crm_core.models import Role
+from crm_core.services.customer_export import export_customers
+from crm_core.services.customer_import import import_customers
 
 routes = ApiRoutes("customers")
 
