@@ -1,11 +1,20 @@
-"""The SMS desk: what happens when a text arrives, when Twilio reports on one of ours, and when an
-agent texts a customer.
+"""The SMS desk: the use case of text messages, one unit of work per event.
 
-Each event is one unit of work through the core (``crm_core.services.sms_*``); what must leave
-(a help reply, an opt-out confirmation, an agent's text) is written to the outbox in that unit of
-work and handed to Twilio once it commits. The sweep, run on a timer on every instance, settles
-texts whose hand-over went unanswered, sends whatever is due in the queue (after a restart, or a
-text that could not reach Twilio) and applies the no-answer ticket rule.
+- A text arrives (Twilio's inbound webhook): :meth:`SmsDesk.message_received` stores it once per
+  MessageSid, reads keywords, threads it to a ticket and queues any reply, in one transaction
+  (the decisions: :mod:`contact_center.sms.inbound`); the reply is handed to Twilio after the
+  webhook is answered.
+- Twilio reports on one of our texts (the status webhook): :meth:`SmsDesk.message_status` moves
+  the outbox row forward, never back.
+- An agent texts a ticket's customer or a customer (the API): :meth:`SmsDesk.reply_on_ticket` and
+  :meth:`SmsDesk.text_customer` write the text to the outbox in one transaction (the decisions:
+  :mod:`contact_center.sms.agent_texts`), then hand it to Twilio and answer with its state.
+- The sweep (:meth:`SmsDesk.sweep`, on a timer on every instance) settles texts whose hand-over
+  went unanswered, sends whatever is due in the queue (after a restart, or a text that could not
+  reach Twilio) and applies the no-answer ticket rule.
+
+The steps (storing texts, the suppression list, the outbox and its sender, tickets) are the
+core's: ``crm_core.services.sms_*`` and ``crm_core.services.tickets``.
 """
 
 from __future__ import annotations
@@ -15,10 +24,11 @@ import logging
 from typing import Any
 
 from contact_center.jobs import Jobs
+from contact_center.sms import agent_texts
+from contact_center.sms.inbound import open_unanswered, receive_sms
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import SmsMessage
-from crm_core.services import sms_outbound
-from crm_core.services.sms_inbound import open_unanswered, receive_sms
+from crm_core.services.sms_outbound import apply_status
 from crm_core.services.sms_outbox import SmsOutbox
 from crm_core.services.sms_types import InboundSms, SmsPolicy, SmsStatusUpdate, TicketRule
 from crm_core.visibility import Viewer
@@ -58,12 +68,13 @@ class SmsDesk:
 
     async def message_status(self, update: SmsStatusUpdate) -> None:
         async with self._uow() as uow:
-            row = await sms_outbound.apply_status(uow, update)
+            row = await apply_status(uow, update)
             await uow.commit()
         if row is None:
             log.info("receipt %s for unknown text %s ignored", update.status, update.message_sid)
 
     async def _sent(self, row: SmsMessage, created: bool) -> SmsMessage:
+        """Hand a new text to Twilio now; answer with its state after (a repeat as it is)."""
         if not created:
             return row
         await self.outbox.send(row.id)
@@ -74,7 +85,7 @@ class SmsDesk:
         self, viewer: Viewer, ticket_id: int, *, body: str, to: str | None, idempotency_key: str | None
     ) -> tuple[SmsMessage, bool]:
         async with self._uow() as uow:
-            row, created = await sms_outbound.reply_on_ticket(
+            row, created = await agent_texts.reply_on_ticket(
                 uow, viewer, ticket_id, body=body, to=to, policy=self.policy, idempotency_key=idempotency_key
             )
             await uow.commit()
@@ -84,7 +95,7 @@ class SmsDesk:
         self, viewer: Viewer, customer_id: int, *, body: str, to: str | None, idempotency_key: str | None
     ) -> tuple[SmsMessage, bool]:
         async with self._uow() as uow:
-            row, created = await sms_outbound.text_customer(
+            row, created = await agent_texts.text_customer(
                 uow,
                 viewer,
                 customer_id,

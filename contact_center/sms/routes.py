@@ -22,7 +22,8 @@ from contact_center.late import Late
 from contact_center.settings import Settings
 from contact_center.sms.desk import SmsDesk
 from crm_core.models import Role, SmsMessage
-from crm_core.services.sms_outbound import MAX_BODY, IdempotencyKeyReused, customer_messages, ticket_messages
+from crm_core.services.sms_conversation import customer_messages, ticket_messages
+from crm_core.services.sms_outbound import MAX_BODY, IdempotencyKeyReused
 from crm_core.services.sms_suppression import SmsSuppressed, list_suppressions
 from crm_core.types import Direction
 from crm_core.visibility import Viewer

@@ -1,45 +1,28 @@
-"""Texts from customers: logged once per MessageSid, opt-out keywords honoured, threaded to tickets.
+"""Texts from customers in the database: stored once per MessageSid with their interaction, the
+sender resolved to a customer, attached to a ticket; and what the no-answer rule reads.
 
-A text from a customer with an open SMS ticket joins it (a pending ticket, waiting on the
-customer, opens again). Otherwise, by the policy's ticket rule,
-a new ticket opens at once (every new conversation) or only once nobody has texted the customer
-back within ``no_answer_minutes`` (:func:`open_unanswered`, run on a timer). Keywords (STOP,
-START, HELP and their synonyms, read as :mod:`crm_core.rules.sms_keywords` reads them) change the
-suppression list or get the help reply; they join an open ticket but never open one. A longer
-text that asks to stop ("please stop texting me") opts the number out as well; it is stored as an
-"opt-out-request", the agent is told why, and the customer gets the one confirmation text the
-rules allow (``SmsPolicy.opt_out_confirmation``), which carriers send themselves only for their
-own keywords. YES is a keyword only from a number that opted out; otherwise it is an answer.
+What a text means and what follows from it (keywords, which ticket, the replies) is decided by
+the SMS desk (``contact_center/sms/inbound.py``), which calls these steps in one unit of work.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
 from crm_core.contact_points import normalize_phone
 from crm_core.db import UnitOfWork
 from crm_core.errors import InvalidInput
 from crm_core.models import Agent, Customer, Interaction, SmsMessage, Ticket, utcnow
-from crm_core.rules.sms_keywords import KeywordMatch, SmsKeyword, match_keyword, normalize
-from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services.identity import resolve_phone
 from crm_core.services.interactions import log_interaction
-from crm_core.services.sms_outbound import KIND_OPT_OUT_CONFIRMATION, queue_sms
-from crm_core.services.sms_suppression import (
-    KEYWORD_CHARS,
-    REASON_KEYWORD,
-    REASON_REQUEST,
-    lift,
-    suppress,
-    suppression_of,
-    why_suppressed,
-)
-from crm_core.services.sms_types import SMS_RECEIVED, InboundSms, SmsPolicy, TicketRule
-from crm_core.services.tickets import open_ticket, open_ticket_for_customer, reopen_for_customer, system_note
+from crm_core.services.sms_types import SMS_RECEIVED, InboundSms
+from crm_core.services.tickets import SlaPolicy, open_ticket
 from crm_core.types import Channel, Direction
 
 KIND_MESSAGE = "message"
@@ -47,29 +30,14 @@ KIND_KEYWORD = "keyword"
 KIND_OPT_OUT_REQUEST = "opt-out-request"
 """A longer text that asked to stop texts: it opted the number out like a keyword."""
 KIND_HELP = "help"
-TWILIO_OPT_OUT_TYPES = {"STOP": SmsKeyword.STOP, "START": SmsKeyword.START, "HELP": SmsKeyword.HELP}
 
 
-@dataclass(frozen=True, slots=True)
-class Received:
-    message: SmsMessage
-    created: bool
-    """False: a redelivery of a text already stored; nothing changed."""
-    ticket: Ticket | None = None
-    keyword: SmsKeyword | None = None
-    reply_id: int | None = None
-    """The help reply or opt-out confirmation queued in the outbox, to send once this transaction
-    commits."""
-
-
-async def _by_sid(uow: UnitOfWork, sid: str) -> SmsMessage | None:
-    found: SmsMessage | None = await uow.session.scalar(
-        select(SmsMessage).where(SmsMessage.message_sid == sid)
-    )
+async def text_by_sid(session: AsyncSession, sid: str) -> SmsMessage | None:
+    found: SmsMessage | None = await session.scalar(select(SmsMessage).where(SmsMessage.message_sid == sid))
     return found
 
 
-async def _sender(uow: UnitOfWork, raw: str, region: str) -> tuple[Customer, str]:
+async def sender_of(uow: UnitOfWork, raw: str, region: str) -> tuple[Customer, str]:
     """The customer behind the sending number and that number in E.164 (short codes and
     alphanumeric senders are kept as they came, on an unnamed customer of their own)."""
     try:
@@ -84,160 +52,36 @@ async def _sender(uow: UnitOfWork, raw: str, region: str) -> tuple[Customer, str
     return (await resolve_phone(uow, e164, region=region, source="sms")).customer, e164
 
 
-async def _active_owner(uow: UnitOfWork, owner_id: int | None) -> int | None:
-    if owner_id is None:
-        return None
-    active = await uow.session.scalar(select(Agent.active).where(Agent.id == owner_id))
-    return owner_id if active else None
-
-
-async def _open_sms_ticket(uow: UnitOfWork, customer: Customer, sender: str, policy: SmsPolicy) -> Ticket:
-    return await open_ticket(
-        uow,
-        None,
-        customer_id=customer.id,
-        subject=f"SMS from {sender}",
-        sla=policy.sla,
-        assignee_id=await _active_owner(uow, customer.owner_id),
-        source_channel=Channel.SMS,
-    )
-
-
-async def _attach(uow: UnitOfWork, message: SmsMessage, ticket: Ticket) -> None:
-    message.ticket_id = ticket.id
-    if message.interaction_id is not None:
-        interaction = await uow.session.get(Interaction, message.interaction_id)
-        if interaction is not None:
-            interaction.ticket_id = ticket.id
-    ticket.updated_at = utcnow()
-
-
-async def _reopen_waiting(uow: UnitOfWork, ticket: Ticket) -> None:
-    """A customer's text answers a ticket waiting on them (pending): it is open again."""
-    if ticket.status is not TicketStatus.PENDING:
-        return
-    await reopen_for_customer(uow, ticket, "sms")
-
-
-def _read_keyword(inbound: InboundSms, opted_out: bool) -> KeywordMatch | None:
-    """The keyword a text is (or the opt-out it asks for). Twilio's Advanced Opt-Out may be set
-    up with keywords of its own: it names their kind in OptOutType."""
-    found = match_keyword(inbound.body)
-    if found is not None and found.word == "YES" and not opted_out:
-        found = None  # "Yes." answers an agent's question; it re-subscribes only an opted-out number
-    if found is None and (kind := TWILIO_OPT_OUT_TYPES.get(inbound.opt_out_type or "")):
-        word = normalize(inbound.body).upper()[:KEYWORD_CHARS] or kind.value.upper()
-        found = KeywordMatch(kind, word, exact=True)
-    return found
-
-
-def _opt_out_of(match: KeywordMatch) -> dict[str, str]:
-    """Why the number was opted out, as the agent is shown it."""
-    reason = REASON_KEYWORD if match.exact else REASON_REQUEST
-    shown = {"keyword": match.word, "reason": reason, "why": why_suppressed(reason, match.word)}
-    return shown | ({"phrase": match.phrase} if match.phrase else {})
-
-
-def _note(phone: str, match: KeywordMatch) -> str:
-    if match.keyword is SmsKeyword.START:
-        return f"{phone} opted back in to text messages ({match.word})."
-    if match.exact:
-        return f"{phone} opted out of text messages ({match.word})."
-    return f'{phone} opted out of text messages: their text asks to stop ("{match.phrase}").'
-
-
-async def _confirm_opt_out(
-    uow: UnitOfWork, match: KeywordMatch, inbound: InboundSms, message: SmsMessage, policy: SmsPolicy
-) -> int | None:
-    """The one confirmation text the rules allow, unless the carrier sends its own (Twilio does
-    for its keywords on long codes, and names any other it handled in OptOutType)."""
-    if not policy.opt_out_confirmation or match.carrier_confirms or inbound.opt_out_type:
-        return None
-    reply = await queue_sms(
-        uow,
-        customer_id=message.customer_id,
-        to=message.from_number,
-        from_=message.to_number or policy.default_from,
-        body=policy.opt_out_confirmation,
-        kind=KIND_OPT_OUT_CONFIRMATION,
-        ticket_id=message.ticket_id,
-    )
-    return reply.id
-
-
-async def _keyword(
+async def store_inbound(
     uow: UnitOfWork,
-    match: KeywordMatch,
     inbound: InboundSms,
-    message: SmsMessage,
+    *,
+    customer_id: int,
     phone: str,
-    policy: SmsPolicy,
-) -> int | None:
-    """Apply a keyword; returns the reply queued (help, or the opt-out confirmation), if one was."""
-    if match.keyword is SmsKeyword.STOP:
-        added = await suppress(
-            uow,
-            phone,
-            reason=REASON_KEYWORD if match.exact else REASON_REQUEST,
-            customer_id=message.customer_id,
-            keyword=match.word,
-            phrase=match.phrase or None,
-            message=None if match.exact else inbound.body,
-        )
-        # Once per opt-out: a second "stop texting me" from a number already out gets nothing.
-        return await _confirm_opt_out(uow, match, inbound, message, policy) if added else None
-    if match.keyword is SmsKeyword.START:
-        await lift(uow, phone, customer_id=message.customer_id, keyword=match.word)
-    elif policy.help_reply and await suppression_of(uow.session, phone) is None:
-        reply = await queue_sms(
-            uow,
-            customer_id=message.customer_id,
-            to=phone,
-            from_=message.to_number or policy.default_from,
-            body=policy.help_reply,
-            kind=KIND_HELP,
-            ticket_id=message.ticket_id,
-        )
-        return reply.id
-    return None
-
-
-async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -> Received:
-    """Store a text from a customer (once per MessageSid) and thread it; events go out on commit."""
-    existing = await _by_sid(uow, inbound.message_sid)
-    if existing is not None:
-        return Received(existing, created=False)
-    customer, phone = await _sender(uow, inbound.from_number, policy.region)
-    match = _read_keyword(inbound, await suppression_of(uow.session, phone) is not None)
-    keyword = match.keyword if match is not None else None
-    opt_out = _opt_out_of(match) if match is not None and keyword is SmsKeyword.STOP else None
+    kind: str,
+    meta: Mapping[str, Any],
+) -> tuple[SmsMessage, bool]:
+    """Log the text as an inbound SMS interaction (with ``meta``) and store it, sent from
+    ``phone``; False: the same text delivered twice at once, and the other delivery stored it."""
     media = [{"url": m.url, "content_type": m.content_type} for m in inbound.media]
     logged = await log_interaction(
         uow,
         channel=Channel.SMS,
         direction=Direction.INBOUND,
-        customer_id=customer.id,
+        customer_id=customer_id,
         external_id=inbound.message_sid,
         status="received",
         body=inbound.body,
-        meta={
-            "from": phone,
-            "to": inbound.to_number,
-            "media": media,
-            "segments": inbound.segments,
-            **({"keyword": keyword.value} if keyword else {}),
-            **({"opt_out": opt_out} if opt_out else {}),
-        },
+        meta={"from": phone, "to": inbound.to_number, "media": media, "segments": inbound.segments, **meta},
     )
-    if not logged.created:  # the same text delivered twice at once: the other delivery stored it
-        raced = await _by_sid(uow, inbound.message_sid)
+    if not logged.created:
+        raced = await text_by_sid(uow.session, inbound.message_sid)
         if raced is not None:
-            return Received(raced, created=False)
-    kind = KIND_MESSAGE if match is None else KIND_KEYWORD if match.exact else KIND_OPT_OUT_REQUEST
+            return raced, False
     message = SmsMessage(
         direction=Direction.INBOUND,
         kind=kind,
-        customer_id=customer.id,
+        customer_id=customer_id,
         interaction_id=logged.interaction.id,
         message_sid=inbound.message_sid,
         from_number=phone,
@@ -249,79 +93,92 @@ async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -
     )
     uow.session.add(message)
     await uow.session.flush()
-    ticket = await open_ticket_for_customer(uow.session, customer.id, source_channel=Channel.SMS)
-    if ticket is None and match is None and policy.ticket_rule is TicketRule.EVERY_CONVERSATION:
-        ticket = await _open_sms_ticket(uow, customer, phone, policy)
-    if ticket is not None:
-        await _attach(uow, message, ticket)
-        if match is None:
-            await _reopen_waiting(uow, ticket)
-        elif match.keyword in (SmsKeyword.STOP, SmsKeyword.START):
-            await system_note(uow, ticket, _note(phone, match))
-    reply_id = await _keyword(uow, match, inbound, message, phone, policy) if match else None
-    uow.record(
-        events.DomainEvent(
-            SMS_RECEIVED,
-            {
-                "agent_id": ticket.assignee_id if ticket is not None else customer.owner_id,
-                "message_id": message.id,
-                "interaction_id": message.interaction_id,
-                "ticket_id": message.ticket_id,
-                "customer_id": customer.id,
-                "from": phone,
-                "to": inbound.to_number,
-                "body": inbound.body,
-                "media": media,
-                "kind": kind,
-                "keyword": keyword.value if keyword else None,
-                "opt_out": opt_out,
-            },
-        )
+    return message, True
+
+
+def received_event(
+    message: SmsMessage, *, agent_id: int | None, keyword: str | None, opt_out: dict[str, str] | None
+) -> events.DomainEvent:
+    """A customer's text, for ``agent_id`` (their socket shows it live)."""
+    return events.DomainEvent(
+        SMS_RECEIVED,
+        {
+            "agent_id": agent_id,
+            "message_id": message.id,
+            "interaction_id": message.interaction_id,
+            "ticket_id": message.ticket_id,
+            "customer_id": message.customer_id,
+            "from": message.from_number,
+            "to": message.to_number,
+            "body": message.body,
+            "media": message.media,
+            "kind": message.kind,
+            "keyword": keyword,
+            "opt_out": opt_out,
+        },
     )
-    return Received(message, created=True, ticket=ticket, keyword=keyword, reply_id=reply_id)
 
 
-async def open_unanswered(uow: UnitOfWork, policy: SmsPolicy, now: datetime | None = None) -> list[int]:
-    """The no-answer rule: customers whose texts nobody answered within ``no_answer_minutes``
-    get a ticket (or join their open SMS ticket) holding every unanswered text. Returns the
-    tickets. Rows are locked with SKIP LOCKED, so instances running this together share the work.
-    """
-    cutoff = (now or utcnow()) - timedelta(minutes=policy.no_answer_minutes)
-    pending = select(SmsMessage).where(
+async def _active_owner(uow: UnitOfWork, owner_id: int | None) -> int | None:
+    if owner_id is None:
+        return None
+    active = await uow.session.scalar(select(Agent.active).where(Agent.id == owner_id))
+    return owner_id if active else None
+
+
+async def open_sms_ticket(uow: UnitOfWork, customer: Customer, sender: str, sla: SlaPolicy) -> Ticket:
+    """A new SMS ticket for the customer texting from ``sender``, assigned to their owner while
+    that agent is active."""
+    return await open_ticket(
+        uow,
+        None,
+        customer_id=customer.id,
+        subject=f"SMS from {sender}",
+        sla=sla,
+        assignee_id=await _active_owner(uow, customer.owner_id),
+        source_channel=Channel.SMS,
+    )
+
+
+async def attach(uow: UnitOfWork, message: SmsMessage, ticket: Ticket) -> None:
+    """The text (and its interaction) joins ``ticket``."""
+    message.ticket_id = ticket.id
+    if message.interaction_id is not None:
+        interaction = await uow.session.get(Interaction, message.interaction_id)
+        if interaction is not None:
+            interaction.ticket_id = ticket.id
+    ticket.updated_at = utcnow()
+
+
+def _unanswered() -> Select[tuple[SmsMessage]]:
+    return select(SmsMessage).where(
         SmsMessage.direction == Direction.INBOUND,
         SmsMessage.kind == KIND_MESSAGE,
         SmsMessage.ticket_id.is_(None),
         SmsMessage.answered_at.is_(None),
     )
-    overdue = await uow.session.scalars(
-        pending.where(SmsMessage.created_at <= cutoff)
+
+
+async def unanswered_customers(session: AsyncSession, sent_before: datetime) -> list[int]:
+    """Customers with a text on no ticket that nobody answered, sent before ``sent_before``,
+    oldest first. Rows are locked with SKIP LOCKED: instances asking together share the work."""
+    overdue = await session.scalars(
+        _unanswered()
+        .where(SmsMessage.created_at <= sent_before)
         .order_by(SmsMessage.id)
         .limit(200)
         .with_for_update(skip_locked=True)
     )
-    customer_ids = list(dict.fromkeys(row.customer_id for row in overdue))
-    tickets: list[int] = []
-    for customer_id in customer_ids:
-        rows = list(
-            await uow.session.scalars(
-                pending.where(SmsMessage.customer_id == customer_id)
-                .order_by(SmsMessage.id)
-                .with_for_update(skip_locked=True)
-            )
-        )
-        customer = await uow.session.get(Customer, customer_id)
-        if not rows or customer is None:
-            continue
-        ticket = await open_ticket_for_customer(uow.session, customer_id, source_channel=Channel.SMS)
-        if ticket is None:
-            ticket = await _open_sms_ticket(uow, customer, rows[0].from_number, policy)
-        for row in rows:
-            await _attach(uow, row, ticket)
-        await _reopen_waiting(uow, ticket)
-        await system_note(
-            uow,
-            ticket,
-            f"No agent answered within {policy.no_answer_minutes:g} minutes; {len(rows)} text(s) waiting.",
-        )
-        tickets.append(ticket.id)
-    return tickets
+    return list(dict.fromkeys(row.customer_id for row in overdue))
+
+
+async def unanswered_texts(session: AsyncSession, customer_id: int) -> list[SmsMessage]:
+    """Every text of the customer on no ticket that nobody answered, oldest first (locked, SKIP
+    LOCKED)."""
+    rows = await session.scalars(
+        _unanswered()
+        .where(SmsMessage.customer_id == customer_id)
+        .order_by(SmsMessage.id)
+        .with_for_update(skip_locked=True)
+    )
+    return list(rows)

@@ -9,17 +9,15 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
 from crm_core.contact_points import normalize_phone
 from crm_core.db import UnitOfWork
-from crm_core.errors import InvalidInput, NotFound
-from crm_core.models import CustomerPhone, Interaction, SmsMessage, Ticket, utcnow
+from crm_core.errors import InvalidInput
+from crm_core.models import Interaction, SmsMessage, utcnow
 from crm_core.rules.sms_segments import count_segments
 from crm_core.rules.sms_status import should_apply
-from crm_core.services.customers import get_visible
 from crm_core.services.interactions import log_interaction
 from crm_core.services.sms_suppression import (
     REASON_CARRIER,
@@ -29,10 +27,8 @@ from crm_core.services.sms_suppression import (
     suppress,
     suppression_of,
 )
-from crm_core.services.sms_types import SMS_STATUS, SmsPolicy, SmsStatusUpdate
-from crm_core.services.tickets import get_ticket, open_ticket_for_customer
+from crm_core.services.sms_types import SMS_STATUS, SmsStatusUpdate
 from crm_core.types import Channel, Direction
-from crm_core.visibility import Viewer
 
 MAX_BODY = 1600  # Twilio's limit for one (concatenated) message
 QUEUED = "queued"
@@ -120,41 +116,6 @@ async def queue_sms(
     return row
 
 
-async def _latest_inbound(
-    session: AsyncSession, customer_id: int, ticket_id: int | None
-) -> SmsMessage | None:
-    stmt = select(SmsMessage).where(
-        SmsMessage.customer_id == customer_id, SmsMessage.direction == Direction.INBOUND
-    )
-    if ticket_id is not None:
-        stmt = stmt.where(SmsMessage.ticket_id == ticket_id)
-    found: SmsMessage | None = await session.scalar(stmt.order_by(SmsMessage.id.desc()).limit(1))
-    return found
-
-
-async def _recipient(
-    session: AsyncSession, customer_id: int, to: str | None, last_inbound: SmsMessage | None, region: str
-) -> str:
-    """``to`` checked as one of the customer's numbers; by default the number they texted from."""
-    phones = list(
-        await session.scalars(
-            select(CustomerPhone.e164)
-            .where(CustomerPhone.customer_id == customer_id)
-            .order_by(CustomerPhone.id)
-        )
-    )
-    texted_from = last_inbound.from_number if last_inbound is not None else None
-    if to is not None:
-        e164 = normalize_phone(to, region, "to")
-        if e164 not in phones and e164 != texted_from:
-            raise InvalidInput(f"{e164} is not a phone number of this customer", "to")
-        return e164
-    candidate = texted_from or (phones[0] if phones else None)
-    if candidate is None:
-        raise InvalidInput("the customer has no phone number to text", "to")
-    return normalize_phone(candidate, region, "to")
-
-
 class IdempotencyKeyReused(InvalidInput):
     """An idempotency key used before for a different text (another body, recipient, ticket or
     customer): refused rather than answered with the earlier text."""
@@ -166,8 +127,13 @@ class IdempotencyKeyReused(InvalidInput):
         )
 
 
+def agent_key(agent_id: int | None, idempotency_key: str | None) -> str | None:
+    """The outbox's idempotency key for an agent's own key (each agent's keys are their own)."""
+    return f"{agent_id}:{idempotency_key}" if idempotency_key else None
+
+
 @dataclass(frozen=True, slots=True)
-class _Request:
+class AgentText:
     """What an agent asked to send, to tell a repeat from a different text under the same key."""
 
     customer_id: int
@@ -184,137 +150,15 @@ class _Request:
         return self.to is None or normalize_phone(self.to, region, "to") == row.to_number
 
 
-async def _earlier(session: AsyncSession, key: str, request: _Request, region: str) -> SmsMessage | None:
-    """The text sent earlier under ``key``; :class:`IdempotencyKeyReused` when it was another."""
+async def earlier_text(session: AsyncSession, key: str, request: AgentText, region: str) -> SmsMessage | None:
+    """The text sent earlier under ``key`` (an :func:`agent_key`); :class:`IdempotencyKeyReused`
+    when it was another."""
     existing: SmsMessage | None = await session.scalar(
         select(SmsMessage).where(SmsMessage.idempotency_key == key)
     )
     if existing is not None and not request.repeats(existing, region):
         raise IdempotencyKeyReused(key.split(":", 1)[1])
     return existing
-
-
-async def _send_reply(
-    uow: UnitOfWork,
-    viewer: Viewer,
-    *,
-    customer_id: int,
-    ticket: Ticket | None,
-    body: str,
-    to: str | None,
-    policy: SmsPolicy,
-    idempotency_key: str | None,
-    from_ticket: bool,
-) -> tuple[SmsMessage, bool]:
-    session = uow.session
-    key = f"{viewer.agent_id}:{idempotency_key}" if idempotency_key else None
-    asked = _Request(customer_id, ticket.id if from_ticket and ticket else None, body.strip(), to)
-    if key is not None and (existing := await _earlier(session, key, asked, policy.region)) is not None:
-        return existing, False
-    text = body.strip()
-    if not text:
-        raise InvalidInput("the message is empty", "body")
-    if len(text) > MAX_BODY:
-        raise InvalidInput(f"the message is longer than {MAX_BODY} characters", "body")
-    last = await _latest_inbound(session, customer_id, ticket.id if ticket else None)
-    if last is None and ticket is not None:
-        last = await _latest_inbound(session, customer_id, None)
-    recipient = await _recipient(session, customer_id, to, last, policy.region)
-    # Answer from the number the customer texted, so the conversation stays on one thread.
-    texted = last.to_number if last is not None and last.from_number == recipient else ""
-    sender = texted or policy.default_from
-    try:
-        async with session.begin_nested():
-            row = await queue_sms(
-                uow,
-                customer_id=customer_id,
-                to=recipient,
-                from_=sender,
-                body=text,
-                agent_id=viewer.agent_id,
-                ticket_id=ticket.id if ticket else None,
-                idempotency_key=key,
-            )
-    except IntegrityError:
-        # The same key at the same moment: the other request stored its text first.
-        if key is None or (existing := await _earlier(session, key, asked, policy.region)) is None:
-            raise
-        return existing, False
-    now = utcnow()
-    if ticket is not None:
-        ticket.updated_at = now
-        if ticket.first_responded_at is None:
-            ticket.first_responded_at = now
-    # The customer got an answer: the no-answer rule opens no ticket for what they sent so far.
-    await session.execute(
-        update(SmsMessage)
-        .where(
-            SmsMessage.customer_id == customer_id,
-            SmsMessage.direction == Direction.INBOUND,
-            SmsMessage.answered_at.is_(None),
-        )
-        .values(answered_at=now)
-    )
-    uow.record(status_event(row))
-    return row, True
-
-
-async def reply_on_ticket(
-    uow: UnitOfWork,
-    viewer: Viewer,
-    ticket_id: int,
-    *,
-    body: str,
-    to: str | None,
-    policy: SmsPolicy,
-    idempotency_key: str | None = None,
-) -> tuple[SmsMessage, bool]:
-    """An agent texts the ticket's customer; returns the outbox row and whether it is new
-    (False: the same idempotency key was used before for this same text, and that message is
-    returned; for another text, :class:`IdempotencyKeyReused`)."""
-    ticket = await get_ticket(uow.session, viewer, ticket_id, for_update=True)
-    return await _send_reply(
-        uow,
-        viewer,
-        customer_id=ticket.customer_id,
-        ticket=ticket,
-        body=body,
-        to=to,
-        policy=policy,
-        idempotency_key=idempotency_key,
-        from_ticket=True,
-    )
-
-
-async def text_customer(
-    uow: UnitOfWork,
-    viewer: Viewer,
-    customer_id: int,
-    *,
-    body: str,
-    to: str | None,
-    policy: SmsPolicy,
-    idempotency_key: str | None = None,
-) -> tuple[SmsMessage, bool]:
-    """An agent texts a customer directly; the text joins their open SMS ticket when they may see it."""
-    await get_visible(uow.session, viewer, customer_id)
-    ticket = await open_ticket_for_customer(uow.session, customer_id, source_channel=Channel.SMS)
-    if ticket is not None:
-        try:
-            ticket = await get_ticket(uow.session, viewer, ticket.id)
-        except NotFound:
-            ticket = None
-    return await _send_reply(
-        uow,
-        viewer,
-        customer_id=customer_id,
-        ticket=ticket,
-        body=body,
-        to=to,
-        policy=policy,
-        idempotency_key=idempotency_key,
-        from_ticket=False,
-    )
 
 
 async def _locked(session: AsyncSession, message_id: int) -> SmsMessage | None:
@@ -527,30 +371,6 @@ async def apply_status(uow: UnitOfWork, update_: SmsStatusUpdate) -> SmsMessage 
         uow.record(status_event(row))
     await _carrier_refused(uow, row, update_.error_code)
     return row
-
-
-async def ticket_messages(session: AsyncSession, viewer: Viewer, ticket_id: int) -> Sequence[SmsMessage]:
-    """Every text of a ticket, both ways, oldest first (visibility checked)."""
-    await get_ticket(session, viewer, ticket_id)
-    rows = await session.scalars(
-        select(SmsMessage).where(SmsMessage.ticket_id == ticket_id).order_by(SmsMessage.id)
-    )
-    return list(rows)
-
-
-async def customer_messages(
-    session: AsyncSession, viewer: Viewer, customer_id: int, *, limit: int, offset: int
-) -> Sequence[SmsMessage]:
-    """A customer's texts, newest first (visibility checked)."""
-    await get_visible(session, viewer, customer_id)
-    rows = await session.scalars(
-        select(SmsMessage)
-        .where(SmsMessage.customer_id == customer_id)
-        .order_by(SmsMessage.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(rows)
 
 
 @dataclass(frozen=True, slots=True)

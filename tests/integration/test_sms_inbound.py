@@ -22,11 +22,11 @@ from contact_center.app import create_app
 from contact_center.appkeys import SETTINGS
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
+from contact_center.sms.inbound import open_unanswered
 from contact_center.sms.routes import SMS_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Customer, Interaction, SmsMessage, Ticket, utcnow
 from crm_core.services.customers import create_customer
-from crm_core.services.sms_inbound import open_unanswered
 from crm_core.types import Channel, Direction
 from tests.conftest import PASSWORD, Staff, isolated_settings
 

@@ -7,10 +7,10 @@ import itertools
 
 from sqlalchemy import select
 
+from contact_center.sms.inbound import receive_sms
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import AuditEntry, Ticket
 from crm_core.rules.ticket_status import TicketStatus
-from crm_core.services.sms_inbound import receive_sms
 from crm_core.services.sms_types import InboundSms, SmsPolicy
 from crm_core.services.tickets import SlaPolicy
 from tests.conftest import RecordingPublisher, Staff
