@@ -15,7 +15,6 @@ from contact_center.api.errors import json_errors
 from contact_center.api.routes import (
     admin,
     auth,
-    chats,
     customer_csv,
     customers,
     interactions,
@@ -30,10 +29,12 @@ from contact_center.auth.passwords import Argon2Hasher
 from contact_center.bus import EventBus
 from contact_center.bus.inprocess import InProcessBus
 from contact_center.bus.redis_bus import RedisBus
-from contact_center.chat_setup import setup_chat
+from contact_center.chat import routes as chat_routes
+from contact_center.chat.wiring import setup_chat
 from contact_center.client_address import client_address_middleware
 from contact_center.email import routes as email_routes
-from contact_center.email.wiring import setup_email
+from contact_center.email.desk import EMAIL_DESK
+from contact_center.email.wiring import setup_email, transcript_mailer
 from contact_center.health import routes as health_routes
 from contact_center.jobs import Jobs
 from contact_center.presence import presence_store
@@ -62,7 +63,7 @@ API_GROUPS = (
     presence.routes,
     voice.routes,
     voice.call_routes,
-    chats.routes,
+    chat_routes.routes,
     wallboard.routes,
     sms.routes,
     email_routes.routes,
@@ -164,7 +165,12 @@ def create_app(settings: Settings, *, rate_clock: Callable[[], float] = time.tim
     setup_sms(app, settings)
     setup_email(app, settings)
     setup_realtime(app)
-    setup_chat(app, settings)
+    setup_chat(
+        app,
+        settings,
+        transcripts=transcript_mailer(settings),
+        wake_mail=lambda: app[EMAIL_DESK].wake_outbox(),
+    )
     setup_web(app, settings)
     hide_server_software(app)
     return app

@@ -2,9 +2,11 @@
 
 The handshake is refused (403) unless the page's Origin is allowed. The first frame is ``hello``
 with the visitor token the browser kept; a missing or forged token gets a new visitor. Every
-later frame is parsed here and handed to the :class:`VisitorDesk` the application gives; what it
-answers goes back on this socket, and what it publishes for the visitor reaches every socket of
-theirs, on any instance, through :class:`VisitorSockets`.
+later frame is parsed here and handed to the :class:`VisitorDesk` the application gives (through
+a getter: the desk is built at start-up, after the route); what it answers goes back on this
+socket, and what it publishes for the visitor reaches every socket of theirs, on any instance,
+through :class:`VisitorSockets`. Both are typed values of :mod:`channels.webchat.protocol`,
+framed and encoded here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import contextlib
 import logging
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,10 +24,14 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels.webchat.protocol import (
     MAX_FRAME_CHARS,
+    Blocked,
     FrameError,
     Hello,
     Send,
     VisitorFrame,
+    VisitorNotice,
+    VisitorReply,
+    Welcome,
     encode,
     error_frame,
     parse_frame,
@@ -68,15 +74,15 @@ class VisitorDesk(Protocol):
         """May one more connection come from ``ip`` now (connection rate limit)?"""
         ...
 
-    async def welcome(self, visitor: Visitor) -> dict[str, Any]:
+    async def welcome(self, visitor: Visitor) -> Welcome:
         """The state a (re)connecting visitor resumes: mode, open conversation, history.
 
         Raises :class:`VisitorBlocked` for a blocked visitor.
         """
         ...
 
-    async def handle(self, visitor: Visitor, frame: VisitorFrame) -> list[dict[str, Any]]:
-        """Act on one frame; returns the frames to answer on this socket.
+    async def handle(self, visitor: Visitor, frame: VisitorFrame) -> Sequence[VisitorReply]:
+        """Act on one frame; returns what to answer on this socket.
 
         Raises :class:`VisitorBlocked`, :class:`RateLimited` or crm_core errors.
         """
@@ -111,10 +117,14 @@ class VisitorSockets:
     def count(self) -> int:
         return sum(len(s) for s in self._by_visitor.values())
 
-    async def send(self, visitor_id: str, frame: dict[str, Any]) -> int:
-        text = encode(frame)
+    async def send(self, visitor_id: str, notice: VisitorNotice) -> int:
+        """Push ``notice`` to the visitor's sockets here; returns to how many."""
+        sockets = self._by_visitor.get(visitor_id)
+        if not sockets:
+            return 0
+        text = encode(notice.frame())  # once, whatever the number of sockets
         sent = 0
-        for ws in list(self._by_visitor.get(visitor_id, ())):
+        for ws in list(sockets):
             if ws.closed:
                 continue
             try:
@@ -148,18 +158,19 @@ def _error_for(exc: Exception) -> dict[str, Any]:
 
 
 def visitor_socket(
-    desk: VisitorDesk,
+    desk_of: Callable[[], VisitorDesk],
     sockets: VisitorSockets,
     tokens: VisitorTokens,
     allowed_origins: Callable[[], Collection[str]],
 ) -> Callable[[web.Request], Any]:
-    """The aiohttp handler of the visitor socket."""
+    """The aiohttp handler of the visitor socket; ``desk_of`` gives the desk (built at start-up)."""
 
     async def handler(request: web.Request) -> web.StreamResponse:
         origin = (request.headers.get("Origin") or "").rstrip("/")
         if origin not in allowed_origins():
             log.warning("refused chat socket from origin %r", origin[:200])
             raise web.HTTPForbidden(text="origin not allowed")
+        desk = desk_of()
         ip = request.remote
         if not await desk.admit(ip):
             raise web.HTTPTooManyRequests(text="too many chat connections from this address")
@@ -209,10 +220,10 @@ async def _greet(
     try:
         state = await desk.welcome(visitor)
     except VisitorBlocked:
-        await ws.send_str(encode({"type": "blocked"}))
+        await ws.send_str(encode(Blocked().frame()))
         await ws.close(code=CLOSE_BLOCKED, message=b"blocked")
         return None
-    await ws.send_str(encode({"type": "welcome", "token": token, **state}))
+    await ws.send_str(encode(state.frame(token)))
     return visitor
 
 
@@ -232,7 +243,7 @@ async def _converse(ws: web.WebSocketResponse, desk: VisitorDesk, visitor: Visit
         try:
             replies = await desk.handle(visitor, frame)
         except VisitorBlocked:
-            await ws.send_str(encode({"type": "blocked"}))
+            await ws.send_str(encode(Blocked().frame()))
             await ws.close(code=CLOSE_BLOCKED, message=b"blocked")
             return
         except (RateLimited, CoreError) as exc:
@@ -243,8 +254,8 @@ async def _converse(ws: web.WebSocketResponse, desk: VisitorDesk, visitor: Visit
             log.exception("chat frame %s of visitor %s failed", frame.type, visitor.visitor_id)
             reply = error_frame("unavailable", "the service could not take this now; it is sent again")
         else:
-            for reply in replies:
-                await ws.send_str(encode(reply))
+            for answer in replies:
+                await ws.send_str(encode(answer.frame()))
             continue
         if isinstance(frame, Send):
             reply["id"] = frame.id  # the widget marks that message as not sent (or resends it)

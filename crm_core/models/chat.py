@@ -109,7 +109,7 @@ class ChatTranscriptEmail(Base):
 class ChatBlockedAddress(Base):
     """A network address no visitor may chat from until ``until``; set when an agent blocks a
     visitor (who could otherwise come back with a new token). ``ip`` is an IPv4 address or the
-    /64 network an IPv6 address belongs to (see ``crm_core.services.chat.address_key``)."""
+    /64 network an IPv6 address belongs to (see ``crm_core.services.chat_blocks.address_key``)."""
 
     __tablename__ = "chat_blocked_addresses"
 

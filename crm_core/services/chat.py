@@ -8,21 +8,18 @@ waiting chat to two agents.
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import Table, and_, bindparam, delete, func, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.db import UnitOfWork
-from crm_core.errors import InvalidInput, NotFound
+from crm_core.errors import NotFound
 from crm_core.models import (
     Agent,
-    ChatBlockedAddress,
     ChatConversation,
     ChatMessage,
     ChatSender,
@@ -33,7 +30,6 @@ from crm_core.models import (
     Ticket,
     utcnow,
 )
-from crm_core.services.audit import audit
 from crm_core.services.identity import resolve_visitor
 from crm_core.services.interactions import log_interaction
 from crm_core.services.tickets import SlaPolicy, open_ticket, open_ticket_for_customer
@@ -42,9 +38,7 @@ from crm_core.types import Channel, Direction
 from crm_core.visibility import Viewer, customer_filter
 
 OPEN_STATUSES = (ChatStatus.WAITING, ChatStatus.ACTIVE)
-MAX_CLIENT_ID = 64
 LEFT_MESSAGE_CATEGORY = "chat-message"
-_KEEP_CONTROLS = frozenset("\n\t")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,27 +49,6 @@ class PreChat:
     email: str | None = None
     phone: str | None = None
     transcript: bool = False
-
-
-def clean_text(raw: str, max_chars: int, field: str = "text") -> str:
-    """Message text as stored: control characters (but newlines and tabs) dropped, unpaired
-    surrogates replaced, surrounding blanks trimmed; empty or longer than ``max_chars`` is refused."""
-    text = raw.encode("utf-8", "replace").decode("utf-8")
-    text = "".join(
-        c for c in text if c in _KEEP_CONTROLS or unicodedata.category(c) not in ("Cc", "Cs")
-    ).strip()
-    if not text:
-        raise InvalidInput("the message is empty", field)
-    if len(text) > max_chars:
-        raise InvalidInput(f"the message is longer than {max_chars} characters", field)
-    return text
-
-
-def clean_client_id(raw: str) -> str:
-    text = raw.strip()
-    if not text or len(text) > MAX_CLIENT_ID or not text.isascii() or not text.isprintable():
-        raise InvalidInput(f"a message id is 1 to {MAX_CLIENT_ID} printable ASCII characters", "id")
-    return text
 
 
 # --- visitors ----------------------------------------------------------------------------------
@@ -98,149 +71,6 @@ async def is_blocked(session: AsyncSession, visitor_id: str) -> bool:
     return blocked_at is not None
 
 
-async def block_visitor(
-    uow: UnitOfWork, conversation: ChatConversation, agent_id: int, reason: str | None
-) -> ChatVisitor:
-    """Block the visitor of ``conversation`` (audited on the conversation)."""
-    visitor = await uow.session.get_one(ChatVisitor, conversation.visitor_id)
-    if visitor.blocked_at is None:
-        visitor.blocked_at = utcnow()
-        visitor.blocked_by_id = agent_id
-        visitor.block_reason = (reason or "").strip()[:300] or None
-        audit(
-            uow.session,
-            "chat",
-            conversation.id,
-            "visitor-blocked",
-            agent_id,
-            {"visitor_id": visitor.id, "reason": visitor.block_reason},
-        )
-    return visitor
-
-
-# --- address blocks ----------------------------------------------------------------------------
-
-# An IPv6 host picks new addresses inside its network at will (privacy extensions): the block
-# covers the /64, the usual network of one subscriber or LAN.
-_IPV6_BLOCK_PREFIX = 64
-
-
-def address_key(ip: str | None) -> str | None:
-    """What an address block is kept under: an IPv4 address itself, an IPv6 address's /64
-    network address; None for anything that is not an IP address."""
-    if not ip:
-        return None
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        network = ipaddress.IPv6Network((int(address), _IPV6_BLOCK_PREFIX), strict=False)  # no %zone
-        return str(network.network_address)
-    return str(address)
-
-
-async def address_blocked(session: AsyncSession, ip: str | None) -> bool:
-    """Whether ``ip`` is blocked now (one primary-key lookup; expired blocks do not count)."""
-    key = address_key(ip)
-    if key is None:
-        return False
-    until = await session.scalar(select(ChatBlockedAddress.until).where(ChatBlockedAddress.ip == key))
-    return until is not None and until > utcnow()
-
-
-async def block_address(
-    uow: UnitOfWork,
-    conversation: ChatConversation,
-    ip: str | None,
-    agent_id: int,
-    reason: str | None,
-    hours: float,
-) -> ChatBlockedAddress | None:
-    """Block ``ip`` (where ``conversation`` came from) for ``hours`` from now, audited on the
-    conversation. A block of that address already running longer keeps its end (and who set it,
-    and why): blocking again extends, never shortens. Expired blocks are deleted on the way.
-    None when there is no address or ``hours`` is 0."""
-    key = address_key(ip)
-    if key is None or hours <= 0:
-        return None
-    session = uow.session
-    now = utcnow()
-    until = now + timedelta(hours=hours)
-    await session.execute(
-        delete(ChatBlockedAddress)
-        .where(ChatBlockedAddress.until <= now)
-        .execution_options(synchronize_session=False)
-    )
-    values = {
-        "ip": key,
-        "until": until,
-        "blocked_at": now,
-        "blocked_by_id": agent_id,
-        "conversation_id": conversation.id,
-        "reason": (reason or "").strip()[:300] or None,
-    }
-    inserted = await insert_ignore(session, ChatBlockedAddress, values, ["ip"]) is not None
-    block = await session.get_one(ChatBlockedAddress, key, with_for_update=True, populate_existing=True)
-    if not inserted and block.until < until:
-        for name, value in values.items():
-            setattr(block, name, value)
-    audit(
-        session,
-        "chat",
-        conversation.id,
-        "address-blocked",
-        agent_id,
-        {"ip": key, "until": block.until.isoformat(), "reason": values["reason"]},
-    )
-    await session.flush()
-    return block
-
-
-@dataclass(frozen=True, slots=True)
-class AddressBlock:
-    """A block in force and the name of the agent who set it."""
-
-    block: ChatBlockedAddress
-    blocked_by_name: str | None
-
-
-async def address_blocks(session: AsyncSession, *, limit: int, offset: int = 0) -> list[AddressBlock]:
-    """The blocks in force, the latest first."""
-    rows = await session.execute(
-        select(ChatBlockedAddress, Agent.display_name)
-        .outerjoin(Agent, Agent.id == ChatBlockedAddress.blocked_by_id)
-        .where(ChatBlockedAddress.until > utcnow())
-        .order_by(ChatBlockedAddress.blocked_at.desc(), ChatBlockedAddress.ip)
-        .limit(limit)
-        .offset(offset)
-    )
-    return [AddressBlock(block, name) for block, name in rows.tuples()]
-
-
-async def lift_address_block(uow: UnitOfWork, ip: str, agent_id: int) -> AddressBlock:
-    """End the block of ``ip`` (any address of a blocked IPv6 /64 will do), audited on the chat it
-    came from; NotFound when none is in force. The blocked visitor's token stays blocked."""
-    key = address_key(ip)
-    block = None if key is None else await uow.session.get(ChatBlockedAddress, key, with_for_update=True)
-    if block is None or block.until <= utcnow():
-        raise NotFound(f"the address {ip[:64]!r} is not blocked")
-    await uow.session.delete(block)
-    audit(
-        uow.session,
-        "chat",
-        block.conversation_id or 0,
-        "address-unblocked",
-        agent_id,
-        {"ip": block.ip, "until": block.until.isoformat()},
-    )
-    await uow.session.flush()
-    names = await agent_names(uow.session, [block.blocked_by_id] if block.blocked_by_id else [])
-    return AddressBlock(block, names.get(block.blocked_by_id or 0))
-
-
 # --- conversations -----------------------------------------------------------------------------
 
 
@@ -249,6 +79,17 @@ async def open_conversation_of(session: AsyncSession, visitor_id: str) -> ChatCo
     found: ChatConversation | None = await session.scalar(
         select(ChatConversation)
         .where(ChatConversation.visitor_id == visitor_id, ChatConversation.status.in_(OPEN_STATUSES))
+        .order_by(ChatConversation.id.desc())
+        .limit(1)
+    )
+    return found
+
+
+async def latest_conversation_of(session: AsyncSession, visitor_id: str) -> ChatConversation | None:
+    """The visitor's latest conversation, open or ended."""
+    found: ChatConversation | None = await session.scalar(
+        select(ChatConversation)
+        .where(ChatConversation.visitor_id == visitor_id)
         .order_by(ChatConversation.id.desc())
         .limit(1)
     )
@@ -484,6 +325,15 @@ async def messages_of(
     return newest[::-1]
 
 
+async def messages_and_names(
+    session: AsyncSession, conversation_id: int, limit: int | None = None
+) -> tuple[list[ChatMessage], dict[int, str]]:
+    """:func:`messages_of` and the names of the agents who wrote them."""
+    messages = await messages_of(session, conversation_id, limit)
+    names = await agent_names(session, sorted({m.agent_id for m in messages if m.agent_id}))
+    return messages, names
+
+
 async def assign_waiting(uow: UnitOfWork, conversation_id: int, agent_id: int) -> bool:
     """Give a waiting conversation to ``agent_id``; False if it no longer waits (taken or ended)."""
     now = utcnow()
@@ -582,6 +432,12 @@ async def queue_position(session: AsyncSession, conversation: ChatConversation) 
     return int(ahead or 0) + 1
 
 
+async def owner_of_customer(session: AsyncSession, customer_id: int) -> int | None:
+    """The agent who owns the customer (a chat of theirs goes to them first, when they have room)."""
+    owner_id: int | None = await session.scalar(select(Customer.owner_id).where(Customer.id == customer_id))
+    return owner_id
+
+
 async def active_chats_per_agent(session: AsyncSession) -> dict[int, int]:
     rows = await session.execute(
         select(ChatConversation.agent_id, func.count())
@@ -633,20 +489,8 @@ async def agent_names(session: AsyncSession, agent_ids: Sequence[int]) -> dict[i
     return {int(agent_id): str(name) for agent_id, name in rows.all()}
 
 
-def transcript_text(
-    conversation: ChatConversation, messages: Sequence[ChatMessage], names: dict[int, str]
-) -> str:
-    """The conversation as plain text, one line per message, times in UTC."""
-
-    def who(message: ChatMessage) -> str:
-        if message.sender is ChatSender.VISITOR:
-            return conversation.visitor_name or "You"
-        return names.get(message.agent_id or 0, "Agent")
-
-    def stamp(moment: datetime) -> str:
-        return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-    lines = [f"Chat of {stamp(conversation.created_at)}", ""]
-    for message in messages:
-        lines.append(f"[{stamp(message.created_at)}] {who(message)}: {message.body}")
-    return "\n".join(lines) + "\n"
+async def agent_name(session: AsyncSession, agent_id: int | None) -> str | None:
+    if agent_id is None:
+        return None
+    name: str | None = await session.scalar(select(Agent.display_name).where(Agent.id == agent_id))
+    return name

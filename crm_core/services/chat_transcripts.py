@@ -8,12 +8,14 @@ implement the port instead and write there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from crm_core.db import UnitOfWork
-from crm_core.models import ChatConversation, ChatTranscriptEmail, utcnow
-from crm_core.services.chat import agent_names, messages_of, transcript_text
+from crm_core.models import ChatConversation, ChatMessage, ChatSender, ChatTranscriptEmail, utcnow
+from crm_core.services.chat import messages_and_names
 from crm_core.sql import insert_ignore
 
 TRANSCRIPT_SUBJECT = "Your chat transcript"
@@ -50,7 +52,25 @@ class OutboxTranscriptMailer:
 
 async def transcript_email(uow: UnitOfWork, conversation: ChatConversation, to: str) -> TranscriptEmail:
     """The transcript of ``conversation`` as an email to ``to``."""
-    messages = await messages_of(uow.session, conversation.id)
-    names = await agent_names(uow.session, sorted({m.agent_id for m in messages if m.agent_id}))
+    messages, names = await messages_and_names(uow.session, conversation.id)
     body = transcript_text(conversation, messages, names)
     return TranscriptEmail(conversation.id, to, TRANSCRIPT_SUBJECT, body)
+
+
+def transcript_text(
+    conversation: ChatConversation, messages: Sequence[ChatMessage], names: dict[int, str]
+) -> str:
+    """The conversation as plain text, one line per message, times in UTC."""
+
+    def who(message: ChatMessage) -> str:
+        if message.sender is ChatSender.VISITOR:
+            return conversation.visitor_name or "You"
+        return names.get(message.agent_id or 0, "Agent")
+
+    def stamp(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+    lines = [f"Chat of {stamp(conversation.created_at)}", ""]
+    for message in messages:
+        lines.append(f"[{stamp(message.created_at)}] {who(message)}: {message.body}")
+    return "\n".join(lines) + "\n"

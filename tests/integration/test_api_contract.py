@@ -61,10 +61,10 @@ from crm_core.services.chat import (
     PreChat,
     add_visitor_message,
     assign_waiting,
-    block_address,
     start_conversation,
     touch_visitor,
 )
+from crm_core.services.chat_blocks import block_address
 from crm_core.services.interactions import log_interaction
 from crm_core.services.sms_suppression import REASON_KEYWORD, suppress
 from crm_core.types import Channel, Direction

@@ -23,8 +23,9 @@ from sqlalchemy import func, select, update
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
+from contact_center.chat.events import VISITOR_BACK
+from contact_center.chat.routes import CHAT_DESK
 from contact_center.chat_routing import reconcile_load
-from contact_center.chat_setup import CHAT_DESK, VISITOR_BACK
 from contact_center.presence import AgentState
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
@@ -41,7 +42,8 @@ from crm_core.models import (
     Ticket,
     utcnow,
 )
-from crm_core.services.chat import active_chats_per_agent, address_key
+from crm_core.services.chat import active_chats_per_agent
+from crm_core.services.chat_blocks import address_key
 from crm_core.services.customers import create_customer
 from crm_core.types import Channel
 from tests.conftest import PASSWORD, Session, Staff, isolated_settings
@@ -377,7 +379,7 @@ async def test_chat_counts_that_drifted_from_the_database_are_corrected(
     client = await make_client(max_chats_per_agent=1)
     await available(client, staff.red_1)
     first, _ = await assigned_chat(client)
-    load = client.app[CHAT_DESK].router.load
+    load = client.app[CHAT_DESK].get().queue.router.load
     async with uow_factory() as uow:
         truth = await active_chats_per_agent(uow.session)
     assert truth[staff.red_1.id] >= 1
@@ -408,7 +410,7 @@ async def test_a_waiting_visitor_who_left_leaves_the_queue(
     gone_id = (await gone.start())["conversation"]["id"]
     back = await VisitorSocket.open(client)
     back_id = (await back.start())["conversation"]["id"]
-    client.app[CHAT_DESK].abandon_after_seconds = 0.5
+    client.app[CHAT_DESK].get().queue.abandon_after_seconds = 0.5
     await gone.close()
     await back.close()  # a reload: back before the grace period ends
     back = await VisitorSocket.open(client, token=back.token)
@@ -866,7 +868,7 @@ async def test_a_waiting_visitor_who_moved_to_another_instance_keeps_their_place
     assert (await moving.next("queue"))["position"] == 1
     async with uow_factory() as uow:
         visitor_id = (await uow.session.get_one(ChatConversation, moving_id)).visitor_id
-    desk = one.app[CHAT_DESK]
+    queue = one.app[CHAT_DESK].get().queue
     heard_by_one: list[DomainEvent] = []
 
     async def record(event: DomainEvent) -> None:
@@ -874,15 +876,15 @@ async def test_a_waiting_visitor_who_moved_to_another_instance_keeps_their_place
 
     one.app[RUNTIME].bus.subscribe(record)  # after the desk's own subscriber
     await moving.close()  # left instance one...
-    await until(lambda: not desk.connected(visitor_id), what="instance one sees the visitor leave")
+    await until(lambda: not queue.connected(visitor_id), what="instance one sees the visitor leave")
     moved = await VisitorSocket.open(two, token=moving.token)  # ...and came back on instance two
     assert moved.welcome["conversation"]["id"] == moving_id
     await until(
         lambda: any(e.name == VISITOR_BACK and e.payload["visitor_id"] == visitor_id for e in heard_by_one),
         what="instance one hears the visitor is back",
     )
-    desk.abandon_after_seconds = 0  # the grace period is over
-    assert await desk.sweep_abandoned() == 0
+    queue.abandon_after_seconds = 0  # the grace period is over
+    assert await queue.sweep_abandoned() == 0
     async with uow_factory() as uow:
         assert (await uow.session.get_one(ChatConversation, moving_id)).status.value == "waiting"
     await moved.position(1)

@@ -7,7 +7,7 @@ import pytest
 from channels.webchat.protocol import FrameError, Hello, LeaveMessage, Send, Start, parse_frame
 from channels.webchat.tokens import VisitorTokens
 from crm_core.errors import InvalidInput
-from crm_core.services.chat import clean_client_id, clean_text
+from crm_core.rules.chat_text import clean_client_id, clean_text
 
 
 def test_tokens_verify_only_their_own_signature() -> None:

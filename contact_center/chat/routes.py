@@ -1,27 +1,39 @@
-"""Web chats, the agents' side: my chats, send, mark read, close, block, and transcripts; the
-supervisors' list of blocked addresses.
+"""Web chats' routes: the REST routes of the agents' side (my chats, send, mark read, close,
+block, and transcripts; the supervisors' list of blocked addresses), the visitor socket
+(``/ws/chat``) with the widget's files, and the agents' typing over their socket
+(``{"type": "chat.typing", "conversation_id", "typing"}``).
 
-Typing goes over the agent socket (``{"type": "chat.typing", "conversation_id", "typing"}``).
 Messages are plain text: whoever displays them must escape them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import Field, StringConstraints
 
+from channels.webchat.socket import VisitorDesk, VisitorSockets, visitor_socket
+from channels.webchat.tokens import VisitorTokens
 from contact_center.api.responses import json_out, page_bounds
 from contact_center.api.schemas import MAX_ID, Input, Output, PageQuery
 from contact_center.api.spec import ApiRoutes, parse_body, parse_query, path_int
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import require_role, viewer_of
-from contact_center.chat_setup import CHAT_DESK
+from contact_center.chat.desk import ChatDesk
+from contact_center.late import Late
+from contact_center.realtime import register_agent_message
 from contact_center.settings import MAX_BLOCK_ADDRESS_HOURS
+from crm_core.errors import InvalidInput
 from crm_core.models import ChatConversation, ChatMessage, ChatStatus, Role
-from crm_core.services.chat import AddressBlock, address_blocks, lift_address_block
+from crm_core.services.chat_blocks import AddressBlock, address_blocks, lift_address_block
+
+# The desk, built at start-up (see contact_center.chat.wiring).
+CHAT_DESK = web.AppKey("chat_desk", Late[ChatDesk])
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static" / "chat"
 
 routes = ApiRoutes("chats")
 
@@ -153,7 +165,7 @@ async def my_chats(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     query = parse_query(request, ChatQuery)
     statuses = query.status or [ChatStatus.WAITING, ChatStatus.ACTIVE]
-    found = await request.app[CHAT_DESK].my_chats(viewer, statuses)
+    found = await request.app[CHAT_DESK].get().my_chats(viewer, statuses)
     return json_out(ChatList(items=[_chat_out(c) for c in found]))
 
 
@@ -162,7 +174,7 @@ async def my_chats(request: web.Request) -> web.Response:
 )
 async def chat_transcript(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
-    conversation, messages, names = await request.app[CHAT_DESK].transcript(viewer, path_int(request))
+    conversation, messages, names = await request.app[CHAT_DESK].get().transcript(viewer, path_int(request))
     return json_out(
         TranscriptOut(chat=_chat_out(conversation), messages=[_message_out(m, names) for m in messages])
     )
@@ -180,8 +192,8 @@ async def chat_transcript(request: web.Request) -> web.Response:
 async def send_chat_message(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     body = await parse_body(request, ChatMessageIn)
-    message, created = await request.app[CHAT_DESK].agent_message(
-        viewer, path_int(request), body.text, body.client_id
+    message, created = (
+        await request.app[CHAT_DESK].get().agent_message(viewer, path_int(request), body.text, body.client_id)
     )
     out = _message_out(message, {})
     return json_out(ChatMessageSent(**out.model_dump(), created=created), status=201 if created else 200)
@@ -197,14 +209,14 @@ async def send_chat_message(request: web.Request) -> web.Response:
 async def mark_chat_read(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     body = await parse_body(request, ChatReadIn)
-    mark = await request.app[CHAT_DESK].agent_read(viewer, path_int(request), body.up_to)
+    mark = await request.app[CHAT_DESK].get().agent_read(viewer, path_int(request), body.up_to)
     return json_out(ChatReadOut(agent_read_id=mark))
 
 
 @routes.route("POST", "/chats/{id}/close", summary="End a chat", response=ChatOut)
 async def close_chat(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
-    conversation = await request.app[CHAT_DESK].agent_close(viewer, path_int(request))
+    conversation = await request.app[CHAT_DESK].get().agent_close(viewer, path_int(request))
     return json_out(_chat_out(conversation))
 
 
@@ -218,8 +230,8 @@ async def close_chat(request: web.Request) -> web.Response:
 async def block_chat_visitor(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     body = await parse_body(request, BlockIn)
-    conversation = await request.app[CHAT_DESK].block(
-        viewer, path_int(request), body.reason, body.address_hours
+    conversation = (
+        await request.app[CHAT_DESK].get().block(viewer, path_int(request), body.reason, body.address_hours)
     )
     return json_out(_chat_out(conversation))
 
@@ -253,3 +265,30 @@ async def lift_chat_block(request: web.Request) -> web.Response:
         lifted = await lift_address_block(uow, request.match_info["ip"], viewer.agent_id)
         await uow.commit()
     return json_out(_block_out(lifted))
+
+
+# --- the sockets -------------------------------------------------------------------------------
+
+
+def add_visitor_routes(
+    app: web.Application,
+    desk_of: Callable[[], VisitorDesk],
+    sockets: VisitorSockets,
+    tokens: VisitorTokens,
+    origins: Collection[str],
+) -> None:
+    """The visitor socket (``/ws/chat``) and the widget's files (``/chat/``)."""
+    app.router.add_get("/ws/chat", visitor_socket(desk_of, sockets, tokens, lambda: origins))
+    app.router.add_static("/chat/", STATIC_DIR, append_version=False)
+
+
+def add_agent_typing(app: web.Application, desk_of: Callable[[], ChatDesk]) -> None:
+    """The agents' ``chat.typing`` messages on their socket (``/ws/agent``)."""
+
+    async def agent_typing(_app: web.Application, agent_id: int, payload: dict[str, Any]) -> None:
+        conversation_id, typing = payload.get("conversation_id"), payload.get("typing")
+        if not isinstance(conversation_id, int) or not isinstance(typing, bool):
+            raise InvalidInput("chat.typing needs an integer conversation_id and a boolean typing")
+        await desk_of().agent_typing(agent_id, conversation_id, typing)
+
+    register_agent_message(app, "chat.typing", agent_typing)
