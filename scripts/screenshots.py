@@ -133,13 +133,7 @@ async def _demo_day(settings: Settings) -> None:
             for i in range(count):
                 n += 1
                 started = midnight + timedelta(seconds=span * (i + 1) / (count + 1))
-                meta: dict[str, object] = {}
-                if channel is Channel.VOICE:
-                    if i % 5 == 4:
-                        meta["missed"] = True
-                    else:
-                        meta["answered_at"] = (started + timedelta(seconds=8 + 3 * (i % 4))).isoformat()
-                await log_interaction(
+                logged = await log_interaction(
                     uow,
                     channel=channel,
                     direction=Direction.OUTBOUND if i % 4 == 3 else Direction.INBOUND,
@@ -147,8 +141,12 @@ async def _demo_day(settings: Settings) -> None:
                     external_id=f"today-{n}",
                     status="completed",
                     started_at=started,
-                    meta=meta,
                 )
+                if channel is Channel.VOICE:
+                    if i % 5 == 4:
+                        logged.interaction.missed = True
+                    else:
+                        logged.interaction.answered_at = started + timedelta(seconds=8 + 3 * (i % 4))
         await log_interaction(
             uow,
             channel=Channel.CHAT,

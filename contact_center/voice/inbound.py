@@ -55,7 +55,8 @@ class Callers:
     async def log_ringing(
         self, uow: UnitOfWork, call: InboundCall, started_at: datetime | None = None, **meta: Any
     ) -> tuple[Customer, Logged]:
-        """The call's customer, and its interaction logged as ringing (a retry finds the first)."""
+        """The call's customer, and its interaction logged as ringing (a retry finds the first);
+        ``meta`` goes into the interaction's metadata beside the caller's number and name."""
         customer = await self._caller(uow, call)
         logged = await log_interaction(
             uow,
@@ -203,10 +204,7 @@ class InboundCalls:
                 # nobody waiting, so that callers keep joining the queue behind those who wait.
                 await self._presence.release(agent_id, call.call_sid)
                 someone_free = True
-        now = utcnow()
-        queued = QueuedCall(
-            call.call_sid, call.from_number, now, self._routed_meta(call, DecisionKind.ENQUEUE, None, now)
-        )
+        queued = QueuedCall(call.call_sid, call.from_number, utcnow(), self._caller_meta(call))
         logged = await self._queued_calls.submit(queued)
         if someone_free:
             # Someone freed up without a word while callers may be waiting: the queue is offered
@@ -218,25 +216,14 @@ class InboundCalls:
         async with self._connections.connect() as conn:
             return await log_queued_calls(conn, calls, QUEUED_FOR_AGENT)
 
-    def _routed_meta(
-        self, call: InboundCall, kind: DecisionKind, agent_id: int | None, now: datetime
-    ) -> dict[str, Any]:
-        meta: dict[str, Any] = {
-            "from": call.from_number,
-            "to": call.to_number,
-            "caller_name": call.caller_name,
-            "decision": kind.value,
-            "routed_agent_id": agent_id,
-        }
-        if kind is DecisionKind.ENQUEUE:
-            meta["queued_at"] = now.isoformat()
-        return meta
+    @staticmethod
+    def _caller_meta(call: InboundCall) -> dict[str, Any]:
+        return {"from": call.from_number, "to": call.to_number, "caller_name": call.caller_name}
 
     async def _log_routed_call(
         self, conn: AsyncConnection, call: InboundCall, customer_id: int, agent_id: int | None
     ) -> tuple[CallDecision, list[DomainEvent]]:
         now = utcnow()
-        kind = DecisionKind.ENQUEUE if agent_id is None else DecisionKind.CONNECT_AGENT
         logged = await log_inbound_call(
             conn,
             call_sid=call.call_sid,
@@ -244,7 +231,7 @@ class InboundCalls:
             agent_id=agent_id,
             status=QUEUED_FOR_AGENT if agent_id is None else CallStatus.RINGING.value,
             started_at=now,
-            meta=self._routed_meta(call, kind, agent_id, now),
+            meta=self._caller_meta(call),
         )
         if logged is None:
             # A retry of this webhook got here first: undo our claim and answer as it did.
@@ -274,7 +261,9 @@ class InboundCalls:
 
     async def _decision_of_logged(self, db: Executor, call_sid: str) -> CallDecision:
         stored = await stored_call(db, call_sid)
-        return await self._offers.decision_from(db, stored.meta if stored else {})
+        if stored is None:
+            return await self._offers.decision_from(db, None, None)
+        return await self._offers.decision_from(db, stored.decision, stored.routed_agent_id)
 
     async def _inbound_call(self, call: InboundCall) -> CallDecision:
         async with self._uow() as uow:
@@ -283,7 +272,9 @@ class InboundCalls:
             if not logged.created:
                 # Twilio retried the webhook: answer as the first time, route nobody twice.
                 await uow.commit()
-                return await self._offers.decision_from(uow.session, interaction.meta)
+                return await self._offers.decision_from(
+                    uow.session, interaction.call_decision, interaction.routed_agent_id
+                )
             if not self._policy.hours.is_open(utcnow()):
                 decision = CallDecision(DecisionKind.VOICEMAIL, say=[self._policy.closed_message])
                 self._offers.remember(interaction, decision)

@@ -83,7 +83,8 @@ class CallOffers:
         if agent_id is None:
             interaction.status = QUEUED_FOR_AGENT
             decision = CallDecision(DecisionKind.ENQUEUE, say=[])
-            self.remember(interaction, decision, queued_at=utcnow().isoformat())
+            self.remember(interaction, decision)
+            interaction.queued_at = utcnow()
             uow.record(call_event(interaction, "queued"))
             return decision
         interaction.agent_id = agent_id
@@ -96,13 +97,10 @@ class CallOffers:
         return decision
 
     @staticmethod
-    def remember(interaction: Interaction, decision: CallDecision, **extra: Any) -> None:
-        interaction.meta = {
-            **interaction.meta,
-            "decision": decision.kind.value,
-            "routed_agent_id": decision.agent_id,
-            **extra,
-        }
+    def remember(interaction: Interaction, decision: CallDecision) -> None:
+        """The decision, so that a retried webhook is answered alike (:meth:`decision_from`)."""
+        interaction.call_decision = decision.kind.value
+        interaction.routed_agent_id = decision.agent_id
 
     async def connect(self, db: Executor, agent_id: int, say: list[str]) -> CallDecision:
         phone = await db.scalar(select(Agent.phone).where(Agent.id == agent_id))
@@ -119,11 +117,10 @@ class CallOffers:
             ring_seconds=self._policy.ring_seconds,
         )
 
-    async def decision_from(self, db: Executor, meta: dict[str, Any]) -> CallDecision:
+    async def decision_from(self, db: Executor, decision: str | None, agent_id: int | None) -> CallDecision:
         """The decision remembered on a call already logged (a retried webhook answers alike)."""
-        kind = DecisionKind(meta.get("decision", DecisionKind.ENQUEUE.value))
-        agent_id = meta.get("routed_agent_id")
-        if kind is DecisionKind.CONNECT_AGENT and isinstance(agent_id, int):
+        kind = DecisionKind(decision or DecisionKind.ENQUEUE.value)
+        if kind is DecisionKind.CONNECT_AGENT and agent_id is not None:
             return await self.connect(db, agent_id, say=[self._policy.greeting])
         if kind is DecisionKind.VOICEMAIL:
             return CallDecision(kind, say=[self._policy.closed_message])

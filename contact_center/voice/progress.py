@@ -79,30 +79,29 @@ class CallProgress:
             if interaction is None:
                 log.info("status %s for unknown call %s ignored", update.status, update.call_sid)
                 return
-            meta = dict(interaction.meta)
             if not should_apply(
-                interaction.status, meta.get("sequence"), update.status, update.sequence_number
+                interaction.status, interaction.status_sequence, update.status, update.sequence_number
             ):
                 return
             interaction.status = update.status.value
-            meta["sequence"] = update.sequence_number
+            interaction.status_sequence = update.sequence_number
             if update.status in TERMINAL:
                 interaction.ended_at = update.timestamp or utcnow()
                 interaction.duration_seconds = update.duration_seconds
                 if update.recording_url:
-                    meta["recording_url"] = update.recording_url
-                routed = meta.get("routed_agent_id")
-                if isinstance(routed, int) and not meta.get("answered_at"):
+                    interaction.meta = {**interaction.meta, "recording_url": update.recording_url}
+                answered = interaction.answered_at is not None
+                routed = interaction.routed_agent_id
+                if routed is not None and not answered:
                     release = (routed, update.call_sid)
-                answered_by = meta.get("answered_by")
-                if isinstance(answered_by, int):
+                answered_by = interaction.answered_by_id
+                if answered_by is not None:
                     # Should the agent leg's end and the dial action be lost or late, the call's
                     # own end still frees whoever took it (a no-op once they have moved on).
                     wrap_up = (answered_by, update.call_sid)
-                if not meta.get("answered_at") and not meta.get("recording_url"):
-                    meta["missed"] = True
+                if not answered and not interaction.meta.get("recording_url"):
+                    interaction.missed = True
                     await self._tickets.callback_ticket(uow, interaction)
-            interaction.meta = meta  # a new dict: the ORM sees the change
             uow.record(call_event(interaction, update.status.value))
             await uow.commit()
         if release is not None:
@@ -119,13 +118,11 @@ class CallProgress:
         call = InboundCall(update.call_sid, update.from_number, update.to_number or "")
         ended = update.timestamp or utcnow()
         _, logged = await self._callers.log_ringing(
-            uow,
-            call,
-            started_at=ended - timedelta(seconds=update.duration_seconds or 0),
-            decision=DecisionKind.HANG_UP.value,  # should its webhook still come: it is over
-            unrouted=True,
+            uow, call, started_at=ended - timedelta(seconds=update.duration_seconds or 0), unrouted=True
         )
         if logged.created:
+            # Should its webhook still come: it is over.
+            logged.interaction.call_decision = DecisionKind.HANG_UP.value
             log.warning("inbound call %s ended before it was logged: logged as missed", call.call_sid)
         return logged.interaction
 

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import literal_column, select
@@ -151,7 +150,7 @@ class CallQueue:
             try:
                 await self._offers.offer_or_queue(uow, interaction, interaction.customer_id, agent_id)
                 interaction.status = OFFERING
-                interaction.meta = {**interaction.meta, "offered_at": utcnow().isoformat()}
+                interaction.offered_at = utcnow()
                 await uow.commit()
             except BaseException:
                 await self._offers.release(agent_id, call_sid)
@@ -176,11 +175,7 @@ class CallQueue:
         """Back into the queue: only an offer nobody answered (an answer is never undone)."""
         async with self._uow() as uow:
             interaction = await locked_call(uow, call_sid)
-            if (
-                interaction is not None
-                and interaction.status == OFFERING
-                and not interaction.meta.get("answered_at")
-            ):
+            if interaction is not None and interaction.status == OFFERING and interaction.answered_at is None:
                 interaction.status = QUEUED_FOR_AGENT
                 interaction.agent_id = None
                 await uow.commit()
@@ -190,12 +185,11 @@ class CallQueue:
         lasts: the redirect never landed. Release the agent and queue the caller again."""
         async with self._connections.connect() as conn:
             stored = await stored_call(conn, call_sid)
-        if stored is None or stored.status != OFFERING or stored.meta.get("answered_at"):
+        if stored is None or stored.status != OFFERING or stored.answered_at is not None:
             return
-        offered_at = stored.meta.get("offered_at")
-        if not isinstance(offered_at, str) or not isinstance(stored.agent_id, int):
+        if stored.offered_at is None or stored.agent_id is None:
             return
-        age = (utcnow() - datetime.fromisoformat(offered_at)).total_seconds()
+        age = (utcnow() - stored.offered_at).total_seconds()
         if age <= self._policy.ring_seconds + OFFER_GRACE_SECONDS:
             return
         await self._offers.release(stored.agent_id, call_sid)

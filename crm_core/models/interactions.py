@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crm_core.models.base import Base, BigIntId, StorableJSON, str_enum, utcnow
@@ -44,3 +44,16 @@ class Interaction(Base):
     summary: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", StorableJSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # A call's routing state (voice only): how its webhook was answered (crm_core.voice.DecisionKind)
+    # and to which agent, when it was queued, offered to an agent and answered (and by whom), the
+    # sequence number of the last status callback applied, and whether it ended unanswered. Agent
+    # ids as they were at the time, without a foreign key: the call's history outlives the agent.
+    call_decision: Mapped[str | None] = mapped_column(String(20))
+    routed_agent_id: Mapped[int | None] = mapped_column(BigInteger)
+    queued_at: Mapped[datetime | None]
+    offered_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    answered_by_id: Mapped[int | None] = mapped_column(BigInteger)
+    status_sequence: Mapped[int | None]
+    missed: Mapped[bool] = mapped_column(default=False, server_default=false())

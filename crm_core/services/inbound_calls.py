@@ -6,8 +6,10 @@ retried webhook); :func:`log_inbound_call` inserts the voice interaction with it
 decision, ``ON CONFLICT DO NOTHING`` so that a retry racing the first delivery logs nothing twice.
 While nobody is free, :func:`log_queued_calls` writes the callers arriving together in one
 statement, each found by number inside it.
-:func:`mark_answered` records who took the call in one conditional UPDATE. Each statement is
-atomic on its own, so they run on an autocommit connection (:func:`crm_core.sql.autocommit`).
+:func:`mark_answered` records who took the call in one conditional UPDATE. The call's routing state
+(decision, routed agent, queued/offered/answered times) is in typed columns of the interaction.
+Each statement is atomic on its own, so they run on an autocommit connection
+(:func:`crm_core.sql.autocommit`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy import Select, Table, TextClause, bindparam, select, text
 from crm_core.models import Customer, CustomerPhone, Interaction
 from crm_core.sql import Executor, dialect_name
 from crm_core.types import Channel, Direction
+from crm_core.voice import DecisionKind
 
 INTERACTIONS = Interaction.__table__
 assert isinstance(INTERACTIONS, Table)
@@ -49,7 +52,10 @@ class StoredCall:
     agent_id: int | None
     ticket_id: int | None
     status: str
-    meta: dict[str, Any]
+    decision: str | None
+    routed_agent_id: int | None
+    offered_at: datetime | None
+    answered_at: datetime | None
 
 
 _LOOKUP: Select[tuple[int, int | None, int | None]] = (
@@ -71,7 +77,10 @@ _STORED = select(
     Interaction.agent_id,
     Interaction.ticket_id,
     Interaction.status,
-    Interaction.meta,
+    Interaction.call_decision,
+    Interaction.routed_agent_id,
+    Interaction.offered_at,
+    Interaction.answered_at,
 ).where(Interaction.channel == Channel.VOICE, Interaction.external_id == bindparam("call_sid"))
 
 
@@ -89,12 +98,13 @@ async def stored_call(db: Executor, call_sid: str) -> StoredCall | None:
 # Spelled out rather than built with the dialects' insert(): SQLAlchemy does not cache the
 # compilation of ON CONFLICT statements, and these run for every call. The routed agent's own
 # phone (NULL when unset or nobody was routed) comes back with the new row's id.
-_TYPED = ("channel", "direction", "started_at", "metadata", "created_at")
+_TYPED = ("channel", "direction", "started_at", "metadata", "created_at", "queued_at")
 _INSERT_CALL = text("""
 INSERT INTO interactions
-       (channel, direction, customer_id, external_id, agent_id, status, started_at, metadata, created_at)
+       (channel, direction, customer_id, external_id, agent_id, status, started_at, metadata, created_at,
+        call_decision, routed_agent_id, queued_at)
 VALUES (:channel, :direction, :customer_id, :external_id, :agent_id, :status, :started_at, :metadata,
-        :created_at)
+        :created_at, :call_decision, :agent_id, :queued_at)
     ON CONFLICT (channel, external_id) DO NOTHING
 RETURNING id, customer_id, (SELECT agents.phone FROM agents WHERE agents.id = interactions.agent_id)
 """).bindparams(*(bindparam(name, type_=INTERACTIONS.c[name].type) for name in _TYPED))
@@ -110,7 +120,9 @@ async def log_inbound_call(
     started_at: datetime,
     meta: dict[str, Any],
 ) -> LoggedCall | None:
-    """Insert the call's voice interaction as routed; None when this CallSid is already logged."""
+    """Insert the call's voice interaction as routed (to ``agent_id``, or queued when None); None
+    when this CallSid is already logged."""
+    decision = DecisionKind.ENQUEUE if agent_id is None else DecisionKind.CONNECT_AGENT
     params = {
         "channel": Channel.VOICE,
         "direction": Direction.INBOUND,
@@ -121,6 +133,8 @@ async def log_inbound_call(
         "metadata": meta,
         "created_at": started_at,
         "customer_id": customer,
+        "call_decision": decision.value,
+        "queued_at": started_at if agent_id is None else None,
     }
     row = (await db.execute(_INSERT_CALL, params)).first()
     return None if row is None else LoggedCall(row[0], row[1], row[2])
@@ -128,7 +142,8 @@ async def log_inbound_call(
 
 @dataclass(frozen=True, slots=True)
 class QueuedCall:
-    """A call from a number on file answered with the queue (nobody was free)."""
+    """A call from a number on file answered with the queue (nobody was free), queued as it
+    starts."""
 
     call_sid: str
     e164: str
@@ -143,9 +158,10 @@ _PG_CASTS = {"sid": "VARCHAR", "at": "TIMESTAMP WITH TIME ZONE", "meta": "JSON",
 
 _LOG_QUEUED = """
 INSERT INTO interactions
-       (channel, direction, customer_id, external_id, agent_id, status, started_at, metadata, created_at)
+       (channel, direction, customer_id, external_id, agent_id, status, started_at, metadata, created_at,
+        call_decision, queued_at)
 SELECT :channel, :direction, customer_phones.customer_id, v.column1, NULL, :status, v.column2, v.column3,
-       v.column2
+       v.column2, :call_decision, v.column2
   FROM (VALUES {values}) AS v
   JOIN customer_phones ON customer_phones.e164 = v.column4
  WHERE TRUE
@@ -185,7 +201,12 @@ async def log_queued_calls(db: Executor, calls: Sequence[QueuedCall], status: st
     rows = 1 << max(0, len(unique) - 1).bit_length()  # the next power of two
     if rows > MAX_QUEUED_PER_STATEMENT:
         raise ValueError(f"at most {MAX_QUEUED_PER_STATEMENT} calls per statement, not {len(unique)}")
-    params: dict[str, Any] = {"channel": Channel.VOICE, "direction": Direction.INBOUND, "status": status}
+    params: dict[str, Any] = {
+        "channel": Channel.VOICE,
+        "direction": Direction.INBOUND,
+        "status": status,
+        "call_decision": DecisionKind.ENQUEUE.value,
+    }
     for i in range(rows):
         row = unique[i] if i < len(unique) else None
         params[f"sid_{i}"] = row.call_sid if row else None
@@ -197,33 +218,18 @@ async def log_queued_calls(db: Executor, calls: Sequence[QueuedCall], status: st
     return [logged.pop(call.call_sid, None) for call in calls]  # a repeated CallSid: None
 
 
-# Who answered goes into the metadata only once: the first answer wins, repeats change nothing.
-# An answered call leaves the queue whatever happened to its offer (a redirect whose answer was
-# lost, a requeue racing the agent's pick-up): it is in progress, no longer waiting.
-_MARK_ANSWERED = {
-    "postgresql": """
+# Who answered is recorded only once: the first answer wins, repeats change nothing. An answered
+# call leaves the queue whatever happened to its offer (a redirect whose answer was lost, a requeue
+# racing the agent's pick-up): it is in progress, no longer waiting.
+_MARK_ANSWERED = text("""
 UPDATE interactions
    SET agent_id = :agent_id,
        status = CASE WHEN status IN ('queued-for-agent', 'offering') THEN 'in-progress' ELSE status END,
-       metadata = (metadata::jsonb || jsonb_build_object('answered_at', CAST(:answered_at AS text),
-                                                         'answered_by', CAST(:agent_id AS bigint)))::json
- WHERE channel = 'voice' AND external_id = :call_sid AND (metadata ->> 'answered_at') IS NULL
+       answered_at = :answered_at,
+       answered_by_id = :agent_id
+ WHERE channel = 'voice' AND external_id = :call_sid AND answered_at IS NULL
 RETURNING id, customer_id, ticket_id
-""",
-    "sqlite": """
-UPDATE interactions
-   SET agent_id = :agent_id,
-       status = CASE WHEN status IN ('queued-for-agent', 'offering') THEN 'in-progress' ELSE status END,
-       metadata = json_set(metadata, '$.answered_at', :answered_at, '$.answered_by', :agent_id)
- WHERE channel = 'voice' AND external_id = :call_sid AND json_extract(metadata, '$.answered_at') IS NULL
-RETURNING id, customer_id, ticket_id
-""",
-}
-
-
-@cache
-def _mark_answered(dialect: str) -> TextClause:
-    return text(_MARK_ANSWERED[dialect])
+""").bindparams(bindparam("answered_at", type_=INTERACTIONS.c.answered_at.type))
 
 
 async def mark_answered(
@@ -231,6 +237,6 @@ async def mark_answered(
 ) -> tuple[int, int, int | None] | None:
     """Record that ``agent_id`` answered the call: (interaction id, customer id, ticket id), or
     None when the call is unknown or its answer was already recorded (a repeated callback)."""
-    params = {"call_sid": call_sid, "agent_id": agent_id, "answered_at": answered_at.isoformat()}
-    row = (await db.execute(_mark_answered(dialect_name(db)), params)).first()
+    params = {"call_sid": call_sid, "agent_id": agent_id, "answered_at": answered_at}
+    row = (await db.execute(_MARK_ANSWERED, params)).first()
     return None if row is None else (row[0], row[1], row[2])

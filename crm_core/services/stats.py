@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, DateTime, Float, and_, case, cast, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, or_, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.models import Customer, Interaction, Ticket
@@ -72,25 +72,23 @@ async def channel_volumes(session: AsyncSession, viewer: Viewer, since: datetime
     return [ChannelVolume(c, *counts.get(c, (0, 0))) for c in Channel]
 
 
-def _answer_seconds(dialect: str, answered_at: ColumnElement[str]) -> ColumnElement[float]:
-    """Seconds from the call's arrival to ``answered_at`` (an ISO timestamp kept in the metadata)."""
+def _answer_seconds(dialect: str) -> ColumnElement[float]:
+    """Seconds from the call's arrival to its answer."""
+    answered_at, started_at = Interaction.answered_at, Interaction.started_at
     if dialect == "postgresql":
-        return cast(
-            func.extract("epoch", cast(answered_at, DateTime(timezone=True)) - Interaction.started_at), Float
-        )
-    return cast((func.julianday(answered_at) - func.julianday(Interaction.started_at)) * 86400.0, Float)
+        return cast(func.extract("epoch", answered_at - started_at), Float)
+    return cast((func.julianday(answered_at) - func.julianday(started_at)) * 86400.0, Float)
 
 
 async def call_figures(session: AsyncSession, viewer: Viewer, since: datetime) -> CallFigures:
     """Inbound calls since ``since``: offered, answered, abandoned, average speed of answer."""
-    answered_at = Interaction.meta["answered_at"].as_string()
-    missed = Interaction.meta["missed"].as_boolean()
-    seconds = _answer_seconds(session.get_bind().dialect.name, answered_at)
+    answered_at = Interaction.answered_at
+    seconds = _answer_seconds(session.get_bind().dialect.name)
     stmt = (
         select(
             func.count(),
             func.count(answered_at),
-            func.sum(case((missed.is_(True), 1), else_=0)),
+            func.sum(case((Interaction.missed.is_(True), 1), else_=0)),
             func.avg(case((answered_at.is_not(None), seconds), else_=None)),
         )
         .select_from(Interaction)

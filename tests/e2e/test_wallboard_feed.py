@@ -35,12 +35,7 @@ async def _calls_and_messages(
     async with uow_factory() as uow:
         for n, (answer_after, missed) in enumerate([(20, False), (40, False), (None, True)]):
             started = now - timedelta(minutes=10 + n)
-            meta: dict[str, Any] = {"from": "+12025550100"}
-            if answer_after is not None:
-                meta["answered_at"] = (started + timedelta(seconds=answer_after)).isoformat()
-            if missed:
-                meta["missed"] = True
-            await log_interaction(
+            logged = await log_interaction(
                 uow,
                 channel=Channel.VOICE,
                 direction=Direction.INBOUND,
@@ -48,8 +43,11 @@ async def _calls_and_messages(
                 external_id=f"CA-{tag}-{n}",
                 status="completed",
                 started_at=started,
-                meta=meta,
+                meta={"from": "+12025550100"},
             )
+            if answer_after is not None:
+                logged.interaction.answered_at = started + timedelta(seconds=answer_after)
+            logged.interaction.missed = missed
         await log_interaction(
             uow, channel=Channel.EMAIL, direction=Direction.INBOUND, customer_id=customer_id, subject="hi"
         )

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from contact_center.appkeys import RUNTIME
 from contact_center.presence import AgentState, MemoryPresenceStore, PresenceStore, RedisPresenceStore
@@ -24,7 +24,7 @@ from contact_center.voice import queue as call_queue
 from contact_center.voice.wiring import CALL_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent
-from crm_core.models import Agent, utcnow
+from crm_core.models import Agent, Interaction, utcnow
 from crm_core.services.customers import create_customer
 from crm_core.services.inbound_calls import (
     MAX_QUEUED_PER_STATEMENT,
@@ -110,10 +110,11 @@ async def test_a_call_is_logged_once_by_customer_id_or_by_number(
             assert caller is not None and caller.logged_id == first.interaction_id
             stored = await stored_call(conn, "CA-first")
             assert stored is not None
-            assert (stored.status, stored.agent_id, stored.meta) == (
+            assert (stored.status, stored.agent_id, stored.decision, stored.routed_agent_id) == (
                 "ringing",
                 staff.red_1.id,
-                {"from": CALLER},
+                "connect-agent",
+                staff.red_1.id,
             )
     finally:
         await connections.close()
@@ -131,7 +132,7 @@ async def test_who_answered_is_recorded_once(uow_factory: UnitOfWorkFactory, sta
                 agent_id=staff.red_1.id,
                 status="ringing",
                 started_at=utcnow(),
-                meta={"from": CALLER, "routed_agent_id": staff.red_1.id},
+                meta={"from": CALLER},
             )
             assert logged is not None
             at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -141,12 +142,13 @@ async def test_who_answered_is_recorded_once(uow_factory: UnitOfWorkFactory, sta
             assert await mark_answered(conn, "CA-unknown", staff.red_1.id, at) is None
             stored = await stored_call(conn, "CA-answer")
             assert stored is not None and stored.agent_id == staff.red_2.id
-            assert stored.meta == {
-                "from": CALLER,
-                "routed_agent_id": staff.red_1.id,
-                "answered_at": at.isoformat(),
-                "answered_by": staff.red_2.id,
-            }
+            assert (stored.routed_agent_id, stored.answered_at) == (staff.red_1.id, at)
+            row = await conn.execute(
+                select(Interaction.answered_by_id, Interaction.meta).where(
+                    Interaction.id == logged.interaction_id
+                )
+            )
+            assert tuple(row.one()) == (staff.red_2.id, {"from": CALLER})
     finally:
         await connections.close()
 
@@ -335,8 +337,8 @@ async def test_a_surge_while_everyone_is_busy_queues_callers_and_routing_resumes
         for sid in sids:
             row = rows[sid]
             assert (row.status, row.customer_id, row.agent_id) == ("queued-for-agent", customer_id, None)
-            assert row.meta["decision"] == "enqueue" and row.meta["from"] == CALLER
-            assert "queued_at" in row.meta
+            assert row.call_decision == "enqueue" and row.meta["from"] == CALLER
+            assert row.queued_at is not None
         # An unknown caller during the surge still becomes a customer.
         unknown = call_sid()
         assert (await twilio.incoming(unknown, caller="+442079460958")).find("./Enqueue") is not None
@@ -417,7 +419,7 @@ async def test_a_lost_agent_leg_callback_is_made_good_by_the_dial_action(
     )
     assert resp.status == 200
     [row] = await voice_rows(uow_factory)
-    assert row.agent_id == staff.red_1.id and row.meta["answered_by"] == staff.red_1.id
+    assert row.agent_id == staff.red_1.id and row.answered_by_id == staff.red_1.id
     presence = await client.app[RUNTIME].presence.get(staff.red_1.id)
     assert presence.state is AgentState.WRAP_UP and presence.call_sid == sid
     await twilio.status(sid, "completed", 3, CallDuration="35")

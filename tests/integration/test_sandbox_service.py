@@ -149,7 +149,7 @@ async def test_a_call_whose_webhook_failed_is_called_back(
                 if row is not None and row.ticket_id is not None:
                     break
             await asyncio.sleep(0.02)
-    assert row.meta["missed"] is True and row.meta["from"] == CALLER
+    assert row.missed is True and row.meta["from"] == CALLER
     async with uow_factory() as uow:
         ticket = await uow.session.get_one(Ticket, row.ticket_id)
     assert ticket.category == "callback"

@@ -8,7 +8,7 @@ import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from xml.etree import ElementTree
 
@@ -263,7 +263,7 @@ async def test_an_inbound_call_that_ended_before_it_was_logged_is_called_back(
     await twilio.status(outbound, "completed", 3, Direction="outbound-api", From="+15005550006", To=CALLER)
     [row] = await voice_rows(uow_factory)
     assert (row.external_id, row.customer_id, row.status) == (missed, customer_id, "no-answer")
-    assert row.meta["missed"] is True and row.meta["unrouted"] is True and row.ended_at is not None
+    assert row.missed is True and row.meta["unrouted"] is True and row.ended_at is not None
     async with uow_factory() as uow:
         [ticket] = list(await uow.session.scalars(select(Ticket).where(Ticket.customer_id == customer_id)))
     assert (ticket.category, row.ticket_id) == ("callback", ticket.id)
@@ -679,7 +679,7 @@ async def test_an_unconfirmed_redirect_that_never_landed_is_taken_back_while_the
     assert row.status == "offering"  # within a ring: the redirect may still land
     async with uow_factory() as uow:
         stored = await uow.session.get_one(Interaction, row.id)
-        stored.meta = {**stored.meta, "offered_at": "2000-01-01T00:00:00+00:00"}
+        stored.offered_at = datetime(2000, 1, 1, tzinfo=UTC)
         await uow.commit()
     again = FakeTwilioRedirects()
     desk._queue._control = again
@@ -689,7 +689,7 @@ async def test_an_unconfirmed_redirect_that_never_landed_is_taken_back_while_the
     assert again.redirects == [sid]
     [row] = await voice_rows(uow_factory)
     assert (row.status, row.agent_id) == ("offering", staff.red_1.id)
-    assert row.meta["offered_at"] > "2001"
+    assert row.offered_at is not None and row.offered_at.year > 2001
 
 
 class FakeTwilioRedirects:
@@ -778,7 +778,7 @@ async def test_an_agent_leg_that_ends_before_its_answer_arrives_frees_the_agent(
         now = await presence.get(agent)
         assert (now.state, now.call_sid) == (AgentState.WRAP_UP, first)
         [row] = await voice_rows(uow_factory)
-        assert row.meta["answered_by"] == agent  # who took the call is still recorded
+        assert row.answered_by_id == agent  # who took the call is still recorded
 
         # No dial action comes: once the wrap-up is over the agent takes the next call...
         async with asyncio.timeout(5):
