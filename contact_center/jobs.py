@@ -19,9 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class Jobs:
-    def __init__(self) -> None:
+    def __init__(self, *, finish_seconds: float = 5.0) -> None:
         self._scheduler: AsyncIOScheduler | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._running: set[asyncio.Task[Any]] = set()  # periodic runs under way
+        self._finish_seconds = finish_seconds
 
     def _started(self) -> AsyncIOScheduler:
         if self._scheduler is None:
@@ -34,7 +36,17 @@ class Jobs:
         """Run ``job`` every ``seconds`` inside the block: never two runs at once, missed runs
         coalesced. ``name`` must be unique among the running jobs."""
         scheduler = self._started()
-        scheduler.add_job(job, "interval", seconds=seconds, max_instances=1, coalesce=True, id=name)
+
+        async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._running.add(task)
+            try:
+                await job()
+            finally:
+                self._running.discard(task)
+
+        scheduler.add_job(run, "interval", seconds=seconds, max_instances=1, coalesce=True, id=name)
         try:
             yield
         finally:
@@ -54,8 +66,12 @@ class Jobs:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
-        """Stop the scheduler, cancel and await every background task."""
+        """Stop the scheduler (runs under way get ``finish_seconds`` to end), cancel and await
+        every background task."""
         if self._scheduler is not None:
+            self._scheduler.pause()
+            if self._running:
+                await asyncio.wait(list(self._running), timeout=self._finish_seconds)
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         tasks = list(self._tasks)

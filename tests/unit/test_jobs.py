@@ -53,3 +53,19 @@ def test_late_values_are_refused_until_set() -> None:
     late.clear()
     with pytest.raises(RuntimeError):
         late.get()
+
+
+async def test_closing_lets_a_run_under_way_finish(caplog: pytest.LogCaptureFixture) -> None:
+    jobs = Jobs()
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(0.1)
+        finished.set()
+
+    with caplog.at_level(logging.ERROR), jobs.every(0.01, slow, "slow"):
+        await asyncio.wait_for(started.wait(), 5)
+        await jobs.close()
+    assert finished.is_set()
+    assert "Error" not in caplog.text
