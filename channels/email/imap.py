@@ -342,10 +342,11 @@ class MailboxWatcher:
         stored = 0
         try:
             for index, batch in enumerate(batches):
-                parsed = await upcoming
+                fetched = await upcoming
                 if index + 1 < len(batches):
                     upcoming = asyncio.ensure_future(self._fetch(client, batches[index + 1]))
-                report = await self.intake.store_batch(uidvalidity, max(batch), parsed.parsed, parsed.failed)
+                batch_end = max(batch)
+                report = await self.intake.store_batch(uidvalidity, batch_end, fetched.parsed, fetched.failed)
                 await self._after(client, batch)
                 self.ingested += report.stored
                 self.quarantined += report.quarantined
