@@ -12,6 +12,8 @@ from crm_core.voice import (
     CallStatusUpdate,
     DialOutcome,
     InboundCall,
+    MachineDetection,
+    OutboundAnswer,
     QueueOutcome,
     QueueWait,
     Recording,
@@ -58,6 +60,19 @@ class VoiceCalls(Protocol):
     async def queue_finished(self, outcome: QueueOutcome) -> CallDecision: ...
 
     async def recording_ready(self, recording: Recording) -> None: ...
+
+
+class OutboundCalls(Protocol):
+    """What the application answers for the calls it placed (the dialer): the webhooks of an
+    outbound call, beside :class:`VoiceCalls` for the calls that come in."""
+
+    async def call_answered(self, answer: OutboundAnswer) -> CallDecision:
+        """The placed call was picked up (by a person or a machine): what it hears."""
+        ...
+
+    async def outbound_status(self, update: CallStatusUpdate) -> None: ...
+
+    async def machine_detected(self, detection: MachineDetection) -> None: ...
 
 
 class CallControl(Protocol):

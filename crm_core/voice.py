@@ -78,6 +78,27 @@ class Recording:
     duration_seconds: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class OutboundAnswer:
+    """A call the application placed was picked up: what should it hear? ``answered_by`` is the
+    answering-machine detection's verdict when detection ran before the answer (human,
+    machine_start, machine_end_beep, machine_end_silence, machine_end_other, fax, unknown)."""
+
+    call_sid: str
+    to_number: str
+    from_number: str
+    answered_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MachineDetection:
+    """The answering-machine detection's verdict on a placed call, reported after the answer."""
+
+    call_sid: str
+    answered_by: str
+    detection_ms: int | None = None
+
+
 class DecisionKind(enum.StrEnum):
     CONNECT_AGENT = "connect-agent"
     ENQUEUE = "enqueue"

@@ -26,6 +26,23 @@ TWIML = "text/xml"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+Answer = Callable[[web.Request, MultiDict[str]], Awaitable[str]]
+
+
+def twiml_webhook(verifier: WebhookVerifier, answer: Answer) -> Handler:
+    """A Twilio webhook: the signed form verified, ``answer`` asked, its TwiML sent back; a
+    malformed form is answered 400 before the application sees anything."""
+
+    async def handle(request: web.Request) -> web.Response:
+        params = await verifier.verified_form(request)
+        try:
+            body = await answer(request, params)
+        except InvalidInput as exc:
+            log.warning("malformed Twilio webhook to %s: %s", request.path, exc)
+            raise web.HTTPBadRequest(text=str(exc)) from exc
+        return web.Response(text=body, content_type=TWIML)
+
+    return handle
 
 
 def _agent_param(request: web.Request) -> int | None:
@@ -39,18 +56,6 @@ def voice_routes(
     """The inbound call webhooks; ``calls`` gives the port that answers them (looked up per call:
     the routes are added before the application starts, the port is built as it starts)."""
     urls = twiml.VoiceUrls(public_base_url, PREFIX)
-
-    def webhook(answer: Callable[[web.Request, MultiDict[str]], Awaitable[str]]) -> Handler:
-        async def handle(request: web.Request) -> web.Response:
-            params = await verifier.verified_form(request)
-            try:
-                body = await answer(request, params)
-            except InvalidInput as exc:
-                log.warning("malformed Twilio webhook to %s: %s", request.path, exc)
-                raise web.HTTPBadRequest(text=str(exc)) from exc
-            return web.Response(text=body, content_type=TWIML)
-
-        return handle
 
     async def inbound(request: web.Request, params: MultiDict[str]) -> str:
         return twiml.render(await calls().inbound_call(voice_params.inbound_call(params)), urls)
@@ -102,4 +107,6 @@ def voice_routes(
         "voicemail": voicemail,
         "recording-status": recording_status,
     }
-    return [web.post(f"{PREFIX}/{name}", webhook(answer)) for name, answer in handlers.items()]
+    return [
+        web.post(f"{PREFIX}/{name}", twiml_webhook(verifier, answer)) for name, answer in handlers.items()
+    ]

@@ -15,6 +15,8 @@ from crm_core.voice import (
     CallStatusUpdate,
     DialOutcome,
     InboundCall,
+    MachineDetection,
+    OutboundAnswer,
     QueueOutcome,
     QueueWait,
     Recording,
@@ -92,4 +94,21 @@ def recording(params: MultiDict[str]) -> Recording:
         recording_url=required(params, "RecordingUrl", MAX_URL),
         recording_sid=text(params, "RecordingSid", 64) or None,
         duration_seconds=number(params, "RecordingDuration"),
+    )
+
+
+def outbound_answer(params: MultiDict[str]) -> OutboundAnswer:
+    return OutboundAnswer(
+        call_sid=call_sid(params),
+        to_number=text(params, "To"),
+        from_number=text(params, "From"),
+        answered_by=text(params, "AnsweredBy") or None,
+    )
+
+
+def machine_detection(params: MultiDict[str]) -> MachineDetection:
+    return MachineDetection(
+        call_sid=call_sid(params),
+        answered_by=text(params, "AnsweredBy") or "unknown",
+        detection_ms=number(params, "MachineDetectionDuration"),
     )

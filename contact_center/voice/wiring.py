@@ -1,5 +1,6 @@
-"""Wiring of voice: the Twilio webhooks answered by the call desk, the desk built at start-up, and
-what runs beside it (the queue offered to agents as they become free, and on a timer)."""
+"""Wiring of voice: the Twilio webhooks answered by the call desk (inbound) and the outbound call
+desk (the calls the application places), the desks built at start-up, and what runs beside them
+(the queue offered to agents as they become free, and on a timer)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from channels.twilio.outbound import outbound_call_routes
 from channels.twilio.signature import WebhookVerifier
 from channels.twilio.twiml import VoiceUrls
 from channels.twilio.voice import PREFIX, voice_routes
@@ -15,6 +17,7 @@ from contact_center.late import Late
 from contact_center.presence import PRESENCE_CHANGED, AgentState
 from contact_center.settings import Settings
 from contact_center.voice.desk import CallDesk, CallPolicy
+from contact_center.voice.outbound import OutboundCallDesk
 from crm_core.events import DomainEvent
 
 # The call desk of a running application (tests reach it through this key).
@@ -31,7 +34,9 @@ def call_policy(settings: Settings) -> CallPolicy:
     )
 
 
-def _desk_ctx(holder: Late[CallDesk]) -> Callable[[web.Application], AsyncIterator[None]]:
+def _desk_ctx(
+    holder: Late[CallDesk], outbound: Late[OutboundCallDesk]
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def desk_ctx(app: web.Application) -> AsyncIterator[None]:
         runtime = app[RUNTIME]
         settings = runtime.settings
@@ -41,6 +46,7 @@ def _desk_ctx(holder: Late[CallDesk]) -> Callable[[web.Application], AsyncIterat
             runtime.uow, runtime.presence, call_policy(settings), runtime.twilio, urls.connect, jobs.spawn
         )
         holder.set(desk)
+        outbound.set(OutboundCallDesk())
 
         async def on_presence(event: DomainEvent) -> None:
             # An agent became free somewhere: offer them the longest-waiting caller at once.
@@ -57,6 +63,7 @@ def _desk_ctx(holder: Late[CallDesk]) -> Callable[[web.Application], AsyncIterat
                 yield
         finally:
             unsubscribe()
+            outbound.clear()
             holder.clear()
             await desk.close()
 
@@ -66,7 +73,10 @@ def _desk_ctx(holder: Late[CallDesk]) -> Callable[[web.Application], AsyncIterat
 def setup_voice(app: web.Application, settings: Settings) -> None:
     """Add the voice webhooks; must come after the runtime in ``cleanup_ctx``."""
     holder = Late[CallDesk]("the call desk")
+    outbound = Late[OutboundCallDesk]("the outbound call desk")
     app[CALL_DESK] = holder
-    verifier = WebhookVerifier(settings.twilio.auth_token.get_secret_value(), settings.server.public_base_url)
-    app.cleanup_ctx.append(_desk_ctx(holder))
-    app.router.add_routes(voice_routes(holder.get, verifier, settings.server.public_base_url))
+    base_url = settings.server.public_base_url
+    verifier = WebhookVerifier(settings.twilio.auth_token.get_secret_value(), base_url)
+    app.cleanup_ctx.append(_desk_ctx(holder, outbound))
+    app.router.add_routes(voice_routes(holder.get, verifier, base_url))
+    app.router.add_routes(outbound_call_routes(outbound.get, verifier, base_url))
