@@ -154,12 +154,12 @@ async def create_customer(
 
 
 def _created(customer: Customer) -> events.DomainEvent:
-    payload = {
+    payload: events.CustomerCreated = {
         "customer_id": customer.id,
         "owner_id": customer.owner_id,
         "display_name": customer.display_name,
     }
-    return events.DomainEvent(events.CUSTOMER_CREATED, payload)
+    return events.customer_created(payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,11 +300,7 @@ async def update_customer(
     }
     if changed or contact_changes:
         audit(session, "customer", customer.id, "updated", viewer.agent_id, {**changed, **contact_changes})
-        uow.record(
-            events.DomainEvent(
-                events.CUSTOMER_UPDATED, {"customer_id": customer.id, "fields": sorted(changed)}
-            )
-        )
+        uow.record(events.customer_updated({"customer_id": customer.id, "fields": sorted(changed)}))
     await session.refresh(customer, ["phones", "emails", "owner", "updated_at"])
     return customer
 
@@ -319,9 +315,7 @@ async def claim_customer(uow: UnitOfWork, viewer: Viewer, customer_id: int) -> C
         raise Conflict(f"customer {customer_id} already has an owner")
     customer.owner_id = viewer.agent_id
     audit(session, "customer", customer.id, "claimed", viewer.agent_id, {"owner_id": [None, viewer.agent_id]})
-    uow.record(
-        events.DomainEvent(events.CUSTOMER_CLAIMED, {"customer_id": customer.id, "owner_id": viewer.agent_id})
-    )
+    uow.record(events.customer_claimed({"customer_id": customer.id, "owner_id": viewer.agent_id}))
     await session.flush()
     await session.refresh(customer, ["owner", "updated_at"])
     return customer
@@ -467,7 +461,5 @@ async def fill_customer(
         actor.agent_id if actor else None,
         {**changed, **contact_changes},
     )
-    uow.record(
-        events.DomainEvent(events.CUSTOMER_UPDATED, {"customer_id": customer.id, "fields": sorted(changed)})
-    )
+    uow.record(events.customer_updated({"customer_id": customer.id, "fields": sorted(changed)}))
     return True

@@ -136,8 +136,6 @@ async def merge_customers(uow: UnitOfWork, viewer: Viewer, survivor_id: int, mer
     )
     audit(session, "customer", merged_id, "merged_into", viewer.agent_id, {"survivor_id": survivor_id})
     await session.flush()
-    uow.record(
-        events.DomainEvent(events.CUSTOMER_MERGED, {"customer_id": survivor_id, "merged_id": merged_id})
-    )
+    uow.record(events.customer_merged({"customer_id": survivor_id, "merged_id": merged_id}))
     session.expire(survivor)
     return await get_visible(session, viewer, survivor_id)

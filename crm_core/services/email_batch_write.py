@@ -123,8 +123,7 @@ async def write_steps(
         changes = {"source": "email", "email": new_customer.address}
         audit(session, "customer", customer_id, "created", None, changes)
         uow.record(
-            events.DomainEvent(
-                events.CUSTOMER_CREATED,
+            events.customer_created(
                 {
                     "customer_id": customer_id,
                     "owner_id": None,
@@ -164,8 +163,7 @@ async def write_steps(
         }
         audit(session, "ticket", opened.id, "opened", None, summary)
         uow.record(
-            events.DomainEvent(
-                events.TICKET_OPENED,
+            events.ticket_opened(
                 {
                     "ticket_id": opened.id,
                     "number": opened.number,
@@ -297,8 +295,7 @@ async def _insert_inbound(batch: list[_InboundRows], session: AsyncSession) -> N
 
 def _interaction_logged(values: dict[str, Any]) -> events.DomainEvent:
     """The event :func:`interaction_logged` gives for an inbound interaction row."""
-    return events.DomainEvent(
-        events.INTERACTION_LOGGED,
+    return events.interaction_logged(
         {
             "interaction_id": values["id"],
             "customer_id": values["customer_id"],

@@ -23,7 +23,7 @@ from crm_core.types import Channel, Direction
 
 log = logging.getLogger(__name__)
 
-EMAIL_DELIVERY = "email.delivery"
+EMAIL_DELIVERY = events.EMAIL_DELIVERY
 AUTOMATIC_HEADERS = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
 
 
@@ -132,8 +132,7 @@ def build_outbound(
 
 
 def interaction_logged(interaction: Interaction) -> events.DomainEvent:
-    return events.DomainEvent(
-        events.INTERACTION_LOGGED,
+    return events.interaction_logged(
         {
             "interaction_id": interaction.id,
             "customer_id": interaction.customer_id,
@@ -199,8 +198,7 @@ async def delivery_event(session: AsyncSession, row: EmailMessage) -> events.Dom
     agent_id = row.author_id
     if agent_id is None and row.ticket_id is not None:
         agent_id = await session.scalar(select(Ticket.assignee_id).where(Ticket.id == row.ticket_id))
-    return events.DomainEvent(
-        EMAIL_DELIVERY,
+    return events.email_delivery(
         {
             "agent_id": agent_id,
             "email_id": row.id,

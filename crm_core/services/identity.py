@@ -58,8 +58,7 @@ async def _create_in_pool(
         session, "customer", customer.id, "created", None, {"source": source, "phone": phone, "email": email}
     )
     uow.record(
-        events.DomainEvent(
-            events.CUSTOMER_CREATED,
+        events.customer_created(
             {"customer_id": customer.id, "owner_id": None, "display_name": display_name, "source": source},
         )
     )

@@ -97,8 +97,7 @@ def interaction_logged(
     ticket_id: int | None = None,
 ) -> events.DomainEvent:
     """The ``interaction.logged`` event (also announced by paths that insert without the ORM)."""
-    return events.DomainEvent(
-        events.INTERACTION_LOGGED,
+    return events.interaction_logged(
         {
             "interaction_id": interaction_id,
             "customer_id": customer_id,
@@ -182,8 +181,7 @@ async def record_outcome(
         interaction.summary = note.strip() or None
     await uow.session.flush()
     uow.record(
-        events.DomainEvent(
-            events.INTERACTION_UPDATED,
+        events.interaction_updated(
             {
                 "interaction_id": interaction.id,
                 "customer_id": interaction.customer_id,

@@ -21,7 +21,7 @@ from crm_core.errors import InvalidInput
 from crm_core.models import Agent, Customer, Interaction, SmsMessage, Ticket, utcnow
 from crm_core.services.identity import resolve_phone
 from crm_core.services.interactions import log_interaction
-from crm_core.services.sms_types import SMS_RECEIVED, InboundSms
+from crm_core.services.sms_types import InboundSms
 from crm_core.services.tickets import SlaPolicy, open_ticket
 from crm_core.types import Channel, Direction
 
@@ -100,8 +100,7 @@ def received_event(
     message: SmsMessage, *, agent_id: int | None, keyword: str | None, opt_out: dict[str, str] | None
 ) -> events.DomainEvent:
     """A customer's text, for ``agent_id`` (their socket shows it live)."""
-    return events.DomainEvent(
-        SMS_RECEIVED,
+    return events.sms_received(
         {
             "agent_id": agent_id,
             "message_id": message.id,

@@ -27,7 +27,7 @@ from crm_core.services.sms_suppression import (
     suppress,
     suppression_of,
 )
-from crm_core.services.sms_types import SMS_STATUS, SmsStatusUpdate
+from crm_core.services.sms_types import SmsStatusUpdate
 from crm_core.types import Channel, Direction
 
 MAX_BODY = 1600  # Twilio's limit for one (concatenated) message
@@ -41,8 +41,7 @@ KIND_OPT_OUT_CONFIRMATION = "opt-out-confirmation"
 
 def status_event(row: SmsMessage) -> events.DomainEvent:
     """Delivery state for the agent who sent the text (their socket shows it live)."""
-    return events.DomainEvent(
-        SMS_STATUS,
+    return events.sms_status(
         {
             "agent_id": row.agent_id,
             "message_id": row.id,

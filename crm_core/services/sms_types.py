@@ -10,9 +10,6 @@ from typing import Protocol
 
 from crm_core.services.tickets import SlaPolicy
 
-SMS_RECEIVED = "sms.received"
-SMS_STATUS = "sms.status"
-
 
 class TicketRule(enum.StrEnum):
     """When a text from a customer with no open SMS ticket opens one."""

@@ -72,21 +72,25 @@ def plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-def _event(name: str, ticket: Ticket, **extra: Any) -> events.DomainEvent:
-    return events.DomainEvent(
-        name,
-        {
-            "ticket_id": ticket.id,
-            "number": ticket.number,
-            "customer_id": ticket.customer_id,
-            "assignee_id": ticket.assignee_id,
-            # The realtime hub delivers events to the agent named "agent_id": the assignee.
-            "agent_id": ticket.assignee_id,
-            "team_id": ticket.team_id,
-            "status": str(ticket.status),
-            **extra,
-        },
-    )
+def _state(ticket: Ticket) -> events.TicketState:
+    return {
+        "ticket_id": ticket.id,
+        "number": ticket.number,
+        "customer_id": ticket.customer_id,
+        "assignee_id": ticket.assignee_id,
+        # The realtime hub delivers events to the agent named "agent_id": the assignee.
+        "agent_id": ticket.assignee_id,
+        "team_id": ticket.team_id,
+        "status": str(ticket.status),
+    }
+
+
+def _updated(ticket: Ticket, changes: list[str]) -> events.DomainEvent:
+    return events.ticket_updated({**_state(ticket), "changes": changes})
+
+
+def _commented(ticket: Ticket, comment_id: int, internal: bool) -> events.DomainEvent:
+    return events.ticket_commented({**_state(ticket), "comment_id": comment_id, "internal": internal})
 
 
 async def _check_assignee(session: AsyncSession, actor: Viewer | None, assignee_id: int) -> None:
@@ -157,7 +161,7 @@ async def open_ticket(
         actor.agent_id if actor else None,
         {"number": ticket.number, "subject": ticket.subject, "assignee_id": assignee_id, "team_id": team_id},
     )
-    uow.record(_event(events.TICKET_OPENED, ticket, subject=ticket.subject))
+    uow.record(events.ticket_opened({**_state(ticket), "subject": ticket.subject}))
     return ticket
 
 
@@ -236,7 +240,7 @@ async def update_ticket(
         ticket.updated_at = now
         await session.flush()
         audit(session, "ticket", ticket.id, "updated", viewer.agent_id, record)
-        uow.record(_event(events.TICKET_UPDATED, ticket, changes=sorted(record)))
+        uow.record(_updated(ticket, sorted(record)))
     return ticket
 
 
@@ -275,7 +279,7 @@ async def comment(
         viewer.agent_id,
         {"comment_id": note.id, "internal": internal},
     )
-    uow.record(_event(events.TICKET_COMMENTED, ticket, comment_id=note.id, internal=internal))
+    uow.record(_commented(ticket, note.id, internal))
     return note
 
 
@@ -359,7 +363,7 @@ async def system_note(uow: UnitOfWork, ticket: Ticket, body: str) -> TicketComme
     uow.session.add(note)
     ticket.updated_at = utcnow()
     await uow.session.flush()
-    uow.record(_event(events.TICKET_COMMENTED, ticket, comment_id=note.id, internal=True))
+    uow.record(_commented(ticket, note.id, True))
     return note
 
 
@@ -372,4 +376,4 @@ async def reopen_for_customer(uow: UnitOfWork, ticket: Ticket, channel: str) -> 
     ticket.updated_at = now
     await uow.session.flush()
     audit(uow.session, "ticket", ticket.id, "updated", None, {"status": [str(old), "open"], "by": channel})
-    uow.record(_event(events.TICKET_UPDATED, ticket, changes=["status"]))
+    uow.record(_updated(ticket, ["status"]))

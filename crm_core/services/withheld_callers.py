@@ -64,8 +64,7 @@ async def withheld_caller(uow: UnitOfWork, known_id: int | None = None) -> Custo
         await session.flush()
     audit(session, "customer", customer.id, "created", None, {"source": "voice", "withheld": True})
     uow.record(
-        events.DomainEvent(
-            events.CUSTOMER_CREATED,
+        events.customer_created(
             {"customer_id": customer.id, "owner_id": None, "display_name": DISPLAY_NAME, "source": "voice"},
         )
     )
