@@ -37,9 +37,10 @@ from contact_center.email.desk import EMAIL_DESK
 from contact_center.email.wiring import setup_email, transcript_mailer
 from contact_center.health import routes as health_routes
 from contact_center.jobs import Jobs
-from contact_center.presence import presence_store
 from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from contact_center.realtime import setup_realtime
+from contact_center.routing.free_agents import FreeAgents
+from contact_center.routing.redis_presence import presence_store
 from contact_center.server_header import hide_server_software
 from contact_center.settings import Settings
 from contact_center.sms import routes as sms
@@ -108,6 +109,8 @@ async def _runtime_ctx(app: web.Application, rate_clock: Callable[[], float]) ->
         bus = InProcessBus()
         limiter = MemoryRateLimiter(clock=rate_clock)
     await bus.start()
+    jobs = Jobs()
+    free_agents = FreeAgents(jobs.spawn)
     app[RUNTIME] = Runtime(
         settings=settings,
         uow=UnitOfWorkFactory(engine, bus),
@@ -118,14 +121,18 @@ async def _runtime_ctx(app: web.Application, rate_clock: Callable[[], float]) ->
         sla=settings.crm.sla_policy(),
         presence=presence_store(redis, settings.redis.key_prefix),
         twilio=twilio_gateway(settings),
-        jobs=Jobs(),
+        jobs=jobs,
+        free_agents=free_agents,
         rate_clock=rate_clock,
     )
     log.info("database %s, event bus %s", engine.dialect.name, type(bus).__name__)
     runtime = app[RUNTIME]
+    unsubscribe = bus.subscribe(free_agents.on_event)
     try:
         yield
     finally:
+        unsubscribe()
+        free_agents.close()
         await runtime.jobs.close()
         await runtime.twilio.close()
         await bus.close()

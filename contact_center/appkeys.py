@@ -14,8 +14,9 @@ from contact_center.auth.credentials import Identity
 from contact_center.auth.passwords import Argon2Hasher
 from contact_center.bus import EventBus
 from contact_center.jobs import Jobs
-from contact_center.presence import PresenceStore
 from contact_center.rate_limit import RateLimiter
+from contact_center.routing.free_agents import FreeAgents
+from contact_center.routing.presence import PresenceStore
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.services.tickets import SlaPolicy
@@ -35,6 +36,8 @@ class Runtime:
     presence: PresenceStore
     twilio: TwilioGateway
     jobs: Jobs
+    # The one listener to "an agent is free": capabilities register their takers with it.
+    free_agents: FreeAgents
     # The clock rate-limit windows are counted on (seconds since the epoch).
     rate_clock: Callable[[], float] = time.time
 

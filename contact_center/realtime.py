@@ -28,7 +28,7 @@ from sqlalchemy import select
 from contact_center.appkeys import IDENTITY, RUNTIME, Runtime
 from contact_center.auth.credentials import AGENT_ACCESS_CHANGED
 from contact_center.periodic import every
-from contact_center.presence import PRESENCE_CHANGED, AgentState
+from contact_center.routing.presence import PRESENCE_CHANGED, AgentState
 from contact_center.voice.events import CALL_UPDATED, SCREEN_POP
 from crm_core.errors import CoreError
 from crm_core.events import DomainEvent

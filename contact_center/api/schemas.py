@@ -7,7 +7,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from contact_center.presence import AgentState
+from contact_center.routing.presence import AgentState
 from crm_core.models import Role
 from crm_core.rules.ticket_status import TicketStatus
 from crm_core.types import Channel, Direction, Priority

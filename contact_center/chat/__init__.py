@@ -10,6 +10,6 @@
 - ``routes``: REST routes, the visitor socket and the widget's files, the agents' typing;
   ``wiring``: ``setup_chat`` and what the chat starts with the application.
 
-Chat load (who has room) is kept by ``contact_center.chat_routing``; conversations, messages and
+Chat load (who has room) is kept by ``contact_center.routing.chat_load``; conversations, messages and
 blocks are stored by ``crm_core.services.chat``.
 """

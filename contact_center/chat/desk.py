@@ -26,8 +26,8 @@ from contact_center.chat.policy import ChatPolicy
 from contact_center.chat.queue import ChatQueue, Publish, Spawn
 from contact_center.chat.views import line_of
 from contact_center.chat.visitor_socket import VisitorChats
-from contact_center.chat_routing import ChatRouter
 from contact_center.rate_limit import RateLimiter
+from contact_center.routing.chat_load import ChatRouter
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import Forbidden, InvalidInput
 from crm_core.models import ChatConversation, ChatMessage, ChatSender, ChatStatus

@@ -1,7 +1,7 @@
 """The chat queue: waiting chats handed to agents with room, and the ends of chats.
 
 A new chat waits in the queue (the database). :meth:`ChatQueue.dispatch_waiting` hands the oldest
-waiting chats to agents with room (``contact_center.chat_routing`` claims the slot), then tells
+waiting chats to agents with room (``contact_center.routing.chat_load`` takes the slot), then tells
 the rest their position. It runs after a chat starts or ends, when an agent becomes available
 (:meth:`ChatQueue.dispatch_soon`: one round at a time in the background, and one more when asked
 meanwhile), and on a timer on every instance (:meth:`ChatQueue.poll`, which first closes the
@@ -19,7 +19,7 @@ from typing import Any
 from channels.webchat.protocol import Assigned, Closed, QueuePosition
 from contact_center.chat.events import chat_assigned, chat_closed, to_visitor
 from contact_center.chat.views import history
-from contact_center.chat_routing import ChatRouter
+from contact_center.routing.chat_load import ChatRouter
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.events import DomainEvent
 from crm_core.models import ChatConversation, ChatStatus

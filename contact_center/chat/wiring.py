@@ -4,8 +4,8 @@ starts with the application (its ``cleanup_ctx``).
 The desk is built at start-up; the visitor socket, the agents' typing and the REST routes
 (:mod:`contact_center.chat.routes`) reach it through one late-bound holder, ``app[CHAT_DESK]``.
 Every instance delivers the chat's events to the visitor sockets it holds, dispatches the queue
-when an agent becomes available, and polls the queue and checks the chat load on the runtime's
-scheduler.
+when routing offers it free agents (after the waiting callers), and polls the queue and checks
+the chat load on the runtime's scheduler.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from contact_center.chat.desk import ChatDesk
 from contact_center.chat.events import VISITOR_BACK, for_visitor
 from contact_center.chat.policy import allowed_origins, chat_policy
 from contact_center.chat.routes import CHAT_DESK, add_agent_typing, add_visitor_routes
-from contact_center.chat_routing import ChatRouter, MemoryChatLoad, chat_load_store, reconcile_load
 from contact_center.late import Late
-from contact_center.presence import PRESENCE_CHANGED, AgentState
+from contact_center.routing.chat_load import ChatRouter, MemoryChatLoad, chat_load_store, reconcile_load
+from contact_center.routing.free_agents import CHATS, Freed
 from contact_center.settings import Settings
 from crm_core.events import DomainEvent
 from crm_core.services import chat
@@ -109,12 +109,14 @@ def _chat_ctx(
                     await sockets.close_visitor(visitor_id, CLOSE_BLOCKED, b"blocked")
             elif event.name == VISITOR_BACK and isinstance(back := event.payload.get("visitor_id"), str):
                 desk.queue.came_back(back)
-            elif event.name == PRESENCE_CHANGED and event.payload.get("state") == AgentState.AVAILABLE.value:
-                desk.queue.dispatch_soon()
             elif event.name == EMAIL_DELIVERY and event.payload.get("status") == "queued" and wake_mail:
                 wake_mail()  # a transcript queued by a chat that ended
 
+        async def offer_free_agents(_freed: frozenset[Freed]) -> None:
+            desk.queue.dispatch_soon()  # an agent became free: waiting chats get their turn
+
         unsubscribe = runtime.bus.subscribe(deliver)
+        unregister = runtime.free_agents.register("chats", CHATS, offer_free_agents)
         check = settings.webchat.load_check_seconds
         try:
             with (
@@ -123,6 +125,7 @@ def _chat_ctx(
             ):
                 yield
         finally:
+            unregister()
             unsubscribe()
             await desk.close()
             await sockets.close_all()

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from contact_center.presence import PresenceStore
-from contact_center.routing import RosterCache
+from contact_center.routing.presence import PresenceStore
+from contact_center.routing.roster import RosterCache
 from contact_center.voice.inbound import Callers, InboundCalls
 from contact_center.voice.offers import CallOffers
 from contact_center.voice.progress import CallProgress
@@ -51,6 +52,7 @@ class CallDesk:
     """Implements :class:`crm_core.ports.VoiceCalls` on the CRM core, presence and routing.
 
     ``spawn`` runs background work (a queue run a webhook does not wait for): the runtime's jobs.
+    ``free_at`` tells routing when a wrap-up ends (it then offers the agent: to the queue first).
     """
 
     def __init__(
@@ -61,10 +63,11 @@ class CallDesk:
         control: CallControl,
         connect_url: Callable[[int], str],
         spawn: Spawn,
+        free_at: Callable[[datetime], None],
     ) -> None:
         self._connections = AutocommitConnections(uow.engine)
         roster = RosterCache(uow.engine)
-        nobody_free = NobodyFree()
+        self._nobody_free = nobody_free = NobodyFree()
         offers = CallOffers(uow, presence, policy, roster)
         callers = Callers(policy)
         self._tickets = CallTickets(uow, policy)
@@ -91,11 +94,10 @@ class CallDesk:
             callers,
             self._tickets,
             nobody_free,
-            self._queue.run_the_queue,
+            free_at,
         )
 
     async def close(self) -> None:
-        self._progress.close()
         await self._inbound.close()
         await self._connections.close()
 
@@ -114,6 +116,11 @@ class CallDesk:
     async def connect_waiting_callers(self) -> int:
         """Offer the longest-waiting queued callers to the agents who are free now."""
         return await self._queue.connect_waiting_callers()
+
+    @property
+    def callers_may_wait(self) -> bool:
+        """Nobody was free at the last claim or queue run here (else nobody waited then)."""
+        return self._nobody_free.stands
 
     async def connect_agent(self, call_sid: str, agent_id: int) -> CallDecision:
         return await self._queue.connect_agent(call_sid, agent_id)

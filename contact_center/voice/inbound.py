@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contact_center.group_commit import GroupCommit
-from contact_center.presence import AgentState, Presence, PresenceStore, presence_changed
-from contact_center.routing import RosterCache, claim_agent
+from contact_center.routing.claim import claim_agent
+from contact_center.routing.presence import AgentState, Presence, PresenceStore, presence_changed
+from contact_center.routing.roster import RosterCache
 from contact_center.voice.events import call_updated, screen_pop
 from contact_center.voice.offers import QUEUED_FOR_AGENT, CallOffers, routing_owner
 from contact_center.voice.queue import NobodyFree

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from contact_center.presence import AgentState, Presence, PresenceStore, presence_changed
-from contact_center.routing import RosterCache, claim_agent
+from contact_center.routing.claim import claim_agent
+from contact_center.routing.presence import AgentState, Presence, PresenceStore, presence_changed
+from contact_center.routing.roster import RosterCache
 from contact_center.voice.events import call_event, screen_pop
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.models import Agent, Customer, Interaction, utcnow

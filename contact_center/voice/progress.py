@@ -4,13 +4,12 @@ ticket (or joins the open one)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from contact_center.presence import AgentState, PresenceStore, WrappedUp, presence_changed
+from contact_center.routing.presence import AgentState, PresenceStore, WrappedUp, presence_changed
 from contact_center.voice.events import call_event, call_updated
 from contact_center.voice.inbound import Callers
 from contact_center.voice.offers import CallOffers, locked_call
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ANSWERED_DIAL = frozenset({"completed", "answered"})
-# How long after a wrap-up's end the queue is looked at (the claim must see the agent free).
-WRAP_UP_END_MARGIN_SECONDS = 0.05
 
 
 class CallProgress:
@@ -54,7 +51,7 @@ class CallProgress:
         callers: Callers,
         tickets: CallTickets,
         nobody_free: NobodyFree,
-        run_the_queue: Callable[[], None],
+        free_at: Callable[[datetime], None],
     ) -> None:
         self._uow = uow
         self._presence = presence
@@ -64,12 +61,9 @@ class CallProgress:
         self._callers = callers
         self._tickets = tickets
         self._nobody_free = nobody_free
-        self._run_the_queue = run_the_queue
-        self._wrap_up_ends: set[asyncio.TimerHandle] = set()
-
-    def close(self) -> None:
-        for handle in self._wrap_up_ends:
-            handle.cancel()
+        # A wrap-up ends without a word: routing is told when, so that the agent is offered to the
+        # waiting callers the moment it does (the queue timer still covers an instance that stops).
+        self._free_at = free_at
 
     async def call_status(self, update: CallStatusUpdate) -> None:
         release: tuple[int, str] | None = None
@@ -154,20 +148,8 @@ class CallProgress:
             if_was=if_was,
         )
         if wrapped is not None and wrapped.presence.until is not None:
-            self._look_at_the_queue_at(wrapped.presence.until)
+            self._free_at(wrapped.presence.until)
         return wrapped
-
-    def _look_at_the_queue_at(self, moment: datetime) -> None:
-        """A wrap-up ends without a word: offer the waiting callers the moment it does, rather than
-        at the queue timer's next turn (which still covers an instance that stops meanwhile)."""
-        delay = max(0.0, (moment - utcnow()).total_seconds()) + WRAP_UP_END_MARGIN_SECONDS
-        self._wrap_up_ends.add(asyncio.get_running_loop().call_later(delay, self._wrap_up_ended))
-
-    def _wrap_up_ended(self) -> None:
-        now = asyncio.get_running_loop().time()
-        self._wrap_up_ends = {h for h in self._wrap_up_ends if not h.cancelled() and h.when() > now}
-        if self._nobody_free.stands:  # else nobody waited at the last claim or queue run
-            self._run_the_queue()
 
     async def _mark_answered(self, call_sid: str, agent_id: int) -> DomainEvent | None:
         """Record who answered and return the ``call.updated`` event to announce; None when it

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import literal_column, select
 
-from contact_center.presence import AgentState, PresenceStore
+from contact_center.routing.presence import AgentState, PresenceStore
 from contact_center.voice.offers import (
     OFFERING,
     QUEUED_FOR_AGENT,

@@ -14,11 +14,10 @@ from channels.twilio.twiml import VoiceUrls
 from channels.twilio.voice import PREFIX, voice_routes
 from contact_center.appkeys import RUNTIME
 from contact_center.late import Late
-from contact_center.presence import PRESENCE_CHANGED, AgentState
+from contact_center.routing.free_agents import INBOUND_CALLS, Freed
 from contact_center.settings import Settings
 from contact_center.voice.desk import CallDesk, CallPolicy
 from contact_center.voice.outbound import OutboundCallDesk
-from crm_core.events import DomainEvent
 
 # The call desk of a running application (tests reach it through this key).
 CALL_DESK = web.AppKey("call_desk", Late[CallDesk])
@@ -42,19 +41,28 @@ def _desk_ctx(
         settings = runtime.settings
         jobs = runtime.jobs
         urls = VoiceUrls(settings.server.public_base_url, PREFIX)
+        free_agents = runtime.free_agents
         desk = CallDesk(
-            runtime.uow, runtime.presence, call_policy(settings), runtime.twilio, urls.connect, jobs.spawn
+            runtime.uow,
+            runtime.presence,
+            call_policy(settings),
+            runtime.twilio,
+            urls.connect,
+            jobs.spawn,
+            free_agents.free_at,
         )
         holder.set(desk)
         outbound.set(OutboundCallDesk())
 
-        async def on_presence(event: DomainEvent) -> None:
-            # An agent became free somewhere: offer them the longest-waiting caller at once.
-            if event.name == PRESENCE_CHANGED and event.payload.get("state") == AgentState.AVAILABLE.value:
-                jobs.spawn(desk.connect_waiting_callers(), "connect-waiting-callers")
+        async def offer_free_agents(freed: frozenset[Freed]) -> None:
+            # An agent became free: the longest-waiting callers are offered first (before chats).
+            # A wrap-up's end matters only when callers may wait (else nobody waited at the last
+            # claim or queue run here).
+            if Freed.AVAILABLE in freed or desk.callers_may_wait:
+                await desk.connect_waiting_callers()
 
-        unsubscribe = runtime.bus.subscribe(on_presence)
-        # Wrap-ups end by themselves (no event): the desk looks at the queue as those it began end,
+        unsubscribe = free_agents.register("inbound calls", INBOUND_CALLS, offer_free_agents)
+        # Wrap-ups end by themselves (no event): routing offers the agents as those begun here end,
         # and a timer covers the rest (an instance that stopped meanwhile, a refused redirect).
         try:
             with jobs.every(

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
-from contact_center.presence import AgentState
+from contact_center.routing.presence import AgentState
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent, ChatConversation, ChatVisitor, Ticket

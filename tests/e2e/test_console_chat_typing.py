@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from contact_center.presence import AgentState
+from contact_center.routing.presence import AgentState
 from tests.browser import LiveService, signed_in_page
 from tests.conftest import Staff
 

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
 from contact_center.appkeys import RUNTIME
-from contact_center.presence import AgentState, PresenceStore
+from contact_center.routing.presence import AgentState, PresenceStore
 from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent
 from crm_core.models import Agent, utcnow

@@ -17,8 +17,9 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 
 from contact_center.appkeys import RUNTIME
-from contact_center.presence import AgentState, MemoryPresenceStore, PresenceStore, RedisPresenceStore
-from contact_center.routing import RosterCache
+from contact_center.routing.presence import AgentState, MemoryPresenceStore, PresenceStore
+from contact_center.routing.redis_presence import RedisPresenceStore
+from contact_center.routing.roster import RosterCache
 from contact_center.settings import Settings
 from contact_center.voice import queue as call_queue
 from contact_center.voice.wiring import CALL_DESK

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from contact_center.chat_routing import ChatLoad, MemoryChatLoad, RedisChatLoad
+from contact_center.routing.chat_load import ChatLoad, MemoryChatLoad, RedisChatLoad
 from tests.conftest import RUN_ID
 
 KINDS = [

@@ -25,8 +25,8 @@ from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
 from contact_center.chat.events import VISITOR_BACK
 from contact_center.chat.routes import CHAT_DESK
-from contact_center.chat_routing import reconcile_load
-from contact_center.presence import AgentState
+from contact_center.routing.chat_load import reconcile_load
+from contact_center.routing.presence import AgentState
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent

@@ -14,14 +14,13 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from contact_center.bus.redis_bus import RedisBus
-from contact_center.presence import (
+from contact_center.routing.presence import (
     EPOCH,
     AgentState,
     Presence,
-    RedisPresenceStore,
     presence_changed,
-    presence_store,
 )
+from contact_center.routing.redis_presence import RedisPresenceStore, presence_store
 from crm_core.events import DomainEvent
 from tests.conftest import RUN_ID
 from tests.support.waiting import eventually, until

@@ -12,13 +12,13 @@ import pytest_asyncio
 from redis.asyncio import Redis
 from sqlalchemy import update
 
-from contact_center.presence import (
+from contact_center.routing.claim import route_call
+from contact_center.routing.presence import (
     AgentState,
     MemoryPresenceStore,
     PresenceStore,
-    RedisPresenceStore,
 )
-from contact_center.routing import route_call
+from contact_center.routing.redis_presence import RedisPresenceStore
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent
 from tests.conftest import RUN_ID, Staff

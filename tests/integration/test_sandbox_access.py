@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.credentials import create_api_token
-from contact_center.presence import AgentState
+from contact_center.routing.presence import AgentState
 from contact_center.settings import PUBLIC_SANDBOX_AUTH_TOKEN, Settings, load_settings
 from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
 from crm_core.db import UnitOfWorkFactory

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
-from contact_center.presence import AgentState
+from contact_center.routing.presence import AgentState
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
 from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN

@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
-from contact_center.presence import AgentState
+from contact_center.routing.presence import AgentState
 from contact_center.settings import Settings
 from contact_center.voice.wiring import CALL_DESK
 from crm_core.db import UnitOfWorkFactory

@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contact_center.presence import (
+from contact_center.routing.presence import (
     EPOCH,
     PRESENCE_CHANGED,
     AgentState,
     MemoryPresenceStore,
     Presence,
     presence_changed,
-    presence_store,
 )
+from contact_center.routing.redis_presence import presence_store
 from crm_core.events import DomainEvent
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from contact_center.api.schemas import AgentPresenceOut, PresenceIn, PresenceLis
 from contact_center.api.spec import ApiRoutes, parse_body, path_int
 from contact_center.appkeys import RUNTIME, Runtime
 from contact_center.auth.middleware import require_role, viewer_of
-from contact_center.presence import EPOCH, AgentState, Presence, presence_changed
+from contact_center.routing.presence import EPOCH, AgentState, Presence, presence_changed
 from crm_core.models import Agent, Role, utcnow
 from crm_core.visibility import Viewer
 

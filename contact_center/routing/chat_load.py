@@ -2,8 +2,10 @@
 capacity), the customer's owner first, then the least busy (ties to the longest available).
 
 Presence says who is available (chats do not change it, so voice routing is untouched); the
-chat load (open chats per agent) is kept here, in memory or in Redis, and claimed atomically
-(a lock in memory, one Lua script in Redis): two chats never take an agent's last free slot twice.
+chat load (open chats per agent) is kept here, in memory or in Redis, and a slot is taken
+atomically (a lock in memory, one Lua script in Redis): two chats never take an agent's last free
+slot twice. A slot is not a claim of the agent (that is the presence claim, for calls): an agent
+with chats still takes calls, so a freed slot matters to the chat queue alone.
 The database stays the source of truth: the in-memory load is rebuilt from it at start-up, and
 :func:`reconcile_load` corrects counts that drift from it (periodically, on one instance at a time).
 """
@@ -18,7 +20,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from sqlalchemy import select
 
-from contact_center.presence import AgentState, PresenceStore
+from contact_center.routing.presence import AgentState, PresenceStore, preferred_first
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent
 from crm_core.services.chat import active_chats_per_agent
@@ -50,10 +52,6 @@ class ChatLoad(Protocol):
         ...
 
 
-def _ordered(preferred: int | None, candidates: Sequence[int]) -> list[int]:
-    return list(dict.fromkeys([*([preferred] if preferred is not None else []), *candidates]))
-
-
 class MemoryChatLoad:
     def __init__(self) -> None:
         self._load: dict[int, int] = {}
@@ -62,7 +60,7 @@ class MemoryChatLoad:
     async def claim(self, *, preferred: int | None, candidates: Sequence[int], capacity: int) -> int | None:
         async with self._lock:
             best: int | None = None
-            for position, agent_id in enumerate(_ordered(preferred, candidates)):
+            for position, agent_id in enumerate(preferred_first(preferred, candidates)):
                 load = self._load.get(agent_id, 0)
                 if load >= capacity:
                     continue
@@ -159,7 +157,7 @@ class RedisChatLoad:
         return f"{self._prefix}{agent_id}"
 
     async def claim(self, *, preferred: int | None, candidates: Sequence[int], capacity: int) -> int | None:
-        ordered = _ordered(preferred, candidates)
+        ordered = preferred_first(preferred, candidates)
         if not ordered:
             return None
         args = [capacity, "1" if preferred is not None else "0"]

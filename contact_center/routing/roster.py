@@ -1,9 +1,9 @@
-"""Who takes a call: the customer's own agent if free (sticky agent), else the longest idle.
+"""Who may take a call: the active agents and their skills (the roster).
 
 The database says who may take it (active agents, with the skill when one is needed); presence
-says who is free, and claims the agent atomically so two calls never get the same one. The call
-desk reads the agents from a :class:`RosterCache` (reloaded every few seconds) instead of asking
-the database on every call; :func:`route_call` reads them afresh.
+says who is free (:mod:`contact_center.routing.claim` claims them). The call desk reads the agents
+from a :class:`RosterCache` (reloaded every few seconds) instead of asking the database on every
+call; :func:`contact_center.routing.claim.route_call` reads them afresh.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contact_center.presence import PresenceStore
 from crm_core.models import Agent
 from crm_core.sql import Executor
 
@@ -90,27 +89,3 @@ class RosterCache:
                     self._roster = await load_roster(conn)
                 self._loaded_at = self._clock()
             return self._roster
-
-
-async def claim_agent(
-    presence: PresenceStore, roster: Roster, *, owner_id: int | None, skill: str | None, call_sid: str
-) -> int | None:
-    """Claim an agent for ``call_sid`` (marked RINGING) and return their id; None if nobody is free.
-
-    The owner is preferred whether or not they have ``skill``: they know the customer.
-    """
-    preferred = owner_id if roster.is_active(owner_id) else None
-    return await presence.claim(preferred=preferred, eligible=roster.eligible(skill), call_sid=call_sid)
-
-
-async def route_call(
-    presence: PresenceStore,
-    db: Executor,
-    *,
-    owner_id: int | None,
-    skill: str | None,
-    call_sid: str,
-) -> int | None:
-    """:func:`claim_agent` on the agents as the database says now."""
-    roster = await load_roster(db)
-    return await claim_agent(presence, roster, owner_id=owner_id, skill=skill, call_sid=call_sid)
