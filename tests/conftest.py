@@ -31,8 +31,9 @@ from crm_core.events import DomainEvent
 from crm_core.models import Agent, Base, Role, Team
 from crm_core.services.agents import create_agent, create_team
 from tests.support.clock import FakeClock
+from tests.support.sessions import PASSWORD, Session, signed_in
 
-pytest_plugins = ["tests.email_servers", "tests.support.mail_app"]
+pytest_plugins = ["tests.email_servers", "tests.support.mail_app", "tests.support.sms"]
 
 # --- what a run leaves out, and why -------------------------------------------------------------
 # Tests that need Redis are left out (deselected, and said so) when REDIS_URL is not set, and tests
@@ -80,7 +81,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 RUN_ID = secrets.token_hex(4)
-PASSWORD = "correct horse battery"
 
 
 def _pg_admin_dsn(url: str) -> str:
@@ -256,41 +256,12 @@ async def _drop_redis_keys(settings: Settings) -> AsyncIterator[None]:
             await redis.aclose()
 
 
-class Session:
-    """A signed-in API caller: sends the session cookie and the CSRF header."""
-
-    def __init__(self, client: TestClient[Any, Any], csrf: str, cookie: str) -> None:
-        self.client = client
-        self.headers = {"X-CSRF-Token": csrf, "Cookie": f"cc_session={cookie}"}
-
-    async def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return await self.client.request(method, path, headers=headers, **kwargs)
-
-    async def get(self, path: str, **kwargs: Any) -> Any:
-        return await self.request("GET", path, **kwargs)
-
-    async def post(self, path: str, **kwargs: Any) -> Any:
-        return await self.request("POST", path, **kwargs)
-
-    async def patch(self, path: str, **kwargs: Any) -> Any:
-        return await self.request("PATCH", path, **kwargs)
-
-    async def delete(self, path: str, **kwargs: Any) -> Any:
-        return await self.request("DELETE", path, **kwargs)
-
-
 SignIn = Callable[[Agent], Awaitable[Session]]
 
 
 @pytest.fixture
 def sign_in(client: TestClient[Any, Any]) -> SignIn:
     async def _sign_in(agent: Agent) -> Session:
-        resp = await client.post("/api/v1/auth/login", json={"login": agent.login, "password": PASSWORD})
-        assert resp.status == 200, await resp.text()
-        body = await resp.json()
-        cookie = resp.cookies["cc_session"].value
-        client.session.cookie_jar.clear()
-        return Session(client, body["csrf_token"], cookie)
+        return await signed_in(client, agent)
 
     return _sign_in

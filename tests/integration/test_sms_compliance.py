@@ -18,18 +18,11 @@ from crm_core.db import UnitOfWorkFactory
 from crm_core.models import AuditEntry, SmsMessage, SmsSuppression
 from crm_core.types import Direction
 from tests.conftest import Session, Staff
-from tests.integration.test_sms_inbound import (
-    OUR_NUMBER,
-    Twilio,
-    agent_socket,
-    customer_with_phone,
-    next_of,
-    service,
-    sms_rows,
-)
-from tests.integration.test_sms_outbound import sandbox_messages, signed_in, sms_ticket, until
+from tests.support.agent_socket import agent_socket, next_of
+from tests.support.sessions import signed_in
+from tests.support.sms import OUR_NUMBER, Twilio, customer_with_phone, sandbox_messages, sms_rows, sms_ticket
+from tests.support.waiting import eventually
 
-__all__ = ["service"]
 TEXTER = "+12025550143"
 
 
@@ -118,7 +111,7 @@ async def test_help_words_get_the_help_reply_through_the_gateway(
     async def replied() -> list[dict[str, Any]]:
         return await sandbox_messages(service, TEXTER)
 
-    (reply,) = await until(replied)
+    (reply,) = await eventually(replied, timeout=10)
     assert reply["body"] == help_text and reply["from"] == OUR_NUMBER
     await service.app[SMS_DESK].get().idle()  # the gateway's answer is stored
     rows = await sms_rows(uow_factory)

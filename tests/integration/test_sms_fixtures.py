@@ -15,9 +15,8 @@ from crm_core.db import UnitOfWorkFactory
 from crm_core.models import SmsMessage, SmsSuppression
 from crm_core.services.sms_outbound import queue_sms
 from tests.conftest import Staff
-from tests.integration.test_sms_inbound import Twilio, customer_with_phone, service, sms_rows
+from tests.support.sms import Twilio, customer_with_phone, sms_rows
 
-__all__ = ["service"]
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "twilio" / "sms"
 
 

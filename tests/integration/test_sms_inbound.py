@@ -5,149 +5,30 @@ after the no-answer delay), reaches the assigned agent's socket; forged ones sto
 from __future__ import annotations
 
 import asyncio
-import itertools
-import json
-import socket
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-import pytest_asyncio
-from aiohttp import ClientResponse, ClientWebSocketResponse
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
-from twilio.request_validator import RequestValidator
 
-from contact_center.app import create_app
-from contact_center.appkeys import SETTINGS
-from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
 from contact_center.sms.inbound import open_unanswered
 from contact_center.sms.routes import SMS_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Customer, Interaction, SmsMessage, Ticket, utcnow
-from crm_core.services.customers import create_customer
 from crm_core.types import Channel, Direction
-from tests.conftest import PASSWORD, Staff, isolated_settings
-
-OUR_NUMBER = "+15005550006"
-TEXTER = "+12025550143"
-CONTROL_TOKEN = "sms-tests-sandbox-control-token"
-_SIDS = itertools.count(1)
-
-
-def message_sid() -> str:
-    return f"SM{next(_SIDS):032x}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def start_service(settings: Settings, **sections: dict[str, Any]) -> TestClient[Any, Any]:
-    """The service on a real port with the Twilio sandbox mounted (fast simulated time): texts go
-    out through the sandbox's REST API and its signed receipts come back over HTTP."""
-    port = _free_port()
-    sandbox = {"time_scale": 0.01, "seed": 7, "control_token": CONTROL_TOKEN, **sections.pop("sandbox", {})}
-    site = isolated_settings(settings).with_overrides(
-        server={"public_base_url": f"http://127.0.0.1:{port}"}, sandbox=sandbox, **sections
-    )
-    # Tests drive the sandbox's phones (texters, delivery outcomes) with its control token, set
-    # in the settings so that the sandbox CLI finds it there too.
-    headers = {CONTROL_TOKEN_HEADER: CONTROL_TOKEN}
-    client = TestClient(TestServer(create_app(site), host="127.0.0.1", port=port), headers=headers)
-    await client.start_server()
-    return client
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def service(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIterator[TestClient[Any, Any]]:
-    client = await start_service(settings, sms={"sweep_seconds": 3600})
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-class Twilio:
-    """Posts messaging webhooks to the service signed exactly as Twilio signs them."""
-
-    def __init__(self, client: TestClient[Any, Any]) -> None:
-        settings = client.app[SETTINGS]
-        self.client = client
-        self.base = settings.server.public_base_url
-        self.validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
-
-    async def post(
-        self, path: str, params: dict[str, str], *, signature: str | None = None
-    ) -> ClientResponse:
-        sig = self.validator.compute_signature(self.base + path, params) if signature is None else signature
-        return await self.client.post(path, data=params, headers={"X-Twilio-Signature": sig})
-
-    async def text(self, body: str, *, sid: str | None = None, sender: str = TEXTER, **extra: str) -> str:
-        sid = sid or message_sid()
-        params = {
-            "MessageSid": sid,
-            "SmsMessageSid": sid,
-            "SmsSid": sid,
-            "AccountSid": "ACsandbox0000000000000000000000000",
-            "From": sender,
-            "To": OUR_NUMBER,
-            "Body": body,
-            "NumMedia": "0",
-            "NumSegments": "1",
-            "SmsStatus": "received",
-            "ApiVersion": "2010-04-01",
-            **extra,
-        }
-        resp = await self.post("/twilio/sms/inbound", params)
-        assert resp.status == 200, await resp.text()
-        assert resp.content_type == "text/xml"
-        return sid
-
-
-async def agent_socket(client: TestClient[Any, Any], login: str) -> ClientWebSocketResponse:
-    resp = await client.post("/api/v1/auth/login", json={"login": login, "password": PASSWORD})
-    assert resp.status == 200
-    cookie = resp.cookies["cc_session"].value
-    client.session.cookie_jar.clear()
-    ws = await client.ws_connect("/ws/agent", headers={"Cookie": f"cc_session={cookie}"})
-    assert (await ws.receive_json(timeout=5))["type"] == "hello"
-    return ws
-
-
-async def next_of(ws: ClientWebSocketResponse, kind: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            message = json.loads((await ws.receive()).data)
-            if message["type"] == kind and all(message.get(k) == v for k, v in match.items()):
-                return message
-
-
-async def nothing_of(ws: ClientWebSocketResponse, kind: str, wait: float = 0.3) -> None:
-    try:
-        message = await next_of(ws, kind, timeout=wait)
-    except TimeoutError:
-        return
-    raise AssertionError(f"unexpected {kind}: {message}")
-
-
-async def customer_with_phone(
-    uow_factory: UnitOfWorkFactory, phone: str = TEXTER, owner_id: int | None = None
-) -> int:
-    async with uow_factory() as uow:
-        customer = await create_customer(
-            uow, None, region="US", display_name="Ada Lovelace", phones=[phone], owner_id=owner_id
-        )
-        await uow.commit()
-    return customer.id
-
-
-async def sms_rows(uow_factory: UnitOfWorkFactory) -> list[SmsMessage]:
-    async with uow_factory() as uow:
-        return list(await uow.session.scalars(select(SmsMessage).order_by(SmsMessage.id)))
+from tests.conftest import Staff
+from tests.support.agent_socket import agent_socket, next_of, nothing_of
+from tests.support.sessions import signed_in
+from tests.support.sms import (
+    OUR_NUMBER,
+    TEXTER,
+    Twilio,
+    customer_with_phone,
+    message_sid,
+    sms_rows,
+    start_service,
+)
 
 
 async def count(uow_factory: UnitOfWorkFactory, model: Any) -> int:
@@ -285,15 +166,8 @@ async def test_no_answer_rule_opens_a_ticket_only_when_nobody_texts_back(
         await twilio.text("Hello again", sender="+12025550181")
         assert [r.ticket_id for r in await sms_rows(uow_factory)] == [None, None, None]
         # red-1 answers the first customer from their record (no ticket yet).
-        sess = await service.post(
-            "/api/v1/auth/login", json={"login": staff.red_1.login, "password": PASSWORD}
-        )
-        csrf = (await sess.json())["csrf_token"]
-        resp = await service.post(
-            f"/api/v1/customers/{answered_id}/sms",
-            json={"body": "Hi, how can I help?"},
-            headers={"X-CSRF-Token": csrf},
-        )
+        agent = await signed_in(service, staff.red_1)
+        resp = await agent.post(f"/api/v1/customers/{answered_id}/sms", json={"body": "Hi, how can I help?"})
         assert resp.status == 201, await resp.text()
         desk = service.app[SMS_DESK].get()
         async with uow_factory() as uow:  # before the delay: nothing opens

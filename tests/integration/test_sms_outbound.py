@@ -6,69 +6,35 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from crm_core.db import UnitOfWorkFactory
-from crm_core.models import Agent, CustomerPhone, Interaction, SmsMessage, Ticket
+from crm_core.models import CustomerPhone, Interaction, SmsMessage, Ticket
 from crm_core.services.sms_outbound import queue_sms
 from crm_core.types import Channel, Direction
-from tests.conftest import PASSWORD, Session, Staff
-from tests.integration.test_sms_inbound import (
+from tests.conftest import Staff
+from tests.support.agent_socket import agent_socket, next_of
+from tests.support.sessions import signed_in
+from tests.support.sms import (
     OUR_NUMBER,
     TEXTER,
     Twilio,
-    agent_socket,
     customer_with_phone,
     message_sid,
-    next_of,
-    service,
+    sandbox_messages,
     sms_rows,
+    sms_ticket,
     start_service,
 )
-
-__all__ = ["service"]
-
-
-async def signed_in(client: TestClient[Any, Any], agent: Agent) -> Session:
-    resp = await client.post("/api/v1/auth/login", json={"login": agent.login, "password": PASSWORD})
-    assert resp.status == 200, await resp.text()
-    cookie = resp.cookies["cc_session"].value
-    client.session.cookie_jar.clear()
-    return Session(client, (await resp.json())["csrf_token"], cookie)
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
+from tests.support.waiting import eventually
 
 
 async def row(uow_factory: UnitOfWorkFactory, message_id: int) -> SmsMessage:
     async with uow_factory() as uow:
         return await uow.session.get_one(SmsMessage, message_id)
-
-
-async def sms_ticket(
-    service: TestClient[Any, Any], uow_factory: UnitOfWorkFactory, owner: Agent | None
-) -> int:
-    """A customer (owned by ``owner``) texts in; returns the ticket that opened."""
-    await customer_with_phone(uow_factory, owner_id=owner.id if owner else None)
-    await Twilio(service).text("Where is my order?")
-    return int((await sms_rows(uow_factory))[-1].ticket_id or 0)
-
-
-async def sandbox_messages(service: TestClient[Any, Any], to: str) -> list[dict[str, Any]]:
-    resp = await service.get("/twilio-sandbox/sandbox/messages")
-    return [m for m in (await resp.json())["messages"] if m["to"] == to and m["direction"] == "outbound-api"]
 
 
 async def test_a_reply_is_sent_delivered_and_shown_live(
@@ -235,7 +201,7 @@ async def test_failed_and_undelivered_texts_keep_their_error_code(
         )
         assert resp.status == 200
         sent = await (await agent.post(f"/api/v1/tickets/{ticket_id}/sms", json={"body": outcome})).json()
-        stored = await until(functools.partial(_final, uow_factory, sent["id"]))
+        stored = await eventually(functools.partial(_final, uow_factory, sent["id"]), timeout=10)
         assert (stored.status, stored.error_code) == (outcome, code)
 
 
@@ -264,7 +230,7 @@ async def test_receipts_out_of_order_and_twice_never_move_backwards(
             (message,) = await sandbox_messages(svc, TEXTER)
             return len([e for e in message["log"] if e["event"] == "webhook"]) == 2
 
-        await until(settled)
+        await eventually(settled, timeout=10)
         (message,) = await sandbox_messages(svc, TEXTER)
         receipts = [e["what"] for e in message["log"] if e["event"] == "webhook"]
         assert receipts == ["message status delivered", "message status sent"]

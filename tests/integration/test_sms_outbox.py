@@ -23,8 +23,8 @@ from crm_core.services.sms_outbound import SendRetry, apply_status, claim, queue
 from crm_core.services.sms_outbox import SmsOutbox
 from crm_core.services.sms_suppression import REASON_KEYWORD, suppress
 from crm_core.services.sms_types import SmsLookup, SmsStatusUpdate
-from tests.integration.test_sms_inbound import customer_with_phone
-from tests.integration.test_twilio_gateway import refused_port
+from tests.support.sms import customer_with_phone
+from tests.support.waiting import free_port
 
 TO = "+12025550143"
 
@@ -158,7 +158,7 @@ async def test_a_text_sent_while_twilio_refuses_the_connection_goes_out_once_it_
     uow_factory: UnitOfWorkFactory,
 ) -> None:
     message_id = await queued(uow_factory)
-    port = refused_port()
+    port = free_port()
     gateway = gateway_at(f"http://127.0.0.1:{port}")
     sender = real_outbox(uow_factory, gateway, gateway)
     try:

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from channels.twilio.gateway import TwilioGateway
 from contact_center.sandbox import SandboxConfig, create_sandbox_app
 from crm_core.errors import GatewayError
+from tests.support.waiting import free_port
 
 ACCOUNT = "AC" + "a" * 32
 TOKEN = "gateway-test-token"
@@ -132,13 +133,6 @@ async def test_a_request_without_answer_times_out_and_is_not_repeated() -> None:
     assert flaky.requests == 1 and error.value.retryable is False and error.value.unconfirmed is True
 
 
-def refused_port() -> int:
-    """A loopback port nothing listens on: bound, then closed."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _send_to(base_url: str, **kwargs: Any) -> str:
     gateway = TwilioGateway(account_sid=ACCOUNT, auth_token=TOKEN, base_url=base_url, **kwargs)
     try:
@@ -171,7 +165,7 @@ def full_backlog() -> Iterator[int]:
 
 async def test_a_refused_connection_was_not_sent_and_may_be_sent_again() -> None:
     with pytest.raises(GatewayError, match="could not be reached") as error:
-        await _send_to(f"http://127.0.0.1:{refused_port()}")
+        await _send_to(f"http://127.0.0.1:{free_port()}")
     assert (error.value.retryable, error.value.unconfirmed) == (True, False)
 
 
