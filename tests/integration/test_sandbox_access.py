@@ -5,7 +5,6 @@ browser; its REST API takes the account's credentials, and the public demo token
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,22 +21,18 @@ from contact_center.settings import PUBLIC_SANDBOX_AUTH_TOKEN, Settings, load_se
 from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent, SmsMessage
-from tests.conftest import PASSWORD, Staff, isolated_settings
+from tests.conftest import Staff, isolated_settings
+from tests.support.sessions import signed_in as sign_in_as
+from tests.support.waiting import free_port
 
 SANDBOX = "/twilio-sandbox/sandbox"
 DEMO_NUMBER = "+15005550006"
 CALLER = "+12025550177"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def service(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIterator[TestClient[Any, Any]]:
-    port = _free_port()
+    port = free_port()
     site = isolated_settings(settings).with_overrides(
         server={"public_base_url": f"http://127.0.0.1:{port}"}, sandbox={"time_scale": 0.01, "seed": 3}
     )
@@ -51,11 +46,7 @@ def token(service: TestClient[Any, Any]) -> dict[str, str]:
 
 async def signed_in(service: TestClient[Any, Any], agent: Agent) -> dict[str, str]:
     """The headers of a browser session: its cookie and CSRF token."""
-    resp = await service.post("/api/v1/auth/login", json={"login": agent.login, "password": PASSWORD})
-    assert resp.status == 200, await resp.text()
-    cookie = resp.cookies["cc_session"].value
-    service.session.cookie_jar.clear()
-    return {"Cookie": f"cc_session={cookie}", "X-CSRF-Token": (await resp.json())["csrf_token"]}
+    return (await sign_in_as(service, agent)).headers
 
 
 async def api_token(uow_factory: UnitOfWorkFactory, agent: Agent) -> dict[str, str]:

@@ -6,7 +6,7 @@ import re
 import time
 from email.utils import parsedate_to_datetime
 
-from tests.integration.test_sandbox_harness import CALLER, NUMBER, SID, TWIML, Env, events, sandbox_env
+from tests.support.sandbox_harness import CALLER, NUMBER, SID, TWIML, Env, events, sandbox_env
 
 CALL_SID = re.compile(r"^CA[0-9a-f]{32}$")
 DIAL_ALICE = TWIML.format(

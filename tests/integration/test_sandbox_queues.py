@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.integration.test_sandbox_harness import TWIML, events, sandbox_env
+from tests.support.sandbox_harness import TWIML, events, sandbox_env
 
 ENQUEUE = TWIML.format(
     '<Enqueue action="/queue-done" waitUrl="/hold">support</Enqueue><Say>After queue</Say>'

@@ -18,7 +18,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from contact_center.sandbox import MessageOutcomes, SandboxConfig, create_sandbox_app
-from tests.integration.test_sandbox_harness import CALLER, NUMBER, SID, TOKEN, TWIML, Env, sandbox_env
+from tests.support.sandbox_harness import CALLER, NUMBER, SID, TOKEN, TWIML, Env, sandbox_env
 
 HANGUP = TWIML.format("<Hangup/>")
 

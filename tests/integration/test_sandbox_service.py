@@ -3,9 +3,6 @@ the call desk's TwiML runs, and an agent answers through the simulated browser."
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,21 +21,17 @@ from contact_center.voice.desk import CallDesk
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Interaction, Ticket
 from crm_core.voice import CallDecision, InboundCall
-from tests.conftest import PASSWORD, Staff, isolated_settings
+from tests.conftest import Staff, isolated_settings
+from tests.support.sessions import signed_in
+from tests.support.waiting import eventually, free_port
 
 DEMO_NUMBER = "+15005550006"
 CALLER = "+12025550177"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def service(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIterator[TestClient[Any, Any]]:
-    port = _free_port()
+    port = free_port()
     site = isolated_settings(settings).with_overrides(
         server={"public_base_url": f"http://127.0.0.1:{port}"}, sandbox={"time_scale": 0.01, "seed": 1}
     )
@@ -57,13 +50,13 @@ async def _state(client: TestClient[Any, Any], sid: str) -> dict[str, Any]:
 
 
 async def _until(client: TestClient[Any, Any], sid: str, check: Any, timeout: float = 10) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = await _state(client, sid)
-        if check(state):
-            return state
-        assert time.monotonic() < deadline, state
-        await asyncio.sleep(0.01)
+    """The call's state once ``check`` holds for it."""
+
+    async def state() -> dict[str, Any] | None:
+        current = await _state(client, sid)
+        return current if check(current) else None
+
+    return dict(await eventually(state, timeout, f"call {sid}"))
 
 
 async def test_inbound_call_reaches_an_available_agent_through_the_sandbox(
@@ -99,11 +92,8 @@ async def test_a_queued_caller_goes_to_the_agent_who_frees_up(
     sid = (await resp.json())["call_sid"]
     await _until(service, sid, lambda s: any(e["event"] == "enqueued" for e in s["log"]) or s["ended"])
 
-    login = await service.post("/api/v1/auth/login", json={"login": staff.blue_1.login, "password": PASSWORD})
-    csrf = (await login.json())["csrf_token"]
-    resp = await service.put(
-        "/api/v1/presence/me", json={"state": "available"}, headers={"X-CSRF-Token": csrf}
-    )
+    agent = await signed_in(service, staff.blue_1)
+    resp = await agent.put("/api/v1/presence/me", json={"state": "available"})
     assert resp.status == 200
 
     # The service takes the caller out of the queue through the sandbox's REST API ...
@@ -116,9 +106,12 @@ async def test_a_queued_caller_goes_to_the_agent_who_frees_up(
     )
     assert resp.status == 200
     await _until(service, sid, lambda s: s["bridged_with"] == leg["sid"])
-    async with asyncio.timeout(5):  # the agent leg's "answered" callback follows the bridge
-        while (await service.app[RUNTIME].presence.get(staff.blue_1.id)).state is not AgentState.ON_CALL:
-            await asyncio.sleep(0.01)
+    presence = service.app[RUNTIME].presence
+
+    async def on_call() -> bool:  # the agent leg's "answered" callback follows the bridge
+        return (await presence.get(staff.blue_1.id)).state is AgentState.ON_CALL
+
+    await eventually(on_call, timeout=5)
     assert (await service.app[RUNTIME].presence.get(staff.blue_1.id)).call_sid == sid
     await service.post(f"/twilio-sandbox/sandbox/calls/{sid}/hangup", json={"side": "caller"})
     final = await _until(service, sid, lambda s: s["settled"])
@@ -141,14 +134,14 @@ async def test_a_call_whose_webhook_failed_is_called_back(
     # Twilio gets a 500, tells the caller there was an application error and hangs up.
     final = await _until(service, sid, lambda s: s["settled"])
     assert [e["code"] for e in final["log"] if e["event"] == "error"] == [11200]
+
     # Its final status callback reaches the service, which logs the call as missed.
-    async with asyncio.timeout(5):
-        while True:
-            async with uow_factory() as uow:
-                row = await uow.session.scalar(select(Interaction).where(Interaction.external_id == sid))
-                if row is not None and row.ticket_id is not None:
-                    break
-            await asyncio.sleep(0.02)
+    async def missed() -> Interaction | None:
+        async with uow_factory() as uow:
+            row = await uow.session.scalar(select(Interaction).where(Interaction.external_id == sid))
+        return row if row is not None and row.ticket_id is not None else None
+
+    row = await eventually(missed, timeout=5)
     assert row.missed is True and row.meta["from"] == CALLER
     async with uow_factory() as uow:
         ticket = await uow.session.get_one(Ticket, row.ticket_id)

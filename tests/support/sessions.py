@@ -30,6 +30,9 @@ class Session:
     async def post(self, path: str, **kwargs: Any) -> Any:
         return await self.request("POST", path, **kwargs)
 
+    async def put(self, path: str, **kwargs: Any) -> Any:
+        return await self.request("PUT", path, **kwargs)
+
     async def patch(self, path: str, **kwargs: Any) -> Any:
         return await self.request("PATCH", path, **kwargs)
 

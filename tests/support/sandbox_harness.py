@@ -1,6 +1,6 @@
 """What the Twilio sandbox tests share: a fake service that records signed webhooks, and the sandbox.
 
-No tests here. ``FakeService`` stands in for contact-center: it answers TwiML by path and checks
+``FakeService`` stands in for contact-center: it answers TwiML by path and checks
 the ``X-Twilio-Signature`` of every webhook with twilio's own ``RequestValidator``;
 ``sandbox_env`` runs it and the sandbox on loopback test servers.
 """
