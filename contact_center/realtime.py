@@ -1,7 +1,9 @@
 """The realtime hub: agents' WebSockets (``/ws/agent``) fed from the event bus.
 
 Every instance subscribes to the bus and delivers an event to the sockets it holds for the agent
-the event names, so a screen-pop reaches the agent whichever instance their browser is on.
+the event names, so a screen-pop reaches the agent whichever instance their browser is on. Who is
+shown an event is what its entry in the catalogue declares (``contact_center.events``, with the
+core's ``crm_core.events``): its audience; a name not in the catalogue is shown to nobody.
 
 A socket lives no longer than what opened it: on ``agent.access_changed`` (sessions ended by a
 password change, deactivation, signing out) every instance closes the agent's sockets, and every
@@ -26,12 +28,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sqlalchemy import select
 
 from contact_center.appkeys import IDENTITY, RUNTIME, Runtime
-from contact_center.auth.credentials import AGENT_ACCESS_CHANGED
+from contact_center.events import AGENT_ACCESS_CHANGED, SCREEN_POP, spec_of
 from contact_center.periodic import every
-from contact_center.routing.presence import PRESENCE_CHANGED, AgentState
-from contact_center.voice.events import CALL_UPDATED, SCREEN_POP
+from contact_center.routing.presence import AgentState
 from crm_core.errors import CoreError
-from crm_core.events import DomainEvent
+from crm_core.events import Audience, DomainEvent, EventSpec
 from crm_core.models import Agent, AgentSession, Interaction, Role, utcnow
 from crm_core.rules import bounded_json
 from crm_core.rules.storable_text import storable_json
@@ -40,24 +41,6 @@ from crm_core.types import Channel
 
 log = logging.getLogger(__name__)
 
-# Events delivered to the agent named in their payload's "agent_id".
-AGENT_EVENTS = frozenset(
-    {
-        SCREEN_POP,
-        "call.updated",
-        "presence.changed",
-        "ticket.opened",
-        "ticket.updated",
-        "sms.received",
-        "sms.status",
-        "email.delivery",
-        "chat.assigned",
-        "chat.message",
-        "chat.typing",
-        "chat.read",
-        "chat.closed",
-    }
-)
 SEND_TIMEOUT_SECONDS = 5.0
 # How often an instance checks that its sockets' sessions and agents are still valid.
 SOCKET_RECHECK_SECONDS = 60.0
@@ -291,9 +274,12 @@ async def _hub_ctx(app: web.Application) -> Any:
         if event.name == AGENT_ACCESS_CHANGED:
             await _close_on_access_change(sockets, event)
             return
+        spec = spec_of(event.name)
+        if spec is None or Audience.AGENT not in spec.audience:
+            return
         agent_id = event.payload.get("agent_id")
         # Only events for an agent with a socket here are framed and encoded.
-        if event.name in AGENT_EVENTS and isinstance(agent_id, int) and sockets.connected(agent_id):
+        if isinstance(agent_id, int) and sockets.connected(agent_id):
             await sockets.send(agent_id, _frame(event))
 
     async def recheck() -> None:
@@ -314,13 +300,13 @@ async def _hub_ctx(app: web.Application) -> Any:
 # --- supervisors' fan-out ----------------------------------------------------------------------
 #
 # Supervisors and admins also receive what happens to the agents they may see (a supervisor: the
-# agents of their team; an admin: everyone), for wallboards: presence changes, call progress, chats
-# starting and ending, reduced to who and what state (no customer data nor message text: the
-# wallboard reads those through the API, under the usual visibility). A call that has no agent yet
-# (it joined the queue) is announced to every supervisor and admin as a bare "queue.changed", so
-# they re-read the queue.
+# agents of their team; an admin: everyone), for wallboards: the events whose audience includes
+# Audience.TEAM (presence changes, call progress, chats starting and ending), reduced to who and
+# what state (the spec's team_fields; no customer data nor message text: the wallboard reads those
+# through the API, under the usual visibility). An event of Audience.SUPERVISORS that names no
+# agent (a call that joined the queue) is announced to every supervisor and admin as a bare
+# "queue.changed", so they re-read the queue.
 
-TEAM_EVENTS = frozenset({PRESENCE_CHANGED, CALL_UPDATED, SCREEN_POP, "chat.assigned", "chat.closed"})
 QUEUE_CHANGED = "queue.changed"
 TEAM_CACHE_SECONDS = 60.0
 
@@ -374,7 +360,7 @@ class AgentTeams:
         return self._teams.get(agent_id)
 
 
-def team_frame(event: DomainEvent) -> dict[str, Any]:
+def team_frame(event: DomainEvent, spec: EventSpec[Any]) -> dict[str, Any]:
     """What a supervisor learns of an event about one of their agents."""
     payload = event.payload
     frame: dict[str, Any] = {
@@ -384,25 +370,28 @@ def team_frame(event: DomainEvent) -> dict[str, Any]:
         "agent_id": payload.get("agent_id"),
         "call_sid": payload.get("call_sid"),
     }
-    if event.name == PRESENCE_CHANGED:
-        frame.update(state=payload.get("state"), since=payload.get("since"), until=payload.get("until"))
-    elif event.name == CALL_UPDATED:
-        frame["state"] = payload.get("state")
+    for name in spec.team_fields:
+        frame[name] = payload.get(name)
     return frame
 
 
 async def fan_out_to_supervisors(
     sockets: AgentSockets, watchers: TeamWatchers, teams: AgentTeams, event: DomainEvent
 ) -> None:
-    if event.name not in TEAM_EVENTS or not watchers:
+    if not watchers:
+        return
+    spec = spec_of(event.name)
+    if spec is None or not spec.audience & (Audience.TEAM | Audience.SUPERVISORS):
         return
     agent_id = event.payload.get("agent_id")
     if isinstance(agent_id, int):
-        frame = team_frame(event)
+        if Audience.TEAM not in spec.audience:
+            return
+        frame = team_frame(event, spec)
         for watcher in watchers.audience(await teams.team_of(agent_id)):
             if watcher != agent_id:  # their own events reach them already
                 await sockets.send(watcher, frame)
-    elif event.name == CALL_UPDATED:
+    elif Audience.SUPERVISORS in spec.audience:
         nudge = {"type": QUEUE_CHANGED, "scope": "team", "at": event.occurred_at.isoformat()}
         for watcher in watchers.everyone():
             await sockets.send(watcher, nudge)

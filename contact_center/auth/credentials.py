@@ -17,13 +17,11 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from contact_center import events
 from crm_core.events import DomainEvent
 from crm_core.models import Agent, AgentSession, ApiToken, utcnow
 
 TOKEN_PREFIX = "cct_"  # noqa: S105 - a marker, not a secret
-# Published after commit when what an agent may do, or their sessions, changed: every instance
-# closes that agent's sockets ("tokens": also those opened with an API token).
-AGENT_ACCESS_CHANGED = "agent.access_changed"
 
 
 def digest(secret: str) -> str:
@@ -81,8 +79,9 @@ def access_changed(
     """The event that closes the agent's sockets on every instance (record it in the unit of work):
     those of every browser session, or of ``session_id`` only, and with ``tokens`` those opened
     with an API token."""
-    payload = {"agent_id": agent_id, "reason": reason, "tokens": tokens, "session_id": session_id}
-    return DomainEvent(AGENT_ACCESS_CHANGED, payload)
+    return events.agent_access_changed(
+        {"agent_id": agent_id, "reason": reason, "tokens": tokens, "session_id": session_id}
+    )
 
 
 async def create_api_token(

@@ -1,5 +1,6 @@
-"""The chat's events on the bus: names and what they carry. They carry data; the visitor's frames
-are built from it by ``channels.webchat.protocol`` where the visitor's sockets are.
+"""The chat's events on the bus, built from the chat's objects (their names, payloads and audiences
+are declared in ``contact_center.events``). They carry data; the visitor's frames are built from it
+by ``channels.webchat.protocol`` where the visitor's sockets are.
 
 To the agent named in ``agent_id`` (``contact_center.realtime`` delivers them on ``/ws/agent``):
 ``chat.assigned`` (card, visitor, history), ``chat.message``, ``chat.typing`` and ``chat.read``
@@ -16,7 +17,6 @@ abandoned, wherever they left.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 from channels.webchat.protocol import (
@@ -29,66 +29,73 @@ from channels.webchat.protocol import (
     QueuePosition,
     VisitorNotice,
 )
+from contact_center import events
 from crm_core.events import DomainEvent
 from crm_core.models import ChatConversation
 
-CHAT_ASSIGNED = "chat.assigned"
-CHAT_MESSAGE = "chat.message"
-CHAT_TYPING = "chat.typing"
-CHAT_READ = "chat.read"
-CHAT_CLOSED = "chat.closed"
-VISITOR_BACK = "chat.visitor_back"
+VISITOR_BACK = events.VISITOR_BACK  # for the chat's wiring
 
 # What the visitor is told besides messages, one event name each.
 VisitorUpdate = QueuePosition | Assigned | AgentTyping | AgentRead | Closed | Blocked
 _VISITOR_EVENTS: dict[str, type[VisitorUpdate]] = {
-    "chat.visitor.queue": QueuePosition,
-    "chat.visitor.assigned": Assigned,
-    "chat.visitor.typing": AgentTyping,
-    "chat.visitor.read": AgentRead,
-    "chat.visitor.closed": Closed,
-    "chat.visitor.blocked": Blocked,
+    events.VISITOR_QUEUE: QueuePosition,
+    events.VISITOR_ASSIGNED: Assigned,
+    events.VISITOR_TYPING: AgentTyping,
+    events.VISITOR_READ: AgentRead,
+    events.VISITOR_CLOSED: Closed,
+    events.VISITOR_BLOCKED: Blocked,
 }
-_VISITOR_EVENT_OF = {kind: name for name, kind in _VISITOR_EVENTS.items()}
-VISITOR_CLOSED = _VISITOR_EVENT_OF[Closed]
-VISITOR_BLOCKED = _VISITOR_EVENT_OF[Blocked]
 
 
 # --- to the agent ------------------------------------------------------------------------------
 
 
-def _to_agent(name: str, conversation: ChatConversation, **data: Any) -> DomainEvent:
-    return DomainEvent(name, {"agent_id": conversation.agent_id, "conversation_id": conversation.id, **data})
-
-
 def chat_assigned(
     conversation: ChatConversation, card: dict[str, Any] | None, history: Sequence[ChatLine]
 ) -> DomainEvent:
-    return _to_agent(
-        CHAT_ASSIGNED,
-        conversation,
-        interaction_id=conversation.interaction_id,
-        card=card,
-        visitor={
-            "name": conversation.visitor_name,
-            "email": conversation.visitor_email,
-            "phone": conversation.visitor_phone,
-            "origin": conversation.origin,
-        },
-        history=[line.to_json() for line in history],
+    return events.chat_assigned(
+        {
+            "agent_id": conversation.agent_id,
+            "conversation_id": conversation.id,
+            "interaction_id": conversation.interaction_id,
+            "card": card,
+            "visitor": {
+                "name": conversation.visitor_name,
+                "email": conversation.visitor_email,
+                "phone": conversation.visitor_phone,
+                "origin": conversation.origin,
+            },
+            "history": [line.to_json() for line in history],
+        }
     )
 
 
 def visitor_typing(conversation: ChatConversation, typing: bool) -> DomainEvent:
-    return _to_agent(CHAT_TYPING, conversation, typing=typing, who="visitor")
+    return events.chat_typing(
+        {
+            "agent_id": conversation.agent_id,
+            "conversation_id": conversation.id,
+            "typing": typing,
+            "who": "visitor",
+        }
+    )
 
 
 def visitor_read(conversation: ChatConversation, up_to: int) -> DomainEvent:
-    return _to_agent(CHAT_READ, conversation, reader="visitor", up_to=up_to)
+    return events.chat_read(
+        {
+            "agent_id": conversation.agent_id,
+            "conversation_id": conversation.id,
+            "reader": "visitor",
+            "up_to": up_to,
+        }
+    )
 
 
 def chat_closed(conversation: ChatConversation, by: str) -> DomainEvent:
-    return _to_agent(CHAT_CLOSED, conversation, by=by)
+    return events.chat_closed(
+        {"agent_id": conversation.agent_id, "conversation_id": conversation.id, "by": by}
+    )
 
 
 # --- to both -----------------------------------------------------------------------------------
@@ -99,8 +106,7 @@ def message_posted(
 ) -> DomainEvent:
     """One event per message: the chat's agent gets it as ``chat.message`` (when the chat has one)
     and the visitor's sockets get the message."""
-    return DomainEvent(
-        CHAT_MESSAGE,
+    return events.chat_message(
         {
             "agent_id": agent_id,
             "conversation_id": conversation_id,
@@ -114,17 +120,28 @@ def message_posted(
 
 
 def to_visitor(visitor_id: str, update: VisitorUpdate) -> DomainEvent:
-    data = {field.name: getattr(update, field.name) for field in fields(update)}
-    return DomainEvent(_VISITOR_EVENT_OF[type(update)], {"visitor_id": visitor_id, **data})
+    match update:
+        case QueuePosition(position=position):
+            return events.visitor_queue({"visitor_id": visitor_id, "position": position})
+        case Assigned(agent_name=agent_name):
+            return events.visitor_assigned({"visitor_id": visitor_id, "agent_name": agent_name})
+        case AgentTyping(typing=typing):
+            return events.visitor_typing({"visitor_id": visitor_id, "typing": typing})
+        case AgentRead(up_to=up_to):
+            return events.visitor_read({"visitor_id": visitor_id, "up_to": up_to})
+        case Closed(by=by):
+            return events.visitor_closed({"visitor_id": visitor_id, "by": by})
+        case Blocked():
+            return events.visitor_blocked({"visitor_id": visitor_id})
 
 
 def visitor_back(visitor_id: str) -> DomainEvent:
-    return DomainEvent(VISITOR_BACK, {"visitor_id": visitor_id})
+    return events.visitor_back({"visitor_id": visitor_id})
 
 
 def for_visitor(event: DomainEvent) -> tuple[str, VisitorNotice] | None:
     """The visitor ``event`` is for and what their sockets are shown; None for other events."""
-    if event.name == CHAT_MESSAGE:
+    if event.name == events.CHAT_MESSAGE:
         visitor_id, message = event.payload.get("visitor_id"), event.payload.get("message")
         if not isinstance(visitor_id, str) or not isinstance(message, dict):
             return None

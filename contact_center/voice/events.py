@@ -1,21 +1,19 @@
-"""The call events an agent's console is told of: the screen-pop and a call's new state."""
+"""The call events an agent's console is told of: the screen-pop and a call's new state, built
+from the voice desk's objects (their names, payloads and audiences are in ``contact_center.events``)."""
 
 from __future__ import annotations
 
+from contact_center import events
 from crm_core.events import DomainEvent
 from crm_core.models import Interaction
 from crm_core.services.customer_card import CustomerCard
-
-SCREEN_POP = "call.screen_pop"
-CALL_UPDATED = "call.updated"
 
 
 def screen_pop(
     agent_id: int, call_sid: str, interaction_id: int, caller: str | None, card: CustomerCard | None
 ) -> DomainEvent:
     """The ``call.screen_pop`` event: the caller's card for the agent being rung."""
-    return DomainEvent(
-        SCREEN_POP,
+    return events.screen_pop(
         {
             "agent_id": agent_id,
             "call_sid": call_sid,
@@ -35,8 +33,7 @@ def call_updated(
     ticket_id: int | None,
 ) -> DomainEvent:
     """The ``call.updated`` event: the call's new state (queued, answered, or its status)."""
-    return DomainEvent(
-        CALL_UPDATED,
+    return events.call_updated(
         {
             "call_sid": call_sid,
             "interaction_id": interaction_id,
