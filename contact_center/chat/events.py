@@ -33,8 +33,6 @@ from contact_center import events
 from crm_core.events import DomainEvent
 from crm_core.models import ChatConversation
 
-VISITOR_BACK = events.VISITOR_BACK  # for the chat's wiring
-
 # What the visitor is told besides messages, one event name each.
 VisitorUpdate = QueuePosition | Assigned | AgentTyping | AgentRead | Closed | Blocked
 _VISITOR_EVENTS: dict[str, type[VisitorUpdate]] = {

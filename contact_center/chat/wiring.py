@@ -23,17 +23,17 @@ from channels.webchat.socket import CLOSE_BLOCKED, VisitorSockets
 from channels.webchat.tokens import VisitorTokens
 from contact_center.appkeys import RUNTIME, Runtime
 from contact_center.chat.desk import ChatDesk
-from contact_center.chat.events import VISITOR_BACK, for_visitor
+from contact_center.chat.events import for_visitor
 from contact_center.chat.policy import allowed_origins, chat_policy
 from contact_center.chat.routes import CHAT_DESK, add_agent_typing, add_visitor_routes
+from contact_center.events import VISITOR_BACK
 from contact_center.late import Late
 from contact_center.routing.chat_load import ChatRouter, MemoryChatLoad, chat_load_store, reconcile_load
 from contact_center.routing.free_agents import CHATS, Freed
 from contact_center.settings import Settings
-from crm_core.events import DomainEvent
+from crm_core.events import EMAIL_DELIVERY, DomainEvent
 from crm_core.services import chat
 from crm_core.services.chat_transcripts import OutboxTranscriptMailer, TranscriptMailer
-from crm_core.services.email_outbound import EMAIL_DELIVERY
 
 log = logging.getLogger(__name__)
 

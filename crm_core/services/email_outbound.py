@@ -23,7 +23,6 @@ from crm_core.types import Channel, Direction
 
 log = logging.getLogger(__name__)
 
-EMAIL_DELIVERY = events.EMAIL_DELIVERY
 AUTOMATIC_HEADERS = {"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"}
 
 

@@ -23,8 +23,8 @@ from sqlalchemy import func, select, update
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
-from contact_center.chat.events import VISITOR_BACK
 from contact_center.chat.routes import CHAT_DESK
+from contact_center.events import VISITOR_BACK
 from contact_center.routing.chat_load import reconcile_load
 from contact_center.routing.presence import AgentState
 from contact_center.settings import Settings
