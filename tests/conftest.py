@@ -33,7 +33,12 @@ from crm_core.services.agents import create_agent, create_team
 from tests.support.clock import FakeClock
 from tests.support.sessions import PASSWORD, Session, signed_in
 
-pytest_plugins = ["tests.email_servers", "tests.support.mail_app", "tests.support.sms"]
+pytest_plugins = [
+    "tests.email_servers",
+    "tests.support.mail_app",
+    "tests.support.sms",
+    "tests.support.voice_calls",
+]
 
 # --- what a run leaves out, and why -------------------------------------------------------------
 # Tests that need Redis are left out (deselected, and said so) when REDIS_URL is not set, and tests

@@ -38,7 +38,7 @@ from crm_core.services.inbound_calls import (
 )
 from crm_core.sql import AutocommitConnections
 from tests.conftest import RUN_ID, Staff
-from tests.integration.test_voice_calls import (
+from tests.support.voice_calls import (
     CALLER,
     VOICE,
     Twilio,
@@ -49,11 +49,6 @@ from tests.integration.test_voice_calls import (
     voice_rows,
     with_rest_double,
 )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def twilio(client: TestClient[Any, Any], settings: Settings) -> Twilio:
-    return Twilio(client, settings)
 
 
 class Ticking:

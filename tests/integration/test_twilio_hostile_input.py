@@ -17,7 +17,7 @@ from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Customer, Interaction, SmsMessage, Ticket
 from tests.conftest import SignIn, Staff
-from tests.integration.test_voice_calls import (
+from tests.support.voice_calls import (
     CALLER,
     VOICE,
     Twilio,

@@ -4,20 +4,14 @@ voicemail, missed-call tickets, and callbacks delivered twice or out of order.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-from xml.etree import ElementTree
 
 import pytest
 import pytest_asyncio
-from aiohttp import ClientResponse, ClientWebSocketResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
-from twilio.request_validator import RequestValidator
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
@@ -26,130 +20,23 @@ from contact_center.settings import Settings
 from contact_center.voice.wiring import CALL_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
-from crm_core.models import Customer, Interaction, Ticket, TicketComment, utcnow
-from crm_core.services.customers import create_customer
-from crm_core.services.interactions import log_interaction
-from crm_core.types import Channel, Direction
-from tests.conftest import PASSWORD, SignIn, Staff, isolated_settings
+from crm_core.models import Customer, Interaction, Ticket, TicketComment
+from crm_core.types import Channel
+from tests.conftest import SignIn, Staff, isolated_settings
+from tests.support.agent_socket import agent_socket, next_of, nothing_of
+from tests.support.sessions import signed_in
+from tests.support.voice_calls import (
+    CALLER,
+    VOICE,
+    Twilio,
+    available,
+    call_sid,
+    dialed_identity,
+    known_customer,
+    voice_rows,
+    with_rest_double,
+)
 from tests.support.waiting import until
-
-VOICE = "/twilio/voice"
-CALLER = "+12025550143"
-_SIDS = itertools.count(1)
-
-
-def call_sid() -> str:
-    return f"CA{next(_SIDS):032x}"
-
-
-class Twilio:
-    """Posts webhooks to the app signed exactly as Twilio signs them."""
-
-    def __init__(self, client: TestClient[Any, Any], settings: Settings) -> None:
-        self.client = client
-        self.base = settings.server.public_base_url
-        self.validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
-
-    async def post(
-        self, path: str, params: dict[str, str], *, signature: str | None = None
-    ) -> ClientResponse:
-        url = self.base + path
-        sig = self.validator.compute_signature(url, params) if signature is None else signature
-        return await self.client.post(path, data=params, headers={"X-Twilio-Signature": sig})
-
-    async def twiml(self, path: str, params: dict[str, str]) -> ElementTree.Element:
-        resp = await self.post(path, params)
-        assert resp.status == 200, await resp.text()
-        assert resp.content_type == "text/xml"
-        return ElementTree.fromstring(await resp.text())
-
-    async def incoming(self, sid: str, caller: str = CALLER) -> ElementTree.Element:
-        return await self.twiml(
-            f"{VOICE}/inbound",
-            {
-                "CallSid": sid,
-                "From": caller,
-                "To": "+15005550006",
-                "CallStatus": "ringing",
-                "Direction": "inbound",
-            },
-        )
-
-    async def status(self, sid: str, status: str, sequence: int, **extra: str) -> None:
-        params = {"CallSid": sid, "CallStatus": status, "SequenceNumber": str(sequence), **extra}
-        resp = await self.post(f"{VOICE}/status", params)
-        assert resp.status == 200, await resp.text()
-
-    async def agent_answers(self, sid: str, agent_id: int) -> None:
-        params = {"CallSid": "CA" + "f" * 32, "ParentCallSid": sid, "CallStatus": "in-progress"}
-        resp = await self.post(f"{VOICE}/agent-leg?agent={agent_id}", params)
-        assert resp.status == 200
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def twilio(client: TestClient[Any, Any], settings: Settings) -> Twilio:
-    return Twilio(client, settings)
-
-
-async def available(client: TestClient[Any, Any], *agents: Any) -> None:
-    for agent in agents:
-        await client.app[RUNTIME].presence.set(agent.id, AgentState.AVAILABLE)
-
-
-async def agent_socket(client: TestClient[Any, Any], login: str) -> ClientWebSocketResponse:
-    resp = await client.post("/api/v1/auth/login", json={"login": login, "password": PASSWORD})
-    assert resp.status == 200
-    cookie = resp.cookies["cc_session"].value
-    client.session.cookie_jar.clear()
-    ws = await client.ws_connect("/ws/agent", headers={"Cookie": f"cc_session={cookie}"})
-    hello = await ws.receive_json(timeout=5)
-    assert hello["type"] == "hello"
-    return ws
-
-
-async def next_of(ws: ClientWebSocketResponse, kind: str, timeout: float = 5) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            message = json.loads((await ws.receive()).data)
-            if message["type"] == kind:
-                return message
-
-
-async def nothing_of(ws: ClientWebSocketResponse, kind: str, wait: float = 0.3) -> None:
-    try:
-        message = await next_of(ws, kind, timeout=wait)
-    except TimeoutError:
-        return
-    raise AssertionError(f"unexpected {kind}: {message}")
-
-
-async def known_customer(uow_factory: UnitOfWorkFactory, owner_id: int | None = None) -> int:
-    async with uow_factory() as uow:
-        customer = await create_customer(
-            uow, None, region="US", display_name="Ada Lovelace", phones=[CALLER], owner_id=owner_id
-        )
-        await log_interaction(
-            uow,
-            channel=Channel.EMAIL,
-            direction=Direction.INBOUND,
-            customer_id=customer.id,
-            external_id="<m1@example.com>",
-            subject="Invoice question",
-        )
-        await uow.commit()
-    return customer.id
-
-
-async def voice_rows(uow_factory: UnitOfWorkFactory) -> list[Interaction]:
-    async with uow_factory() as uow:
-        return list(
-            await uow.session.scalars(select(Interaction).where(Interaction.channel == Channel.VOICE))
-        )
-
-
-def dialed_identity(twiml: ElementTree.Element) -> str | None:
-    client = twiml.find("./Dial/Client")
-    return None if client is None else (client.text or "").strip()
 
 
 async def test_known_caller_pops_the_card_on_the_chosen_agent(
@@ -343,9 +230,7 @@ async def test_agent_socket_needs_a_session_and_our_origin(
 ) -> None:
     resp = await client.get("/ws/agent")
     assert resp.status == 401
-    login = await client.post("/api/v1/auth/login", json={"login": staff.red_1.login, "password": PASSWORD})
-    cookie = login.cookies["cc_session"].value
-    client.session.cookie_jar.clear()
+    cookie = (await signed_in(client, staff.red_1)).cookie
     resp = await client.get(
         "/ws/agent",
         headers={
@@ -438,39 +323,6 @@ async def test_pop_reaches_the_agent_on_another_instance(
         await ws.close()
 
 
-class FakeTwilioRest:
-    """Records the REST calls the gateway makes (the queue's redirects)."""
-
-    def __init__(self) -> None:
-        self.updates: list[tuple[str, dict[str, str]]] = []
-        self.updated_at: list[datetime] = []
-        self.app = web.Application()
-        self.app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self.update_call)
-
-    async def update_call(self, request: web.Request) -> web.Response:
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        sid = request.match_info["sid"]
-        self.updates.append((sid, form))
-        self.updated_at.append(utcnow())
-        return web.json_response(
-            {"sid": sid, "status": "in-progress", "account_sid": request.match_info["account"]}
-        )
-
-
-@contextlib.asynccontextmanager
-async def with_rest_double(
-    settings: Settings, **overrides: Any
-) -> AsyncIterator[tuple[TestClient[Any, Any], Twilio, FakeTwilioRest]]:
-    """The service (settings ``overrides`` applied) with its Twilio REST calls recorded."""
-    rest = FakeTwilioRest()
-    async with TestServer(rest.app) as rest_server:
-        configured = isolated_settings(settings).with_overrides(
-            twilio={"api_base_url": str(rest_server.make_url("")).rstrip("/")}, **overrides
-        )
-        async with TestClient(TestServer(create_app(configured))) as client:
-            yield client, Twilio(client, settings), rest
-
-
 async def test_a_freed_agent_gets_the_longest_waiting_caller(
     settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
 ) -> None:
@@ -480,13 +332,8 @@ async def test_a_freed_agent_gets_the_longest_waiting_caller(
         assert (await twilio.incoming(first)).find("./Enqueue") is not None
         assert (await twilio.incoming(second, caller="+12025550144")).find("./Enqueue") is not None
         ws = await agent_socket(client, staff.red_1.login)
-        login = await client.post(
-            "/api/v1/auth/login", json={"login": staff.red_1.login, "password": PASSWORD}
-        )
-        csrf = (await login.json())["csrf_token"]
-        resp = await client.put(
-            "/api/v1/presence/me", json={"state": "available"}, headers={"X-CSRF-Token": csrf}
-        )
+        agent = await signed_in(client, staff.red_1)
+        resp = await agent.put("/api/v1/presence/me", json={"state": "available"})
         assert resp.status == 200
         pop = await next_of(ws, "call.screen_pop")
         assert pop["call_sid"] == first  # the longest waiting

@@ -18,7 +18,7 @@ from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Interaction
 from tests.conftest import Staff
-from tests.integration.test_voice_calls import Twilio
+from tests.support.voice_calls import Twilio
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "twilio" / "voice"
 ENDPOINTS = (

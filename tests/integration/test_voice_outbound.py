@@ -3,25 +3,17 @@ places calls yet, so an answered call is hung up and its progress is only logged
 
 from __future__ import annotations
 
-from typing import Any
 from xml.etree import ElementTree
 
-import pytest
-from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from channels.twilio.outbound import OutboundUrls
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Interaction
-from tests.integration.test_voice_calls import CALLER, Twilio, call_sid
+from tests.support.voice_calls import CALLER, Twilio, call_sid
 
 OUTBOUND = "/twilio/voice/outbound"
-
-
-@pytest.fixture
-def twilio(client: TestClient[Any, Any], settings: Settings) -> Twilio:
-    return Twilio(client, settings)
 
 
 def test_the_urls_given_when_placing_a_call(settings: Settings) -> None:
