@@ -112,8 +112,11 @@ def _chat_ctx(
             elif event.name == EMAIL_DELIVERY and event.payload.get("status") == "queued" and wake_mail:
                 wake_mail()  # a transcript queued by a chat that ended
 
-        async def offer_free_agents(_freed: frozenset[Freed]) -> None:
-            desk.queue.dispatch_soon()  # an agent became free: waiting chats get their turn
+        async def offer_free_agents(freed: frozenset[Freed]) -> None:
+            # An agent set themselves available: waiting chats get their turn. The end of a wrap-up
+            # is left to the queue's timer, as before (a look per call would cost the call's path).
+            if Freed.AVAILABLE in freed:
+                desk.queue.dispatch_soon()
 
         unsubscribe = runtime.bus.subscribe(deliver)
         unregister = runtime.free_agents.register("chats", CHATS, offer_free_agents)
