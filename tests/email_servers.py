@@ -28,16 +28,12 @@ import pytest
 import pytest_asyncio
 from aioimaplib import IMAP4
 
+from tests.support.waiting import free_port
+
 DOVECOT = os.environ.get("DOVECOT_BINARY", "/usr/sbin/dovecot")
 INSTALL_HINT = "Dovecot is not installed: run `apt-get install -y dovecot-imapd`"
 IMAP_PASSWORD = "imap-secret"
 OPENSSL = os.environ.get("OPENSSL_BINARY", "/usr/bin/openssl")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _dovecot_ssl(imaps_port: int, pki: MailPki | None) -> tuple[str, str]:

@@ -22,8 +22,8 @@ from crm_core.services.email_batch import ingest, ingest_batch
 from crm_core.services.email_ingest import EmailPolicy, Ingested, MailboxPolicy, load_checkpoint
 from tests.conftest import Staff
 from tests.email_servers import Dovecot, make_mail
-from tests.integration.test_email_imap import watcher
 from tests.support.mail_app import MailApp
+from tests.support.mailbox_watcher import watcher
 from tests.support.waiting import eventually
 
 NUL_BODY = (

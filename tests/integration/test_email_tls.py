@@ -27,11 +27,11 @@ from crm_core.models import EmailMessage, EmailStatus
 from crm_core.services.email_ingest import MailboxPolicy
 from crm_core.services.email_intake import EmailIntake
 from crm_core.services.email_outbound import deliver_due
-from tests.email_servers import Dovecot, MailPki, SmtpSink, free_port, make_mail
-from tests.integration.test_email_imap import POLICY as IMAP_POLICY
-from tests.integration.test_email_imap import login
-from tests.integration.test_email_smtp import FAST, email, new_ticket_with_ack
-from tests.support.waiting import eventually, until
+from tests.email_servers import Dovecot, MailPki, SmtpSink, make_mail
+from tests.support.email_outbox import FAST, email, new_ticket_with_ack
+from tests.support.mailbox_watcher import POLICY as IMAP_POLICY
+from tests.support.mailbox_watcher import login
+from tests.support.waiting import eventually, free_port, until
 
 Mode = Literal["ssl", "starttls"]
 KEY = {"SECRET_KEY": "0123456789abcdef-secret"}
