@@ -8,9 +8,7 @@ tests/browser_support.py; tests skip with the reason when it or Playwright is mi
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,15 +22,10 @@ from contact_center.settings import Settings
 from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
 from crm_core.db import UnitOfWorkFactory
 from tests.conftest import PASSWORD, isolated_settings
+from tests.support.waiting import free_port
 
 SANDBOX_NUMBER = "+15005550006"  # the sandbox's default inbound number
 VIEWPORT = {"width": 1280, "height": 900}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveService:
@@ -138,14 +131,3 @@ async def signed_in_page(chromium: Any, base: str, login: str, path: str = "/con
     await page.wait_for_url(re.compile(re.escape(path) + "$"))
     await page.wait_for_selector("body[data-ready=true], .refusal")
     return page
-
-
-async def wait_until(check: Any, timeout: float = 5.0, interval: float = 0.05) -> Any:
-    """Poll an async ``check`` until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(interval)

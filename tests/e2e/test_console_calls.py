@@ -13,8 +13,9 @@ from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Customer, Interaction, utcnow
 from crm_core.services.interactions import log_interaction
 from crm_core.types import Channel, Direction
-from tests.browser import LiveService, signed_in_page, wait_until
+from tests.browser import LiveService, signed_in_page
 from tests.conftest import Staff
+from tests.support.waiting import eventually
 
 CALLER = "+12025550143"
 UNKNOWN_CALLER = "+12025550178"
@@ -85,7 +86,7 @@ async def test_a_popped_call_is_answered_hung_up_and_its_outcome_lands_on_the_ti
 
     await page.keyboard.press("a")  # answer, through the sandbox's simulated browser
     await page.wait_for_selector("body[data-call=connected]")
-    state = await wait_until(lambda: _bridged(live, call_sid))
+    state = await eventually(lambda: _bridged(live, call_sid), timeout=5)
     assert state["status"] == "in-progress"
     await page.wait_for_selector("#presence-state .badge-on-call")
 

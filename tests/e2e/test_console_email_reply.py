@@ -15,9 +15,10 @@ from crm_core.db import UnitOfWorkFactory
 from crm_core.services.customers import create_customer
 from crm_core.services.tickets import SlaPolicy, open_ticket
 from crm_core.types import Channel
-from tests.browser import LiveService, free_port, signed_in_page
+from tests.browser import LiveService, signed_in_page
 from tests.conftest import Staff, isolated_settings
 from tests.email_servers import SmtpSink
+from tests.support.waiting import free_port
 
 TIMEOUT_MS = 10_000
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tests.browser import LiveService, signed_in_page, wait_until
+from tests.browser import LiveService, signed_in_page
 from tests.conftest import Staff
+from tests.support.waiting import eventually
 
 HOSTILE_NAME = '<img src=x onerror="window.pwned=1">Eve'
 
@@ -46,7 +47,7 @@ async def test_inbox_next_ticket_notes_and_status(live: LiveService, chromium: A
     assert await rows.count() == 2
     await page.keyboard.press("/")
     await page.keyboard.type("rebooting")
-    await wait_until(lambda: _count_is(rows, 1))
+    await eventually(lambda: _count_is(rows, 1), timeout=5)
     assert "Router keeps rebooting" in await rows.first.inner_text()
     await page.fill("#filter-q", "")
     await page.click(".tabs button[data-view=unassigned]")

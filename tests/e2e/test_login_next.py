@@ -10,7 +10,7 @@ from typing import Any
 from contact_center.web_setup import same_site_path
 from tests.browser import VIEWPORT, LiveService, signed_in_page
 from tests.conftest import PASSWORD, Staff
-from tests.integration.test_login_next import HOSTILE_QUERIES, NEXT_VALUES
+from tests.support.login_next import HOSTILE_QUERIES, NEXT_VALUES
 
 
 async def test_the_browser_rule_agrees_with_the_server(live: LiveService, chromium: Any) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import sys
 from pathlib import Path
 
@@ -14,15 +13,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator
 
+from tests.support.waiting import free_port
+
 DEMO_NUMBER = "+15005550006"
 TOKEN = "sandbox-cli-test-auth-token"
 CONTROL_TOKEN = "sandbox-cli-test-control-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _wait_listening(url: str, timeout: float = 60) -> None:
@@ -62,7 +57,7 @@ async def test_serve_then_call_prints_the_sid_and_the_log(tmp_path: Path) -> Non
     service = web.Application()
     service.router.add_post("/{tail:.*}", webhook)
     async with TestServer(service) as fake:
-        port = _free_port()
+        port = free_port()
         sandbox_url = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
         env.update(

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.browser import LiveService, signed_in_page, wait_until
+from tests.browser import LiveService, signed_in_page
 from tests.conftest import Staff
+from tests.support.waiting import eventually
 
 
 async def test_the_wallboard_follows_presence_live_and_the_supervisor_can_change_it(
@@ -44,8 +45,8 @@ async def test_the_wallboard_follows_presence_live_and_the_supervisor_can_change
     await live.sandbox_call("+12025550190")
     queued = board.locator("#queue-rows tr td:first-child")
     await queued.first.wait_for()
-    await wait_until(lambda: _text_is(board.locator("#kpi-queued"), "1"))
-    await wait_until(lambda: _text_is(board.locator("#kpi-offered"), "1"), timeout=25)
+    await eventually(lambda: _text_is(board.locator("#kpi-queued"), "1"), timeout=5)
+    await eventually(lambda: _text_is(board.locator("#kpi-offered"), "1"), timeout=25)
     assert board.script_errors == [] and console.script_errors == []
     await board.context.close()
     await console.context.close()
