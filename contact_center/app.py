@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
@@ -49,7 +48,9 @@ from contact_center.twilio_account import setup_sandbox, twilio_gateway
 from contact_center.voice import routes as voice
 from contact_center.voice.wiring import setup_voice
 from contact_center.web_setup import setup_web
+from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWorkFactory, create_engine
+from crm_core.ports import Clock
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,9 @@ KEEPALIVE_OPTIONS = {
 }
 
 
-async def _runtime_ctx(app: web.Application, rate_clock: Callable[[], float]) -> AsyncIterator[None]:
+async def _runtime_ctx(
+    app: web.Application, clock: Clock, rate_clock: Callable[[], float]
+) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     engine = create_engine(
         settings.database.url, echo=settings.database.echo, pool_size=settings.database.pool_size
@@ -110,7 +113,7 @@ async def _runtime_ctx(app: web.Application, rate_clock: Callable[[], float]) ->
         limiter = MemoryRateLimiter(clock=rate_clock)
     await bus.start()
     jobs = Jobs()
-    free_agents = FreeAgents(jobs.spawn)
+    free_agents = FreeAgents(jobs.spawn, clock.now, call_later=clock.call_later)
     app[RUNTIME] = Runtime(
         settings=settings,
         uow=UnitOfWorkFactory(engine, bus),
@@ -119,10 +122,11 @@ async def _runtime_ctx(app: web.Application, rate_clock: Callable[[], float]) ->
         limiter=limiter,
         redis=redis,
         sla=settings.crm.sla_policy(),
-        presence=presence_store(redis, settings.redis.key_prefix),
+        presence=presence_store(redis, settings.redis.key_prefix, clock.now),
         twilio=twilio_gateway(settings),
         jobs=jobs,
         free_agents=free_agents,
+        clock=clock,
         rate_clock=rate_clock,
     )
     log.info("database %s, event bus %s", engine.dialect.name, type(bus).__name__)
@@ -152,8 +156,14 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(doc)
 
 
-def create_app(settings: Settings, *, rate_clock: Callable[[], float] = time.time) -> web.Application:
-    """The service; ``rate_clock`` (seconds since the epoch) is what rate-limit windows count on."""
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, rate_clock: Callable[[], float] | None = None
+) -> web.Application:
+    """The service on ``clock`` (the real time by default; a simulated one in a simulation).
+
+    ``rate_clock`` (seconds since the epoch) is what rate-limit windows count on: the clock's by default.
+    """
+    clock = clock or SystemClock()
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
@@ -163,7 +173,9 @@ def create_app(settings: Settings, *, rate_clock: Callable[[], float] = time.tim
         ],
     )
     app[SETTINGS] = settings
-    app.cleanup_ctx.append(functools.partial(_runtime_ctx, rate_clock=rate_clock))
+    app.cleanup_ctx.append(
+        functools.partial(_runtime_ctx, clock=clock, rate_clock=rate_clock or clock.timestamp)
+    )
     app.router.add_routes(health_routes)
     app[ENDPOINTS] = add_routes(app, API_GROUPS)
     app.router.add_get("/api/openapi.json", openapi_json)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -32,8 +32,35 @@ class PasswordHasher(Protocol):
     def verify(self, password_hash: str, password: str) -> bool: ...
 
 
+class Timer(Protocol):
+    """A callback scheduled on a :class:`Clock`."""
+
+    def cancel(self) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+
 class Clock(Protocol):
-    def now(self) -> datetime: ...
+    """The time, passed in (:mod:`crm_core.clock`: the real one, and a simulated one).
+
+    Services that need only the current time take ``now`` instead; pure rules always do.
+    """
+
+    def now(self) -> datetime:
+        """Wall time, aware UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds that only go forward, for intervals and backoffs."""
+        ...
+
+    def timestamp(self) -> float:
+        """Seconds since the epoch (rate-limit windows count on it)."""
+        ...
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
+        """Run ``callback`` once ``delay`` seconds have passed on this clock."""
+        ...
 
 
 class VoiceCalls(Protocol):

@@ -30,6 +30,7 @@ from typing import Any
 from contact_center.routing.presence import PRESENCE_CHANGED, AgentState, Clock
 from crm_core.events import DomainEvent
 from crm_core.models.base import utcnow
+from crm_core.ports import Timer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ class Freed(enum.StrEnum):
 
 Take = Callable[[frozenset[Freed]], Awaitable[object]]
 Spawn = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
+CallLater = Callable[[float, Callable[[], object]], Timer]
+
+
+def _loop_call_later(delay: float, callback: Callable[[], object]) -> Timer:
+    return asyncio.get_running_loop().call_later(delay, callback)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +69,19 @@ class Taker:
 class FreeAgents:
     """The registry of takers and the one subscriber that calls them (``on_event`` on the bus).
 
-    ``spawn`` runs the rounds in the background (the runtime's jobs).
+    ``spawn`` runs the rounds in the background (the runtime's jobs). ``clock`` is the time a
+    wrap-up's end is measured from and ``call_later`` the timer it is awaited on (the running
+    loop's by default; the runtime's clock's, so a simulated clock ends wrap-ups in simulated time).
     """
 
-    def __init__(self, spawn: Spawn, clock: Clock = utcnow) -> None:
+    def __init__(self, spawn: Spawn, clock: Clock = utcnow, *, call_later: CallLater | None = None) -> None:
         self._spawn = spawn
         self._clock = clock
+        self._call_later = call_later or _loop_call_later
         self._takers: list[Taker] = []
         self._pending: set[Freed] = set()
         self._round: asyncio.Task[None] | None = None
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._timers: set[Timer] = set()
         self._closing = False
 
     @property
@@ -112,12 +121,15 @@ class FreeAgents:
         if self._closing:
             return
         delay = max(0.0, (moment - self._clock()).total_seconds()) + WRAP_UP_END_MARGIN_SECONDS
-        self._timers.add(asyncio.get_running_loop().call_later(delay, self._wrap_up_ended))
+        timer: Timer | None = None
 
-    def _wrap_up_ended(self) -> None:
-        now = asyncio.get_running_loop().time()
-        self._timers = {h for h in self._timers if not h.cancelled() and h.when() > now}
-        self.freed(Freed.WRAP_UP_ENDED)
+        def ended() -> None:
+            if timer is not None:
+                self._timers.discard(timer)
+            self.freed(Freed.WRAP_UP_ENDED)
+
+        timer = self._call_later(delay, ended)
+        self._timers.add(timer)
 
     async def _rounds(self) -> None:
         while self._pending and not self._closing:

@@ -316,11 +316,13 @@ class RedisPresenceStore:
         await self._redis.delete(self.key(agent_id))
 
 
-def presence_store(redis: Redis | None, key_prefix: str) -> PresenceStore:
+def presence_store(redis: Redis | None, key_prefix: str, clock: Clock = utcnow) -> PresenceStore:
     """Redis when configured (several instances share it), else this process's memory.
 
     In Redis, announcements go straight to the channel of the :class:`RedisBus` under ``key_prefix``.
+    Both take their times from ``clock`` (the Lua scripts compare the times they are given; no key
+    expires on the server's own time), so a simulated clock holds for either.
     """
     if redis is None:
-        return MemoryPresenceStore()
-    return RedisPresenceStore(redis, key_prefix, bus_channel=channel_name(key_prefix))
+        return MemoryPresenceStore(clock)
+    return RedisPresenceStore(redis, key_prefix, clock, bus_channel=channel_name(key_prefix))

@@ -20,8 +20,9 @@ from contact_center.voice.offers import CallOffers
 from contact_center.voice.progress import CallProgress
 from contact_center.voice.queue import CallQueue, NobodyFree, Spawn
 from contact_center.voice.tickets import CallTickets
+from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWorkFactory
-from crm_core.ports import CallControl
+from crm_core.ports import CallControl, Clock
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.services.tickets import SlaPolicy
 from crm_core.sql import AutocommitConnections
@@ -53,6 +54,7 @@ class CallDesk:
 
     ``spawn`` runs background work (a queue run a webhook does not wait for): the runtime's jobs.
     ``free_at`` tells routing when a wrap-up ends (it then offers the agent: to the queue first).
+    ``clock`` is the time the desk reads (the runtime's; the real one by default).
     """
 
     def __init__(
@@ -64,15 +66,17 @@ class CallDesk:
         connect_url: Callable[[int], str],
         spawn: Spawn,
         free_at: Callable[[datetime], None],
+        clock: Clock | None = None,
     ) -> None:
+        clock = clock or SystemClock()
         self._connections = AutocommitConnections(uow.engine)
         roster = RosterCache(uow.engine)
-        self._nobody_free = nobody_free = NobodyFree()
-        offers = CallOffers(uow, presence, policy, roster)
+        self._nobody_free = nobody_free = NobodyFree(clock)
+        offers = CallOffers(uow, presence, policy, roster, clock)
         callers = Callers(policy)
         self._tickets = CallTickets(uow, policy)
         self._queue = CallQueue(
-            uow, presence, policy, control, connect_url, offers, nobody_free, self._connections, spawn
+            uow, presence, policy, control, connect_url, offers, nobody_free, self._connections, spawn, clock
         )
         self._inbound = InboundCalls(
             uow,
@@ -84,6 +88,7 @@ class CallDesk:
             callers,
             nobody_free,
             self._queue.run_the_queue,
+            clock,
         )
         self._progress = CallProgress(
             uow,
@@ -95,6 +100,7 @@ class CallDesk:
             self._tickets,
             nobody_free,
             free_at,
+            clock,
         )
 
     async def close(self) -> None:

@@ -20,7 +20,8 @@ from contact_center.voice.queue import NobodyFree
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import InvalidInput
 from crm_core.events import DomainEvent
-from crm_core.models import Customer, utcnow
+from crm_core.models import Customer
+from crm_core.ports import Clock
 from crm_core.rules.caller_id import names_nobody
 from crm_core.services.customer_card import card_by_customer
 from crm_core.services.identity import resolve_phone
@@ -99,8 +100,10 @@ class InboundCalls:
         callers: Callers,
         nobody_free: NobodyFree,
         run_the_queue: Callable[[], None],
+        clock: Clock,
     ) -> None:
         self._uow = uow
+        self._clock = clock
         self._presence = presence
         self._policy = policy
         self._roster = roster
@@ -133,7 +136,7 @@ class InboundCalls:
         if (
             not E164.fullmatch(call.from_number)
             or names_nobody(call.from_number)
-            or not self._policy.hours.is_open(utcnow())
+            or not self._policy.hours.is_open(self._clock.now())
         ):
             return None
         routed = await self._queue_while_nobody_is_free(call) if self._nobody_free.stands else None
@@ -205,7 +208,7 @@ class InboundCalls:
                 # nobody waiting, so that callers keep joining the queue behind those who wait.
                 await self._presence.release(agent_id, call.call_sid)
                 someone_free = True
-        queued = QueuedCall(call.call_sid, call.from_number, utcnow(), self._caller_meta(call))
+        queued = QueuedCall(call.call_sid, call.from_number, self._clock.now(), self._caller_meta(call))
         logged = await self._queued_calls.submit(queued)
         if someone_free:
             # Someone freed up without a word while callers may be waiting: the queue is offered
@@ -224,7 +227,7 @@ class InboundCalls:
     async def _log_routed_call(
         self, conn: AsyncConnection, call: InboundCall, customer_id: int, agent_id: int | None
     ) -> tuple[CallDecision, list[DomainEvent]]:
-        now = utcnow()
+        now = self._clock.now()
         logged = await log_inbound_call(
             conn,
             call_sid=call.call_sid,
@@ -276,7 +279,7 @@ class InboundCalls:
                 return await self._offers.decision_from(
                     uow.session, interaction.call_decision, interaction.routed_agent_id
                 )
-            if not self._policy.hours.is_open(utcnow()):
+            if not self._policy.hours.is_open(self._clock.now()):
                 decision = CallDecision(DecisionKind.VOICEMAIL, say=[self._policy.closed_message])
                 self._offers.remember(interaction, decision)
                 await uow.commit()

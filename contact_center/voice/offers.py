@@ -12,7 +12,8 @@ from contact_center.routing.presence import AgentState, Presence, PresenceStore,
 from contact_center.routing.roster import RosterCache
 from contact_center.voice.events import call_event, screen_pop
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
-from crm_core.models import Agent, Customer, Interaction, utcnow
+from crm_core.models import Agent, Customer, Interaction
+from crm_core.ports import Clock
 from crm_core.services.customer_card import card_by_customer
 from crm_core.services.withheld_callers import is_withheld_callers
 from crm_core.sql import Executor
@@ -51,9 +52,15 @@ class CallOffers:
     """Claims agents for calls, offers calls to them or queues them, and says how to ring an agent."""
 
     def __init__(
-        self, uow: UnitOfWorkFactory, presence: PresenceStore, policy: CallPolicy, roster: RosterCache
+        self,
+        uow: UnitOfWorkFactory,
+        presence: PresenceStore,
+        policy: CallPolicy,
+        roster: RosterCache,
+        clock: Clock,
     ) -> None:
         self._uow = uow
+        self._clock = clock
         self._presence = presence
         self._policy = policy
         self._roster = roster
@@ -63,7 +70,7 @@ class CallOffers:
         agent_id = await claim_agent(self._presence, roster, owner_id=owner_id, skill=None, call_sid=call_sid)
         if agent_id is not None:
             # The claim just made the agent RINGING for this call: no need to read it back.
-            await self.announce(Presence(agent_id, AgentState.RINGING, utcnow(), call_sid=call_sid))
+            await self.announce(Presence(agent_id, AgentState.RINGING, self._clock.now(), call_sid=call_sid))
         return agent_id
 
     async def set_presence(self, agent_id: int, state: AgentState, **kwargs: Any) -> None:
@@ -85,7 +92,7 @@ class CallOffers:
             interaction.status = QUEUED_FOR_AGENT
             decision = CallDecision(DecisionKind.ENQUEUE, say=[])
             self.remember(interaction, decision)
-            interaction.queued_at = utcnow()
+            interaction.queued_at = self._clock.now()
             uow.record(call_event(interaction, "queued"))
             return decision
         interaction.agent_id = agent_id

@@ -17,7 +17,8 @@ from contact_center.voice.queue import NobodyFree
 from contact_center.voice.tickets import CallTickets
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.events import DomainEvent
-from crm_core.models import Interaction, utcnow
+from crm_core.models import Interaction
+from crm_core.ports import Clock
 from crm_core.rules.call_status import TERMINAL, should_apply
 from crm_core.services.inbound_calls import mark_answered
 from crm_core.sql import AutocommitConnections
@@ -52,8 +53,10 @@ class CallProgress:
         tickets: CallTickets,
         nobody_free: NobodyFree,
         free_at: Callable[[datetime], None],
+        clock: Clock,
     ) -> None:
         self._uow = uow
+        self._clock = clock
         self._presence = presence
         self._policy = policy
         self._connections = connections
@@ -80,7 +83,7 @@ class CallProgress:
             interaction.status = update.status.value
             interaction.status_sequence = update.sequence_number
             if update.status in TERMINAL:
-                interaction.ended_at = update.timestamp or utcnow()
+                interaction.ended_at = update.timestamp or self._clock.now()
                 interaction.duration_seconds = update.duration_seconds
                 if update.recording_url:
                     interaction.meta = {**interaction.meta, "recording_url": update.recording_url}
@@ -110,7 +113,7 @@ class CallProgress:
         if update.status not in TERMINAL or update.direction != "inbound" or update.from_number is None:
             return None
         call = InboundCall(update.call_sid, update.from_number, update.to_number or "")
-        ended = update.timestamp or utcnow()
+        ended = update.timestamp or self._clock.now()
         _, logged = await self._callers.log_ringing(
             uow, call, started_at=ended - timedelta(seconds=update.duration_seconds or 0), unrouted=True
         )
@@ -155,7 +158,7 @@ class CallProgress:
         """Record who answered and return the ``call.updated`` event to announce; None when it
         was already recorded (a repeated callback) or the call is unknown."""
         async with self._connections.connect() as conn:
-            marked = await mark_answered(conn, call_sid, agent_id, utcnow())
+            marked = await mark_answered(conn, call_sid, agent_id, self._clock.now())
         if marked is None:
             return None
         interaction_id, customer_id, ticket_id = marked

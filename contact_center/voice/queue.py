@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +19,8 @@ from contact_center.voice.offers import (
 )
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
-from crm_core.models import Customer, Interaction, utcnow
-from crm_core.ports import CallControl
+from crm_core.models import Customer, Interaction
+from crm_core.ports import CallControl, Clock
 from crm_core.services.inbound_calls import stored_call
 from crm_core.sql import AutocommitConnections
 from crm_core.types import Channel
@@ -48,12 +47,13 @@ NOBODY_FREE_HINT_SECONDS = 1.0
 class NobodyFree:
     """Whether the last claim found nobody free, and when (callers may be waiting while it stands)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
         self._at: float | None = None  # None: someone was free at the last claim
 
     def claimed(self, agent_id: int | None) -> None:
         """Remember whether the last claim found someone free."""
-        self._at = time.monotonic() if agent_id is None else None
+        self._at = self._clock.monotonic() if agent_id is None else None
 
     def clear(self) -> None:
         """Nobody waits: the next caller asks who is free."""
@@ -67,7 +67,7 @@ class NobodyFree:
     def just_now(self) -> bool:
         """Nobody was free at a claim less than :data:`NOBODY_FREE_HINT_SECONDS` ago."""
         at = self._at
-        return at is not None and time.monotonic() - at < NOBODY_FREE_HINT_SECONDS
+        return at is not None and self._clock.monotonic() - at < NOBODY_FREE_HINT_SECONDS
 
 
 class CallQueue:
@@ -84,7 +84,9 @@ class CallQueue:
         nobody_free: NobodyFree,
         connections: AutocommitConnections,
         spawn: Spawn,
+        clock: Clock,
     ) -> None:
+        self._clock = clock
         self._uow = uow
         self._presence = presence
         self._policy = policy
@@ -118,7 +120,7 @@ class CallQueue:
         """The callers whose redirect was refused a moment ago (expired entries dropped)."""
         if not self._refused_until:
             return []
-        now = time.monotonic()
+        now = self._clock.monotonic()
         self._refused_until = {sid: until for sid, until in self._refused_until.items() if until > now}
         return list(self._refused_until)
 
@@ -150,7 +152,7 @@ class CallQueue:
             try:
                 await self._offers.offer_or_queue(uow, interaction, interaction.customer_id, agent_id)
                 interaction.status = OFFERING
-                interaction.offered_at = utcnow()
+                interaction.offered_at = self._clock.now()
                 await uow.commit()
             except BaseException:
                 await self._offers.release(agent_id, call_sid)
@@ -165,7 +167,7 @@ class CallQueue:
                 log.warning("redirect of %s to agent %s unconfirmed: %s", call_sid, agent_id, exc)
                 return False
             log.warning("could not take %s out of the queue: %s", call_sid, exc)
-            self._refused_until[call_sid] = time.monotonic() + REFUSED_REDIRECT_BACKOFF_SECONDS
+            self._refused_until[call_sid] = self._clock.monotonic() + REFUSED_REDIRECT_BACKOFF_SECONDS
             await self._offers.release(agent_id, call_sid)
             await self._requeue(call_sid)
             return False
@@ -189,7 +191,7 @@ class CallQueue:
             return
         if stored.offered_at is None or stored.agent_id is None:
             return
-        age = (utcnow() - stored.offered_at).total_seconds()
+        age = (self._clock.now() - stored.offered_at).total_seconds()
         if age <= self._policy.ring_seconds + OFFER_GRACE_SECONDS:
             return
         await self._offers.release(stored.agent_id, call_sid)

@@ -22,7 +22,6 @@ from contact_center.api.spec import ApiRoutes, parse_body, path_int
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import viewer_of
 from contact_center.voice.offers import QUEUED_FOR_AGENT, agent_identity
-from crm_core.models import utcnow
 from crm_core.services.interactions import live_calls, record_outcome
 
 routes = ApiRoutes("voice")
@@ -69,9 +68,10 @@ async def voice_token(request: web.Request) -> web.Response:
 )
 async def list_live_calls(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
-    async with request.app[RUNTIME].uow() as uow:
+    runtime = request.app[RUNTIME]
+    async with runtime.uow() as uow:
         rows = await live_calls(uow.session, viewer, only_mine=not viewer.is_supervisor)
-    now = utcnow()
+    now = runtime.clock.now()
     items: list[LiveCallOut] = []
     position = 0
     for interaction, name in rows:

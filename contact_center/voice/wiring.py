@@ -50,6 +50,7 @@ def _desk_ctx(
             urls.connect,
             jobs.spawn,
             free_agents.free_at,
+            runtime.clock,
         )
         holder.set(desk)
         outbound.set(OutboundCallDesk())
