@@ -38,11 +38,11 @@ from crm_core.services.inbound_calls import (
 )
 from crm_core.sql import AutocommitConnections
 from tests.conftest import RUN_ID, Staff
+from tests.support.agents import available
 from tests.support.voice_calls import (
     CALLER,
     VOICE,
     Twilio,
-    available,
     call_sid,
     dialed_identity,
     known_customer,

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp import ClientWebSocketResponse
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select, update
 
@@ -46,22 +45,19 @@ from crm_core.services.chat import active_chats_per_agent
 from crm_core.services.chat_blocks import address_key
 from crm_core.services.customers import create_customer
 from crm_core.types import Channel
-from tests.conftest import PASSWORD, Session, Staff, isolated_settings
-from tests.integration.test_voice_calls import agent_socket, next_of, nothing_of
+from tests.conftest import Session, Staff
+from tests.support.agent_socket import agent_socket, next_of, nothing_of
+from tests.support.agents import available
+from tests.support.chat_visitor import ORIGIN, VisitorSocket, chat_settings
 from tests.support.clock import FakeClock
+from tests.support.sessions import signed_in
 from tests.support.waiting import until
 
-ORIGIN = "http://shop.example"
 # On Linux every 127.x.y.z is this host: a client bound to another one is a visitor from elsewhere.
 OTHER_ADDRESS = "127.0.0.2"
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]
 FromAddress = Callable[[Client, str], Awaitable[Client]]
-
-
-def chat_settings(settings: Settings, **webchat: Any) -> Settings:
-    values = {"allowed_origins": [ORIGIN], "max_chats_per_agent": 2, "queue_poll_seconds": 0.2, **webchat}
-    return isolated_settings(settings).with_overrides(webchat=values)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -102,74 +98,6 @@ async def from_address() -> AsyncIterator[FromAddress]:
     yield make
     for other in others:
         await other.session.close()  # not other.close(): the server is the first client's to stop
-
-
-class VisitorSocket:
-    """A visitor's socket speaking the widget's protocol."""
-
-    def __init__(self, ws: ClientWebSocketResponse, welcome: dict[str, Any]) -> None:
-        self.ws = ws
-        self.welcome = welcome
-        self.token: str = welcome["token"]
-
-    @classmethod
-    async def open(
-        cls, client: Client, token: str | None = None, origin: str = ORIGIN, **headers: str
-    ) -> VisitorSocket:
-        ws = await client.ws_connect("/ws/chat", headers={"Origin": origin, **headers})
-        await ws.send_json({"type": "hello", "token": token})
-        welcome = await next_of(ws, "welcome")
-        return cls(ws, welcome)
-
-    async def send(self, **frame: Any) -> None:
-        await self.ws.send_json(frame)
-
-    async def next(self, kind: str, timeout: float = 5) -> dict[str, Any]:
-        return await next_of(self.ws, kind, timeout)
-
-    async def start(self, **prechat: Any) -> dict[str, Any]:
-        await self.send(type="start", **prechat)
-        return await self.next("started")
-
-    async def say(self, text: str, client_id: str) -> dict[str, Any]:
-        await self.send(type="message", id=client_id, text=text)
-        async with asyncio.timeout(5):
-            while True:
-                frame = json.loads((await self.ws.receive()).data)
-                if frame["type"] in ("ack", "error") and frame.get("id") == client_id:
-                    return frame
-
-    async def position(self, expected: int, timeout: float = 5) -> None:
-        """Wait until the queue position told is ``expected`` (the poller repeats it meanwhile)."""
-        async with asyncio.timeout(timeout):
-            while (await self.next("queue"))["position"] != expected:
-                pass
-
-    async def from_agent(self, timeout: float = 5) -> dict[str, Any]:
-        """The next message an agent wrote (the echo of the visitor's own is skipped)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.next("message")
-                if frame["from"] == "agent":
-                    return frame
-
-    async def close(self) -> None:
-        await self.ws.close()
-
-
-async def login(client: Client, agent: Agent) -> Session:
-    """Signed in on this app (its bus carries the events to this app's sockets)."""
-    resp = await client.post("/api/v1/auth/login", json={"login": agent.login, "password": PASSWORD})
-    assert resp.status == 200, await resp.text()
-    body = await resp.json()
-    cookie = resp.cookies["cc_session"].value
-    client.session.cookie_jar.clear()
-    return Session(client, body["csrf_token"], cookie)
-
-
-async def available(client: Client, *agents: Agent) -> None:
-    for agent in agents:
-        await client.app[RUNTIME].presence.set(agent.id, AgentState.AVAILABLE)
 
 
 async def count(uow_factory: UnitOfWorkFactory, model: Any) -> int:
@@ -235,7 +163,7 @@ async def test_conversation_both_ways_lands_on_the_known_customer(
     got = await next_of(agent, "chat.message")
     assert got["message"]["text"] == "Hello, my order is late" and got["message"]["from"] == "visitor"
 
-    session = await login(chat_client, staff.red_1)
+    session = await signed_in(chat_client, staff.red_1)
     resp = await session.post(f"/api/v1/chats/{chat_id}/messages", json={"text": "Let me check."})
     assert resp.status == 201, await resp.text()
     reply = await visitor.from_agent()
@@ -362,7 +290,7 @@ async def test_queue_position_then_assignment_when_capacity_frees(
     await next_of(agent, "chat.assigned")
     assert (await client.post(f"/api/v1/chats/{chat_id}/close")).status == 401  # agents only
     # The agent closes it: the slot frees, the oldest waiting chat is assigned, the next moves up.
-    session = await login(client, staff.red_1)
+    session = await signed_in(client, staff.red_1)
     assert (await session.post(f"/api/v1/chats/{chat_id}/close")).status == 200
     assert (await second.next("assigned"))["agent_name"] == "Red-1"
     handed = await next_of(agent, "chat.assigned")
@@ -554,7 +482,7 @@ async def test_an_agent_blocks_a_visitor(
     chat_id = (await visitor.start())["conversation"]["id"]
     await visitor.next("assigned")
     bystander = await VisitorSocket.open(await from_address(chat_client, OTHER_ADDRESS))
-    session = await login(chat_client, staff.red_1)
+    session = await signed_in(chat_client, staff.red_1)
     resp = await session.post(f"/api/v1/chats/{chat_id}/block", json={"reason": "abuse"})
     assert resp.status == 200 and (await resp.json())["closed_by"] == "blocked"
     await visitor.next("blocked")
@@ -617,7 +545,7 @@ async def test_a_blocked_address_refuses_new_visitors_until_the_block_ends(
 ) -> None:
     await available(chat_client, staff.red_1)
     visitor, chat_id = await assigned_chat(chat_client)
-    await block(await login(chat_client, staff.red_1), chat_id, reason="abuse")
+    await block(await signed_in(chat_client, staff.red_1), chat_id, reason="abuse")
 
     [row] = await address_blocks(uow_factory)
     assert (row.ip, row.reason, row.blocked_by_id, row.conversation_id) == (
@@ -639,7 +567,7 @@ async def test_a_blocked_address_refuses_new_visitors_until_the_block_ends(
         await uow.commit()
     newcomer = await let_in(chat_client)
     await refused(chat_client, visitor.token)
-    lead = await login(chat_client, staff.red_lead)
+    lead = await signed_in(chat_client, staff.red_lead)
     assert (await (await lead.get("/api/v1/chat-blocks")).json())["items"] == []
     assert (await lead.delete("/api/v1/chat-blocks/127.0.0.1")).status == 404
     await newcomer.close()
@@ -666,7 +594,7 @@ async def test_how_long_an_address_is_blocked_is_a_setting_and_a_choice_per_bloc
     client = await make_client(**webchat)
     await available(client, staff.red_1)
     visitor, chat_id = await assigned_chat(client)
-    await block(await login(client, staff.red_1), chat_id, **body)
+    await block(await signed_in(client, staff.red_1), chat_id, **body)
 
     await refused(client, visitor.token)
     blocks = await address_blocks(uow_factory)
@@ -684,7 +612,7 @@ async def test_bad_address_hours_are_refused(
 ) -> None:
     await available(chat_client, staff.red_1)
     visitor, chat_id = await assigned_chat(chat_client)
-    session = await login(chat_client, staff.red_1)
+    session = await signed_in(chat_client, staff.red_1)
     for raw in ("-1", "8760.5", "NaN", "Infinity", '"forever"'):
         resp = await session.post(
             f"/api/v1/chats/{chat_id}/block",
@@ -703,7 +631,7 @@ async def test_blocking_an_address_again_extends_the_block_and_never_shortens_it
     client = await make_client(max_chats_per_agent=3)
     await available(client, staff.red_1)
     (_, first), (_, second), (third_visitor, third) = [await assigned_chat(client) for _ in range(3)]
-    agent = await login(client, staff.red_1)
+    agent = await signed_in(client, staff.red_1)
 
     await block(agent, first, address_hours=1, reason="a")
     [row] = await address_blocks(uow_factory)
@@ -738,14 +666,14 @@ async def test_supervisors_list_and_lift_address_blocks(
 ) -> None:
     await available(chat_client, staff.red_1)
     visitor, chat_id = await assigned_chat(chat_client)
-    agent = await login(chat_client, staff.red_1)
+    agent = await signed_in(chat_client, staff.red_1)
     await block(agent, chat_id, reason="spam")
 
     assert (await agent.get("/api/v1/chat-blocks")).status == 403
     assert (await agent.delete("/api/v1/chat-blocks/127.0.0.1")).status == 403
     assert (await chat_client.get("/api/v1/chat-blocks")).status == 401
     for supervisor in (staff.admin, staff.blue_lead):
-        listed = await (await login(chat_client, supervisor)).get("/api/v1/chat-blocks")
+        listed = await (await signed_in(chat_client, supervisor)).get("/api/v1/chat-blocks")
         assert listed.status == 200
         [item] = (await listed.json())["items"]
         assert item | {"until": None, "blocked_at": None} == {
@@ -759,7 +687,7 @@ async def test_supervisors_list_and_lift_address_blocks(
         }
     await refused(chat_client)
 
-    lead = await login(chat_client, staff.red_lead)
+    lead = await signed_in(chat_client, staff.red_lead)
     lifted = await lead.delete("/api/v1/chat-blocks/127.0.0.1")
     assert lifted.status == 200 and (await lifted.json())["ip"] == "127.0.0.1"
     assert (await (await lead.get("/api/v1/chat-blocks")).json())["items"] == []
@@ -791,13 +719,13 @@ async def test_transcripts_follow_visibility(
         (staff.blue_1, 404),
         (staff.blue_lead, 404),
     ):
-        session = await login(chat_client, agent)
+        session = await signed_in(chat_client, agent)
         resp = await session.get(f"/api/v1/chats/{chat_id}/transcript")
         assert resp.status == status, agent.login
-    blue = await login(chat_client, staff.blue_1)
+    blue = await signed_in(chat_client, staff.blue_1)
     assert (await blue.post(f"/api/v1/chats/{chat_id}/messages", json={"text": "hi"})).status == 404
     assert (await blue.post(f"/api/v1/chats/{chat_id}/block", json={})).status == 404
-    red_2 = await login(chat_client, staff.red_2)  # a teammate does not see red_1's own customer
+    red_2 = await signed_in(chat_client, staff.red_2)  # a teammate does not see red_1's own customer
     assert (await red_2.get(f"/api/v1/chats/{chat_id}/transcript")).status == 404
     assert (await chat_client.get(f"/api/v1/chats/{chat_id}/transcript")).status == 401
     await visitor.close()
@@ -813,7 +741,7 @@ async def test_the_transcript_is_queued_for_email_once_the_chat_ends(
     ]
     await visitor.next("assigned")
     await visitor.say("Where is my parcel?", "t-1")
-    session = await login(chat_client, staff.red_1)
+    session = await signed_in(chat_client, staff.red_1)
     await session.post(f"/api/v1/chats/{chat_id}/messages", json={"text": "On its way."})
     assert await count(uow_factory, ChatTranscriptEmail) == 0
     await visitor.send(type="close")
@@ -907,7 +835,7 @@ async def test_behind_a_trusted_proxy_the_forwarded_address_is_the_one_blocked(
     await visitor.next("assigned")
     async with uow_factory() as uow:
         assert (await uow.session.get_one(ChatConversation, chat_id)).ip == "203.0.113.9"
-    await block(await login(client, staff.red_1), chat_id, reason="abuse")
+    await block(await signed_in(client, staff.red_1), chat_id, reason="abuse")
     assert [b.ip for b in await address_blocks(uow_factory)] == ["203.0.113.9"]
 
     ws = await client.ws_connect("/ws/chat", headers={"Origin": ORIGIN, **via_proxy("203.0.113.9")})

@@ -21,8 +21,10 @@ from crm_core.models import ChatConversation, ChatTranscriptEmail, EmailMessage,
 from crm_core.types import Channel, Direction
 from tests.conftest import Staff
 from tests.email_servers import Dovecot, SmtpSink
-from tests.integration.test_chat_socket import ORIGIN, VisitorSocket, available, chat_settings, login
-from tests.integration.test_voice_calls import agent_socket, next_of
+from tests.support.agent_socket import agent_socket, next_of
+from tests.support.agents import available
+from tests.support.chat_visitor import ORIGIN, VisitorSocket, chat_settings
+from tests.support.sessions import signed_in
 
 HOSTILE = "<script>alert(1)</script> & more"
 
@@ -71,7 +73,7 @@ async def test_the_transcript_is_emailed_from_the_default_mailbox_when_the_chat_
     chat_id = started["conversation"]["id"]
     await visitor.next("assigned")
     await visitor.say(HOSTILE, "t-1")
-    agent = await login(client, staff.red_1)
+    agent = await signed_in(client, staff.red_1)
     assert (await agent.post(f"/api/v1/chats/{chat_id}/messages", json={"text": "On its way."})).status == 201
     assert (await agent.post(f"/api/v1/chats/{chat_id}/close")).status == 200
 

@@ -17,11 +17,11 @@ from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Customer, Interaction, SmsMessage, Ticket
 from tests.conftest import SignIn, Staff
+from tests.support.agents import available
 from tests.support.voice_calls import (
     CALLER,
     VOICE,
     Twilio,
-    available,
     call_sid,
     dialed_identity,
     voice_rows,

@@ -24,12 +24,12 @@ from crm_core.models import Customer, Interaction, Ticket, TicketComment
 from crm_core.types import Channel
 from tests.conftest import SignIn, Staff, isolated_settings
 from tests.support.agent_socket import agent_socket, next_of, nothing_of
+from tests.support.agents import available
 from tests.support.sessions import signed_in
 from tests.support.voice_calls import (
     CALLER,
     VOICE,
     Twilio,
-    available,
     call_sid,
     dialed_identity,
     known_customer,

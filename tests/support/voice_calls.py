@@ -18,8 +18,6 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from contact_center.app import create_app
-from contact_center.appkeys import RUNTIME
-from contact_center.routing.presence import AgentState
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Interaction, utcnow
@@ -84,11 +82,6 @@ class Twilio:
 @pytest_asyncio.fixture(loop_scope="session")
 async def twilio(client: TestClient[Any, Any], settings: Settings) -> Twilio:
     return Twilio(client, settings)
-
-
-async def available(client: TestClient[Any, Any], *agents: Any) -> None:
-    for agent in agents:
-        await client.app[RUNTIME].presence.set(agent.id, AgentState.AVAILABLE)
 
 
 async def known_customer(uow_factory: UnitOfWorkFactory, owner_id: int | None = None) -> int:
