@@ -28,9 +28,11 @@ from contact_center.chat.views import line_of
 from contact_center.chat.visitor_socket import VisitorChats
 from contact_center.rate_limit import RateLimiter
 from contact_center.routing.chat_load import ChatRouter
+from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import Forbidden, InvalidInput
 from crm_core.models import ChatConversation, ChatMessage, ChatSender, ChatStatus
+from crm_core.ports import Clock
 from crm_core.rules.chat_text import clean_client_id, clean_text
 from crm_core.services import chat, chat_blocks
 from crm_core.services.chat_transcripts import TranscriptMailer
@@ -53,7 +55,9 @@ class ChatDesk:
         spawn: Spawn,
         connected: Callable[[str], bool],
         message_limits: BatchedRateLimit | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        clock = clock or SystemClock()
         self._uow = uow
         self._publish = publish
         self._policy = policy
@@ -68,6 +72,7 @@ class ChatDesk:
             history_limit=policy.history_limit,
             spawn=spawn,
             connected=connected,
+            clock=clock,
         )
         self.visitors = VisitorChats(
             uow,
@@ -78,6 +83,7 @@ class ChatDesk:
             message_limits or BatchedRateLimit(None),
             policy,
             mailer,
+            clock,
         )
 
     async def close(self) -> None:

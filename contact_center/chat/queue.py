@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from contact_center.routing.chat_load import ChatRouter
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.events import DomainEvent
 from crm_core.models import ChatConversation, ChatStatus
+from crm_core.ports import Clock
 from crm_core.services import chat
 from crm_core.services.chat_transcripts import TranscriptMailer, transcript_email
 from crm_core.services.customer_card import card_by_customer
@@ -52,8 +52,10 @@ class ChatQueue:
         history_limit: int,
         spawn: Spawn,
         connected: Callable[[str], bool],
+        clock: Clock,
     ) -> None:
         self._uow = uow
+        self._clock = clock
         self._connections = connections
         self._publish = publish
         self.router = router
@@ -99,7 +101,7 @@ class ChatQueue:
     def left(self, visitor_id: str) -> None:
         """The visitor's last socket here closed: their waiting chat ends unless they come back."""
         if len(self._left) < MAX_REMEMBERED_VISITORS:
-            self._left[visitor_id] = time.monotonic()
+            self._left[visitor_id] = self._clock.monotonic()
 
     def came_back(self, visitor_id: str) -> None:
         """The visitor connected again, maybe to another instance: their waiting chat stays."""
@@ -110,7 +112,7 @@ class ChatQueue:
         otherwise hold their place in the queue, and later an agent, for nobody)."""
         if not self._left:
             return 0
-        cutoff = time.monotonic() - self.abandon_after_seconds
+        cutoff = self._clock.monotonic() - self.abandon_after_seconds
         gone = [v for v, at in self._left.items() if at <= cutoff]
         closed = 0
         for visitor_id in gone:

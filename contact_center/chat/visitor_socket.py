@@ -40,7 +40,8 @@ from contact_center.rate_limit import RateLimiter
 from crm_core.contact_points import normalize_email
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import InvalidInput
-from crm_core.models import ChatSender, ChatStatus, ChatVisitor, utcnow
+from crm_core.models import ChatSender, ChatStatus, ChatVisitor
+from crm_core.ports import Clock
 from crm_core.rules.chat_text import clean_client_id, clean_text
 from crm_core.services import chat, chat_blocks
 from crm_core.services.chat_transcripts import TranscriptMailer, transcript_email
@@ -72,8 +73,10 @@ class VisitorChats:
         message_limits: BatchedRateLimit,
         policy: ChatPolicy,
         mailer: TranscriptMailer,
+        clock: Clock,
     ) -> None:
         self._uow = uow
+        self._clock = clock
         self._connections = connections
         self._publish = publish
         self._queue = queue
@@ -86,7 +89,7 @@ class VisitorChats:
         self._open: dict[str, int] = {}
 
     async def online(self) -> bool:
-        return self._policy.hours.is_open(utcnow()) and await self._queue.router.anyone_online()
+        return self._policy.hours.is_open(self._clock.now()) and await self._queue.router.anyone_online()
 
     def _remember(self, visitor_id: str, conversation_id: int) -> None:
         if len(self._open) >= MAX_REMEMBERED_VISITORS:
@@ -210,7 +213,7 @@ class VisitorChats:
         else in the one looked up; a resend returns the stored message."""
         conversation_id = self._open.get(visitor_id)
         if conversation_id is not None:
-            at = utcnow()
+            at = self._clock.now()
             async with self._connections.connect() as conn:
                 stored = await chat.add_visitor_message(conn, conversation_id, client_id, text, at)
             if stored is not None:

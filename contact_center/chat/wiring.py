@@ -95,6 +95,7 @@ def _chat_ctx(
             spawn=runtime.jobs.spawn,
             connected=sockets.connected,
             message_limits=BatchedRateLimit(counter, clock=runtime.rate_clock),
+            clock=runtime.clock,
         )
         desk_holder.set(desk)
 

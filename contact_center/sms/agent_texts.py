@@ -15,6 +15,8 @@ outbox (the desk hands it to Twilio once this commits).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -66,6 +68,7 @@ async def _send(
     policy: SmsPolicy,
     idempotency_key: str | None,
     from_ticket: bool,
+    now: datetime | None = None,
 ) -> tuple[SmsMessage, bool]:
     session = uow.session
     key = agent_key(viewer.agent_id, idempotency_key)
@@ -101,7 +104,7 @@ async def _send(
         if key is None or (existing := await earlier_text(session, key, asked, policy.region)) is None:
             raise
         return existing, False
-    now = utcnow()
+    now = now or utcnow()
     if ticket is not None:
         ticket.updated_at = now
         if ticket.first_responded_at is None:
@@ -120,6 +123,7 @@ async def reply_on_ticket(
     to: str | None,
     policy: SmsPolicy,
     idempotency_key: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[SmsMessage, bool]:
     """An agent texts the ticket's customer; returns the outbox row and whether it is new
     (False: the same idempotency key was used before for this same text, and that message is
@@ -134,6 +138,7 @@ async def reply_on_ticket(
         to=to,
         policy=policy,
         idempotency_key=idempotency_key,
+        now=now,
         from_ticket=True,
     )
 
@@ -147,6 +152,7 @@ async def text_customer(
     to: str | None,
     policy: SmsPolicy,
     idempotency_key: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[SmsMessage, bool]:
     """An agent texts a customer directly; the text joins their open SMS ticket when they may see it."""
     await get_visible(uow.session, viewer, customer_id)
@@ -165,5 +171,6 @@ async def text_customer(
         to=to,
         policy=policy,
         idempotency_key=idempotency_key,
+        now=now,
         from_ticket=False,
     )

@@ -26,8 +26,10 @@ from typing import Any
 from contact_center.jobs import Jobs
 from contact_center.sms import agent_texts
 from contact_center.sms.inbound import open_unanswered, receive_sms
+from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import SmsMessage
+from crm_core.ports import Clock
 from crm_core.services.sms_outbound import apply_status
 from crm_core.services.sms_outbox import SmsOutbox
 from crm_core.services.sms_types import InboundSms, SmsPolicy, SmsStatusUpdate, TicketRule
@@ -39,8 +41,16 @@ log = logging.getLogger(__name__)
 class SmsDesk:
     """Implements :class:`crm_core.services.sms_types.SmsInbox`, and sends agents' texts."""
 
-    def __init__(self, uow: UnitOfWorkFactory, policy: SmsPolicy, outbox: SmsOutbox, jobs: Jobs) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        policy: SmsPolicy,
+        outbox: SmsOutbox,
+        jobs: Jobs,
+        clock: Clock | None = None,
+    ) -> None:
         self._uow = uow
+        self._clock = clock or SystemClock()
         self.policy = policy
         self.outbox = outbox
         self._jobs = jobs
@@ -86,7 +96,14 @@ class SmsDesk:
     ) -> tuple[SmsMessage, bool]:
         async with self._uow() as uow:
             row, created = await agent_texts.reply_on_ticket(
-                uow, viewer, ticket_id, body=body, to=to, policy=self.policy, idempotency_key=idempotency_key
+                uow,
+                viewer,
+                ticket_id,
+                body=body,
+                to=to,
+                policy=self.policy,
+                idempotency_key=idempotency_key,
+                now=self._clock.now(),
             )
             await uow.commit()
         return await self._sent(row, created), created
@@ -103,6 +120,7 @@ class SmsDesk:
                 to=to,
                 policy=self.policy,
                 idempotency_key=idempotency_key,
+                now=self._clock.now(),
             )
             await uow.commit()
         return await self._sent(row, created), created
@@ -114,5 +132,5 @@ class SmsDesk:
         await self.outbox.send_waiting()
         if self.policy.ticket_rule is TicketRule.NO_ANSWER:
             async with self._uow() as uow:
-                await open_unanswered(uow, self.policy)
+                await open_unanswered(uow, self.policy, self._clock.now())
                 await uow.commit()

@@ -38,7 +38,7 @@ async def _desk_ctx(app: web.Application, desk: Late[SmsDesk]) -> AsyncIterator[
     outbox = SmsOutbox(
         runtime.uow, gateway, lambda message_id: status_callback_url(base, message_id), lookup=gateway
     )
-    built = SmsDesk(runtime.uow, sms_policy(settings), outbox, runtime.jobs)
+    built = SmsDesk(runtime.uow, sms_policy(settings), outbox, runtime.jobs, runtime.clock)
     desk.set(built)
     try:
         with runtime.jobs.every(settings.sms.sweep_seconds, built.sweep, "sms-sweep"):
