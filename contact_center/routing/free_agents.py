@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from contact_center.routing.presence import PRESENCE_CHANGED, AgentState, Clock
+from contact_center.events import PRESENCE_CHANGED
+from contact_center.routing.presence import AgentState, Clock
 from crm_core.events import DomainEvent
 from crm_core.models.base import utcnow
 from crm_core.ports import Timer

@@ -36,11 +36,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from contact_center import events
 from crm_core.events import DomainEvent
 from crm_core.models.base import utcnow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-PRESENCE_CHANGED = "presence.changed"
 
 
 class AgentState(enum.StrEnum):
@@ -95,15 +95,14 @@ WRAPPABLE = frozenset({AgentState.RINGING, AgentState.ON_CALL})
 
 def presence_changed(presence: Presence) -> DomainEvent:
     """The ``presence.changed`` event for wallboards (JSON-safe payload, same on every bus)."""
-    return DomainEvent(
-        PRESENCE_CHANGED,
+    return events.presence_changed(
         {
             "agent_id": presence.agent_id,
             "state": presence.state.value,
             "since": presence.since.isoformat(),
             "until": presence.until.isoformat() if presence.until else None,
             "call_sid": presence.call_sid,
-        },
+        }
     )
 
 

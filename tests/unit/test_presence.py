@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from contact_center.events import PRESENCE_CHANGED
 from contact_center.routing.presence import (
     EPOCH,
-    PRESENCE_CHANGED,
     AgentState,
     MemoryPresenceStore,
     Presence,
