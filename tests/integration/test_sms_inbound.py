@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from contact_center.settings import Settings
 from contact_center.sms.inbound import open_unanswered
 from contact_center.sms.routes import SMS_DESK
+from crm_core.clock import FakeClock
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Customer, Interaction, SmsMessage, Ticket, utcnow
 from crm_core.types import Channel, Direction
@@ -149,6 +150,32 @@ async def test_malformed_texts_are_refused_and_nothing_is_stored(
         assert (await twilio.post("/twilio/sms/inbound", params)).status == 400
     assert await count(uow_factory, SmsMessage) == 0
     assert await count(uow_factory, Customer) == 0
+
+
+async def test_no_answer_rule_opens_a_ticket_when_the_service_clock_passes_the_delay(
+    settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    """The desk's sweep reads the service's clock: on a simulated one, the rule fires when that
+    clock passes ``no_answer_minutes``, without waiting for real time to pass."""
+    clock = FakeClock(utcnow())
+    service = await start_service(
+        settings,
+        clock=clock,
+        sms={"ticket_rule": "no_answer", "no_answer_minutes": 10, "sweep_seconds": 3600},
+    )
+    try:
+        await customer_with_phone(uow_factory, "+12025550182")
+        await Twilio(service).text("Is anyone there?", sender="+12025550182")
+        desk = service.app[SMS_DESK].get()
+        clock.advance(9 * 60)
+        await desk.sweep()
+        assert [r.ticket_id for r in await sms_rows(uow_factory)] == [None]
+        clock.advance(2 * 60)  # eleven minutes on the service's clock
+        await desk.sweep()
+        (row,) = await sms_rows(uow_factory)
+        assert row.ticket_id is not None
+    finally:
+        await service.close()
 
 
 async def test_no_answer_rule_opens_a_ticket_only_when_nobody_texts_back(

@@ -20,6 +20,7 @@ from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent, SmsMessage
+from crm_core.ports import Clock
 from crm_core.services.customers import create_customer
 from tests.conftest import isolated_settings
 from tests.support.waiting import free_port
@@ -34,9 +35,12 @@ def message_sid() -> str:
     return f"SM{next(_SIDS):032x}"
 
 
-async def start_service(settings: Settings, **sections: dict[str, Any]) -> TestClient[Any, Any]:
+async def start_service(
+    settings: Settings, *, clock: Clock | None = None, **sections: dict[str, Any]
+) -> TestClient[Any, Any]:
     """The service on a real port with the Twilio sandbox mounted (fast simulated time): texts go
-    out through the sandbox's REST API and its signed receipts come back over HTTP."""
+    out through the sandbox's REST API and its signed receipts come back over HTTP. The service
+    runs on ``clock`` when given (the real time otherwise)."""
     port = free_port()
     sandbox = {"time_scale": 0.01, "seed": 7, "control_token": CONTROL_TOKEN, **sections.pop("sandbox", {})}
     site = isolated_settings(settings).with_overrides(
@@ -45,7 +49,9 @@ async def start_service(settings: Settings, **sections: dict[str, Any]) -> TestC
     # Tests drive the sandbox's phones (texters, delivery outcomes) with its control token, set
     # in the settings so that the sandbox CLI finds it there too.
     headers = {CONTROL_TOKEN_HEADER: CONTROL_TOKEN}
-    client = TestClient(TestServer(create_app(site), host="127.0.0.1", port=port), headers=headers)
+    client = TestClient(
+        TestServer(create_app(site, clock=clock), host="127.0.0.1", port=port), headers=headers
+    )
     await client.start_server()
     return client
 
