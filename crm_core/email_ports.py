@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from crm_core.errors import DeliveryError as DeliveryError  # the one error of every outbox sender
+
 
 @dataclass(frozen=True, slots=True)
 class MailAttachment:
@@ -77,14 +79,6 @@ class OutboundEmail:
     headers: Mapping[str, str]
     date: datetime
     attachments: tuple[MailAttachment, ...] = ()
-
-
-class DeliveryError(Exception):
-    """The mail server did not take the message; ``permanent`` for 5xx answers."""
-
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
 
 
 class MailTransport(Protocol):

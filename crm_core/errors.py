@@ -29,7 +29,43 @@ class InvalidInput(CoreError):
         self.field = field
 
 
-class GatewayError(CoreError):
+class DeliveryError(CoreError):
+    """A provider (the phone network, a mail server) did not take an outbound message: the one error
+    every outbox sender reads. Exactly one of three things holds:
+
+    - ``retryable``: the provider certainly did not act on it (no connection was made, a
+      temporary refusal, a request to slow down): it is tried again later;
+    - ``unconfirmed``: it may have reached the provider and its outcome is unknown: it is settled
+      by asking the provider, never sent again blindly;
+    - neither (``permanent``): the provider refused it; it fails, with ``code`` when there is one.
+
+    ``permanent=`` is the mail transports' way of saying it (a 5xx answer, else a 4xx one that is
+    worth another try).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        unconfirmed: bool = False,
+        code: int | None = None,
+        permanent: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        if permanent is not None:
+            retryable, unconfirmed = not permanent, False
+        self.retryable = retryable
+        self.unconfirmed = unconfirmed and not retryable
+        self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        """Refused: neither worth another try nor possibly sent."""
+        return not self.retryable and not self.unconfirmed
+
+
+class GatewayError(DeliveryError):
     """The phone network refused or failed a request.
 
     ``code`` is the provider's error code (Twilio's 21211, 21610, ...); ``retryable`` is true only
@@ -48,10 +84,8 @@ class GatewayError(CoreError):
         retryable: bool = False,
         unconfirmed: bool | None = None,
     ) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, retryable=retryable, code=code)
         self.status = status
-        self.retryable = retryable
         self.unconfirmed = (
             unconfirmed if unconfirmed is not None else (code is None and status is None and not retryable)
         )

@@ -1,22 +1,28 @@
-"""Outbound mail: written to the outbox first (with its Message-ID and an interaction), then
-claimed and delivered by :func:`deliver_due`; retried with exponential backoff on temporary
-failures, marked failed with the server's reply on permanent ones."""
+"""Outbound mail: written to the outbox first by :func:`queue_email` (with its Message-ID and an
+interaction; with or without a ticket), then claimed and delivered by :func:`deliver_due`; retried
+with exponential backoff on temporary failures, marked failed with the server's reply on permanent
+ones. The outbox's life cycle (:mod:`crm_core.outbox`): its claim, its reading of the provider's
+:class:`~crm_core.errors.DeliveryError`, its retry rule, and the steps a producer plugs in (a
+suppression check, a throttle per sending address)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import DeliveryError, MailAttachment, MailTransport, OutboundEmail
 from crm_core.models import EmailAttachment, EmailKind, EmailMessage, EmailStatus, Interaction, Ticket, utcnow
+from crm_core.outbox.claim import claim
+from crm_core.outbox.rules import RetryRule, Stage, after_failure
+from crm_core.outbox.steps import UNLIMITED, Suppression, Throttle, pace
+from crm_core.ports import Clock
 from crm_core.rules.email_refs import body_marker, message_key, new_message_id
 from crm_core.services.email_participants import add_participants
 from crm_core.types import Channel, Direction
@@ -44,14 +50,21 @@ class RetryPolicy:
     # the lease starts again as its hand-over begins.
     lease_seconds: float = 300.0
 
+    @property
+    def rule(self) -> RetryRule:
+        """The outbox's retry rule, counted in attempts."""
+        return RetryRule(
+            first_seconds=self.base_seconds, max_seconds=self.max_seconds, max_attempts=self.max_attempts
+        )
+
     def delay(self, attempts: int) -> timedelta:
-        return timedelta(seconds=min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1)))
+        return self.rule.wait(attempts)
 
 
 def build_outbound(
     *,
-    ticket_id: int,
-    ticket_number: int,
+    ticket_id: int | None,
+    ticket_number: int | None,
     customer_id: int,
     identity: Identity,
     secret: bytes,
@@ -67,12 +80,20 @@ def build_outbound(
     automatic: bool = False,
     author_id: int | None = None,
     attachments: Sequence[MailAttachment] = (),
+    meta: Mapping[str, object] | None = None,
 ) -> EmailMessage:
-    """An outbox row (with its interaction and attachments) ready to be added to the session:
-    a signed Message-ID and the hidden ticket marker in every body."""
+    """An outbox row (with its interaction and attachments) ready to be added to the session.
+    With a ticket, a signed Message-ID and the hidden ticket marker in every body; without one
+    (``ticket_number`` None), neither. ``meta`` is added to the interaction's."""
     now = utcnow()
-    marker = body_marker(ticket_number, secret)
-    message_id = new_message_id(ticket_number, secret, domain)
+    if ticket_number is None:
+        message_id = new_message_id(None, b"", domain)
+        text_body, html_body = f"{text.rstrip()}\n", html
+    else:
+        marker = body_marker(ticket_number, secret)
+        message_id = new_message_id(ticket_number, secret, domain)
+        text_body = f"{text.rstrip()}\n\n{marker}\n"
+        html_body = f'{html}<div style="display:none">{marker}</div>' if html else None
     key = message_key(message_id)
     interaction = Interaction(
         channel=Channel.EMAIL,
@@ -85,7 +106,7 @@ def build_outbound(
         started_at=now,
         subject=subject[:500],
         body=text.strip(),
-        meta={"kind": str(kind), "to": list(to)},
+        meta={"kind": str(kind), "to": list(to), **(meta or {})},
         created_at=now,
     )
     return EmailMessage(
@@ -106,8 +127,8 @@ def build_outbound(
         subject=subject,
         in_reply_to=in_reply_to,
         reference_ids=list(references)[-20:],
-        text_body=f"{text.rstrip()}\n\n{marker}\n",
-        html_body=f'{html}<div style="display:none">{marker}</div>' if html else None,
+        text_body=text_body,
+        html_body=html_body,
         visible_text=text.strip(),
         headers=dict(AUTOMATIC_HEADERS) if automatic else {},
         defects=[],
@@ -146,7 +167,7 @@ def interaction_logged(interaction: Interaction) -> events.DomainEvent:
 async def queue_email(
     uow: UnitOfWork,
     *,
-    ticket: Ticket,
+    ticket: Ticket | None,
     identity: Identity,
     secret: bytes,
     domain: str,
@@ -161,12 +182,23 @@ async def queue_email(
     automatic: bool = False,
     author_id: int | None = None,
     attachments: Sequence[MailAttachment] = (),
+    customer_id: int | None = None,
+    meta: Mapping[str, object] | None = None,
 ) -> EmailMessage:
-    """Write one message to the outbox (the sender delivers it after the commit)."""
+    """Write one message to the outbox (the sender delivers it after the commit), logged as an
+    outbound email interaction on ``customer_id`` (by default the ticket's customer).
+
+    Without a ticket (a broadcast, a transcript of a chat that has none) it carries no ticket
+    marker and adds no participants; ``customer_id`` is then required. ``meta`` is added to the
+    interaction's."""
+    if customer_id is None:
+        if ticket is None:
+            raise ValueError("an email without a ticket needs its customer")
+        customer_id = ticket.customer_id
     email = build_outbound(
-        ticket_id=ticket.id,
-        ticket_number=ticket.number,
-        customer_id=ticket.customer_id,
+        ticket_id=ticket.id if ticket is not None else None,
+        ticket_number=ticket.number if ticket is not None else None,
+        customer_id=customer_id,
         identity=identity,
         secret=secret,
         domain=domain,
@@ -181,13 +213,15 @@ async def queue_email(
         automatic=automatic,
         author_id=author_id,
         attachments=attachments,
+        meta=meta,
     )
     uow.session.add(email)
     await uow.session.flush()
     assert email.interaction is not None
     uow.record(interaction_logged(email.interaction))
     uow.record(await delivery_event(uow.session, email))
-    await add_participants(uow.session, ticket.id, [*to, *cc])
+    if ticket is not None:
+        await add_participants(uow.session, ticket.id, [*to, *cc])
     return email
 
 
@@ -210,35 +244,44 @@ async def delivery_event(session: AsyncSession, row: EmailMessage) -> events.Dom
     )
 
 
-def _lockable(stmt: Any, dialect: str) -> Any:
-    return stmt.with_for_update(skip_locked=True) if dialect == "postgresql" else stmt
+async def claim_due(
+    uow: UnitOfWork, retry: RetryPolicy, *, limit: int = 20, now: datetime | None = None
+) -> list[OutboundEmail]:
+    """Take up to ``limit`` due messages (the outbox's claim) and lease them; commits."""
+    return [outbound for outbound, _ in await _claim(uow, retry, limit, now)]
 
 
-async def claim_due(uow: UnitOfWork, retry: RetryPolicy, *, limit: int = 20) -> list[OutboundEmail]:
-    """Take up to ``limit`` due messages (SKIP LOCKED on PostgreSQL) and lease them; commits."""
-    return [outbound for outbound, _ in await _claim(uow, retry, limit)]
-
-
-async def _claim(uow: UnitOfWork, retry: RetryPolicy, limit: int) -> list[tuple[OutboundEmail, int]]:
+async def _claim(
+    uow: UnitOfWork, retry: RetryPolicy, limit: int, now: datetime | None = None
+) -> list[tuple[OutboundEmail, int]]:
     """:func:`claim_due`, with each claim's attempt number (which names the claim)."""
     session = uow.session
-    now = utcnow()
-    stmt = (
-        select(EmailMessage)
-        .where(
+    now = now or utcnow()
+    ids = await claim(
+        session,
+        EmailMessage,
+        where=[
             EmailMessage.direction == Direction.OUTBOUND,
-            or_(EmailMessage.status == EmailStatus.QUEUED, EmailMessage.status == EmailStatus.SENDING),
+            EmailMessage.status.in_([EmailStatus.QUEUED, EmailStatus.SENDING]),
             EmailMessage.next_attempt_at <= now,
-        )
-        .order_by(EmailMessage.next_attempt_at, EmailMessage.id)
-        .limit(limit)
+        ],
+        values={
+            "status": EmailStatus.SENDING,
+            "attempts": EmailMessage.attempts + 1,
+            "next_attempt_at": now + timedelta(seconds=retry.lease_seconds),
+        },
+        order_by=(EmailMessage.next_attempt_at, EmailMessage.id),
+        limit=limit,
     )
-    rows = list((await session.scalars(_lockable(stmt, session.get_bind().dialect.name))).all())
+    rows = {
+        row.id: row
+        for row in await session.scalars(
+            select(EmailMessage).where(EmailMessage.id.in_(ids)).execution_options(populate_existing=True)
+        )
+    }
     claimed: list[tuple[OutboundEmail, int]] = []
-    for row in rows:
-        row.status = EmailStatus.SENDING
-        row.attempts += 1
-        row.next_attempt_at = now + timedelta(seconds=retry.lease_seconds)
+    for id_ in ids:
+        row = rows[id_]
         attachments = (
             await session.scalars(select(EmailAttachment).where(EmailAttachment.email_id == row.id))
         ).all()
@@ -247,7 +290,9 @@ async def _claim(uow: UnitOfWork, retry: RetryPolicy, limit: int) -> list[tuple[
     return claimed
 
 
-async def _still_ours(uow: UnitOfWork, email_id: int, attempt: int, retry: RetryPolicy) -> bool:
+async def _still_ours(
+    uow: UnitOfWork, email_id: int, attempt: int, retry: RetryPolicy, now: datetime | None = None
+) -> bool:
     """Renew the lease of a claimed message just before handing it over, if the claim is still
     this sender's: a round longer than the lease lets another instance claim what this one has
     not sent yet, and then only that instance sends it. Commits."""
@@ -258,7 +303,7 @@ async def _still_ours(uow: UnitOfWork, email_id: int, attempt: int, retry: Retry
             EmailMessage.status == EmailStatus.SENDING,
             EmailMessage.attempts == attempt,
         )
-        .values(next_attempt_at=utcnow() + timedelta(seconds=retry.lease_seconds))
+        .values(next_attempt_at=(now or utcnow()) + timedelta(seconds=retry.lease_seconds))
         .execution_options(synchronize_session=False)
     )
     await uow.commit()
@@ -289,7 +334,12 @@ def outbound_of(row: EmailMessage, attachments: Sequence[EmailAttachment]) -> Ou
 
 
 async def _record(
-    uow: UnitOfWork, email_id: int, status: EmailStatus, error: str | None, next_at: datetime | None
+    uow: UnitOfWork,
+    email_id: int,
+    status: EmailStatus,
+    error: str | None,
+    next_at: datetime | None,
+    now: datetime | None = None,
 ) -> None:
     row = await uow.session.get(EmailMessage, email_id, with_for_update=True)
     if row is None or row.status not in (EmailStatus.SENDING, EmailStatus.QUEUED):
@@ -298,7 +348,7 @@ async def _record(
     row.last_error = error
     row.next_attempt_at = next_at
     if status is EmailStatus.SENT:
-        row.delivered_at = utcnow()
+        row.delivered_at = now or utcnow()
     if row.interaction_id is not None:
         interaction = await uow.session.get(Interaction, row.interaction_id)
         if interaction is not None:
@@ -307,15 +357,43 @@ async def _record(
     await uow.commit()
 
 
-async def deliver_due(
-    uow_factory: Callable[[], UnitOfWork], transport: MailTransport, retry: RetryPolicy, *, limit: int = 20
-) -> int:
-    """One outbox round: claim, send, record. Returns how many messages were attempted."""
+async def _refusal(
+    uow_factory: Callable[[], UnitOfWork], suppression: Suppression[EmailMessage], email_id: int
+) -> str | None:
     async with uow_factory() as uow:
-        claimed = await _claim(uow, retry, limit)
+        row = await uow.session.get(EmailMessage, email_id)
+        return await suppression.refusal(uow.session, row) if row is not None else None
+
+
+async def deliver_due(
+    uow_factory: Callable[[], UnitOfWork],
+    transport: MailTransport,
+    retry: RetryPolicy,
+    *,
+    limit: int = 20,
+    suppression: Suppression[EmailMessage] | None = None,
+    throttle: Throttle = UNLIMITED,
+    clock: Clock | None = None,
+) -> int:
+    """One outbox round: claim, check the producer's ``suppression`` (none by default), wait for
+    the sending address's turn (``throttle``), send, record. Returns how many messages were
+    attempted."""
+
+    def now() -> datetime | None:
+        return clock.now() if clock is not None else None
+
+    async with uow_factory() as uow:
+        claimed = await _claim(uow, retry, limit, now())
     for outbound, attempt in claimed:
+        if suppression is not None:
+            refused = await _refusal(uow_factory, suppression, outbound.email_id)
+            if refused is not None:
+                async with uow_factory() as uow:
+                    await _record(uow, outbound.email_id, EmailStatus.FAILED, refused, None, now())
+                continue
+        await pace(throttle, outbound.from_address)
         async with uow_factory() as uow:
-            if not await _still_ours(uow, outbound.email_id, attempt, retry):
+            if not await _still_ours(uow, outbound.email_id, attempt, retry, now()):
                 log.info("email %s was taken over by another sender", outbound.email_id)
                 continue
         status, error, next_at = EmailStatus.SENT, None, None
@@ -326,11 +404,16 @@ async def deliver_due(
             async with uow_factory() as uow:
                 row = await uow.session.get(EmailMessage, outbound.email_id)
                 attempts = row.attempts if row is not None else retry.max_attempts
-            if exc.permanent or attempts >= retry.max_attempts:
-                status = EmailStatus.FAILED
+                first_try_at = row.created_at if row is not None else utcnow()
+            # Mail servers answer: a mail transport's error is never unconfirmed.
+            decided = after_failure(
+                exc, retry.rule, attempts=attempts, first_try_at=first_try_at, now=now() or utcnow()
+            )
+            if decided.stage is Stage.QUEUED:
+                status, next_at = EmailStatus.QUEUED, decided.retry_at
             else:
-                status, next_at = EmailStatus.QUEUED, utcnow() + retry.delay(attempts)
+                status = EmailStatus.FAILED
             log.warning("email %s not delivered (%s): %s", outbound.email_id, status, error)
         async with uow_factory() as uow:
-            await _record(uow, outbound.email_id, status, error, next_at)
+            await _record(uow, outbound.email_id, status, error, next_at, now())
     return len(claimed)

@@ -3,12 +3,10 @@ and moved forward by the gateway's answer and the delivery receipts that follow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
@@ -16,6 +14,9 @@ from crm_core.contact_points import normalize_phone
 from crm_core.db import UnitOfWork
 from crm_core.errors import InvalidInput
 from crm_core.models import Interaction, SmsMessage, utcnow
+from crm_core.outbox import claim as outbox_claim
+from crm_core.outbox.rules import RetryRule
+from crm_core.outbox.steps import Suppression
 from crm_core.rules.sms_segments import count_segments
 from crm_core.rules.sms_status import should_apply
 from crm_core.services.interactions import log_interaction
@@ -204,47 +205,61 @@ async def _carrier_refused(uow: UnitOfWork, row: SmsMessage, code: int | None) -
         )
 
 
-async def claim(uow: UnitOfWork, message_id: int) -> SmsMessage | None:
+class SmsOptOuts:
+    """The texts' suppression check: a number that opted out receives nothing but the confirmation
+    of its opt-out (which goes out only while it stays opted out)."""
+
+    async def refusal(self, session: AsyncSession, row: SmsMessage) -> str | None:
+        found = await suppression_of(session, row.to_number)
+        if row.kind == KIND_OPT_OUT_CONFIRMATION:
+            return (
+                None
+                if found is not None
+                else f"{row.to_number} opted back in before the confirmation went out"
+            )
+        if found is not None:
+            return str(SmsSuppressed(row.to_number, found.reason, found.keyword))
+        return None
+
+
+OPT_OUTS = SmsOptOuts()
+
+
+async def claim(
+    uow: UnitOfWork,
+    message_id: int,
+    *,
+    suppression: Suppression[SmsMessage] = OPT_OUTS,
+    now: datetime | None = None,
+) -> SmsMessage | None:
     """Take a queued text for sending; None when another sender took it (or it is not queued).
 
-    A compare-and-set on ``claimed_at``: whichever instance wins sends it, and only once. A
-    number suppressed since the text was queued fails it here, before the network.
+    The outbox's claim (a compare-and-set on ``claimed_at``): whichever instance wins sends it,
+    and only once. A number suppressed since the text was queued fails it here, before the network.
     """
     session = uow.session
-    taken = await session.execute(
-        update(SmsMessage)
-        .where(
+    taken = await outbox_claim.claim(
+        session,
+        SmsMessage,
+        where=[
             SmsMessage.id == message_id,
             SmsMessage.status == QUEUED,
             SmsMessage.claimed_at.is_(None),
             SmsMessage.message_sid.is_(None),
-        )
-        .values(claimed_at=utcnow())
-        .execution_options(synchronize_session=False)
+        ],
+        values={"claimed_at": now or utcnow()},
     )
-    if cast(CursorResult[Any], taken).rowcount != 1:
+    if not taken:
         return None
     row = await _locked(session, message_id)
     assert row is not None
     await session.refresh(row)
-    refused = await _refusal(session, row)
+    refused = await suppression.refusal(session, row)
     if refused is not None:
         await _move(session, row, "failed", None, refused)
         uow.record(status_event(row))
         return None
     return row
-
-
-async def _refusal(session: AsyncSession, row: SmsMessage) -> str | None:
-    """Why a claimed text must not go out now (its number opted out), or None."""
-    found = await suppression_of(session, row.to_number)
-    if row.kind == KIND_OPT_OUT_CONFIRMATION:
-        return (
-            None if found is not None else f"{row.to_number} opted back in before the confirmation went out"
-        )
-    if found is not None:
-        return str(SmsSuppressed(row.to_number, found.reason, found.keyword))
-    return None
 
 
 async def record_handed_over(uow: UnitOfWork, message_id: int, sid: str) -> SmsMessage | None:
@@ -288,15 +303,25 @@ async def record_unconfirmed(uow: UnitOfWork, message_id: int, error: str) -> Sm
 class SendRetry:
     """When a text that certainly did not reach the gateway (no connection, or rate limited) is
     tried again: after waiting as long as it has waited so far (so the waits double), at least
-    ``first_seconds`` and at most ``max_seconds``; after ``give_up_seconds`` it fails."""
+    ``first_seconds`` and at most ``max_seconds``; after ``give_up_seconds`` it fails. The
+    outbox's :class:`~crm_core.outbox.rules.RetryRule`, counted in time (texts keep no count of
+    their attempts)."""
 
     first_seconds: float = 10.0
     max_seconds: float = 600.0
     give_up_seconds: float = 24 * 3600.0
 
+    @property
+    def rule(self) -> RetryRule:
+        return RetryRule(
+            first_seconds=self.first_seconds,
+            max_seconds=self.max_seconds,
+            give_up_seconds=self.give_up_seconds,
+            grows_with_wait=True,
+        )
+
     def due_at(self, queued_at: datetime, last_try_at: datetime) -> datetime:
-        waited = (last_try_at - queued_at).total_seconds()
-        return last_try_at + timedelta(seconds=min(self.max_seconds, max(self.first_seconds, waited)))
+        return last_try_at + self.rule.wait(1, last_try_at - queued_at)
 
 
 async def retry_later(
@@ -308,8 +333,9 @@ async def retry_later(
     row = await _locked(uow.session, message_id)
     if row is None or row.status != QUEUED or row.message_sid is not None:
         return row
-    waited = (now or utcnow()) - row.created_at
-    if waited.total_seconds() >= retry.give_up_seconds:
+    now = now or utcnow()
+    waited = now - row.created_at
+    if retry.rule.gives_up(attempts=1, first_try_at=row.created_at, now=now):
         await _move(uow.session, row, "failed", None, f"not sent after {_hours(waited)}: {error}")
     else:
         row.claimed_at = None
@@ -370,110 +396,3 @@ async def apply_status(uow: UnitOfWork, update_: SmsStatusUpdate) -> SmsMessage 
         uow.record(status_event(row))
     await _carrier_refused(uow, row, update_.error_code)
     return row
-
-
-@dataclass(frozen=True, slots=True)
-class Reconcile:
-    """How unconfirmed texts are settled by asking the gateway what it has."""
-
-    settle_after_seconds: float = 30.0
-    """Asked about once unconfirmed this long (its receipt may still come on its own)."""
-    absent_after_seconds: float = 600.0
-    """Not found this long after it was handed over: it never reached the gateway (whose lists
-    may lag by a little), so it is sent again."""
-    stale_claim_seconds: float = 300.0
-    """A text claimed this long ago and never answered (its sender stopped mid-send) may have
-    left: it becomes unconfirmed."""
-
-
-async def unconfirm_stale_claims(
-    uow: UnitOfWork, policy: Reconcile, now: datetime | None = None
-) -> list[int]:
-    """Texts whose sender stopped between claiming and recording the gateway's answer (a crash):
-    they may have left, so they are unconfirmed (and reconciled), never lost in "queued"."""
-    cutoff = (now or utcnow()) - timedelta(seconds=policy.stale_claim_seconds)
-    rows = list(
-        await uow.session.scalars(
-            select(SmsMessage)
-            .where(
-                SmsMessage.status == QUEUED,
-                SmsMessage.direction == Direction.OUTBOUND,
-                SmsMessage.message_sid.is_(None),
-                SmsMessage.claimed_at <= cutoff,
-            )
-            .order_by(SmsMessage.id)
-            .limit(100)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    for row in rows:
-        row.status = UNCONFIRMED
-        row.error_message = "the sender stopped while handing it over; asking Twilio whether it left"
-        uow.record(status_event(row))
-    return [row.id for row in rows]
-
-
-async def unconfirmed_to_settle(
-    session: AsyncSession, policy: Reconcile, now: datetime | None = None, limit: int = 50
-) -> list[SmsMessage]:
-    """Unconfirmed texts old enough to ask the gateway about, oldest first."""
-    cutoff = (now or utcnow()) - timedelta(seconds=policy.settle_after_seconds)
-    rows = await session.scalars(
-        select(SmsMessage)
-        .where(
-            SmsMessage.status == UNCONFIRMED,
-            SmsMessage.direction == Direction.OUTBOUND,
-            SmsMessage.message_sid.is_(None),
-            SmsMessage.updated_at <= cutoff,
-        )
-        .order_by(SmsMessage.id)
-        .limit(limit)
-    )
-    return list(rows)
-
-
-async def settle_found(
-    uow: UnitOfWork, message_id: int, candidates: Sequence[SmsStatusUpdate]
-) -> SmsMessage | None:
-    """The gateway has texts like this one: the first not already another row's is this one.
-    Returns the row when it was settled."""
-    row = await _locked(uow.session, message_id)
-    if row is None or row.status != UNCONFIRMED or row.message_sid is not None:
-        return None
-    sids = [c.message_sid for c in candidates]
-    taken = set(
-        await uow.session.scalars(select(SmsMessage.message_sid).where(SmsMessage.message_sid.in_(sids)))
-    )
-    found = next((c for c in candidates if c.message_sid not in taken), None)
-    if found is None:
-        return None
-    await _remember_sid(uow.session, row, found.message_sid)
-    row.sent_at = row.sent_at or utcnow()
-    row.error_message = None
-    row.status = QUEUED  # handed over after all; its status moves on from there
-    error = f"Twilio error {found.error_code}" if found.error_code is not None else None
-    await _move(uow.session, row, found.status, found.error_code, error)
-    uow.record(status_event(row))
-    await _carrier_refused(uow, row, found.error_code)
-    return row
-
-
-async def settle_absent(
-    uow: UnitOfWork, message_id: int, policy: Reconcile, now: datetime | None = None
-) -> bool:
-    """The gateway has no such text long after it was handed over: it never arrived, so it goes
-    back to the queue to be sent (once more). True when it did."""
-    row = await _locked(uow.session, message_id)
-    if row is None or row.status != UNCONFIRMED or row.message_sid is not None or row.claimed_at is None:
-        return False
-    if (now or utcnow()) - row.claimed_at < timedelta(seconds=policy.absent_after_seconds):
-        return False
-    row.status = QUEUED
-    row.claimed_at = None
-    row.error_message = "Twilio has no record of it; sending it again"
-    if row.interaction_id is not None:
-        interaction = await uow.session.get(Interaction, row.interaction_id)
-        if interaction is not None:
-            interaction.status = QUEUED
-    uow.record(status_event(row))
-    return True

@@ -11,6 +11,11 @@ on whether the request can have reached it:
   settled with its MessageSid and status; one it still does not have long after is sent again.
   A text claimed by a sender that stopped mid-send becomes unconfirmed the same way;
 - refused (an error code): failed, with the code.
+
+These are the outbox's life cycle (:mod:`crm_core.outbox`): its claim, its reading of the
+provider's :class:`~crm_core.errors.DeliveryError`, its retry rule, and its two named steps, the
+opt-out check (:class:`~crm_core.services.sms_outbound.SmsOptOuts`) and a throttle per sending
+number.
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from crm_core.db import UnitOfWorkFactory
-from crm_core.errors import GatewayError
+from crm_core.errors import DeliveryError
 from crm_core.models import SmsMessage, utcnow
-from crm_core.ports import SmsSender
+from crm_core.outbox.rules import Outcome, outcome_of
+from crm_core.outbox.steps import UNLIMITED, Suppression, Throttle, pace
+from crm_core.ports import Clock, SmsSender
 from crm_core.services import sms_outbound as outbound
-from crm_core.services.sms_outbound import Reconcile, SendRetry
+from crm_core.services import sms_reconcile as reconciling
+from crm_core.services.sms_outbound import OPT_OUTS, SendRetry
+from crm_core.services.sms_reconcile import Reconcile
 from crm_core.services.sms_types import SmsLookup
 
 log = logging.getLogger(__name__)
@@ -43,6 +52,9 @@ class SmsOutbox:
         retry: SendRetry | None = None,
         lookup: SmsLookup | None = None,
         reconcile_policy: Reconcile | None = None,
+        suppression: Suppression[SmsMessage] = OPT_OUTS,
+        throttle: Throttle = UNLIMITED,
+        clock: Clock | None = None,
     ) -> None:
         self._uow = uow
         self._sender = sender
@@ -50,15 +62,25 @@ class SmsOutbox:
         self._retry = retry or SendRetry()
         self._lookup = lookup
         self._reconcile = reconcile_policy or Reconcile()
+        self._suppression = suppression
+        self._throttle = throttle
+        self._clock = clock
+
+    def _now(self, now: datetime | None = None) -> datetime | None:
+        """``now`` when given, else the clock's time (None without a clock: the services' own)."""
+        if now is not None or self._clock is None:
+            return now
+        return self._clock.now()
 
     async def send(self, message_id: int, now: datetime | None = None) -> bool:
         """Send one queued text; False when it was not sent now (taken, suppressed, refused, or
         to be tried again later)."""
         async with self._uow() as uow:
-            row = await outbound.claim(uow, message_id)
+            row = await outbound.claim(uow, message_id, suppression=self._suppression, now=self._now())
             await uow.commit()
         if row is None:
             return False
+        await pace(self._throttle, row.from_number)
         try:
             sid = await self._sender.send_sms(
                 to=row.to_number,
@@ -66,19 +88,20 @@ class SmsOutbox:
                 body=row.body,
                 status_callback=self._status_callback(row.id),
             )
-        except GatewayError as exc:
-            await self._not_taken(message_id, exc, now)
+        except DeliveryError as exc:
+            await self._not_taken(message_id, exc, self._now(now))
             return False
         async with self._uow() as uow:
             await outbound.record_handed_over(uow, message_id, sid)
             await uow.commit()
         return True
 
-    async def _not_taken(self, message_id: int, exc: GatewayError, now: datetime | None) -> None:
+    async def _not_taken(self, message_id: int, exc: DeliveryError, now: datetime | None) -> None:
+        outcome = outcome_of(exc)
         async with self._uow() as uow:
-            if exc.retryable:
+            if outcome is Outcome.RETRY:
                 await outbound.retry_later(uow, message_id, str(exc), self._retry, now)
-            elif exc.unconfirmed:
+            elif outcome is Outcome.UNCONFIRMED:
                 await outbound.record_unconfirmed(uow, message_id, str(exc))
             else:
                 await outbound.record_refused(uow, message_id, exc.code, str(exc))
@@ -87,6 +110,7 @@ class SmsOutbox:
 
     async def send_waiting(self, limit: int = 100, now: datetime | None = None) -> int:
         """Send every queued text that is due (after a restart, or one that could not be sent)."""
+        now = self._now(now)
         async with self._uow() as uow:
             ids = await outbound.waiting_ids(uow.session, limit, self._retry, now)
         sent = 0
@@ -97,18 +121,19 @@ class SmsOutbox:
     async def reconcile(self, now: datetime | None = None) -> int:
         """Settle unconfirmed texts by asking the gateway; returns how many were settled (found,
         or put back in the queue because the gateway has no record of them)."""
+        now = self._now(now)
         async with self._uow() as uow:
-            await outbound.unconfirm_stale_claims(uow, self._reconcile, now)
+            await reconciling.unconfirm_stale_claims(uow, self._reconcile, now)
             await uow.commit()
         if self._lookup is None:
             return 0
         async with self._uow() as uow:
-            rows = await outbound.unconfirmed_to_settle(uow.session, self._reconcile, now)
+            rows = await reconciling.unconfirmed_to_settle(uow.session, self._reconcile, now)
         settled = 0
         for row in rows:
             try:
                 settled += await self._settle(row, self._lookup, now)
-            except GatewayError as exc:
+            except DeliveryError as exc:
                 log.warning("could not ask about unconfirmed text %s: %s", row.id, exc)
                 break  # the gateway is unreachable: the next sweep asks again
         return settled
@@ -119,11 +144,11 @@ class SmsOutbox:
             to=row.to_number, from_=row.from_number, body=row.body, created_after=claimed_at - CLOCK_SLACK
         )
         async with self._uow() as uow:
-            if candidates and await outbound.settle_found(uow, row.id, candidates) is not None:
+            if candidates and await reconciling.settle_found(uow, row.id, candidates) is not None:
                 await uow.commit()
                 log.info("unconfirmed text %s found at the gateway", row.id)
                 return True
-            requeued = await outbound.settle_absent(uow, row.id, self._reconcile, now or utcnow())
+            requeued = await reconciling.settle_absent(uow, row.id, self._reconcile, now or utcnow())
             await uow.commit()
         if requeued:
             log.warning("unconfirmed text %s never reached the gateway; sending it again", row.id)

@@ -1,0 +1,132 @@
+"""Settling texts whose hand-over is unknown ("unconfirmed"): by asking the gateway what it holds,
+and by turning claims their sender never answered into unconfirmed texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crm_core.db import UnitOfWork
+from crm_core.models import Interaction, SmsMessage, utcnow
+from crm_core.services.sms_outbound import (
+    QUEUED,
+    UNCONFIRMED,
+    _carrier_refused,
+    _locked,
+    _move,
+    _remember_sid,
+    status_event,
+)
+from crm_core.services.sms_types import SmsStatusUpdate
+from crm_core.types import Direction
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """How unconfirmed texts are settled by asking the gateway what it has."""
+
+    settle_after_seconds: float = 30.0
+    """Asked about once unconfirmed this long (its receipt may still come on its own)."""
+    absent_after_seconds: float = 600.0
+    """Not found this long after it was handed over: it never reached the gateway (whose lists
+    may lag by a little), so it is sent again."""
+    stale_claim_seconds: float = 300.0
+    """A text claimed this long ago and never answered (its sender stopped mid-send) may have
+    left: it becomes unconfirmed."""
+
+
+async def unconfirm_stale_claims(
+    uow: UnitOfWork, policy: Reconcile, now: datetime | None = None
+) -> list[int]:
+    """Texts whose sender stopped between claiming and recording the gateway's answer (a crash):
+    they may have left, so they are unconfirmed (and reconciled), never lost in "queued"."""
+    cutoff = (now or utcnow()) - timedelta(seconds=policy.stale_claim_seconds)
+    rows = list(
+        await uow.session.scalars(
+            select(SmsMessage)
+            .where(
+                SmsMessage.status == QUEUED,
+                SmsMessage.direction == Direction.OUTBOUND,
+                SmsMessage.message_sid.is_(None),
+                SmsMessage.claimed_at <= cutoff,
+            )
+            .order_by(SmsMessage.id)
+            .limit(100)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for row in rows:
+        row.status = UNCONFIRMED
+        row.error_message = "the sender stopped while handing it over; asking Twilio whether it left"
+        uow.record(status_event(row))
+    return [row.id for row in rows]
+
+
+async def unconfirmed_to_settle(
+    session: AsyncSession, policy: Reconcile, now: datetime | None = None, limit: int = 50
+) -> list[SmsMessage]:
+    """Unconfirmed texts old enough to ask the gateway about, oldest first."""
+    cutoff = (now or utcnow()) - timedelta(seconds=policy.settle_after_seconds)
+    rows = await session.scalars(
+        select(SmsMessage)
+        .where(
+            SmsMessage.status == UNCONFIRMED,
+            SmsMessage.direction == Direction.OUTBOUND,
+            SmsMessage.message_sid.is_(None),
+            SmsMessage.updated_at <= cutoff,
+        )
+        .order_by(SmsMessage.id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def settle_found(
+    uow: UnitOfWork, message_id: int, candidates: Sequence[SmsStatusUpdate]
+) -> SmsMessage | None:
+    """The gateway has texts like this one: the first not already another row's is this one.
+    Returns the row when it was settled."""
+    row = await _locked(uow.session, message_id)
+    if row is None or row.status != UNCONFIRMED or row.message_sid is not None:
+        return None
+    sids = [c.message_sid for c in candidates]
+    taken = set(
+        await uow.session.scalars(select(SmsMessage.message_sid).where(SmsMessage.message_sid.in_(sids)))
+    )
+    found = next((c for c in candidates if c.message_sid not in taken), None)
+    if found is None:
+        return None
+    await _remember_sid(uow.session, row, found.message_sid)
+    row.sent_at = row.sent_at or utcnow()
+    row.error_message = None
+    row.status = QUEUED  # handed over after all; its status moves on from there
+    error = f"Twilio error {found.error_code}" if found.error_code is not None else None
+    await _move(uow.session, row, found.status, found.error_code, error)
+    uow.record(status_event(row))
+    await _carrier_refused(uow, row, found.error_code)
+    return row
+
+
+async def settle_absent(
+    uow: UnitOfWork, message_id: int, policy: Reconcile, now: datetime | None = None
+) -> bool:
+    """The gateway has no such text long after it was handed over: it never arrived, so it goes
+    back to the queue to be sent (once more). True when it did."""
+    row = await _locked(uow.session, message_id)
+    if row is None or row.status != UNCONFIRMED or row.message_sid is not None or row.claimed_at is None:
+        return False
+    if (now or utcnow()) - row.claimed_at < timedelta(seconds=policy.absent_after_seconds):
+        return False
+    row.status = QUEUED
+    row.claimed_at = None
+    row.error_message = "Twilio has no record of it; sending it again"
+    if row.interaction_id is not None:
+        interaction = await uow.session.get(Interaction, row.interaction_id)
+        if interaction is not None:
+            interaction.status = QUEUED
+    uow.record(status_event(row))
+    return True
