@@ -70,7 +70,7 @@ class SmsDesk:
 
     async def message_received(self, message: InboundSms) -> None:
         async with self._uow() as uow:
-            received = await receive_sms(uow, message, self.policy)
+            received = await receive_sms(uow, message, self.policy, self._clock.now())
             await uow.commit()
         if received.reply_id is not None:
             # Sent after the webhook is answered: Twilio should not wait on our own request to it.

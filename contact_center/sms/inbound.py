@@ -94,11 +94,11 @@ def _note(phone: str, match: KeywordMatch) -> str:
     return f'{phone} opted out of text messages: their text asks to stop ("{match.phrase}").'
 
 
-async def _reopen_waiting(uow: UnitOfWork, ticket: Ticket) -> None:
+async def _reopen_waiting(uow: UnitOfWork, ticket: Ticket, now: datetime | None = None) -> None:
     """A customer's text answers a ticket waiting on them (pending): it is open again."""
     if ticket.status is not TicketStatus.PENDING:
         return
-    await reopen_for_customer(uow, ticket, "sms")
+    await reopen_for_customer(uow, ticket, "sms", now)
 
 
 async def _confirm_opt_out(
@@ -157,8 +157,11 @@ async def _keyword(
     return None
 
 
-async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -> Received:
-    """Store a text from a customer (once per MessageSid) and thread it; events go out on commit."""
+async def receive_sms(
+    uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy, now: datetime | None = None
+) -> Received:
+    """Store a text from a customer (once per MessageSid) and thread it; events go out on commit.
+    A ticket it opens or reopens counts its times from ``now`` (the current time by default)."""
     existing = await text_by_sid(uow.session, inbound.message_sid)
     if existing is not None:
         return Received(existing, created=False)
@@ -175,13 +178,13 @@ async def receive_sms(uow: UnitOfWork, inbound: InboundSms, policy: SmsPolicy) -
         return Received(message, created=False)
     ticket = await open_ticket_for_customer(uow.session, customer.id, source_channel=Channel.SMS)
     if ticket is None and match is None and policy.ticket_rule is TicketRule.EVERY_CONVERSATION:
-        ticket = await open_sms_ticket(uow, customer, phone, policy.sla)
+        ticket = await open_sms_ticket(uow, customer, phone, policy.sla, now)
     if ticket is not None:
         await attach(uow, message, ticket)
         if match is None:
-            await _reopen_waiting(uow, ticket)
+            await _reopen_waiting(uow, ticket, now)
         elif match.keyword in (SmsKeyword.STOP, SmsKeyword.START):
-            await system_note(uow, ticket, _note(phone, match))
+            await system_note(uow, ticket, _note(phone, match), now)
     reply_id = await _keyword(uow, match, inbound, message, phone, policy) if match else None
     agent_id = ticket.assignee_id if ticket is not None else customer.owner_id
     word = keyword.value if keyword else None
@@ -194,7 +197,8 @@ async def open_unanswered(uow: UnitOfWork, policy: SmsPolicy, now: datetime | No
     get a ticket (or join their open SMS ticket) holding every unanswered text. Returns the
     tickets. Instances running this together share the work (the texts are locked, SKIP LOCKED).
     """
-    cutoff = (now or utcnow()) - timedelta(minutes=policy.no_answer_minutes)
+    now = now or utcnow()
+    cutoff = now - timedelta(minutes=policy.no_answer_minutes)
     tickets: list[int] = []
     for customer_id in await unanswered_customers(uow.session, cutoff):
         rows = await unanswered_texts(uow.session, customer_id)
@@ -203,14 +207,15 @@ async def open_unanswered(uow: UnitOfWork, policy: SmsPolicy, now: datetime | No
             continue
         ticket = await open_ticket_for_customer(uow.session, customer_id, source_channel=Channel.SMS)
         if ticket is None:
-            ticket = await open_sms_ticket(uow, customer, rows[0].from_number, policy.sla)
+            ticket = await open_sms_ticket(uow, customer, rows[0].from_number, policy.sla, now)
         for row in rows:
             await attach(uow, row, ticket)
-        await _reopen_waiting(uow, ticket)
+        await _reopen_waiting(uow, ticket, now)
         await system_note(
             uow,
             ticket,
             f"No agent answered within {policy.no_answer_minutes:g} minutes; {len(rows)} text(s) waiting.",
+            now,
         )
         tickets.append(ticket.id)
     return tickets

@@ -74,7 +74,7 @@ class CallDesk:
         self._nobody_free = nobody_free = NobodyFree(clock)
         offers = CallOffers(uow, presence, policy, roster, clock)
         callers = Callers(policy)
-        self._tickets = CallTickets(uow, policy)
+        self._tickets = CallTickets(uow, policy, clock)
         self._queue = CallQueue(
             uow, presence, policy, control, connect_url, offers, nobody_free, self._connections, spawn, clock
         )

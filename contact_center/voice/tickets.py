@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from contact_center.voice.offers import locked_call
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.models import Interaction, Ticket
+from crm_core.ports import Clock
 from crm_core.services.tickets import open_ticket, open_ticket_for_customer, system_note
 from crm_core.types import Channel, Priority
 from crm_core.voice import Recording
@@ -19,8 +20,9 @@ VOICEMAIL = "voicemail"
 
 
 class CallTickets:
-    def __init__(self, uow: UnitOfWorkFactory, policy: CallPolicy) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, policy: CallPolicy, clock: Clock) -> None:
         self._uow = uow
+        self._clock = clock
         self._policy = policy
 
     async def recording_ready(self, recording: Recording) -> None:
@@ -40,7 +42,9 @@ class CallTickets:
                 caller = interaction.meta.get("from") or "a withheld number"
                 ticket = await self._system_ticket(uow, interaction, f"Voicemail from {caller}", VOICEMAIL)
                 interaction.ticket_id = ticket.id
-                await system_note(uow, ticket, f"Voicemail recording: {recording.recording_url}")
+                await system_note(
+                    uow, ticket, f"Voicemail recording: {recording.recording_url}", self._clock.now()
+                )
             await uow.commit()
 
     async def _system_ticket(
@@ -56,6 +60,7 @@ class CallTickets:
             source_channel=Channel.VOICE,
             category=category,
             priority=Priority.HIGH,
+            now=self._clock.now(),
         )
 
     async def callback_ticket(self, uow: UnitOfWork, interaction: Interaction) -> None:
@@ -65,6 +70,9 @@ class CallTickets:
         if ticket is None:
             ticket = await self._system_ticket(uow, interaction, f"Call back {caller}", CALLBACK)
         await system_note(
-            uow, ticket, f"Missed call from {caller} at {interaction.started_at:%Y-%m-%d %H:%M} UTC"
+            uow,
+            ticket,
+            f"Missed call from {caller} at {interaction.started_at:%Y-%m-%d %H:%M} UTC",
+            self._clock.now(),
         )
         interaction.ticket_id = ticket.id

@@ -125,7 +125,9 @@ async def _active_owner(uow: UnitOfWork, owner_id: int | None) -> int | None:
     return owner_id if active else None
 
 
-async def open_sms_ticket(uow: UnitOfWork, customer: Customer, sender: str, sla: SlaPolicy) -> Ticket:
+async def open_sms_ticket(
+    uow: UnitOfWork, customer: Customer, sender: str, sla: SlaPolicy, now: datetime | None = None
+) -> Ticket:
     """A new SMS ticket for the customer texting from ``sender``, assigned to their owner while
     that agent is active."""
     return await open_ticket(
@@ -136,6 +138,7 @@ async def open_sms_ticket(uow: UnitOfWork, customer: Customer, sender: str, sla:
         sla=sla,
         assignee_id=await _active_owner(uow, customer.owner_id),
         source_channel=Channel.SMS,
+        now=now,
     )
 
 

@@ -122,8 +122,10 @@ async def open_ticket(
     source_channel: Channel | None = None,
     linked_ticket_id: int | None = None,
     category: str | None = None,
+    now: datetime | None = None,
 ) -> Ticket:
-    """Open a ticket; ``actor`` None means the system (a channel) opened it."""
+    """Open a ticket (its SLA due times counted from ``now``, the current time by default);
+    ``actor`` None means the system (a channel) opened it."""
     session = uow.session
     if actor is not None:
         await get_visible(session, actor, customer_id)
@@ -133,7 +135,7 @@ async def open_ticket(
         await _check_assignee(session, actor, assignee_id)
     if team_id is not None:
         await _check_team(session, team_id)
-    now = utcnow()
+    now = now or utcnow()
     first_due, resolution_due = sla.due_times(priority, now)
     ticket = Ticket(
         number=await next_ticket_number(session, sla.first_number),
@@ -357,21 +359,25 @@ async def find_by_number(session: AsyncSession, number: int) -> Ticket | None:
     return found
 
 
-async def system_note(uow: UnitOfWork, ticket: Ticket, body: str) -> TicketComment:
+async def system_note(
+    uow: UnitOfWork, ticket: Ticket, body: str, now: datetime | None = None
+) -> TicketComment:
     """An internal note written by the service itself (a channel), with no author."""
     note = TicketComment(ticket_id=ticket.id, author_id=None, body=body, internal=True)
     uow.session.add(note)
-    ticket.updated_at = utcnow()
+    ticket.updated_at = now or utcnow()
     await uow.session.flush()
     uow.record(_commented(ticket, note.id, True))
     return note
 
 
-async def reopen_for_customer(uow: UnitOfWork, ticket: Ticket, channel: str) -> None:
+async def reopen_for_customer(
+    uow: UnitOfWork, ticket: Ticket, channel: str, now: datetime | None = None
+) -> None:
     """The customer wrote again (by ``channel``) on a ticket that was waiting or resolved: it is
     open again, audited and announced like any status change."""
     old = ticket.status
-    now = utcnow()
+    now = now or utcnow()
     _apply_status(ticket, TicketStatus.OPEN, now)
     ticket.updated_at = now
     await uow.session.flush()
