@@ -172,7 +172,7 @@ async def receive_sms(
     kind = KIND_MESSAGE if match is None else KIND_KEYWORD if match.exact else KIND_OPT_OUT_REQUEST
     meta = {**({"keyword": keyword.value} if keyword else {}), **({"opt_out": opt_out} if opt_out else {})}
     message, created = await store_inbound(
-        uow, inbound, customer_id=customer.id, phone=phone, kind=kind, meta=meta
+        uow, inbound, customer_id=customer.id, phone=phone, kind=kind, meta=meta, now=now
     )
     if not created:  # the same text delivered twice at once: the other delivery stored it
         return Received(message, created=False)
@@ -180,7 +180,7 @@ async def receive_sms(
     if ticket is None and match is None and policy.ticket_rule is TicketRule.EVERY_CONVERSATION:
         ticket = await open_sms_ticket(uow, customer, phone, policy.sla, now)
     if ticket is not None:
-        await attach(uow, message, ticket)
+        await attach(uow, message, ticket, now)
         if match is None:
             await _reopen_waiting(uow, ticket, now)
         elif match.keyword in (SmsKeyword.STOP, SmsKeyword.START):
@@ -209,7 +209,7 @@ async def open_unanswered(uow: UnitOfWork, policy: SmsPolicy, now: datetime | No
         if ticket is None:
             ticket = await open_sms_ticket(uow, customer, rows[0].from_number, policy.sla, now)
         for row in rows:
-            await attach(uow, row, ticket)
+            await attach(uow, row, ticket, now)
         await _reopen_waiting(uow, ticket, now)
         await system_note(
             uow,

@@ -73,7 +73,7 @@ class CallDesk:
         roster = RosterCache(uow.engine)
         self._nobody_free = nobody_free = NobodyFree(clock)
         offers = CallOffers(uow, presence, policy, roster, clock)
-        callers = Callers(policy)
+        callers = Callers(policy, clock)
         self._tickets = CallTickets(uow, policy, clock)
         self._queue = CallQueue(
             uow, presence, policy, control, connect_url, offers, nobody_free, self._connections, spawn, clock

@@ -50,8 +50,9 @@ E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 class Callers:
     """Who is calling: the customer of the caller's number, and the call logged as ringing."""
 
-    def __init__(self, policy: CallPolicy) -> None:
+    def __init__(self, policy: CallPolicy, clock: Clock) -> None:
         self._policy = policy
+        self._clock = clock
         self._withheld_id: int | None = None  # the shared customer of withheld callers, once found
 
     async def log_ringing(
@@ -68,6 +69,7 @@ class Callers:
             external_id=call.call_sid,
             status=CallStatus.RINGING.value,
             started_at=started_at,
+            now=self._clock.now(),
             meta={"from": call.from_number, "to": call.to_number, "caller_name": call.caller_name, **meta},
         )
         return customer, logged

@@ -47,8 +47,13 @@ async def log_interaction(
     body: str | None = None,
     summary: str | None = None,
     meta: dict[str, Any] | None = None,
+    now: datetime | None = None,
 ) -> Logged:
-    """Insert the interaction; a second delivery with the same external id returns the first row."""
+    """Insert the interaction; a second delivery with the same external id returns the first row.
+
+    It is logged at ``now`` (the current time by default), and started then unless ``started_at``.
+    """
+    now = now or utcnow()
     session = uow.session
     values: dict[str, Any] = {
         "channel": channel,
@@ -58,14 +63,14 @@ async def log_interaction(
         "agent_id": agent_id,
         "ticket_id": ticket_id,
         "status": status,
-        "started_at": started_at or utcnow(),
+        "started_at": started_at or now,
         "ended_at": ended_at,
         "duration_seconds": duration_seconds,
         "subject": subject,
         "body": body,
         "summary": summary,
         "metadata": meta or {},
-        "created_at": utcnow(),
+        "created_at": now,
     }
     if external_id is None:
         interaction = Interaction(**{("meta" if k == "metadata" else k): v for k, v in values.items()})

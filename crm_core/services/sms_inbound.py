@@ -60,6 +60,7 @@ async def store_inbound(
     phone: str,
     kind: str,
     meta: Mapping[str, Any],
+    now: datetime | None = None,
 ) -> tuple[SmsMessage, bool]:
     """Log the text as an inbound SMS interaction (with ``meta``) and store it, sent from
     ``phone``; False: the same text delivered twice at once, and the other delivery stored it."""
@@ -73,6 +74,7 @@ async def store_inbound(
         status="received",
         body=inbound.body,
         meta={"from": phone, "to": inbound.to_number, "media": media, "segments": inbound.segments, **meta},
+        now=now,
     )
     if not logged.created:
         raced = await text_by_sid(uow.session, inbound.message_sid)
@@ -90,6 +92,7 @@ async def store_inbound(
         media=media,
         segments=inbound.segments,
         status="received",
+        created_at=now or utcnow(),
     )
     uow.session.add(message)
     await uow.session.flush()
@@ -142,14 +145,14 @@ async def open_sms_ticket(
     )
 
 
-async def attach(uow: UnitOfWork, message: SmsMessage, ticket: Ticket) -> None:
+async def attach(uow: UnitOfWork, message: SmsMessage, ticket: Ticket, now: datetime | None = None) -> None:
     """The text (and its interaction) joins ``ticket``."""
     message.ticket_id = ticket.id
     if message.interaction_id is not None:
         interaction = await uow.session.get(Interaction, message.interaction_id)
         if interaction is not None:
             interaction.ticket_id = ticket.id
-    ticket.updated_at = utcnow()
+    ticket.updated_at = now or utcnow()
 
 
 def _unanswered() -> Select[tuple[SmsMessage]]:

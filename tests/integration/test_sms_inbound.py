@@ -155,9 +155,10 @@ async def test_malformed_texts_are_refused_and_nothing_is_stored(
 async def test_no_answer_rule_opens_a_ticket_when_the_service_clock_passes_the_delay(
     settings: Settings, staff: Staff, uow_factory: UnitOfWorkFactory
 ) -> None:
-    """The desk's sweep reads the service's clock: on a simulated one, the rule fires when that
-    clock passes ``no_answer_minutes``, without waiting for real time to pass."""
-    clock = FakeClock(utcnow())
+    """The desk reads the service's clock: on a simulated one (weeks from now), the text is stored
+    at that clock's time and the rule fires when that clock passes ``no_answer_minutes``, without
+    waiting for real time to pass."""
+    clock = FakeClock()
     service = await start_service(
         settings,
         clock=clock,
