@@ -18,8 +18,10 @@ from channels.email.smtp import SmtpSender, SmtpServer
 from contact_center.appkeys import RUNTIME
 from contact_center.email.desk import EMAIL_DESK, EmailDesk
 from contact_center.settings import MailboxSettings, Settings
+from contact_center.throttle import throttle
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import MailTransport
+from crm_core.outbox.steps import UNLIMITED, Throttle
 from crm_core.services.email_acks import AckTemplate
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
 from crm_core.services.email_intake import EmailIntake
@@ -130,13 +132,18 @@ def build_desk(settings: Settings) -> EmailDesk:
 
 
 async def run_outbox(
-    desk: EmailDesk, uow_factory: Callable[[], UnitOfWork], transport: MailTransport, poll_seconds: float
+    desk: EmailDesk,
+    uow_factory: Callable[[], UnitOfWork],
+    transport: MailTransport,
+    poll_seconds: float,
+    sender_throttle: Throttle = UNLIMITED,
 ) -> None:
-    """Deliver due mail until cancelled; sleeps until woken or the next poll when idle."""
+    """Deliver due mail until cancelled; sleeps until woken or the next poll when idle. Each
+    sending address waits for its turn on ``sender_throttle``."""
     while True:
         desk.outbox_wakeup.clear()
         try:
-            attempted = await deliver_due(uow_factory, transport, desk.retry)
+            attempted = await deliver_due(uow_factory, transport, desk.retry, throttle=sender_throttle)
         except Exception:
             log.exception("outbox round failed")
             attempted = 0
@@ -158,7 +165,8 @@ async def _email_ctx(app: web.Application) -> AsyncIterator[None]:
         watchers.append(watcher)
         tasks.append(runtime.jobs.spawn(watcher.run(), f"imap-{mailbox.name}"))
     sender = SmtpSender(smtp_server(settings), desk.store)
-    outbox = run_outbox(desk, runtime.uow, sender, settings.email.outbox_poll_seconds)
+    paced = throttle(settings.email.max_per_minute / 60, runtime.redis, f"{settings.redis.key_prefix}email:")
+    outbox = run_outbox(desk, runtime.uow, sender, settings.email.outbox_poll_seconds, paced)
     tasks.append(runtime.jobs.spawn(outbox, "email-outbox"))
     log.info("email: %d mailbox(es) watched, outbox via %r", len(settings.email.mailboxes), sender.server)
     try:

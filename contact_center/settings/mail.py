@@ -127,6 +127,8 @@ class EmailSettings(Section):
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     max_attempts: int = Field(default=10, ge=1, le=100)
+    # Messages one sending address may hand over per minute, across every instance (0: no limit).
+    max_per_minute: float = Field(default=0.0, ge=0)
 
     @field_validator("subject_token")
     @classmethod

@@ -291,6 +291,8 @@ class SmsSettings(Section):
         max_length=320,
     )
     sweep_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Texts one sending number may hand over per second, across every instance (0: no limit).
+    max_per_second_per_sender: float = Field(default=0.0, ge=0)
     messaging_service_sid: str = Field(default="", pattern=r"^(MG[0-9a-fA-F]{32})?$")
 
     @field_validator("from_number")

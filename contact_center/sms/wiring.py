@@ -14,6 +14,7 @@ from contact_center.late import Late
 from contact_center.settings import Settings
 from contact_center.sms.desk import SmsDesk
 from contact_center.sms.routes import SMS_DESK, twilio_webhooks
+from contact_center.throttle import throttle
 from crm_core.services.sms_outbox import SmsOutbox
 from crm_core.services.sms_types import SmsPolicy, TicketRule
 
@@ -36,7 +37,13 @@ async def _desk_ctx(app: web.Application, desk: Late[SmsDesk]) -> AsyncIterator[
     gateway = runtime.twilio
     base = settings.server.public_base_url
     outbox = SmsOutbox(
-        runtime.uow, gateway, lambda message_id: status_callback_url(base, message_id), lookup=gateway
+        runtime.uow,
+        gateway,
+        lambda message_id: status_callback_url(base, message_id),
+        lookup=gateway,
+        throttle=throttle(
+            settings.sms.max_per_second_per_sender, runtime.redis, f"{settings.redis.key_prefix}sms:"
+        ),
     )
     built = SmsDesk(runtime.uow, sms_policy(settings), outbox, runtime.jobs, runtime.clock)
     desk.set(built)
