@@ -57,7 +57,7 @@ class ChatDesk:
         message_limits: BatchedRateLimit | None = None,
         clock: Clock | None = None,
     ) -> None:
-        clock = clock or SystemClock()
+        self._clock = clock = clock or SystemClock()
         self._uow = uow
         self._publish = publish
         self._policy = policy
@@ -111,7 +111,13 @@ class ChatDesk:
             if conversation.status is not ChatStatus.ACTIVE:
                 raise InvalidInput(f"the chat is {conversation.status.value}; messages go to active chats")
             message, created = await chat.add_message(
-                uow, conversation, sender=ChatSender.AGENT, body=body, client_id=key, agent_id=viewer.agent_id
+                uow,
+                conversation,
+                sender=ChatSender.AGENT,
+                body=body,
+                client_id=key,
+                agent_id=viewer.agent_id,
+                now=self._clock.now(),
             )
             if created:
                 line = line_of(message, await chat.agent_name(uow.session, viewer.agent_id))

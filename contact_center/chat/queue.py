@@ -80,7 +80,7 @@ class ChatQueue:
         transcript queued when asked for); returns the agent whose slot frees after commit, for
         :meth:`ended`."""
         had_agent = conversation.agent_id if conversation.status is ChatStatus.ACTIVE else None
-        if not await chat.close_conversation(uow, conversation, by):
+        if not await chat.close_conversation(uow, conversation, by, self._clock.now()):
             return None
         uow.record(to_visitor(conversation.visitor_id, Closed(by)))
         if conversation.agent_id is not None:
@@ -193,7 +193,7 @@ class ChatQueue:
             return False
         try:
             async with self._uow() as uow:
-                if not await chat.assign_waiting(uow, conversation.id, agent_id):
+                if not await chat.assign_waiting(uow, conversation.id, agent_id, self._clock.now()):
                     await self.router.release(agent_id)
                     return True  # taken elsewhere or ended: the next one may still fit
                 current = await uow.session.get_one(ChatConversation, conversation.id)

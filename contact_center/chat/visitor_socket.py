@@ -167,7 +167,7 @@ class VisitorChats:
         (checked as they connect and start, not per message)."""
         if await chat_blocks.address_blocked(uow.session, visitor.ip):
             raise VisitorBlocked
-        row = await chat.touch_visitor(uow, visitor.visitor_id, visitor.ip)
+        row = await chat.touch_visitor(uow, visitor.visitor_id, visitor.ip, self._clock.now())
         if row.blocked_at is not None:
             raise VisitorBlocked
         return row
@@ -190,7 +190,13 @@ class VisitorChats:
                 if not online:
                     return Offline()
                 conversation, _ = await chat.start_conversation(
-                    uow, row, prechat, region=self._policy.region, origin=visitor.origin, ip=visitor.ip
+                    uow,
+                    row,
+                    prechat,
+                    region=self._policy.region,
+                    origin=visitor.origin,
+                    ip=visitor.ip,
+                    now=self._clock.now(),
                 )
             state = await conversation_state(uow, conversation)
             await uow.commit()
@@ -227,7 +233,12 @@ class VisitorChats:
             if conversation is None:
                 raise InvalidInput("no chat is open: start one first")
             message, created = await chat.add_message(
-                uow, conversation, sender=ChatSender.VISITOR, body=text, client_id=client_id
+                uow,
+                conversation,
+                sender=ChatSender.VISITOR,
+                body=text,
+                client_id=client_id,
+                now=self._clock.now(),
             )
             await uow.commit()
         self._remember(visitor_id, conversation.id)
@@ -268,6 +279,7 @@ class VisitorChats:
                 origin=visitor.origin,
                 ip=visitor.ip,
                 sla=self._policy.sla,
+                now=self._clock.now(),
             )
             await uow.commit()
         return MessageLeft(ticket.number)

@@ -54,11 +54,13 @@ class PreChat:
 # --- visitors ----------------------------------------------------------------------------------
 
 
-async def touch_visitor(uow: UnitOfWork, visitor_id: str, ip: str | None) -> ChatVisitor:
+async def touch_visitor(
+    uow: UnitOfWork, visitor_id: str, ip: str | None, now: datetime | None = None
+) -> ChatVisitor:
     """The visitor's row, created on first sight; remembers their last address."""
     visitor = await uow.session.get(ChatVisitor, visitor_id)
     if visitor is None:
-        values = {"id": visitor_id, "last_ip": ip, "created_at": utcnow()}
+        values = {"id": visitor_id, "last_ip": ip, "created_at": now or utcnow()}
         await insert_ignore(uow.session, ChatVisitor, values, ["id"])
         visitor = await uow.session.get_one(ChatVisitor, visitor_id)
     if ip and visitor.last_ip != ip:
@@ -141,6 +143,7 @@ async def _new_conversation(
     status: ChatStatus,
     ticket_id: int | None = None,
     customer: Customer | None = None,
+    now: datetime | None = None,
 ) -> tuple[ChatConversation, Customer]:
     customer = customer or await _customer_for(uow, visitor, prechat, region)
     logged = await log_interaction(
@@ -153,6 +156,7 @@ async def _new_conversation(
         status=status.value,
         subject="Web chat",
         meta={"visitor_id": visitor.id, "origin": origin, "name": prechat.name},
+        now=now,
     )
     conversation = ChatConversation(
         visitor_id=visitor.id,
@@ -181,6 +185,7 @@ async def start_conversation(
     region: str,
     origin: str | None,
     ip: str | None,
+    now: datetime | None = None,
 ) -> tuple[ChatConversation, Customer]:
     """A new conversation waiting for an agent, on the customer the visitor resolves to; it joins
     the customer's open chat ticket (a message they left earlier), if there is one."""
@@ -196,6 +201,7 @@ async def start_conversation(
         status=ChatStatus.WAITING,
         ticket_id=ticket.id if ticket else None,
         customer=customer,
+        now=now,
     )
 
 
@@ -209,8 +215,10 @@ async def leave_message(
     origin: str | None,
     ip: str | None,
     sla: SlaPolicy,
+    now: datetime | None = None,
 ) -> tuple[ChatConversation, Ticket]:
     """Nobody to chat with: the visitor's message opens a ticket, answered later by email or SMS."""
+    now = now or utcnow()
     customer = await _customer_for(uow, visitor, prechat, region)
     ticket = await open_ticket(
         uow,
@@ -220,6 +228,7 @@ async def leave_message(
         sla=sla,
         source_channel=Channel.CHAT,
         category=LEFT_MESSAGE_CATEGORY,
+        now=now,
     )
     conversation, _ = await _new_conversation(
         uow,
@@ -231,14 +240,16 @@ async def leave_message(
         status=ChatStatus.MESSAGE_LEFT,
         ticket_id=ticket.id,
         customer=customer,
+        now=now,
     )
-    now = utcnow()
     conversation.closed_at = now
     conversation.closed_by = "visitor"
     interaction = await uow.session.get_one(Interaction, conversation.interaction_id)
     interaction.body = text
     interaction.ended_at = now
-    await add_message(uow, conversation, sender=ChatSender.VISITOR, body=text, client_id="left-message")
+    await add_message(
+        uow, conversation, sender=ChatSender.VISITOR, body=text, client_id="left-message", now=now
+    )
     return conversation, ticket
 
 
@@ -250,6 +261,7 @@ async def add_message(
     body: str,
     client_id: str,
     agent_id: int | None = None,
+    now: datetime | None = None,
 ) -> tuple[ChatMessage, bool]:
     """Store a message; the same ``client_id`` again returns the stored one (created False)."""
     values = {
@@ -258,7 +270,7 @@ async def add_message(
         "sender": sender,
         "agent_id": agent_id,
         "body": body,
-        "created_at": utcnow(),
+        "created_at": now or utcnow(),
     }
     new_id = await insert_ignore(uow.session, ChatMessage, values, ["conversation_id", "client_id"])
     if new_id is None:
@@ -334,9 +346,11 @@ async def messages_and_names(
     return messages, names
 
 
-async def assign_waiting(uow: UnitOfWork, conversation_id: int, agent_id: int) -> bool:
+async def assign_waiting(
+    uow: UnitOfWork, conversation_id: int, agent_id: int, now: datetime | None = None
+) -> bool:
     """Give a waiting conversation to ``agent_id``; False if it no longer waits (taken or ended)."""
-    now = utcnow()
+    now = now or utcnow()
     result = await uow.session.execute(
         update(ChatConversation)
         .where(ChatConversation.id == conversation_id, ChatConversation.status == ChatStatus.WAITING)
@@ -354,11 +368,13 @@ async def assign_waiting(uow: UnitOfWork, conversation_id: int, agent_id: int) -
     return True
 
 
-async def close_conversation(uow: UnitOfWork, conversation: ChatConversation, by: str) -> bool:
+async def close_conversation(
+    uow: UnitOfWork, conversation: ChatConversation, by: str, now: datetime | None = None
+) -> bool:
     """End it (visitor, agent or block); False when it had already ended."""
     if conversation.status not in OPEN_STATUSES:
         return False
-    now = utcnow()
+    now = now or utcnow()
     conversation.status = ChatStatus.CLOSED
     conversation.closed_at = now
     conversation.closed_by = by
