@@ -5,7 +5,6 @@ The app picks its presence store as in production: Redis when REDIS_URL is set, 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -23,6 +22,7 @@ from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent
 from crm_core.models import Agent, utcnow
 from tests.conftest import SignIn, Staff
+from tests.support.waiting import until
 
 API = "/api/v1"
 Client = TestClient[Any, Any]
@@ -71,12 +71,10 @@ async def subscribe(client: Client) -> list[DomainEvent]:
 
 
 async def wait_for(received: list[DomainEvent], predicate: Any, timeout: float = 5.0) -> DomainEvent:
-    async with asyncio.timeout(timeout):
-        while True:
-            for event in received:
-                if event.name == "presence.changed" and predicate(event.payload):
-                    return event
-            await asyncio.sleep(0.01)
+    def found() -> DomainEvent | None:
+        return next((e for e in received if e.name == "presence.changed" and predicate(e.payload)), None)
+
+    return await until(found, timeout, "presence.changed")
 
 
 async def test_my_presence_starts_offline(sign_in: SignIn, staff: Staff) -> None:

@@ -36,12 +36,10 @@ async def _collect(client: TestClient[Any, Any]) -> list[DomainEvent]:
 
 
 async def _wait_for(received: list[DomainEvent], name: str, timeout: float = 5.0) -> DomainEvent:
-    async with asyncio.timeout(timeout):
-        while True:
-            for event in received:
-                if event.name == name:
-                    return event
-            await asyncio.sleep(0.01)
+    def found() -> DomainEvent | None:
+        return next((e for e in received if e.name == name), None)
+
+    return await until(found, timeout, name)
 
 
 async def _login(client: TestClient[Any, Any], login: str) -> dict[str, str]:

@@ -15,8 +15,9 @@ from contact_center.app import create_app
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent
-from tests.conftest import PASSWORD, Session, Staff, isolated_settings
+from tests.conftest import Staff, isolated_settings
 from tests.email_servers import Dovecot, SmtpSink
+from tests.support.sessions import Session, signed_in
 
 
 class MailApp:
@@ -25,12 +26,7 @@ class MailApp:
         self.login = login
 
     async def sign_in(self, agent: Agent) -> Session:
-        resp = await self.client.post("/api/v1/auth/login", json={"login": agent.login, "password": PASSWORD})
-        assert resp.status == 200, await resp.text()
-        body = await resp.json()
-        cookie = resp.cookies["cc_session"].value
-        self.client.session.cookie_jar.clear()
-        return Session(self.client, body["csrf_token"], cookie)
+        return await signed_in(self.client, agent)
 
 
 PASSWORD_ENV = "CC_TEST_IMAP_PASSWORD"
