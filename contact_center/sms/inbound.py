@@ -24,6 +24,7 @@ from crm_core.db import UnitOfWork
 from crm_core.models import Customer, SmsMessage, Ticket, utcnow
 from crm_core.rules.sms_keywords import KeywordMatch, SmsKeyword, match_keyword, normalize
 from crm_core.rules.ticket_status import TicketStatus
+from crm_core.services.customers import lock_customer
 from crm_core.services.sms_inbound import (
     KIND_HELP,
     KIND_KEYWORD,
@@ -176,6 +177,7 @@ async def receive_sms(
     )
     if not created:  # the same text delivered twice at once: the other delivery stored it
         return Received(message, created=False)
+    await lock_customer(uow.session, customer.id)
     ticket = await open_ticket_for_customer(uow.session, customer.id, source_channel=Channel.SMS)
     if ticket is None and match is None and policy.ticket_rule is TicketRule.EVERY_CONVERSATION:
         ticket = await open_sms_ticket(uow, customer, phone, policy.sla, now)

@@ -87,6 +87,16 @@ def check_manages(viewer: Viewer, customer: Customer) -> None:
     )
 
 
+async def lock_customer(session: AsyncSession, customer_id: int) -> None:
+    """Hold the customer's row until commit, so contacts arriving together from one customer
+    (a burst of texts on several connections or instances) decide their ticket one at a time
+    instead of each opening one. SQLite's single writer serialises them already."""
+    # FOR NO KEY UPDATE: rows just inserted that refer to the customer hold FOR KEY SHARE on it.
+    await session.execute(
+        select(Customer.id).where(Customer.id == customer_id).with_for_update(key_share=True)
+    )
+
+
 async def _attach_phone(session: AsyncSession, customer: Customer, e164: str, label: str | None) -> None:
     owner = await session.scalar(select(CustomerPhone.customer_id).where(CustomerPhone.e164 == e164))
     if owner is not None and owner != customer.id:

@@ -213,3 +213,18 @@ async def test_no_answer_rule_opens_a_ticket_only_when_nobody_texts_back(
         assert (await sms_rows(uow_factory))[-1].ticket_id == opened[0]
     finally:
         await service.close()
+
+
+async def test_texts_from_one_customer_arriving_together_open_one_ticket(
+    service: TestClient[Any, Any], uow_factory: UnitOfWorkFactory
+) -> None:
+    customer_id = await customer_with_phone(uow_factory)
+    twilio = Twilio(service)
+    await asyncio.gather(*(twilio.text(f"part {n} of my question") for n in range(6)))
+    async with uow_factory() as uow:
+        tickets = list(await uow.session.scalars(select(Ticket).where(Ticket.customer_id == customer_id)))
+        rows = list(
+            await uow.session.scalars(select(SmsMessage).where(SmsMessage.customer_id == customer_id))
+        )
+    assert len(tickets) == 1
+    assert len(rows) == 6 and {r.ticket_id for r in rows} == {tickets[0].id}
