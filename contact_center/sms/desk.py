@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from contact_center.jobs import Jobs
@@ -94,28 +95,33 @@ class SmsDesk:
     async def reply_on_ticket(
         self, viewer: Viewer, ticket_id: int, *, body: str, to: str | None, idempotency_key: str | None
     ) -> tuple[SmsMessage, bool]:
-        async with self._uow() as uow:
-            row, created = await agent_texts.reply_on_ticket(
-                uow,
-                viewer,
-                ticket_id,
-                body=body,
-                to=to,
-                policy=self.policy,
-                idempotency_key=idempotency_key,
-                now=self._clock.now(),
-            )
-            await uow.commit()
-        return await self._sent(row, created), created
+        return await self._agent_text(
+            agent_texts.reply_on_ticket, viewer, ticket_id, body, to, idempotency_key
+        )
 
     async def text_customer(
         self, viewer: Viewer, customer_id: int, *, body: str, to: str | None, idempotency_key: str | None
     ) -> tuple[SmsMessage, bool]:
+        return await self._agent_text(
+            agent_texts.text_customer, viewer, customer_id, body, to, idempotency_key
+        )
+
+    async def _agent_text(
+        self,
+        write: Callable[..., Awaitable[tuple[SmsMessage, bool]]],
+        viewer: Viewer,
+        target_id: int,
+        body: str,
+        to: str | None,
+        idempotency_key: str | None,
+    ) -> tuple[SmsMessage, bool]:
+        """An agent's text to a ticket's or a customer's number: queued in one unit of work, then
+        sent (a repeated request answers with the first text)."""
         async with self._uow() as uow:
-            row, created = await agent_texts.text_customer(
+            row, created = await write(
                 uow,
                 viewer,
-                customer_id,
+                target_id,
                 body=body,
                 to=to,
                 policy=self.policy,
