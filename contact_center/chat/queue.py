@@ -23,7 +23,7 @@ from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.events import DomainEvent
 from crm_core.models import ChatConversation, ChatStatus
 from crm_core.ports import Clock
-from crm_core.services import chat
+from crm_core.services import chat, chat_queue
 from crm_core.services.chat_transcripts import TranscriptMailer, transcript_email
 from crm_core.services.customer_card import card_by_customer
 from crm_core.sql import AutocommitConnections
@@ -161,11 +161,11 @@ class ChatQueue:
         """Hand the oldest waiting chats to agents with room; tell the rest their position."""
         async with self._dispatch_lock:
             async with self._connections.connect() as conn:
-                if not await chat.anyone_waiting(conn):
+                if not await chat_queue.anyone_waiting(conn):
                     return 0
             assigned = 0
             async with self._uow() as uow:
-                waiting = await chat.waiting_conversations(uow.session)
+                waiting = await chat_queue.waiting_conversations(uow.session)
             remaining: list[ChatConversation] = []
             for index, conversation in enumerate(waiting):
                 if not await self._assign(conversation):
@@ -173,7 +173,7 @@ class ChatQueue:
                     break
                 assigned += 1
             async with self._uow() as uow:
-                still = {c.id for c in await chat.waiting_conversations(uow.session)}
+                still = {c.id for c in await chat_queue.waiting_conversations(uow.session)}
             queue = [c for c in remaining if c.id in still]
             if queue:
                 await self._publish(
@@ -187,7 +187,7 @@ class ChatQueue:
     async def _assign(self, conversation: ChatConversation) -> bool:
         """Give one waiting chat to an agent; False when nobody has room."""
         async with self._uow() as uow:
-            owner_id = await chat.owner_of_customer(uow.session, conversation.customer_id)
+            owner_id = await chat_queue.owner_of_customer(uow.session, conversation.customer_id)
         agent_id = await self.router.claim(owner_id)
         if agent_id is None:
             return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 from channels.webchat.protocol import ChatLine, ConversationState
 from crm_core.db import UnitOfWork
 from crm_core.models import ChatConversation, ChatMessage, ChatStatus
-from crm_core.services import chat
+from crm_core.services import chat, chat_queue
 
 
 def line_of(message: ChatMessage, agent_name: str | None = None) -> ChatLine:
@@ -33,5 +33,5 @@ async def conversation_state(uow: UnitOfWork, conversation: ChatConversation) ->
         agent_name=await chat.agent_name(uow.session, conversation.agent_id),
         visitor_read_id=conversation.visitor_read_id,
         agent_read_id=conversation.agent_read_id,
-        position=await chat.queue_position(uow.session, conversation) if waiting else None,
+        position=await chat_queue.queue_position(uow.session, conversation) if waiting else None,
     )

@@ -32,7 +32,7 @@ from contact_center.routing.chat_load import ChatRouter, MemoryChatLoad, chat_lo
 from contact_center.routing.free_agents import CHATS, Freed
 from contact_center.settings import Settings
 from crm_core.events import EMAIL_DELIVERY, DomainEvent
-from crm_core.services import chat
+from crm_core.services import chat_queue
 from crm_core.services.chat_transcripts import OutboxTranscriptMailer, TranscriptMailer
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class RedisCounter:
 async def _rebuild_load(runtime: Runtime, router: ChatRouter) -> None:
     if isinstance(router.load, MemoryChatLoad):
         async with runtime.uow() as uow:
-            await router.load.reset(await chat.active_chats_per_agent(uow.session))
+            await router.load.reset(await chat_queue.active_chats_per_agent(uow.session))
 
 
 async def _check_load(runtime: Runtime, router: ChatRouter, every_seconds: float) -> None:

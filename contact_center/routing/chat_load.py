@@ -23,7 +23,7 @@ from sqlalchemy import select
 from contact_center.routing.presence import AgentState, PresenceStore, preferred_first
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent
-from crm_core.services.chat import active_chats_per_agent
+from crm_core.services.chat_queue import active_chats_per_agent
 
 log = logging.getLogger(__name__)
 

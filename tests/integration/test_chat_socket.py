@@ -41,8 +41,8 @@ from crm_core.models import (
     Ticket,
     utcnow,
 )
-from crm_core.services.chat import active_chats_per_agent
 from crm_core.services.chat_blocks import address_key
+from crm_core.services.chat_queue import active_chats_per_agent
 from crm_core.services.customers import create_customer
 from crm_core.types import Channel
 from tests.conftest import Session, Staff
