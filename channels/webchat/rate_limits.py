@@ -62,3 +62,10 @@ class BatchedRateLimit:
                 raise
             count.shared = max(count.shared, total)
         return count.shared + count.pending <= limit
+
+    def refund(self, key: str, window_seconds: int) -> None:
+        """Give back one attempt counted in the current window: it turned out to cost nothing (a
+        resend of what is stored already). Settled with the shared counter at its next batch."""
+        count = self._counts.get(key)
+        if count is not None and count.window == int(self._clock() // window_seconds):
+            count.pending -= 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from channels.webchat.protocol import (
     Ack,
     ChatLine,
@@ -40,7 +42,7 @@ from contact_center.rate_limit import RateLimiter
 from crm_core.contact_points import normalize_email
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import InvalidInput
-from crm_core.models import ChatSender, ChatStatus, ChatVisitor
+from crm_core.models import ChatMessage, ChatSender, ChatStatus, ChatVisitor
 from crm_core.ports import Clock
 from crm_core.rules.chat_text import clean_client_id, clean_text
 from crm_core.services import chat, chat_blocks
@@ -149,18 +151,26 @@ class VisitorChats:
 
     # --- checks --------------------------------------------------------------------------------
 
-    async def _hit(self, visitor: Visitor) -> None:
-        """The message rate limits, per visitor and per address."""
+    async def _hit(self, visitor: Visitor, counted: list[str] | None = None) -> None:
+        """The message rate limits, per visitor and per address (the keys hit go to ``counted``)."""
         policy = self._policy
         limits = self._message_limits
-        if not await limits.hit(
-            f"chat:msg:v:{visitor.visitor_id}", policy.messages_per_minute_per_visitor, RATE_WINDOW_SECONDS
-        ):
+        visitor_key = f"chat:msg:v:{visitor.visitor_id}"
+        if counted is not None:
+            counted.append(visitor_key)
+        if not await limits.hit(visitor_key, policy.messages_per_minute_per_visitor, RATE_WINDOW_SECONDS):
             raise RateLimited("you are sending messages too fast; wait a moment")
-        if visitor.ip and not await limits.hit(
-            f"chat:msg:ip:{visitor.ip}", policy.messages_per_minute_per_ip, RATE_WINDOW_SECONDS
-        ):
+        if not visitor.ip:
+            return
+        address_key = f"chat:msg:ip:{visitor.ip}"
+        if counted is not None:
+            counted.append(address_key)
+        if not await limits.hit(address_key, policy.messages_per_minute_per_ip, RATE_WINDOW_SECONDS):
             raise RateLimited("too many messages from your network; wait a moment")
+
+    def _refund(self, counted: Sequence[str]) -> None:
+        for key in counted:
+            self._message_limits.refund(key, RATE_WINDOW_SECONDS)
 
     async def _checked_visitor(self, uow: UnitOfWork, visitor: Visitor) -> ChatVisitor:
         """The visitor's row; refused when they, or the address they come from, are blocked
@@ -207,12 +217,39 @@ class VisitorChats:
     async def _message(self, visitor: Visitor, frame: Send) -> VisitorReply:
         client_id = clean_client_id(frame.id)
         text = clean_text(frame.text, self._policy.max_message_chars)
-        await self._hit(visitor)
+        # A resend of a stored message (the widget resends what it saw no "ack" for, after an
+        # outage) is acknowledged again and costs nothing of the rate limits.
+        counted: list[str] = []
+        try:
+            await self._hit(visitor, counted)
+        except RateLimited:
+            resent = await self._stored(visitor.visitor_id, client_id)
+            if resent is None:
+                raise
+            self._refund(counted)
+            return Ack(client_id, resent.id, resent.created_at)
         posted = await self._store_message(visitor.visitor_id, client_id, text)
-        if posted.created:
+        if not posted.created:
+            self._refund(counted)
+        else:
             event = message_posted(posted.conversation_id, posted.agent_id, visitor.visitor_id, posted.line)
             await self._publish([event])
         return Ack(client_id, posted.line.message_id, posted.line.at)
+
+    async def _stored(self, visitor_id: str, client_id: str) -> ChatMessage | None:
+        """The visitor's message ``client_id`` in their open conversation, if stored already."""
+        async with self._uow() as uow:
+            conversation = await chat.open_conversation_of(uow.session, visitor_id)
+            if conversation is None:
+                return None
+            found: ChatMessage | None = await uow.session.scalar(
+                select(ChatMessage).where(
+                    ChatMessage.conversation_id == conversation.id,
+                    ChatMessage.client_id == client_id,
+                    ChatMessage.sender == ChatSender.VISITOR,
+                )
+            )
+            return found
 
     async def _store_message(self, visitor_id: str, client_id: str, text: str) -> _Posted:
         """Store the message in the open conversation this instance remembers (one statement), or

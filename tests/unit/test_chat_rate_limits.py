@@ -64,3 +64,17 @@ async def test_a_small_limit_is_checked_on_every_hit_and_exact() -> None:
     results = [await one.hit("v", 3, 60), await two.hit("v", 3, 60), await one.hit("v", 3, 60)]
     assert results == [True, True, True]
     assert not await two.hit("v", 3, 60)
+
+
+async def test_a_refunded_attempt_costs_nothing_alone_and_shared() -> None:
+    clock = Clock()
+    for limits in (BatchedRateLimit(None, clock=clock), BatchedRateLimit(Counter(), clock=clock)):
+        assert [await limits.hit("v", 3, 60) for _ in range(3)] == [True, True, True]
+        assert not await limits.hit("v", 3, 60)
+        limits.refund("v", 60)
+        limits.refund("v", 60)  # the refused attempt and the third one
+        assert await limits.hit("v", 3, 60)
+        assert not await limits.hit("v", 3, 60)
+    clock.now += 60
+    limits.refund("v", 60)  # an attempt of a window gone is not given back in the next one
+    assert [await limits.hit("v", 3, 60) for _ in range(4)] == [True, True, True, False]
