@@ -9,6 +9,7 @@ from typing import Protocol
 from crm_core.events import DomainEvent
 from crm_core.voice import (
     CallDecision,
+    CallRecord,
     CallStatusUpdate,
     DialOutcome,
     InboundCall,
@@ -113,6 +114,14 @@ class CallControl(Protocol):
         self, *, to: str, from_: str, url: str, status_callback: str, machine_detection: bool = False
     ) -> str:
         """Start an outbound call; returns its CallSid."""
+        ...
+
+
+class CallLookup(Protocol):
+    """Asks the phone network how a call stands (the Twilio gateway)."""
+
+    async def fetch_call(self, call_sid: str) -> CallRecord | None:
+        """The call as the network holds it; None when the network does not know it."""
         ...
 
 

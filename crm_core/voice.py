@@ -47,6 +47,18 @@ class CallStatusUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class CallRecord:
+    """A call as the phone network holds it (fetched to settle a call whose final news was lost)."""
+
+    call_sid: str
+    status: CallStatus
+    duration_seconds: int | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    answered_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DialOutcome:
     """How a ``Dial`` to an agent ended (Twilio's Dial action)."""
 

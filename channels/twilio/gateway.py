@@ -30,11 +30,13 @@ from twilio.rest import Client
 
 from crm_core.errors import GatewayError
 from crm_core.services.sms_types import SmsStatusUpdate
+from crm_core.voice import CallRecord, CallStatus
 
 log = logging.getLogger(__name__)
 
 TWILIO_API = "https://api.twilio.com"
 TOO_MANY_REQUESTS = 20429
+NOT_FOUND = 20404
 LOOKUP_LIMIT = 200  # texts to one number from one sender, newest first, searched for a lost one
 T = TypeVar("T")
 # No connection was made, so nothing was sent: refused, DNS failure, TLS handshake failure (all
@@ -106,7 +108,7 @@ def _refused(what: str, exc: TwilioRestException, too_many: bool) -> GatewayErro
 
 
 class TwilioGateway:
-    """Implements the core's CallControl, SmsSender and SmsLookup ports."""
+    """Implements the core's CallControl, CallLookup, SmsSender and SmsLookup ports."""
 
     def __init__(
         self,
@@ -156,6 +158,28 @@ class TwilioGateway:
         await self._call(
             "call redirect", lambda: self._client.calls(call_sid).update_async(url=url, method="POST")
         )
+
+    async def fetch_call(self, call_sid: str) -> CallRecord | None:
+        """The call as Twilio holds it (``GET Calls/{Sid}.json``); None when Twilio does not know it."""
+
+        async def fetch() -> CallRecord:
+            call = await self._client.calls(call_sid).fetch_async()
+            duration = str(call.duration) if call.duration is not None else ""
+            return CallRecord(
+                call_sid=call_sid,
+                status=CallStatus(str(call.status)),
+                duration_seconds=int(duration) if duration.isdigit() else None,
+                start_time=call.start_time,
+                end_time=call.end_time,
+                answered_by=call.answered_by,
+            )
+
+        try:
+            return await self._call("call lookup", fetch)
+        except GatewayError as exc:
+            if exc.status == 404 or exc.code == NOT_FOUND:
+                return None
+            raise
 
     async def place_call(
         self, *, to: str, from_: str, url: str, status_callback: str, machine_detection: bool = False

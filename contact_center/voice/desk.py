@@ -19,10 +19,11 @@ from contact_center.voice.inbound import Callers, InboundCalls
 from contact_center.voice.offers import CallOffers
 from contact_center.voice.progress import CallProgress
 from contact_center.voice.queue import CallQueue, NobodyFree, Spawn
+from contact_center.voice.reconcile import LostCalls, QuietLimits
 from contact_center.voice.tickets import CallTickets
 from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWorkFactory
-from crm_core.ports import CallControl, Clock
+from crm_core.ports import CallControl, CallLookup, Clock
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.services.tickets import SlaPolicy
 from crm_core.sql import AutocommitConnections
@@ -55,6 +56,8 @@ class CallDesk:
     ``spawn`` runs background work (a queue run a webhook does not wait for): the runtime's jobs.
     ``free_at`` tells routing when a wrap-up ends (it then offers the agent: to the queue first).
     ``clock`` is the time the desk reads (the runtime's; the real one by default).
+    ``lookup`` asks Twilio how a call stands, to close calls whose final news was lost
+    (:meth:`settle_quiet_calls`, after the ``quiet`` limits).
     """
 
     def __init__(
@@ -67,6 +70,8 @@ class CallDesk:
         spawn: Spawn,
         free_at: Callable[[datetime], None],
         clock: Clock | None = None,
+        lookup: CallLookup | None = None,
+        quiet: QuietLimits | None = None,
     ) -> None:
         clock = clock or SystemClock()
         self._connections = AutocommitConnections(uow.engine)
@@ -75,8 +80,31 @@ class CallDesk:
         offers = CallOffers(uow, presence, policy, roster, clock)
         callers = Callers(policy, clock)
         self._tickets = CallTickets(uow, policy, clock)
+        self._progress = CallProgress(
+            uow,
+            presence,
+            policy,
+            self._connections,
+            offers,
+            callers,
+            self._tickets,
+            nobody_free,
+            free_at,
+            clock,
+        )
+        self.lost_calls = LostCalls(uow, self._progress, lookup, quiet or QuietLimits(), clock)
         self._queue = CallQueue(
-            uow, presence, policy, control, connect_url, offers, nobody_free, self._connections, spawn, clock
+            uow,
+            presence,
+            policy,
+            control,
+            connect_url,
+            offers,
+            nobody_free,
+            self._connections,
+            spawn,
+            clock,
+            self.lost_calls,
         )
         self._inbound = InboundCalls(
             uow,
@@ -88,18 +116,6 @@ class CallDesk:
             callers,
             nobody_free,
             self._queue.run_the_queue,
-            clock,
-        )
-        self._progress = CallProgress(
-            uow,
-            presence,
-            policy,
-            self._connections,
-            offers,
-            callers,
-            self._tickets,
-            nobody_free,
-            free_at,
             clock,
         )
 
@@ -122,6 +138,10 @@ class CallDesk:
     async def connect_waiting_callers(self) -> int:
         """Offer the longest-waiting queued callers to the agents who are free now."""
         return await self._queue.connect_waiting_callers()
+
+    async def settle_quiet_calls(self) -> int:
+        """Close the calls whose final status never came, as Twilio says they ended."""
+        return await self.lost_calls.settle_quiet_calls()
 
     @property
     def callers_may_wait(self) -> bool:

@@ -28,17 +28,22 @@ from crm_core.voice import CallDecision, DecisionKind, QueueOutcome, QueueWait
 
 if TYPE_CHECKING:
     from contact_center.voice.desk import CallPolicy
+    from contact_center.voice.reconcile import LostCalls
 
 log = logging.getLogger(__name__)
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]]
+# Twilio's answers to a redirect of a call that is over: "not in progress", "not found".
+CALL_IS_OVER = frozenset({21220, 20404})
 
 # How much longer than a ring an offer may stay unconfirmed before a waiting caller is queued again.
 OFFER_GRACE_SECONDS = 10
-# How long a caller whose redirect Twilio refused is not offered again (by this instance). Releasing
-# the agent announces them available, which would otherwise offer the same caller again at once, in
-# a loop, until the call's final status arrives.
+# How long a caller whose offer failed (Twilio refused the redirect, or it never landed) is not
+# offered again (by this instance), doubling with each failure up to the cap. Releasing the agent
+# announces them available, which would otherwise offer the same caller again at once, in a loop,
+# until the call's final status arrives.
 REFUSED_REDIRECT_BACKOFF_SECONDS = 5.0
+MAX_REFUSED_BACKOFF_SECONDS = 300.0
 # How long a claim that found nobody free stands for the callers after it (see
 # :meth:`contact_center.voice.inbound.InboundCalls._queue_while_nobody_is_free`).
 NOBODY_FREE_HINT_SECONDS = 1.0
@@ -70,6 +75,41 @@ class NobodyFree:
         return at is not None and self._clock.monotonic() - at < NOBODY_FREE_HINT_SECONDS
 
 
+class FailedOffers:
+    """The callers whose offer failed, each kept from agents for a while that doubles with every
+    failure (so an agent is not rung for a caller that cannot be connected again and again)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._failed: dict[str, tuple[int, float]] = {}  # CallSid -> (failures, offered again after)
+
+    def failed(self, call_sid: str, *, first_free: bool = False) -> int:
+        """One more failed offer of the caller; returns how many so far. ``first_free``: the first
+        failure does not keep the caller waiting (an offer that merely never landed)."""
+        count = self._failed.get(call_sid, (0, 0.0))[0] + 1
+        wait = min(MAX_REFUSED_BACKOFF_SECONDS, REFUSED_REDIRECT_BACKOFF_SECONDS * 2 ** (count - 1))
+        if first_free:
+            wait = 0.0 if count == 1 else wait / 2
+        self._failed[call_sid] = (count, self._clock.monotonic() + wait)
+        return count
+
+    def forget(self, call_sid: str) -> None:
+        self._failed.pop(call_sid, None)
+
+    def backing_off(self) -> list[str]:
+        """The callers not to offer now; those whose wait is long over are forgotten."""
+        if not self._failed:
+            return []
+        now = self._clock.monotonic()
+        self._failed = {
+            sid: entry for sid, entry in self._failed.items() if entry[1] + MAX_REFUSED_BACKOFF_SECONDS > now
+        }
+        return [sid for sid, (_, until) in self._failed.items() if until > now]
+
+    def __contains__(self, call_sid: str) -> bool:
+        return call_sid in self._failed
+
+
 class CallQueue:
     """Offers the longest-waiting callers to free agents, and answers Twilio's queue webhooks."""
 
@@ -85,8 +125,10 @@ class CallQueue:
         connections: AutocommitConnections,
         spawn: Spawn,
         clock: Clock,
+        lost_calls: LostCalls | None = None,
     ) -> None:
         self._clock = clock
+        self._lost_calls = lost_calls
         self._uow = uow
         self._presence = presence
         self._policy = policy
@@ -97,7 +139,7 @@ class CallQueue:
         self._connections = connections
         self._spawn = spawn
         self._dequeue_lock = asyncio.Lock()
-        self._refused_until: dict[str, float] = {}  # CallSid -> monotonic time it may be offered again
+        self.failed_offers = FailedOffers(clock)
 
     def run_the_queue(self) -> None:
         """:meth:`connect_waiting_callers` in the background (a webhook never waits for it)."""
@@ -116,14 +158,6 @@ class CallQueue:
                 offered += 1
         return offered
 
-    def _backing_off(self) -> list[str]:
-        """The callers whose redirect was refused a moment ago (expired entries dropped)."""
-        if not self._refused_until:
-            return []
-        now = self._clock.monotonic()
-        self._refused_until = {sid: until for sid, until in self._refused_until.items() if until > now}
-        return list(self._refused_until)
-
     async def _offer_longest_waiting(self) -> bool:
         async with self._uow() as uow:
             waiting = (
@@ -137,7 +171,7 @@ class CallQueue:
                 .limit(1)
                 .with_for_update(skip_locked=True)
             )
-            if backing_off := self._backing_off():
+            if backing_off := self.failed_offers.backing_off():
                 waiting = waiting.where(Interaction.external_id.not_in(backing_off))
             interaction = await uow.session.scalar(waiting)
             if interaction is None:
@@ -166,12 +200,25 @@ class CallQueue:
                 # queue's next wait request takes the offer back (:meth:`queue_wait`).
                 log.warning("redirect of %s to agent %s unconfirmed: %s", call_sid, agent_id, exc)
                 return False
-            log.warning("could not take %s out of the queue: %s", call_sid, exc)
-            self._refused_until[call_sid] = self._clock.monotonic() + REFUSED_REDIRECT_BACKOFF_SECONDS
             await self._offers.release(agent_id, call_sid)
+            if exc.code in CALL_IS_OVER and self._lost_calls is not None:
+                # The caller hung up (or the call never was): no more offers, the call ends now.
+                log.info("%s is over (Twilio error %s): closed, not offered again", call_sid, exc.code)
+                self.failed_offers.forget(call_sid)
+                await self._lost_calls.call_is_over(call_sid, exc.code)
+                return False
+            failures = self.failed_offers.failed(call_sid)
+            log.warning("could not take %s out of the queue (offer %d failed): %s", call_sid, failures, exc)
             await self._requeue(call_sid)
+            self._ask_twilio(call_sid)
             return False
         return True
+
+    def _ask_twilio(self, call_sid: str) -> None:
+        """An offer of the caller failed: ask Twilio in the background whether the call is over
+        (its final status may have been lost), so that it is closed rather than offered again."""
+        if self._lost_calls is not None:
+            self._spawn(self._lost_calls.settle_quietly(call_sid), f"ask Twilio about {call_sid}")
 
     async def _requeue(self, call_sid: str) -> None:
         """Back into the queue: only an offer nobody answered (an answer is never undone)."""
@@ -195,7 +242,9 @@ class CallQueue:
         if age <= self._policy.ring_seconds + OFFER_GRACE_SECONDS:
             return
         await self._offers.release(stored.agent_id, call_sid)
+        self.failed_offers.failed(call_sid, first_free=True)
         await self._requeue(call_sid)
+        self._ask_twilio(call_sid)
 
     async def connect_agent(self, call_sid: str, agent_id: int) -> CallDecision:
         """A queued caller taken out of the queue: ring the agent claimed for them."""

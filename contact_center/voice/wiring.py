@@ -18,6 +18,7 @@ from contact_center.routing.free_agents import INBOUND_CALLS, Freed
 from contact_center.settings import Settings
 from contact_center.voice.desk import CallDesk, CallPolicy
 from contact_center.voice.outbound import OutboundCallDesk
+from contact_center.voice.reconcile import QuietLimits
 
 # The call desk of a running application (tests reach it through this key).
 CALL_DESK = web.AppKey("call_desk", Late[CallDesk])
@@ -51,6 +52,11 @@ def _desk_ctx(
             jobs.spawn,
             free_agents.free_at,
             runtime.clock,
+            lookup=runtime.twilio,
+            quiet=QuietLimits(
+                ringing_seconds=settings.voice.quiet_ringing_seconds,
+                in_progress_seconds=settings.voice.quiet_in_progress_seconds,
+            ),
         )
         holder.set(desk)
         outbound.set(OutboundCallDesk())
@@ -65,9 +71,13 @@ def _desk_ctx(
         unsubscribe = free_agents.register("inbound calls", INBOUND_CALLS, offer_free_agents)
         # Wrap-ups end by themselves (no event): routing offers the agents as those begun here end,
         # and a timer covers the rest (an instance that stopped meanwhile, a refused redirect).
+        # Calls whose final status was lost are asked of Twilio and closed (agents freed).
         try:
-            with jobs.every(
-                settings.voice.queue_poll_seconds, desk.connect_waiting_callers, "connect-waiting-callers"
+            with (
+                jobs.every(
+                    settings.voice.queue_poll_seconds, desk.connect_waiting_callers, "connect-waiting-callers"
+                ),
+                jobs.every(settings.voice.quiet_poll_seconds, desk.settle_quiet_calls, "settle-quiet-calls"),
             ):
                 yield
         finally:

@@ -19,7 +19,9 @@ from aiohttp.test_utils import TestServer
 from channels.twilio.gateway import TwilioGateway
 from contact_center.sandbox import SandboxConfig, create_sandbox_app
 from crm_core.errors import GatewayError
-from tests.support.waiting import free_port
+from crm_core.rules.call_status import TERMINAL
+from crm_core.voice import CallRecord
+from tests.support.waiting import eventually, free_port
 
 ACCOUNT = "AC" + "a" * 32
 TOKEN = "gateway-test-token"
@@ -283,3 +285,30 @@ async def test_texts_are_found_at_the_gateway_by_recipient_sender_body_and_time(
             await gateway.close()
     assert [f.message_sid for f in found] == [first, second]
     assert all(f.status for f in found) and later == []
+
+
+async def test_a_call_is_fetched_as_twilio_holds_it_and_a_call_that_is_over_cannot_be_redirected() -> None:
+    config = SandboxConfig(account_sid=ACCOUNT, auth_token=TOKEN, time_scale=0.001, seed=7)
+    async with TestServer(create_sandbox_app(config)) as server:
+        gateway = TwilioGateway(account_sid=ACCOUNT, auth_token=TOKEN, base_url=str(server.make_url("")))
+        try:
+            sid = await gateway.place_call(
+                to="+12025550143",
+                from_="+15005550006",
+                url="http://127.0.0.1:9/twiml",
+                status_callback="http://127.0.0.1:9/status",
+            )
+
+            async def ended() -> CallRecord | None:
+                record = await gateway.fetch_call(sid)
+                return record if record is not None and record.status in TERMINAL else None
+
+            record = await eventually(ended, what="the placed call ends")
+            assert record.call_sid == sid and record.duration_seconds is not None
+            assert record.end_time is not None and record.end_time.tzinfo is not None
+            assert await gateway.fetch_call("CA" + "0" * 32) is None  # unknown to Twilio
+            with pytest.raises(GatewayError) as over:
+                await gateway.redirect_call(sid, "http://127.0.0.1:9/again")
+            assert (over.value.code, over.value.status) == (21220, 400)
+        finally:
+            await gateway.close()

@@ -591,7 +591,7 @@ async def test_a_caller_whose_redirect_is_refused_is_not_offered_again_at_once(
     assert (rows[first].status, rows[first].agent_id) == ("queued-for-agent", None)
     assert (rows[second].status, rows[second].agent_id) == ("offering", staff.red_1.id)
 
-    desk._queue._refused_until = {first: 0.0}  # the backoff has passed
+    desk._queue.failed_offers.forget(first)  # the backoff has passed
     control.refused = None
     assert await desk.connect_waiting_callers() == 1
     assert control.redirects == [first, second, first]

@@ -8,6 +8,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from datetime import datetime
+from email.utils import format_datetime
 from typing import Any
 from xml.etree import ElementTree
 
@@ -114,21 +115,47 @@ def dialed_identity(twiml: ElementTree.Element) -> str | None:
 
 
 class FakeTwilioRest:
-    """Records the REST calls the gateway makes (the queue's redirects)."""
+    """Records the REST calls the gateway makes (the queue's redirects), answers fetches of the
+    calls in ``calls`` (others: 20404) and refuses the redirects of the calls in ``refusals``."""
 
     def __init__(self) -> None:
         self.updates: list[tuple[str, dict[str, str]]] = []
         self.updated_at: list[datetime] = []
+        self.fetched: list[str] = []
+        self.calls: dict[str, dict[str, Any]] = {}  # CallSid -> the call's resource fields
+        self.refusals: dict[str, tuple[int, int]] = {}  # CallSid -> (HTTP status, Twilio code)
         self.app = web.Application()
         self.app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self.update_call)
+        self.app.router.add_get("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self.fetch_call)
+
+    def call_ended(self, sid: str, status: str, duration: int, end_time: datetime | None = None) -> None:
+        """Twilio holds ``sid`` as ended ``status`` after ``duration`` seconds."""
+        ended = end_time or utcnow()
+        self.calls[sid] = {"status": status, "duration": str(duration), "end_time": format_datetime(ended)}
+
+    @staticmethod
+    def _error(status: int, code: int) -> web.Response:
+        body = {"code": code, "message": f"error {code}", "more_info": "", "status": status}
+        return web.json_response(body, status=status)
 
     async def update_call(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
         sid = request.match_info["sid"]
         self.updates.append((sid, form))
         self.updated_at.append(utcnow())
+        if sid in self.refusals:
+            return self._error(*self.refusals[sid])
         return web.json_response(
             {"sid": sid, "status": "in-progress", "account_sid": request.match_info["account"]}
+        )
+
+    async def fetch_call(self, request: web.Request) -> web.Response:
+        sid = request.match_info["sid"]
+        self.fetched.append(sid)
+        if sid not in self.calls:
+            return self._error(404, 20404)
+        return web.json_response(
+            {"sid": sid, "account_sid": request.match_info["account"], **self.calls[sid]}
         )
 
 
