@@ -36,6 +36,9 @@ from contact_center.email.desk import EMAIL_DESK
 from contact_center.email.wiring import setup_email, transcript_mailer
 from contact_center.health import routes as health_routes
 from contact_center.jobs import Jobs
+from contact_center.observability.metrics import METRICS, counted, setup_metrics
+from contact_center.observability.requests import request_context, setup_request_context
+from contact_center.observability.shutdown import setup_shutdown
 from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from contact_center.realtime import setup_realtime
 from contact_center.routing.free_agents import FreeAgents
@@ -116,7 +119,7 @@ async def _runtime_ctx(
     free_agents = FreeAgents(jobs.spawn, clock.now, call_later=clock.call_later)
     app[RUNTIME] = Runtime(
         settings=settings,
-        uow=UnitOfWorkFactory(engine, bus),
+        uow=UnitOfWorkFactory(engine, counted(bus, app.get(METRICS))),
         bus=bus,
         hasher=Argon2Hasher(settings.security.password_time_cost, settings.security.password_memory_kib),
         limiter=limiter,
@@ -167,6 +170,7 @@ def create_app(
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
+            request_context,
             client_address_middleware(settings.server.trusted_networks()),
             json_errors,
             authenticate,
@@ -191,5 +195,8 @@ def create_app(
         wake_mail=lambda: app[EMAIL_DESK].wake_outbox(),
     )
     setup_web(app, settings)
+    setup_metrics(app, settings.metrics)
+    setup_request_context(app)
+    setup_shutdown(app)
     hide_server_software(app)
     return app

@@ -21,6 +21,7 @@ from contact_center.auth.passwords import Argon2Hasher
 from contact_center.customer_csv_cli import add_customer_csv_commands
 from contact_center.gc_tuning import tune_for_service
 from contact_center.logging_setup import configure_logging
+from contact_center.observability.shutdown import begin_drain
 from contact_center.sandbox_cli import add_sandbox_commands
 from contact_center.settings import ConfigError, Settings, load_settings
 from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
@@ -115,6 +116,9 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await stop.wait()
         log.info("shutting down")
+        await begin_drain(app)
+        if settings.server.drain_seconds:
+            await asyncio.sleep(settings.server.drain_seconds)
     finally:
         await runner.cleanup()
     return 0

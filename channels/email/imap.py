@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import re
 import ssl
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -151,7 +152,15 @@ class MailboxWatcher:
         # What the watcher is doing: connecting, syncing, idle (waiting for the server's push),
         # polling (sleeping between looks) or reconnecting (after a failure).
         self.state = "connecting"
+        # For /readyz and /metrics: the last error, and when (epoch seconds) the mailbox was last
+        # looked at successfully (a search, a NOOP, or a keep-alive during IDLE).
+        self.last_error: str | None = None
+        self.last_poll_at: float | None = None
         self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def name(self) -> str:
+        return self.account.name
 
     def close(self) -> None:
         """Stop the parsing processes, if any."""
@@ -170,6 +179,7 @@ class MailboxWatcher:
             except Exception as exc:
                 self.failures += 1
                 self.state = "reconnecting"
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("mailbox %s: %s; reconnecting in %.0fs", self.account.name, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(self.options.backoff_max, delay * 2)
@@ -193,6 +203,7 @@ class MailboxWatcher:
             while True:
                 self.state = "syncing"
                 await self.sync(client, uidvalidity)
+                self.last_poll_at = time.time()
                 if use_idle:
                     # Mail that arrived during the last SEARCH is announced in its response
                     # (which the client library drops), not during IDLE: look once more first.
@@ -283,6 +294,7 @@ class MailboxWatcher:
                 # Anything but a keep-alive (EXISTS, RECENT, EXPUNGE, FETCH): look again.
                 if push == STOP_WAIT_SERVER_PUSH or not all(b"Still here" in bytes(p) for p in push):
                     break
+                self.last_poll_at = time.time()
         except TimeoutError:
             pass
         finally:

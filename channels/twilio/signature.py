@@ -13,6 +13,7 @@ from aiohttp import web
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
+from crm_core import log_context
 from crm_core.rules.storable_text import storable
 
 log = logging.getLogger(__name__)
@@ -57,4 +58,5 @@ class WebhookVerifier:
                 "wrong" if signature else "missing",
             )
             raise web.HTTPForbidden(text="invalid Twilio signature")
+        log_context.bind_twilio(params)
         return MultiDict((storable(k), storable(v)) for k, v in params.items())

@@ -25,8 +25,9 @@ CSRF_EXEMPT_PATHS = frozenset({"/api/v1/auth/login"})
 
 
 # Twilio's webhooks (signed) and the sandbox's REST API (Basic auth) carry their own credentials;
-# chat visitors carry a signed visitor token, and the widget's files are public.
-OWN_AUTH_PREFIXES = ("/twilio/", "/twilio-sandbox/", "/ws/chat", "/chat/")
+# chat visitors carry a signed visitor token, and the widget's files are public; /metrics checks
+# its own token (metrics.token) and networks.
+OWN_AUTH_PREFIXES = ("/twilio/", "/twilio-sandbox/", "/ws/chat", "/chat/", "/metrics")
 
 
 @web.middleware

@@ -17,6 +17,7 @@ from channels.email.imap import ImapAccount, MailboxWatcher, WatchOptions
 from channels.email.smtp import SmtpSender, SmtpServer
 from contact_center.appkeys import RUNTIME
 from contact_center.email.desk import EMAIL_DESK, EmailDesk
+from contact_center.observability.metrics import MAILBOXES
 from contact_center.settings import MailboxSettings, Settings
 from contact_center.throttle import throttle
 from crm_core.db import UnitOfWork
@@ -163,6 +164,7 @@ async def _email_ctx(app: web.Application) -> AsyncIterator[None]:
         intake = EmailIntake(runtime.uow, desk.mailboxes[mailbox.name], desk.policy)
         watcher = MailboxWatcher(imap_account(mailbox), intake, desk.store, options)
         watchers.append(watcher)
+        app[MAILBOXES].append(watcher)  # for /readyz and /metrics
         tasks.append(runtime.jobs.spawn(watcher.run(), f"imap-{mailbox.name}"))
     sender = SmtpSender(smtp_server(settings), desk.store)
     paced = throttle(settings.email.max_per_minute / 60, runtime.redis, f"{settings.redis.key_prefix}email:")

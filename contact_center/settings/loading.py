@@ -19,6 +19,7 @@ from contact_center.settings.sections import (
     CrmSettings,
     DatabaseSettings,
     LoggingSettings,
+    MetricsSettings,
     RedisSettings,
     SandboxSettings,
     Section,
@@ -45,6 +46,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "TWILIO_API_BASE_URL": ("twilio", "api_base_url"),
     "SANDBOX_CONTROL_TOKEN": ("sandbox", "control_token"),
     "LOG_LEVEL": ("logging", "level"),
+    "METRICS_TOKEN": ("metrics", "token"),
 }
 GENERIC_ENV_PREFIX = "CONTACT_CENTER__"
 SANDBOX_ACCOUNT_PREFIX = "ACsandbox"
@@ -70,6 +72,7 @@ class Settings(Section):
     sms: SmsSettings = Field(default_factory=SmsSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
     logging: LoggingSettings
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced (tests and the CLI use it)."""
@@ -85,6 +88,9 @@ class Settings(Section):
             )
         data["sandbox"]["control_token"] = sections.get("sandbox", {}).get(
             "control_token", self.sandbox.control_token.get_secret_value()
+        )
+        data["metrics"]["token"] = sections.get("metrics", {}).get(
+            "token", self.metrics.token.get_secret_value()
         )
         return Settings.model_validate(data)
 
@@ -138,7 +144,7 @@ def load_settings(config_file: str | Path | None = None, env: Mapping[str, str] 
                 data,
                 path,
                 environ[name]
-                if path[-1] in ("url", "secret_key", "auth_token", "control_token")
+                if path[-1] in ("url", "secret_key", "auth_token", "control_token", "token")
                 else _env_value(environ[name]),
             )
             origin[path] = name

@@ -35,6 +35,9 @@ class ServerSettings(Section):
     public_base_url: str
     max_body_bytes: int = Field(ge=1024)
     shutdown_timeout: float = Field(ge=0)
+    # Seconds between SIGTERM and closing the listening socket, answering /readyz with 503
+    # "draining" meanwhile so a load balancer stops sending new work first.
+    drain_seconds: float = Field(default=0.0, ge=0, le=300)
     trusted_proxies: list[str] = Field(default_factory=list)
 
     @field_validator("trusted_proxies")
@@ -56,6 +59,29 @@ class ServerSettings(Section):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+
+class MetricsSettings(Section):
+    """Who may read ``/metrics``: a peer in ``allow_networks`` (empty: any) and, when ``token``
+    is set, only with ``Authorization: Bearer <token>``."""
+
+    token: SecretStr = SecretStr("")
+    allow_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # Figures read from the database and Redis (queues, outboxes, agents) are reused this long.
+    cache_seconds: float = Field(default=2.0, ge=0, le=60)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network like 10.0.0.0/8") from None
+        return [item.strip() for item in value]
+
+    def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(item, strict=False) for item in self.allow_networks]
 
 
 class DatabaseSettings(Section):
@@ -313,7 +339,8 @@ class SmsSettings(Section):
 
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"]
-    json_lines: bool = Field(alias="json")
+    # "json": one JSON object per line (production); "text": a readable line (a terminal).
+    format: Literal["json", "text"] = "json"
 
     @field_validator("level", mode="before")
     @classmethod

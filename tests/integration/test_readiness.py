@@ -1,5 +1,6 @@
-"""``/readyz`` says "not ready" (503), naming the dependency, while the database or Redis cannot be
-reached, and "ready" again once it can; ``/healthz`` stays up meanwhile.
+"""``/readyz`` says "not ready" (503) while the database cannot be reached, "degraded" (200, the
+failing component named) while only Redis cannot, and "ready" again once it can; ``/healthz`` stays
+up meanwhile. Mailboxes and the Twilio account are reported; a stopping instance says "draining".
 
 The service reaches the server through a TCP proxy that the test stops and starts again, as a
 network outage would look to it.
@@ -7,6 +8,7 @@ network outage would look to it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +19,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.engine import make_url
 
 from contact_center.app import create_app
+from contact_center.health import DRAINING
+from contact_center.observability.metrics import MAILBOXES
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from tests.conftest import isolated_settings
@@ -78,7 +82,7 @@ async def test_not_ready_while_the_database_cannot_be_reached(
 
 
 @pytest.mark.needs_redis
-async def test_not_ready_while_redis_cannot_be_reached(
+async def test_degraded_while_redis_cannot_be_reached(
     settings: Settings, uow_factory: UnitOfWorkFactory, proxy: list[TcpProxy]
 ) -> None:
     redis = urlsplit(settings.redis.url)
@@ -93,10 +97,55 @@ async def test_not_ready_while_redis_cannot_be_reached(
 
         await redis_proxy.stop()
         status, body = await readiness(client)
-        assert (status, body["status"]) == (503, "not ready"), body
+        # Calls are still taken (the database records them): a balancer keeps the instance.
+        assert (status, body["status"]) == (200, "degraded"), body
         assert body["checks"]["redis"].startswith("error: "), body
+        assert "redis" in body["failing"], body
         assert body["checks"]["database"] == "ok", body
         assert (await client.get("/healthz")).status == 200
 
         await redis_proxy.start()
         await ready_again(client)
+
+
+class _Mailbox:
+    name = "support"
+    state = "reconnecting"
+    failures = 2
+    ingested = 0
+    last_error = "ImapError: imap.example.com:993: login refused"
+    last_poll_at: float | None = 1_700_000_000.0
+
+
+async def test_mailboxes_and_the_twilio_account_are_reported(client: Client) -> None:
+    status, body = await readiness(client)
+    assert (status, body["status"]) == (200, "ready"), body
+    assert body["twilio"]["account"] == "sandbox", body
+    assert body["mailboxes"] == {}, body
+
+    client.app[MAILBOXES].append(_Mailbox())
+    status, body = await readiness(client)
+    assert (status, body["status"], body["failing"]) == (200, "degraded", ["mailbox:support"]), body
+    support = body["mailboxes"]["support"]
+    assert support["connected"] is False, support
+    assert support["last_error"] == _Mailbox.last_error
+    assert support["last_poll_at"].startswith("2023-11-14T22:13:20"), support
+
+
+async def test_details_only_for_the_networks_metrics_admits(
+    settings: Settings, uow_factory: UnitOfWorkFactory
+) -> None:
+    app = create_app(isolated_settings(settings).with_overrides(metrics={"allow_networks": ["10.0.0.0/8"]}))
+    async with TestClient(TestServer(app)) as client:
+        app[MAILBOXES].append(_Mailbox())
+        status, body = await readiness(client)
+        assert (status, body["status"]) == (200, "degraded"), body
+        assert "mailboxes" not in body and "twilio" not in body, body
+        assert "login refused" not in json.dumps(body)
+
+
+async def test_a_draining_instance_is_not_ready(client: Client) -> None:
+    client.app[DRAINING].set()
+    status, body = await readiness(client)
+    assert (status, body["status"]) == (503, "draining"), body
+    assert (await client.get("/healthz")).status == 200

@@ -1,0 +1,1 @@
+"""What an operator watches and steers: metrics, request ids in the log, draining on shutdown."""
