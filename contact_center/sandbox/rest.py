@@ -17,6 +17,7 @@ from multidict import MultiDictProxy
 
 from contact_center.sandbox.engine import Sandbox
 from contact_center.sandbox.keys import SANDBOX
+from contact_center.sandbox.listing import equal_to, page, time_filter
 from contact_center.sandbox.messaging import OutboundMessage
 from contact_center.sandbox.model import (
     API_VERSION,
@@ -149,31 +150,6 @@ def recording_resource(sb: Sandbox, recording: Recording) -> dict[str, Any]:
     }
 
 
-def _page(request: web.Request, key: str, items: list[dict[str, Any]], path: str) -> dict[str, Any]:
-    try:
-        size = min(1000, max(1, int(request.query.get("PageSize", "50"))))
-        number = max(0, int(request.query.get("Page", "0")))
-    except ValueError as exc:
-        raise TwilioApiError(20001, "Invalid paging parameters") from exc
-    start = number * size
-    chunk = items[start : start + size]
-
-    def uri(page: int) -> str:
-        return f"{path}?PageSize={size}&Page={page}"
-
-    return {
-        key: chunk,
-        "end": max(start, start + len(chunk) - 1),
-        "first_page_uri": uri(0),
-        "next_page_uri": uri(number + 1) if start + size < len(items) else None,
-        "page": number,
-        "page_size": size,
-        "previous_page_uri": uri(number - 1) if number > 0 else None,
-        "start": start,
-        "uri": uri(number),
-    }
-
-
 # -- auth and errors ---------------------------------------------------------------------------
 
 
@@ -286,18 +262,22 @@ async def create_call(request: web.Request) -> web.Response:
 
 @routes.get(f"{PREFIX}/Calls.json")
 async def list_calls(request: web.Request) -> web.Response:
+    """Newest first; filters To, From, Status, ParentCallSid, StartTime and EndTime (with < and >)."""
     sb = check_account(request)
     q = request.query
+    started, ended = time_filter(q, "StartTime"), time_filter(q, "EndTime")
     calls = [
         c
         for c in reversed(sb.calls.values())
-        if q.get("To", c.to) == c.to
-        and q.get("From", c.from_) == c.from_
-        and q.get("Status", c.status) == c.status
-        and q.get("ParentCallSid", c.parent_call_sid or "") == (c.parent_call_sid or "")
+        if equal_to(q, "To", c.to)
+        and equal_to(q, "From", c.from_)
+        and equal_to(q, "Status", c.status)
+        and equal_to(q, "ParentCallSid", c.parent_call_sid)
+        and started(c.start_time)
+        and ended(c.end_time)
     ]
     path = f"/{API_VERSION}/Accounts/{sb.config.account_sid}/Calls.json"
-    return web.json_response(_page(request, "calls", [call_resource(sb, c) for c in calls], path))
+    return web.json_response(page(q, "calls", calls, lambda c: c.sid, lambda c: call_resource(sb, c), path))
 
 
 def _call(sb: Sandbox, request: web.Request) -> Call:
@@ -354,15 +334,17 @@ async def create_message(request: web.Request) -> web.Response:
 
 @routes.get(f"{PREFIX}/Messages.json")
 async def list_messages(request: web.Request) -> web.Response:
+    """Newest first; filters To, From and DateSent (with < and >)."""
     sb = check_account(request)
     q = request.query
+    sent = time_filter(q, "DateSent")
     messages = [
         m
         for m in reversed(sb.messages.values())
-        if q.get("To", m.to) == m.to and q.get("From", m.from_) == m.from_
+        if equal_to(q, "To", m.to) and equal_to(q, "From", m.from_) and sent(m.date_sent)
     ]
     path = f"/{API_VERSION}/Accounts/{sb.config.account_sid}/Messages.json"
-    return web.json_response(_page(request, "messages", [message_resource(m) for m in messages], path))
+    return web.json_response(page(q, "messages", messages, lambda m: m.sid, message_resource, path))
 
 
 @routes.get(f"{PREFIX}/Messages/{{sid}}.json")
