@@ -40,8 +40,9 @@ from contact_center.observability.metrics import METRICS, counted, setup_metrics
 from contact_center.observability.requests import request_context, setup_request_context
 from contact_center.observability.shutdown import setup_shutdown
 from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from contact_center.realtime import setup_realtime
+from contact_center.realtime import SOCKETS, setup_realtime
 from contact_center.routing.free_agents import FreeAgents
+from contact_center.routing.recovery import presence_recovery
 from contact_center.routing.redis_presence import presence_store
 from contact_center.server_header import hide_server_software
 from contact_center.settings import Settings
@@ -188,6 +189,7 @@ def create_app(
     setup_sms(app, settings)
     setup_email(app, settings)
     setup_realtime(app)
+    app.cleanup_ctx.append(presence_recovery(lambda: [agent for agent, _ in app[SOCKETS].held()]))
     setup_chat(
         app,
         settings,

@@ -6,7 +6,8 @@ the scripts here apply them atomically. ``_CLAIM`` is the one claim of an agent 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -157,6 +158,29 @@ return h[1]
 )
 
 
+# ARGV: state, since, until, call_sid ('' for none). Writes the agent's hash only when it has none
+# (presence rebuilt after Redis lost it must not undo a change made since). Returns 1 if written.
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'since', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'until', ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'call_sid', ARGV[4]) end
+return 1
+"""
+
+# The marker of presence's generation: set when missing (ARGV[1], a new token), then read. A
+# Redis emptied or restarted without its data comes back without it, so the token changes.
+_GENERATION = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
+# Told of the passive state an agent is put in (available, away, offline), to keep it elsewhere.
+Chosen = Callable[[Presence], Awaitable[None]]
+
+
 def _micros(moment: datetime) -> str:
     delta = moment - EPOCH
     return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
@@ -186,6 +210,10 @@ class RedisPresenceStore:
         self._release = redis.register_script(_RELEASE)
         self._wrap_up = redis.register_script(_WRAP_UP)
         self._answer = redis.register_script(_ANSWER)
+        self._restore = redis.register_script(_RESTORE)
+        self._generation = redis.register_script(_GENERATION)
+        # Told of every passive state set (see :mod:`contact_center.routing.recovery`).
+        self.chosen: Chosen | None = None
 
     def key(self, agent_id: int) -> str:
         return f"{self._prefix}{agent_id}"
@@ -237,6 +265,8 @@ class RedisPresenceStore:
             args[4:] = [str(self._bus_channel), encode_events([*with_events, presence_changed(expected)])]
         since = await self._set(keys=[self.key(agent_id)], args=args)
         presence = Presence(agent_id, state, _moment(_text(since)), until, call_sid or None)
+        if self.chosen is not None and state in PASSIVE_STATES:
+            await self.chosen(presence)
         if announce is not None and not in_script:
             await announce([*with_events, presence_changed(presence)])
         return presence
@@ -314,6 +344,33 @@ class RedisPresenceStore:
 
     async def forget(self, agent_id: int) -> None:
         await self._redis.delete(self.key(agent_id))
+
+    async def generation(self) -> str:
+        """A token that stays the same while Redis keeps presence, and changes once it lost it
+        (emptied, or restarted without its data)."""
+        marker = f"{self._prefix}generation"
+        return _text(await self._generation(keys=[marker], args=[secrets.token_hex(8)]))
+
+    async def missing(self, agent_ids: Sequence[int]) -> list[int]:
+        """The agents of whom Redis holds no presence at all."""
+        ids = list(dict.fromkeys(agent_ids))
+        if not ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for agent_id in ids:
+                pipe.exists(self.key(agent_id))
+            found = await pipe.execute()
+        return [agent_id for agent_id, exists in zip(ids, found, strict=True) if not int(exists)]
+
+    async def restore(self, presence: Presence) -> bool:
+        """Write ``presence`` back unless the agent has one already; True when written."""
+        args = [
+            presence.state.value,
+            _micros(presence.since),
+            _micros(presence.until) if presence.until else "",
+            presence.call_sid or "",
+        ]
+        return bool(int(await self._restore(keys=[self.key(presence.agent_id)], args=args)))
 
 
 def presence_store(redis: Redis | None, key_prefix: str, clock: Clock = utcnow) -> PresenceStore:

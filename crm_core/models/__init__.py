@@ -1,6 +1,6 @@
 """SQLAlchemy models; importing this package registers every table on ``Base.metadata``."""
 
-from crm_core.models.agents import Agent, AgentSession, ApiToken, Role, Team
+from crm_core.models.agents import Agent, AgentPresenceChoice, AgentSession, ApiToken, Role, Team
 from crm_core.models.audit import AuditEntry
 from crm_core.models.base import Base, utcnow
 from crm_core.models.chat import (
@@ -29,6 +29,7 @@ from crm_core.models.tickets import Counter, Ticket, TicketComment
 
 __all__ = [
     "Agent",
+    "AgentPresenceChoice",
     "AgentSession",
     "ApiToken",
     "AuditEntry",

@@ -42,6 +42,19 @@ class Agent(Timestamped, Base):
     active: Mapped[bool] = mapped_column(default=True)
 
 
+class AgentPresenceChoice(Base):
+    """The presence an agent last chose (available, away or offline) and since when. Presence
+    itself lives in Redis; should Redis lose it, it is rebuilt from this (and from the calls)."""
+
+    __tablename__ = "agent_presence_choices"
+
+    agent_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(20))
+    since: Mapped[datetime]
+
+
 class AgentSession(Base):
     """A browser session; only the SHA-256 of the cookie value is stored."""
 
