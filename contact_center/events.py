@@ -14,6 +14,7 @@ capability package.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from typing import Any, TypedDict
 
 from crm_core.events import CORE_EVENTS, Audience, EventSpec, catalogue, merged
@@ -24,6 +25,7 @@ SCREEN_POP = "call.screen_pop"
 CALL_UPDATED = "call.updated"
 PRESENCE_CHANGED = "presence.changed"
 AGENT_ACCESS_CHANGED = "agent.access_changed"
+BUS_RESYNC = "bus.resync"
 CHAT_ASSIGNED = "chat.assigned"
 CHAT_MESSAGE = "chat.message"
 CHAT_TYPING = "chat.typing"
@@ -83,6 +85,14 @@ class AgentAccessChanged(TypedDict):
     reason: str
     tokens: bool
     session_id: int | None
+
+
+class BusResync(TypedDict):
+    """Events may have been lost on the bus (this instance subscribed again after losing its
+    subscription, or an instance could not publish): every instance that hears it sends its
+    sockets what they missed, from the database."""
+
+    reason: str
 
 
 class ChatVisitor(TypedDict):
@@ -159,6 +169,11 @@ class VisitorBlocked(_ToVisitor):
 
 # --- the catalogue -----------------------------------------------------------------------------
 
+
+def _message_key(payload: Mapping[str, Any]) -> Hashable:
+    return (CHAT_MESSAGE, payload["message"]["message_id"])
+
+
 _WATCHED = Audience.AGENT | Audience.TEAM
 
 screen_pop = EventSpec(SCREEN_POP, ScreenPop, _WATCHED)
@@ -168,8 +183,11 @@ presence_changed = EventSpec(
 )
 # Nobody is shown it: the realtime hub acts on it (closes the agent's sockets).
 agent_access_changed = EventSpec(AGENT_ACCESS_CHANGED, AgentAccessChanged, Audience.NOBODY)
+# Nobody is shown it: the hubs act on it (resend what their sockets missed).
+bus_resync = EventSpec(BUS_RESYNC, BusResync, Audience.NOBODY)
 chat_assigned = EventSpec(CHAT_ASSIGNED, ChatAssigned, _WATCHED)
-chat_message = EventSpec(CHAT_MESSAGE, ChatMessage, Audience.AGENT | Audience.VISITOR)
+# A message may be delivered again (a resync): each socket is shown it once.
+chat_message = EventSpec(CHAT_MESSAGE, ChatMessage, Audience.AGENT | Audience.VISITOR, key=_message_key)
 chat_typing = EventSpec(CHAT_TYPING, ChatTyping, Audience.AGENT)
 chat_read = EventSpec(CHAT_READ, ChatRead, Audience.AGENT)
 chat_closed = EventSpec(CHAT_CLOSED, ChatClosed, _WATCHED)
@@ -186,6 +204,7 @@ APP_EVENTS = catalogue(
     call_updated,
     presence_changed,
     agent_access_changed,
+    bus_resync,
     chat_assigned,
     chat_message,
     chat_typing,

@@ -5,6 +5,10 @@ the event names, so a screen-pop reaches the agent whichever instance their brow
 shown an event is what its entry in the catalogue declares (``contact_center.events``, with the
 core's ``crm_core.events``): its audience; a name not in the catalogue is shown to nobody.
 
+An event its catalogue entry gives a ``key`` (a chat message) may come twice, live and from a
+resync after a bus outage (``bus.resync``: the chat resends its agents' sockets the messages they
+missed): each socket is shown it once.
+
 A socket lives no longer than what opened it: on ``agent.access_changed`` (sessions ended by a
 password change, deactivation, signing out) every instance closes the agent's sockets, and every
 minute each instance closes the sockets whose session has ended or expired or whose agent is no
@@ -19,7 +23,7 @@ import json
 import logging
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from collections.abc import Set as AbstractSet
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +48,8 @@ log = logging.getLogger(__name__)
 SEND_TIMEOUT_SECONDS = 5.0
 # How often an instance checks that its sockets' sessions and agents are still valid.
 SOCKET_RECHECK_SECONDS = 60.0
+# The keys of the events each socket was shown that may come again (the newest are kept).
+KEYS_KEPT_PER_SOCKET = 5000
 
 
 class AgentSockets:
@@ -51,6 +57,8 @@ class AgentSockets:
         self._by_agent: dict[int, set[web.WebSocketResponse]] = defaultdict(set)
         # The browser session each socket was opened with (None: an API token).
         self._session_of: dict[web.WebSocketResponse, int | None] = {}
+        # The keys of the events each socket was shown (see EventSpec.key), oldest first.
+        self._shown: dict[web.WebSocketResponse, dict[Hashable, None]] = {}
         self.all: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     def add(self, agent_id: int, ws: web.WebSocketResponse, session_id: int | None = None) -> None:
@@ -60,6 +68,7 @@ class AgentSockets:
 
     def remove(self, agent_id: int, ws: web.WebSocketResponse) -> None:
         self._session_of.pop(ws, None)
+        self._shown.pop(ws, None)
         sockets = self._by_agent.get(agent_id)
         if sockets is not None:
             sockets.discard(ws)
@@ -97,14 +106,30 @@ class AgentSockets:
     def connected(self, agent_id: int) -> bool:
         return bool(self._by_agent.get(agent_id))
 
-    async def send(self, agent_id: int, message: dict[str, Any]) -> int:
+    def agent_ids(self) -> list[int]:
+        """The agents with a socket here."""
+        return list(self._by_agent)
+
+    def _first_showing(self, ws: web.WebSocketResponse, key: Hashable) -> bool:
+        """Note that ``ws`` is shown ``key``; False if it was already (noted before sending: two
+        deliveries at once never both send)."""
+        shown = self._shown.setdefault(ws, {})
+        if key in shown:
+            return False
+        shown[key] = None
+        if len(shown) > KEYS_KEPT_PER_SOCKET:
+            del shown[next(iter(shown))]
+        return True
+
+    async def send(self, agent_id: int, message: dict[str, Any], key: Hashable | None = None) -> int:
+        """Send ``message`` to the agent's sockets here (with ``key``: those not shown it yet)."""
         sockets = self._by_agent.get(agent_id)
         if not sockets:
             return 0
         text = json.dumps(message, default=str)  # once, whatever the number of sockets
         sent = 0
         for ws in list(sockets):
-            if ws.closed:
+            if ws.closed or (key is not None and not self._first_showing(ws, key)):
                 continue
             try:
                 # A timeout scope, not wait_for: no task per frame.
@@ -153,6 +178,20 @@ async def _agent_message(request: web.Request, ws: web.WebSocketResponse, agent_
 
 def _frame(event: DomainEvent) -> dict[str, Any]:
     return {"type": event.name, "at": event.occurred_at.isoformat(), **event.payload}
+
+
+async def deliver_to_agent(sockets: AgentSockets, event: DomainEvent) -> int:
+    """Show ``event`` on the sockets here of the agent it names, if its audience is that agent
+    (each socket once, for an event with a key); returns to how many sockets it went."""
+    spec = spec_of(event.name)
+    if spec is None or Audience.AGENT not in spec.audience:
+        return 0
+    agent_id = event.payload.get("agent_id")
+    # Only events for an agent with a socket here are framed and encoded.
+    if not isinstance(agent_id, int) or not sockets.connected(agent_id):
+        return 0
+    key = spec.key(event.payload) if spec.key is not None else None
+    return await sockets.send(agent_id, _frame(event), key)
 
 
 async def _ringing_card(runtime: Runtime, agent_id: int) -> dict[str, Any] | None:
@@ -274,13 +313,7 @@ async def _hub_ctx(app: web.Application) -> Any:
         if event.name == AGENT_ACCESS_CHANGED:
             await _close_on_access_change(sockets, event)
             return
-        spec = spec_of(event.name)
-        if spec is None or Audience.AGENT not in spec.audience:
-            return
-        agent_id = event.payload.get("agent_id")
-        # Only events for an agent with a socket here are framed and encoded.
-        if isinstance(agent_id, int) and sockets.connected(agent_id):
-            await sockets.send(agent_id, _frame(event))
+        await deliver_to_agent(sockets, event)
 
     async def recheck() -> None:
         closed = await recheck_sockets(runtime, sockets)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from crm_core.events import DomainEvent
 from crm_core.ports import EventPublisher
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -67,7 +70,8 @@ async def migrate(engine: AsyncEngine, revision: str = "heads") -> None:
 
 
 class UnitOfWork:
-    """One transaction; the events recorded in it are published only after it commits."""
+    """One transaction; the events recorded in it are published only after it commits (a failed
+    publish is logged, never raised: the change is committed)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], publisher: EventPublisher) -> None:
         self._sessions = sessions
@@ -101,7 +105,12 @@ class UnitOfWork:
         events, self._events = self._events, []
         await self.session.commit()
         if events:
-            await self._publisher.publish(events)
+            try:
+                await self._publisher.publish(events)
+            except Exception:
+                # The change stands: its caller is not told it failed. What the events announce
+                # is in the database, where the publisher's recovery (a resync) reads it.
+                log.warning("the events of a committed change were not published", exc_info=True)
 
     async def rollback(self) -> None:
         self._events = []

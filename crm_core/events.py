@@ -13,7 +13,7 @@ progress, presence, chats, agents' access) are in ``contact_center.events``.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, NotRequired, TypedDict, TypeVar
@@ -67,6 +67,9 @@ class EventSpec(Generic[P]):
     audience: Audience
     team_fields: tuple[str, ...] = ()
     """What supervisors are shown besides who (for ``Audience.TEAM``)."""
+    key: Callable[[Mapping[str, Any]], Hashable] | None = None
+    """What makes two events of this name the same, for events that may be delivered again (a
+    resync after a bus outage): each socket is shown one of them once."""
 
     def __call__(self, payload: P) -> DomainEvent:
         return DomainEvent(self.name, dict(payload))

@@ -6,7 +6,8 @@ later frame is parsed here and handed to the :class:`VisitorDesk` the applicatio
 a getter: the desk is built at start-up, after the route); what it answers goes back on this
 socket, and what it publishes for the visitor reaches every socket of theirs, on any instance,
 through :class:`VisitorSockets`. Both are typed values of :mod:`channels.webchat.protocol`,
-framed and encoded here.
+framed and encoded here. A message may be pushed again (a resync after a bus outage): each socket
+is shown a message once, those of its welcome's history included.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from channels.webchat.protocol import (
     MAX_FRAME_CHARS,
     Blocked,
+    ChatLine,
     FrameError,
     Hello,
     Send,
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_SECONDS = 10.0
 SEND_TIMEOUT_SECONDS = 5.0
+# The ids of the messages each socket was shown (the newest are kept).
+MESSAGES_KEPT_PER_SOCKET = 5000
 # Application close codes (4000-4999): the widget does not reconnect after these.
 CLOSE_BLOCKED = 4403
 CLOSE_BAD_HELLO = 4400
@@ -98,13 +102,31 @@ class VisitorSockets:
 
     def __init__(self) -> None:
         self._by_visitor: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        # The ids of the messages each socket was shown, oldest first.
+        self._shown: dict[web.WebSocketResponse, dict[int, None]] = {}
         self.all: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
-    def add(self, visitor_id: str, ws: web.WebSocketResponse) -> None:
+    def add(self, visitor_id: str, ws: web.WebSocketResponse, shown: Sequence[int] = ()) -> None:
+        """A socket of ``visitor_id``, already shown the messages ``shown`` (its welcome)."""
         self._by_visitor[visitor_id].add(ws)
+        self._shown[ws] = dict.fromkeys(shown)
         self.all.add(ws)
 
+    def visitor_ids(self) -> list[str]:
+        """The visitors with a socket here."""
+        return list(self._by_visitor)
+
+    def _first_showing(self, ws: web.WebSocketResponse, message_id: int) -> bool:
+        shown = self._shown.setdefault(ws, {})
+        if message_id in shown:
+            return False
+        shown[message_id] = None
+        if len(shown) > MESSAGES_KEPT_PER_SOCKET:
+            del shown[next(iter(shown))]
+        return True
+
     def remove(self, visitor_id: str, ws: web.WebSocketResponse) -> None:
+        self._shown.pop(ws, None)
         sockets = self._by_visitor.get(visitor_id)
         if sockets is not None:
             sockets.discard(ws)
@@ -118,14 +140,16 @@ class VisitorSockets:
         return sum(len(s) for s in self._by_visitor.values())
 
     async def send(self, visitor_id: str, notice: VisitorNotice) -> int:
-        """Push ``notice`` to the visitor's sockets here; returns to how many."""
+        """Push ``notice`` to the visitor's sockets here (a message: to those not shown it yet);
+        returns to how many."""
         sockets = self._by_visitor.get(visitor_id)
         if not sockets:
             return 0
         text = encode(notice.frame())  # once, whatever the number of sockets
+        message_id = notice.message_id if isinstance(notice, ChatLine) else None
         sent = 0
         for ws in list(sockets):
-            if ws.closed:
+            if ws.closed or (message_id is not None and not self._first_showing(ws, message_id)):
                 continue
             try:
                 async with asyncio.timeout(SEND_TIMEOUT_SECONDS):  # a scope, not wait_for: no task
@@ -176,10 +200,11 @@ def visitor_socket(
             raise web.HTTPTooManyRequests(text="too many chat connections from this address")
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=MAX_FRAME_CHARS * 4)
         await ws.prepare(request)
-        visitor = await _greet(ws, desk, tokens, ip, origin)
-        if visitor is None:
+        greeted = await _greet(ws, desk, tokens, ip, origin)
+        if greeted is None:
             return ws
-        sockets.add(visitor.visitor_id, ws)
+        visitor, welcome = greeted
+        sockets.add(visitor.visitor_id, ws, [line.message_id for line in welcome.history])
         try:
             await _converse(ws, desk, visitor)
         finally:
@@ -193,7 +218,7 @@ def visitor_socket(
 
 async def _greet(
     ws: web.WebSocketResponse, desk: VisitorDesk, tokens: VisitorTokens, ip: str | None, origin: str
-) -> Visitor | None:
+) -> tuple[Visitor, Welcome] | None:
     try:
         first = await ws.receive(timeout=HELLO_TIMEOUT_SECONDS)
     except TimeoutError:
@@ -224,7 +249,7 @@ async def _greet(
         await ws.close(code=CLOSE_BLOCKED, message=b"blocked")
         return None
     await ws.send_str(encode(state.frame(token)))
-    return visitor
+    return visitor, state
 
 
 async def _converse(ws: web.WebSocketResponse, desk: VisitorDesk, visitor: Visitor) -> None:

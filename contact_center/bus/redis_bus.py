@@ -1,7 +1,12 @@
 """Event bus over Redis pub/sub: every instance subscribed to one channel sees every event.
 
-Pub/sub is fire-and-forget: an instance that is disconnected misses events. That is acceptable
-because the database stays the source of truth; the subscriber reconnects with backoff. Events
+Pub/sub is fire-and-forget: an instance that is disconnected misses events, and a PUBLISH that
+fails after its commit reaches nobody. Both end in a ``bus.resync`` event, on which every hub
+resends its sockets what they missed, from the database (the source of truth): the subscriber
+reconnects with a short backoff and, once subscribed again, delivers ``bus.resync`` to this
+instance's subscribers; an instance whose PUBLISH failed (the error is raised to the publisher,
+which counts it; the unit of work does not undo its commit for it) publishes ``bus.resync`` to
+every instance as soon as Redis takes it. Events
 published while a PUBLISH is in flight go out together in the next message (one JSON list).
 """
 
@@ -19,12 +24,16 @@ from redis.exceptions import RedisError
 
 from contact_center.bus import EventHandler
 from contact_center.bus.dispatch import Subscribers
+from contact_center.events import bus_resync
 from contact_center.group_commit import GroupCommit
 from crm_core.events import DomainEvent
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 30.0
+# Short: what instances missed meanwhile is resent once they are subscribed again.
+MAX_BACKOFF_SECONDS = 4.0
+# How often an instance whose PUBLISH failed tries to announce ``bus.resync``.
+RESYNC_RETRY_SECONDS = 1.0
 MAX_BATCHES_PER_MESSAGE = 64
 
 
@@ -44,6 +53,8 @@ class RedisBus:
         self.channel = channel_name(key_prefix)
         self._subscribers = Subscribers()
         self._task: asyncio.Task[None] | None = None
+        self._announcer: asyncio.Task[None] | None = None
+        self._resyncs: set[asyncio.Task[None]] = set()
         self._subscribed = asyncio.Event()
         # Batches published while a PUBLISH is in flight travel together in the next message.
         self._outbox: GroupCommit[Sequence[DomainEvent], None] = GroupCommit(
@@ -58,15 +69,33 @@ class RedisBus:
 
     async def close(self) -> None:
         await self._outbox.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._announcer, *self._resyncs):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._announcer = None
 
     async def publish(self, events: Sequence[DomainEvent]) -> None:
-        if events:
+        """Publish ``events``; when Redis cannot take them, the error is raised and they are
+        announced lost (``bus.resync``, as soon as Redis takes it)."""
+        if not events:
+            return
+        try:
             await self._outbox.submit(events)
+        except (RedisError, OSError):
+            if self._announcer is None or self._announcer.done():
+                self._announcer = asyncio.create_task(self._announce_resync(), name="redis-bus-resync")
+            raise
+
+    async def _announce_resync(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_RETRY_SECONDS)
+            try:
+                await self._outbox.submit([bus_resync({"reason": "publish failed"})])
+                return
+            except (RedisError, OSError):
+                continue
 
     async def _publish_batches(self, batches: Sequence[Sequence[DomainEvent]]) -> list[None]:
         # A unit of work's events travel together and in order, in publication order.
@@ -84,23 +113,34 @@ class RedisBus:
 
     async def _listen_forever(self) -> None:
         attempt = 0
+        lost = False
         while True:
             try:
-                await self._listen()
-                attempt = 0
+                await self._listen(resync=lost)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                if self._subscribed.is_set():  # it was working: a new outage, a new backoff
+                    attempt = 0
                 self._subscribed.clear()
+                lost = True
                 attempt += 1
-                delay = min(MAX_BACKOFF_SECONDS, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+                delay = min(MAX_BACKOFF_SECONDS, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)
                 log.warning("redis bus disconnected (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _listen(self) -> None:
+    async def _listen(self, *, resync: bool) -> None:
         async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(self.channel)
             self._subscribed.set()
+            if resync:
+                # Subscribed again: what was published meanwhile is read from the database now,
+                # while later events arrive here (the hubs show each message once).
+                log.info("redis bus subscribed again; resyncing this instance's sockets")
+                resync_event = bus_resync({"reason": "subscribed again"})
+                task = asyncio.create_task(self._subscribers.deliver(resync_event), name="redis-bus-resync")
+                self._resyncs.add(task)
+                task.add_done_callback(self._resyncs.discard)
             # listen() blocks on the socket: no timeout scope per message as with get_message().
             # A dropped connection raises here and _listen_forever resubscribes.
             async for message in pubsub.listen():

@@ -119,11 +119,10 @@ class ChatDesk:
                 agent_id=viewer.agent_id,
                 now=self._clock.now(),
             )
-            if created:
-                line = line_of(message, await chat.agent_name(uow.session, viewer.agent_id))
-                uow.record(
-                    message_posted(conversation.id, conversation.agent_id, conversation.visitor_id, line)
-                )
+            # A resend is announced again: the first announcement may have been lost (each socket
+            # is shown a message once).
+            line = line_of(message, await chat.agent_name(uow.session, message.agent_id))
+            uow.record(message_posted(conversation.id, conversation.agent_id, conversation.visitor_id, line))
             await uow.commit()
         return message, created
 

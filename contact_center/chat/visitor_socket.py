@@ -223,17 +223,15 @@ class VisitorChats:
         try:
             await self._hit(visitor, counted)
         except RateLimited:
-            resent = await self._stored(visitor.visitor_id, client_id)
-            if resent is None:
+            if await self._stored(visitor.visitor_id, client_id) is None:
                 raise
-            self._refund(counted)
-            return Ack(client_id, resent.id, resent.created_at)
         posted = await self._store_message(visitor.visitor_id, client_id, text)
         if not posted.created:
             self._refund(counted)
-        else:
-            event = message_posted(posted.conversation_id, posted.agent_id, visitor.visitor_id, posted.line)
-            await self._publish([event])
+        # A resend is announced again: the first announcement may have been lost (a bus outage,
+        # an instance gone before it published); each socket is shown a message once.
+        event = message_posted(posted.conversation_id, posted.agent_id, visitor.visitor_id, posted.line)
+        await self._publish([event])
         return Ack(client_id, posted.line.message_id, posted.line.at)
 
     async def _stored(self, visitor_id: str, client_id: str) -> ChatMessage | None:

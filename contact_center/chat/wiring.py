@@ -3,15 +3,17 @@ starts with the application (its ``cleanup_ctx``).
 
 The desk is built at start-up; the visitor socket, the agents' typing and the REST routes
 (:mod:`contact_center.chat.routes`) reach it through one late-bound holder, ``app[CHAT_DESK]``.
-Every instance delivers the chat's events to the visitor sockets it holds, dispatches the queue
-when routing offers it free agents (after the waiting callers), and polls the queue and checks
-the chat load on the runtime's scheduler.
+Every instance delivers the chat's events to the visitor sockets it holds, resends its agents' and
+visitors' sockets the messages they missed when the bus may have lost some (``bus.resync``:
+:mod:`contact_center.chat.catchup`), dispatches the queue when routing offers it free agents
+(after the waiting callers), and polls the queue and checks the chat load on the runtime's
+scheduler.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 
 from aiohttp import web
@@ -22,12 +24,15 @@ from channels.webchat.rate_limits import BatchedRateLimit
 from channels.webchat.socket import CLOSE_BLOCKED, VisitorSockets
 from channels.webchat.tokens import VisitorTokens
 from contact_center.appkeys import RUNTIME, Runtime
+from contact_center.chat.catchup import resend_missed
 from contact_center.chat.desk import ChatDesk
 from contact_center.chat.events import for_visitor
 from contact_center.chat.policy import allowed_origins, chat_policy
+from contact_center.chat.queue import Publish
 from contact_center.chat.routes import CHAT_DESK, add_agent_typing, add_visitor_routes
-from contact_center.events import VISITOR_BACK
+from contact_center.events import BUS_RESYNC, VISITOR_BACK
 from contact_center.late import Late
+from contact_center.realtime import SOCKETS
 from contact_center.routing.chat_load import ChatRouter, MemoryChatLoad, chat_load_store, reconcile_load
 from contact_center.routing.free_agents import CHATS, Freed
 from contact_center.settings import Settings
@@ -52,6 +57,20 @@ class RedisCounter:
             pipe.expire(redis_key, window_seconds + 1)
             total, _ = await pipe.execute()
         return int(total)
+
+
+def _logged_failures(publish: Publish) -> Publish:
+    """The bus's publish for the chat's desks: a failure is logged, not raised to the visitor or
+    the agent. What it announced is stored (or was fleeting: typing), and the bus resyncs the
+    sockets once it can (``bus.resync``)."""
+
+    async def published(events: Sequence[DomainEvent]) -> None:
+        try:
+            await publish(events)
+        except Exception:
+            log.warning("%d chat events not published; the sockets resync once the bus is back", len(events))
+
+    return published
 
 
 async def _rebuild_load(runtime: Runtime, router: ChatRouter) -> None:
@@ -87,7 +106,7 @@ def _chat_ctx(
         await _rebuild_load(runtime, router)
         desk = ChatDesk(
             runtime.uow,
-            runtime.bus.publish,
+            _logged_failures(runtime.bus.publish),
             router,
             runtime.limiter,
             chat_policy(settings),
@@ -98,6 +117,7 @@ def _chat_ctx(
             clock=runtime.clock,
         )
         desk_holder.set(desk)
+        history_limit = chat_policy(settings).history_limit
 
         async def deliver(event: DomainEvent) -> None:
             addressed = for_visitor(event)
@@ -110,6 +130,9 @@ def _chat_ctx(
                     await sockets.close_visitor(visitor_id, CLOSE_BLOCKED, b"blocked")
             elif event.name == VISITOR_BACK and isinstance(back := event.payload.get("visitor_id"), str):
                 desk.queue.came_back(back)
+            elif event.name == BUS_RESYNC:
+                missed = resend_missed(runtime.uow, app.get(SOCKETS), sockets, history_limit)
+                runtime.jobs.spawn(missed, "chat-resync")
             elif event.name == EMAIL_DELIVERY and event.payload.get("status") == "queued" and wake_mail:
                 wake_mail()  # a transcript queued by a chat that ended
 

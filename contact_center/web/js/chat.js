@@ -138,8 +138,11 @@ export async function startChatPanel(container, socket, me) {
       chat.timer = setTimeout(() => (chat.typing.hidden = true), TYPING_MS);
     } else if (frame.type === "chat.message" && frame.message) {
       chat.typing.hidden = true;
-      if (!chat.log.querySelector(`[data-message="${Number(frame.message.message_id)}"]`)) {
-        chat.log.append(messageLine(frame.message, me));
+      // Shown once by id, in id order: a message may come again, or late, after a bus outage.
+      const messageId = Number(frame.message.message_id);
+      if (!chat.log.querySelector(`[data-message="${messageId}"]`)) {
+        const later = [...chat.log.children].find((li) => Number(li.dataset.message) > messageId);
+        chat.log.insertBefore(messageLine(frame.message, me), later || null);
       }
     } else if (frame.type === "chat.closed") {
       ended(chat);
