@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
-from contact_center.observability.metrics import MAILBOXES, CountingPublisher, Metrics
+from contact_center.events import SCREEN_POP
+from contact_center.observability.metrics import MAILBOXES, METRICS, CountingPublisher, Metrics
 from contact_center.routing.presence import AgentState
 from contact_center.settings import Settings
 from contact_center.voice.offers import QUEUED_FOR_AGENT
@@ -23,9 +24,11 @@ from crm_core.models.base import utcnow
 from crm_core.models.email import EmailKind, EmailStatus
 from crm_core.types import Channel, Direction
 from tests.conftest import Staff, isolated_settings
-from tests.support.metrics import parse, scrape, value, with_name
+from tests.support.agent_socket import agent_socket
+from tests.support.metrics import Samples, parse, scrape, value, with_name
 from tests.support.twilio_webhooks import call_sid, post_signed
 from tests.support.voice_calls import known_customer
+from tests.support.waiting import eventually
 
 Client = TestClient[Any, Any]
 
@@ -139,7 +142,7 @@ class _Mailbox:
     state = "reconnecting"
     failures = 3
     ingested = 12
-    last_error = "ImapError: login refused"
+    last_error: str | None = "ImapError: login refused"
     last_poll_at: float | None = None
 
 
@@ -174,6 +177,27 @@ async def test_a_failed_publish_is_counted_and_still_raised() -> None:
 
 def test_each_app_has_its_own_registry(settings: Settings) -> None:
     first, second = create_app(settings), create_app(settings)
-    from contact_center.observability.metrics import METRICS
-
     assert first[METRICS].registry is not second[METRICS].registry
+
+
+async def test_screen_pop_latency_is_observed_where_the_agent_is_connected(
+    client: Client, staff: Staff
+) -> None:
+    ws = await agent_socket(client, staff.red_1.login)
+    try:
+        runtime = client.app[RUNTIME]
+        late = DomainEvent(
+            SCREEN_POP, {"agent_id": staff.red_1.id}, occurred_at=utcnow() - timedelta(seconds=2)
+        )
+        elsewhere = DomainEvent(SCREEN_POP, {"agent_id": staff.blue_1.id}, occurred_at=utcnow())
+        await runtime.bus.publish([late, elsewhere])
+
+        async def observed() -> Samples | None:
+            samples = await scrape(client)
+            return samples if value(samples, "contact_center_screen_pop_latency_seconds_count") else None
+
+        samples = await eventually(observed, 10, "the screen pop is observed")
+        assert value(samples, "contact_center_screen_pop_latency_seconds_count") == 1.0  # only red_1's
+        assert (value(samples, "contact_center_screen_pop_latency_seconds_sum") or 0) >= 2.0
+    finally:
+        await ws.close()

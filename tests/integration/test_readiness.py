@@ -113,7 +113,7 @@ class _Mailbox:
     state = "reconnecting"
     failures = 2
     ingested = 0
-    last_error = "ImapError: imap.example.com:993: login refused"
+    last_error: str | None = "ImapError: imap.example.com:993: login refused"
     last_poll_at: float | None = 1_700_000_000.0
 
 

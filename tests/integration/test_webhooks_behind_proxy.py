@@ -28,7 +28,8 @@ def behind_proxy(settings: Settings, trusted: list[str]) -> Settings:
 
 
 def signed(settings: Settings, url: str, params: dict[str, str]) -> str:
-    return RequestValidator(settings.twilio.auth_token.get_secret_value()).compute_signature(url, params)
+    validator = RequestValidator(settings.twilio.auth_token.get_secret_value())
+    return str(validator.compute_signature(url, params))
 
 
 async def post(
