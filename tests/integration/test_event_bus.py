@@ -13,15 +13,19 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from contact_center.app import create_app
 from contact_center.appkeys import RUNTIME
 from contact_center.bus.redis_bus import RedisBus
+from contact_center.events import BUS_RESYNC
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent
 from tests.conftest import PASSWORD, Staff, isolated_settings
 from tests.support.clock import FakeClock
+from tests.support.spare_redis import SpareRedis
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import eventually, until
 
 
@@ -226,3 +230,62 @@ async def test_redis_bus_sends_concurrent_publishes_together_in_order(redis_bus:
         assert sum(sizes) == 120 and len(sizes) < len(batches)  # not one message per publish
     finally:
         await watcher.aclose()
+
+
+async def test_a_publish_that_failed_is_followed_by_a_resync_for_every_instance() -> None:
+    """The publishing instance loses Redis: its publish is raised (the caller counts it), and as
+    soon as Redis takes it again every instance hears ``bus.resync`` and resends what was lost."""
+    spare = SpareRedis()
+    await spare.start()
+    proxy = TcpProxy("127.0.0.1", spare.port)  # the publisher's way to Redis, and only its
+    await proxy.start()
+    listener_redis = Redis.from_url(spare.url, decode_responses=True)
+    publisher_redis = Redis.from_url(f"redis://127.0.0.1:{proxy.port}/0", decode_responses=True)
+    listener, publisher = RedisBus(listener_redis, "resync:"), RedisBus(publisher_redis, "resync:")
+    received: list[DomainEvent] = []
+
+    async def handler(event: DomainEvent) -> None:
+        received.append(event)
+
+    listener.subscribe(handler)
+    try:
+        await listener.start()
+        await publisher.start()
+        await proxy.stop()
+        with pytest.raises((RedisError, OSError)):
+            await publisher.publish([DomainEvent("chat.message", {"lost": True})])
+        await proxy.start()
+        resync = await _wait_for(received, BUS_RESYNC, timeout=10)
+        assert resync.payload == {"reason": "publish failed"}
+        assert not [e for e in received if e.name == "chat.message"]
+    finally:
+        for bus in (publisher, listener):
+            await bus.close()
+        for redis in (publisher_redis, listener_redis):
+            await redis.aclose()
+        await proxy.stop()
+        await spare.stop()
+
+
+async def test_an_instance_that_subscribes_again_resyncs_itself() -> None:
+    spare = SpareRedis()
+    await spare.start()
+    redis = Redis.from_url(spare.url, decode_responses=True)
+    bus = RedisBus(redis, "resync:")
+    received: list[DomainEvent] = []
+
+    async def handler(event: DomainEvent) -> None:
+        received.append(event)
+
+    bus.subscribe(handler)
+    try:
+        await bus.start()
+        await asyncio.sleep(0.2)
+        assert not received  # the first subscription has nothing to catch up on
+        await spare.restart()
+        resync = await _wait_for(received, BUS_RESYNC, timeout=10)
+        assert resync.payload == {"reason": "subscribed again"}
+    finally:
+        await bus.close()
+        await redis.aclose()
+        await spare.stop()
