@@ -206,7 +206,7 @@ class VoiceSettings(Section):
     queue_poll_seconds: float = Field(gt=0, le=60)
     # Calls with no news this long are asked of Twilio (ringing/queued, in progress), every poll.
     quiet_ringing_seconds: float = Field(default=120.0, ge=10)
-    quiet_in_progress_seconds: float = Field(default=3600.0, ge=60)
+    quiet_in_progress_seconds: float = Field(default=300.0, ge=10)
     quiet_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
     dispositions: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(min_length=1)
     hours: HoursSettings

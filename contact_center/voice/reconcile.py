@@ -41,7 +41,7 @@ class QuietLimits:
 
     ringing_seconds: float = 120.0
     """Ringing, queued or offered to an agent."""
-    in_progress_seconds: float = 3600.0
+    in_progress_seconds: float = 300.0
     """In progress (talking to an agent, leaving a message)."""
     batch: int = 50
     """Calls asked about per run, the longest quiet first."""
