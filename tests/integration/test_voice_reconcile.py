@@ -78,7 +78,7 @@ async def test_a_call_in_progress_is_asked_about_only_after_the_longer_quiet_and
         await twilio.status(sid, "in-progress", 2)
         desk = client.app[CALL_DESK].get()
 
-        await quiet_for(uow_factory, sid, 600)  # a long call: still under way
+        await quiet_for(uow_factory, sid, 200)  # a long call: still under way
         assert await desk.settle_quiet_calls() == 0
         assert rest.fetched == []
         await quiet_for(uow_factory, sid, 3600)
