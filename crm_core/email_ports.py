@@ -3,7 +3,7 @@ asks of it (delivery)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -81,9 +81,16 @@ class OutboundEmail:
     attachments: tuple[MailAttachment, ...] = ()
 
 
+Accepted = Callable[[str], Awaitable[None]]
+"""Told the server's reply as soon as the server has taken a message (its answer to the end of
+DATA), before the session ends: what it records survives a crash in the rest of the hand-over."""
+
+
 class MailTransport(Protocol):
-    async def deliver(self, email: OutboundEmail) -> str:
-        """Compose and send; return the server's reply or raise :class:`DeliveryError`."""
+    async def deliver(self, email: OutboundEmail, accepted: Accepted) -> str:
+        """Compose and send; await ``accepted`` with the server's reply the moment the server
+        took the message (before the session ends, whatever it raises propagates), and return that
+        reply; or raise :class:`DeliveryError` if the server did not take it."""
         ...
 
 

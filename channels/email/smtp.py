@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import aiosmtplib
 
 from channels.email.compose import compose
 from channels.email.content_store import ContentStore
-from crm_core.email_ports import DeliveryError, OutboundEmail
+from crm_core.email_ports import Accepted, DeliveryError, OutboundEmail
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,39 +35,56 @@ class SmtpSender:
         self.server = server
         self.store = store
 
-    async def deliver(self, email: OutboundEmail) -> str:
+    async def deliver(self, email: OutboundEmail, accepted: Accepted) -> str:
+        """Hand the message over in a session of its own. ``accepted`` is awaited between the
+        server's 250 to the end of DATA and the QUIT, so what it records does not wait for the
+        session's end (a crash then cannot send the message again)."""
         message = compose(email, self.store)
         server = self.server
+        client = aiosmtplib.SMTP(
+            hostname=server.host,
+            port=server.port,
+            use_tls=server.tls == "ssl",
+            start_tls=server.tls == "starttls",
+            tls_context=self._tls_context() if server.tls != "none" else None,
+            username=server.username or None,
+            password=server.password or None,
+            timeout=server.timeout,
+        )
         try:
-            errors, reply = await aiosmtplib.send(
-                message,
-                sender=email.from_address,
-                recipients=[*email.to, *email.cc],
-                hostname=server.host,
-                port=server.port,
-                use_tls=server.tls == "ssl",
-                start_tls=server.tls == "starttls",
-                tls_context=self._tls_context() if server.tls != "none" else None,
-                username=server.username or None,
-                password=server.password or None,
-                timeout=server.timeout,
+            await client.connect()
+            errors, reply = await client.send_message(
+                message, sender=email.from_address, recipients=[*email.to, *email.cc]
             )
-        except ssl.SSLCertVerificationError as exc:
-            raise DeliveryError(self._untrusted(exc), permanent=False) from exc
-        except aiosmtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600) from exc
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
-            raise DeliveryError(detail, permanent=all(500 <= c < 600 for c in codes)) from exc
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
-                raise DeliveryError(self._untrusted(exc.__cause__), permanent=False) from exc
-            raise DeliveryError(f"connection: {exc}", permanent=False) from exc
+        except BaseException as exc:
+            client.close()
+            if isinstance(exc, Exception):
+                raise self._error(exc) from exc
+            raise
         if errors:
             # Some recipients refused, others took it: delivered, with the refusals noted.
-            return f"{reply}; refused: " + "; ".join(f"{a}: {r.code} {r.message}" for a, r in errors.items())
+            reply = f"{reply}; refused: " + "; ".join(f"{a}: {r.code} {r.message}" for a, r in errors.items())
+        try:
+            await accepted(reply)
+        finally:
+            await _quit(client)
         return reply
+
+    def _error(self, exc: Exception) -> Exception:
+        """The :class:`DeliveryError` for what the session raised (others as they are)."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return DeliveryError(self._untrusted(exc), permanent=False)
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            return DeliveryError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600)
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+            codes = [r.code for r in exc.recipients]
+            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            return DeliveryError(detail, permanent=all(500 <= c < 600 for c in codes))
+        if isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError):
+            if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                return DeliveryError(self._untrusted(exc.__cause__), permanent=False)
+            return DeliveryError(f"connection: {exc}", permanent=False)
+        return exc
 
     def _tls_context(self) -> ssl.SSLContext:
         """Verifies the certificate and host name, against ``ca_file`` when set, else the system's
@@ -77,3 +95,13 @@ class SmtpSender:
         # Temporary: the mail stays queued until the server or the CA setting is fixed.
         where = f"{self.server.host}:{self.server.port}"
         return f"connection: {where}: TLS certificate not accepted: {exc.verify_message}"
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """End the session politely; the message is the server's already, so a failure here is not
+    the hand-over's."""
+    try:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            await client.quit()
+    finally:
+        client.close()

@@ -1,7 +1,10 @@
 """Outbound mail: written to the outbox first by :func:`queue_email` (with its Message-ID and an
-interaction; with or without a ticket), then claimed and delivered by :func:`deliver_due`; retried
-with exponential backoff on temporary failures, marked failed with the server's reply on permanent
-ones. The outbox's life cycle (:mod:`crm_core.outbox`): its claim, its reading of the provider's
+interaction; with or without a ticket), then claimed and delivered by :func:`deliver_due`, one
+message at a time: marked sent in one commit the moment the server takes it, before the SMTP
+session ends (a crash after that commit sends nothing again; one inside it resends the message with
+the same Message-ID when the lease ends); retried with exponential backoff on temporary failures,
+marked failed with the server's reply on permanent ones. The outbox's life cycle
+(:mod:`crm_core.outbox`): its claim, its reading of the provider's
 :class:`~crm_core.errors.DeliveryError`, its retry rule, and the steps a producer plugs in (a
 suppression check, a throttle per sending address)."""
 
@@ -248,13 +251,25 @@ async def claim_due(
     uow: UnitOfWork, retry: RetryPolicy, *, limit: int = 20, now: datetime | None = None
 ) -> list[OutboundEmail]:
     """Take up to ``limit`` due messages (the outbox's claim) and lease them; commits."""
-    return [outbound for outbound, _ in await _claim(uow, retry, limit, now)]
+    return [claimed.outbound for claimed in await _claim(uow, retry, limit, now)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A claimed message, with what recording its acceptance needs (read at the claim, so that
+    the acceptance is written without reading anything first)."""
+
+    outbound: OutboundEmail
+    attempt: int  # the claim's attempt number, which names the claim
+    interaction_id: int | None
+    ticket_id: int | None
+    agent_id: int | None  # whom its delivery event is for
 
 
 async def _claim(
     uow: UnitOfWork, retry: RetryPolicy, limit: int, now: datetime | None = None
-) -> list[tuple[OutboundEmail, int]]:
-    """:func:`claim_due`, with each claim's attempt number (which names the claim)."""
+) -> list[_Claimed]:
+    """:func:`claim_due`, with each claim's attempt number and the facts of its acceptance."""
     session = uow.session
     now = now or utcnow()
     ids = await claim(
@@ -279,15 +294,62 @@ async def _claim(
             select(EmailMessage).where(EmailMessage.id.in_(ids)).execution_options(populate_existing=True)
         )
     }
-    claimed: list[tuple[OutboundEmail, int]] = []
+    claimed: list[_Claimed] = []
     for id_ in ids:
         row = rows[id_]
         attachments = (
             await session.scalars(select(EmailAttachment).where(EmailAttachment.email_id == row.id))
         ).all()
-        claimed.append((outbound_of(row, attachments), row.attempts))
+        agent_id = row.author_id
+        if agent_id is None and row.ticket_id is not None:
+            agent_id = await session.scalar(select(Ticket.assignee_id).where(Ticket.id == row.ticket_id))
+        claimed.append(
+            _Claimed(outbound_of(row, attachments), row.attempts, row.interaction_id, row.ticket_id, agent_id)
+        )
     await uow.commit()
     return claimed
+
+
+async def _accept(uow: UnitOfWork, claimed: _Claimed, reply: str, now: datetime | None = None) -> None:
+    """Record that the server took the message: two UPDATEs and the commit, nothing read first,
+    so the time in which a crash sends it again is one commit long. Recorded whoever holds the
+    claim now (another sender that took it over then finds it sent and leaves it)."""
+    session = uow.session
+    email_id = claimed.outbound.email_id
+    done = await session.execute(
+        update(EmailMessage)
+        .where(
+            EmailMessage.id == email_id,
+            EmailMessage.status.in_([EmailStatus.SENDING, EmailStatus.QUEUED]),
+        )
+        .values(status=EmailStatus.SENT, last_error=None, next_attempt_at=None, delivered_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(done, "rowcount", 0) != 1:
+        await uow.rollback()
+        return
+    if claimed.interaction_id is not None:
+        await session.execute(
+            update(Interaction)
+            .where(Interaction.id == claimed.interaction_id)
+            .values(status=str(EmailStatus.SENT))
+            .execution_options(synchronize_session=False)
+        )
+    uow.record(
+        events.email_delivery(
+            {
+                "agent_id": claimed.agent_id,
+                "email_id": email_id,
+                "ticket_id": claimed.ticket_id,
+                "interaction_id": claimed.interaction_id,
+                "status": str(EmailStatus.SENT),
+                "attempts": claimed.attempt,
+                "error": None,
+            },
+        )
+    )
+    await uow.commit()
+    log.debug("email %s taken by the server: %s", email_id, reply)
 
 
 async def _still_ours(
@@ -384,7 +446,8 @@ async def deliver_due(
 
     async with uow_factory() as uow:
         claimed = await _claim(uow, retry, limit, now())
-    for outbound, attempt in claimed:
+    for item in claimed:
+        outbound, attempt = item.outbound, item.attempt
         if suppression is not None:
             refused = await _refusal(uow_factory, suppression, outbound.email_id)
             if refused is not None:
@@ -396,9 +459,13 @@ async def deliver_due(
             if not await _still_ours(uow, outbound.email_id, attempt, retry, now()):
                 log.info("email %s was taken over by another sender", outbound.email_id)
                 continue
-        status, error, next_at = EmailStatus.SENT, None, None
+
+        async def accepted(reply: str, item: _Claimed = item) -> None:
+            async with uow_factory() as uow:
+                await _accept(uow, item, reply, now())
+
         try:
-            await transport.deliver(outbound)
+            await transport.deliver(outbound, accepted)
         except DeliveryError as exc:
             error = str(exc)
             async with uow_factory() as uow:
@@ -409,11 +476,10 @@ async def deliver_due(
             decided = after_failure(
                 exc, retry.rule, attempts=attempts, first_try_at=first_try_at, now=now() or utcnow()
             )
+            status, next_at = EmailStatus.FAILED, None
             if decided.stage is Stage.QUEUED:
                 status, next_at = EmailStatus.QUEUED, decided.retry_at
-            else:
-                status = EmailStatus.FAILED
             log.warning("email %s not delivered (%s): %s", outbound.email_id, status, error)
-        async with uow_factory() as uow:
-            await _record(uow, outbound.email_id, status, error, next_at, now())
+            async with uow_factory() as uow:
+                await _record(uow, outbound.email_id, status, error, next_at, now())
     return len(claimed)

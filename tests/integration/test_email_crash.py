@@ -14,12 +14,16 @@ chosen from outside, on the wire, never by code in the service:
   PostgreSQL, once a batch waits for the lock. The lock only delays; no commit can slip in;
 - after commit, before the flag or move: the proxy holds back the second ``UID STORE`` (or
   ``UID MOVE``) and kills the service instead of forwarding it;
-- during the SMTP hand-over of an acknowledgment: see :func:`test_killed_while_handing_an_acknowledgment_to_smtp`.
+- during the SMTP hand-over of an acknowledgment: see :func:`test_killed_while_handing_an_acknowledgment_to_smtp`;
+- once the SMTP server took an acknowledgment, as the service ends the session: see
+  :func:`test_killed_once_the_smtp_server_took_an_acknowledgment`.
 
 What "exactly once" means for SMTP: the outbox claims a message (status ``sending`` with a lease
 of :attr:`RetryPolicy.lease_seconds`), hands it over and marks it sent. A sender killed after the
 server took the message (it answered, or would have answered, 250 to the end of DATA) but before
-the row was marked sent cannot know whether it was taken; SMTP has no way to ask. When the lease
+the row was marked sent cannot know whether it was taken; SMTP has no way to ask. The sender
+marks it sent in one commit as soon as the 250 arrives, before it ends the session, so that
+window is one commit long. When the lease
 ends the message is sent again with the same Message-ID, Date and body, so a receiver that drops
 repeated Message-IDs sees it once. Messages are handed over one at a time, so a crash repeats at
 most one message; one the server had not taken yet arrives exactly once. The tests move the
@@ -86,6 +90,8 @@ class CrashingSink(SmtpSink):
 
     crash_at: int = 0
     accept: bool = False
+    # Kill at the QUIT that follows the ``quit_crash_at``-th message taken (0: never).
+    quit_crash_at: int = 0
     service: ServiceProcess | None = None
     datas: int = 0
     crashed_on: str | None = None  # the Message-ID being handed over at the kill
@@ -100,6 +106,13 @@ class CrashingSink(SmtpSink):
             self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), raw))
         self.service.kill()
         return "250 OK" if self.accept else "451 4.3.0 Connection lost before the message was taken"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        taken = len(self.received)
+        if self.quit_crash_at and taken == self.quit_crash_at and self.service is not None:
+            self.crashed_on = message_id(self.received[-1].raw)
+            self.service.kill()
+        return "221 Bye"
 
 
 def message_id(raw: bytes) -> str:
@@ -450,3 +463,19 @@ async def test_killed_while_handing_an_acknowledgment_to_smtp(rig: Rig, accepted
     copies = sum(message_id(m.raw) == interrupted for m in rig.sink.received)
     assert copies == (2 if accepted else 1)
     assert final.acks[interrupted].attempts == 2
+
+
+async def test_killed_once_the_smtp_server_took_an_acknowledgment(rig: Rig) -> None:
+    """The server answered 250 to the fifth DATA and the service is killed as it says QUIT: the
+    acceptance was committed before, so the restarted service sends nothing again."""
+    rig.sink.quit_crash_at = 5
+    await rig.service.start()
+    at_kill = await rig.killed("as it ends the fifth SMTP session")
+    taken = rig.sink.crashed_on
+    assert taken is not None and at_kill.acks[taken].status == EmailStatus.SENT
+    assert taken not in rig.interrupted
+    final = await rig.restart_and_finish()
+    rig.assert_exactly_once(final)
+    delivered = Counter(message_id(m.raw) for m in rig.sink.received)
+    assert set(delivered.values()) == {1}, delivered
+    assert final.acks[taken].attempts == 1

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from channels.email.content_store import ContentStore
 from channels.email.parsing import parse_message
 from crm_core.db import UnitOfWorkFactory
-from crm_core.email_ports import OutboundEmail
+from crm_core.email_ports import Accepted, OutboundEmail
 from crm_core.models import EmailMessage, EmailStatus, utcnow
 from crm_core.services.email_batch import ingest
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
@@ -41,7 +41,7 @@ class Server:
 
 class Sender:
     """A sender's transport; ``stall`` makes its first hand-over wait until released (a slow
-    server) after the server took the message."""
+    server) after the server took the message, before its answer reaches the sender."""
 
     def __init__(self, server: Server, *, stall: bool = False) -> None:
         self.server = server
@@ -49,12 +49,13 @@ class Sender:
         self.release = asyncio.Event()
         self._stall = stall
 
-    async def deliver(self, email: OutboundEmail) -> str:
+    async def deliver(self, email: OutboundEmail, accepted: Accepted) -> str:
         self.server.handed.append(email.message_id)
         if self._stall:
             self._stall = False
             self.stalled.set()
             await self.release.wait()
+        await accepted("250 OK")
         return "250 OK"
 
 
