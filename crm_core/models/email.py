@@ -46,6 +46,7 @@ class EmailMessage(Base):
         Index("ix_email_messages_ticket", "ticket_id", "id"),
         Index("ix_email_messages_outbox", "status", "next_attempt_at"),
         Index("ix_email_messages_recipient_kind", "recipient", "kind", "created_at"),
+        Index("ix_email_messages_parent_key", "parent_key"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
@@ -68,6 +69,9 @@ class EmailMessage(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     reference_ids: Mapped[list[str]] = mapped_column(default=list)
+    # Inbound: the key of the message it answers (In-Reply-To, else the last References entry), so
+    # that a message arriving after a reply to it finds the reply's ticket.
+    parent_key: Mapped[str | None] = mapped_column(String(255))
     text_body: Mapped[str] = mapped_column(Text, default="")
     html_body: Mapped[str | None] = mapped_column(Text)
     visible_text: Mapped[str] = mapped_column(Text, default="")

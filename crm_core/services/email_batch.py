@@ -3,7 +3,8 @@
 Everything the common cases need is read up front in six queries (stored keys, the tickets the
 References chains point at, the senders' customers, failing addresses, recent acknowledgments).
 Each message is then decided by :func:`crm_core.services.email_ingest.decide` from that, in
-mailbox order (a reply may follow its first message in the same batch), and new conversations,
+mailbox order (a reply may follow its first message in the same batch; a message a reply came
+before goes to :func:`ingest_one`, which files it on the reply's ticket), and new conversations,
 replies to active tickets, auto-replies, loops and mail that opens nothing are written in bulk.
 What needs more of the database (bounces, resolved or closed tickets, refs or subject tokens,
 skipped attachments) goes through :func:`ingest_one` after the pending writes are flushed, so
@@ -35,8 +36,10 @@ from crm_core.services.email_ingest import (
     ingest_one,
     is_loop,
     needs_thread,
+    parent_key,
     sender_address,
 )
+from crm_core.types import Direction
 
 # What this path writes itself; the rest goes through ingest_one.
 _WRITTEN_HERE = frozenset(
@@ -55,6 +58,7 @@ class _Knowledge:
     names: dict[int, tuple[str, str | None]]
     failing: set[str]
     acks_sent: dict[str, int]
+    answered: set[str]  # keys of messages a stored or earlier message of the batch answers
 
 
 def _chain(mail: InboundEmail) -> list[str]:
@@ -94,7 +98,18 @@ async def _prefetch(uow: UnitOfWork, mails: Sequence[InboundEmail]) -> _Knowledg
             names[customer_id] = (name, language)
     lowered = {(m.from_address or "").lower() for m in mails if m.from_address}
     failing, acks_sent = await acknowledgment_facts(session, lowered)
-    return _Knowledge(stored, ticket_of_key, tickets, customers, names, failing, acks_sent)
+    answered = {
+        k
+        for k in await session.scalars(
+            select(EmailMessage.parent_key).where(
+                EmailMessage.parent_key.in_(keys),
+                EmailMessage.direction == Direction.INBOUND,
+                EmailMessage.ticket_id.is_not(None),
+            )
+        )
+        if k is not None
+    }
+    return _Knowledge(stored, ticket_of_key, tickets, customers, names, failing, acks_sent, answered)
 
 
 def _decide(
@@ -125,6 +140,8 @@ def _decide(
             subject_numbers(mail.subject, policy.subject_token)
         ):
             return None
+        elif mail.key in known.answered:
+            return None  # a reply to it came first: find_thread decides whether it joins that
     decision = decide(mail, policy, thread, now)
     if decision.outcome not in _WRITTEN_HERE:
         return None
@@ -193,6 +210,9 @@ async def ingest_batch(
             results[index] = Ingested(Outcome.DUPLICATE)
             continue
         known.stored.add(mail.key)
+        parent = parent_key(mail)
+        if parent is not None:
+            known.answered.add(parent)
         if mail.bounce is not None and not is_loop(mail, policy):
             failed = [a.lower() for a in mail.bounce.failed_recipients]
             if all(later_senders.get(a, -1) < index for a in failed):

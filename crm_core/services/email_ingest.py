@@ -135,6 +135,12 @@ async def save_checkpoint(session: AsyncSession, mailbox: str, uidvalidity: int,
     state.updated_at = utcnow()
 
 
+def parent_key(mail: InboundEmail) -> str | None:
+    """The key of the message ``mail`` answers: its In-Reply-To, else its last References entry."""
+    parents = mail.in_reply_to or mail.references[-1:]
+    return message_key(parents[0]) if parents else None
+
+
 def inbound_row(mail: InboundEmail, mailbox: MailboxPolicy, kind: EmailKind, now: datetime) -> dict[str, Any]:
     """The ``email_messages`` columns of an inbound message, before its ticket is known."""
     return {
@@ -151,6 +157,7 @@ def inbound_row(mail: InboundEmail, mailbox: MailboxPolicy, kind: EmailKind, now
         "subject": mail.subject,
         "in_reply_to": mail.in_reply_to[0] if mail.in_reply_to else None,
         "reference_ids": list(mail.references)[-50:],
+        "parent_key": parent_key(mail),
         "text_body": mail.text,
         "html_body": mail.html,
         "visible_text": mail.visible_text,
@@ -190,7 +197,9 @@ async def _ticket_by_message_ids(session: AsyncSession, ids: Sequence[str]) -> T
 
 
 async def find_thread(session: AsyncSession, mail: InboundEmail, policy: EmailPolicy) -> Ticket | None:
-    """The ticket this mail continues, in the documented order; None for a new conversation."""
+    """The ticket this mail continues, in the documented order; None for a new conversation.
+    The same wherever the mail stands in its batch: a reply stored before the message it
+    answers makes that message join the reply's ticket (4)."""
     # (1) In-Reply-To, then References newest first, against every Message-ID we know.
     chain = [*mail.in_reply_to, *reversed(mail.references)]
     ticket = await _ticket_by_message_ids(session, chain)
@@ -207,7 +216,28 @@ async def find_thread(session: AsyncSession, mail: InboundEmail, policy: EmailPo
             ticket = await find_by_number(session, number)
             if ticket is not None and await may_write_to(session, ticket, mail.from_address):
                 return ticket
+        # (4) A reply to this mail that arrived first (mailbox order is not the order of
+        # writing), only from the reply's ticket's customer or a participant.
+        ticket = await _ticket_of_replies(session, mail)
+        if ticket is not None and await may_write_to(session, ticket, mail.from_address):
+            return ticket
     return None
+
+
+async def _ticket_of_replies(session: AsyncSession, mail: InboundEmail) -> Ticket | None:
+    """The ticket of the first stored inbound message answering ``mail``."""
+    ticket_id = await session.scalar(
+        select(EmailMessage.ticket_id)
+        .where(
+            EmailMessage.parent_key == mail.key,
+            EmailMessage.message_key != mail.key,
+            EmailMessage.direction == Direction.INBOUND,
+            EmailMessage.ticket_id.is_not(None),
+        )
+        .order_by(EmailMessage.id)
+        .limit(1)
+    )
+    return await session.get(Ticket, ticket_id) if ticket_id is not None else None
 
 
 async def _handle_bounce(uow: UnitOfWork, email: EmailMessage, mail: InboundEmail) -> Ingested:
@@ -300,11 +330,11 @@ class Decision:
 def decide(mail: InboundEmail, policy: EmailPolicy, thread: Thread | None, now: datetime) -> Decision:
     """What a message not stored before does: the one threading decision of both ingest paths.
 
-    ``thread`` is the ticket it continues (In-Reply-To/References, signed ref, or subject token
-    from its customer or a participant), None when there is none. A reply to an active ticket is
-    filed on it; a resolved one reopens within the window; later, or once closed, the reply opens
-    a new ticket linked to the old one. Auto-replies, and mail without a valid sender, never
-    open anything."""
+    ``thread`` is the ticket it continues (In-Reply-To/References, signed ref, subject token from
+    its customer or a participant, or a reply to it stored first), None when there is none. A
+    reply to an active ticket is filed on it; a resolved one reopens within the window; later, or
+    once closed, the reply opens a new ticket linked to the old one. Auto-replies, and mail
+    without a valid sender, never open anything."""
     if is_loop(mail, policy):
         return Decision(Outcome.LOOP, EmailKind.LOOP)
     if mail.bounce is not None:

@@ -1,6 +1,8 @@
 """Both ingest paths decide alike. The fixture corpus, with a few messages added to reach every
 outcome (replies to active, resolved and closed tickets, a subject token, an auto-reply, a loop,
-a duplicate, more mail from one sender than it gets acknowledgments for), goes through the batch
+a duplicate, more mail from one sender than it gets acknowledgments for) and conversations that
+arrive whole (a message and its reply, by In-Reply-To or by References only, a chain of three,
+replies before the messages they answer), goes through the batch
 path in one batch, through the single-message path one by one, and as batches of one; each run
 starts from the same database and is rolled back, and all three give the same outcomes, tickets,
 acknowledgments, notes and participants."""
@@ -91,8 +93,52 @@ def corpus(store: ContentStore) -> list[InboundEmail]:
         make_mail(
             sender="many@example.org", subject="Re: issue 0", message_id="many-re@x", in_reply_to="many-0@x"
         ),
+        *CONVERSATIONS,
     ]
     return mails + [parse(raw, store) for raw in added]
+
+
+def _conversation(sender: str, *mails: tuple[str, str | None, str | None]) -> list[bytes]:
+    """(Message-ID, In-Reply-To, References) of each message, in mailbox order."""
+    return [
+        make_mail(
+            sender=sender,
+            subject=f"Re: {sender}" if parent or refs else sender,
+            message_id=mid,
+            in_reply_to=parent,
+            references=refs,
+        )
+        for mid, parent, refs in mails
+    ]
+
+
+# Whole conversations in one batch: each is one ticket holding all its messages, acknowledged once.
+CONVERSATIONS = [
+    *_conversation("pair@example.org", ("pair-1@x", None, None), ("pair-2@x", "pair-1@x", None)),
+    *_conversation("refs@example.org", ("refs-1@x", None, None), ("refs-2@x", None, "<refs-1@x>")),
+    *_conversation(
+        "chain@example.org",
+        ("chain-1@x", None, None),
+        ("chain-2@x", "chain-1@x", "<chain-1@x>"),
+        ("chain-3@x", "chain-2@x", "<chain-1@x> <chain-2@x>"),
+    ),
+    *_conversation("late@example.org", ("late-2@x", "late-1@x", None), ("late-1@x", None, None)),
+    *_conversation("late-refs@example.org", ("lr-2@x", None, "<lr-1@x>"), ("lr-1@x", None, None)),
+    *_conversation(
+        "backwards@example.org",
+        ("back-3@x", "back-2@x", "<back-1@x> <back-2@x>"),
+        ("back-2@x", "back-1@x", "<back-1@x>"),
+        ("back-1@x", None, None),
+    ),
+]
+WHOLE = {
+    "pair": ["pair-1@x", "pair-2@x"],
+    "refs": ["refs-1@x", "refs-2@x"],
+    "chain": ["chain-1@x", "chain-2@x", "chain-3@x"],
+    "late": ["late-2@x", "late-1@x"],
+    "late-refs": ["lr-2@x", "lr-1@x"],
+    "backwards": ["back-3@x", "back-2@x", "back-1@x"],
+}
 
 
 async def seed(uow: UnitOfWork, store: ContentStore) -> None:
@@ -203,3 +249,12 @@ async def test_the_batch_and_the_single_message_path_decide_the_same(
     assert [acknowledged[f"many-{n}@x"] for n in range(3)] == [True, True, False]
     assert acknowledged["to-old@x"]  # a linked ticket is acknowledged too
     assert any("Attachments not stored" in body for _, body in batch["notes"])
+    # A conversation arriving whole is one ticket with all its messages, acknowledged once: the
+    # first message in mailbox order opens it, the others are filed on it.
+    numbers = {key: number for key, _, number, _ in batch["outcomes"]}
+    for name, keys in WHOLE.items():
+        assert len({numbers[k] for k in keys}) == 1, name
+        assert [outcome[k] for k in keys] == [Outcome.NEW_TICKET] + [Outcome.THREADED] * (len(keys) - 1), name
+        assert sum(acknowledged[k] for k in keys) == 1, name
+        ticket = numbers[keys[0]]
+        assert sorted(k for k, _, n in batch["messages"] if n == ticket and k != "(ours)") == sorted(keys)
