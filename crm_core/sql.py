@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from crm_core.models import Base
@@ -44,6 +45,13 @@ async def insert_ignore(
     )
     result = await session.execute(stmt)
     return result.scalar_one_or_none()
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database connection found dead on use (the server restarted or went
+    away without the driver seeing it): the connection is discarded, and work that is safe to
+    repeat may run again at once on a new one."""
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 async def _ended_by_the_server(conn: AsyncConnection) -> bool:

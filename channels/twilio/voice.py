@@ -18,6 +18,7 @@ from channels.twilio import twiml, voice_params
 from channels.twilio.signature import WebhookVerifier
 from crm_core.errors import InvalidInput
 from crm_core.ports import VoiceCalls
+from crm_core.sql import lost_connection
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +32,24 @@ Answer = Callable[[web.Request, MultiDict[str]], Awaitable[str]]
 
 def twiml_webhook(verifier: WebhookVerifier, answer: Answer) -> Handler:
     """A Twilio webhook: the signed form verified, ``answer`` asked, its TwiML sent back; a
-    malformed form is answered 400 before the application sees anything."""
+    malformed form is answered 400 before the application sees anything. A database connection
+    found dead on use (kept from before a restart of the database) is not the caller's failure:
+    ``answer`` is asked once more, on a new connection (every webhook is safe to repeat: keyed by
+    CallSid or MessageSid, as Twilio's own retries are)."""
 
     async def handle(request: web.Request) -> web.Response:
         params = await verifier.verified_form(request)
-        try:
-            body = await answer(request, params)
-        except InvalidInput as exc:
-            log.warning("malformed Twilio webhook to %s: %s", request.path, exc)
-            raise web.HTTPBadRequest(text=str(exc)) from exc
+        for attempt in (1, 2):
+            try:
+                body = await answer(request, params)
+                break
+            except InvalidInput as exc:
+                log.warning("malformed Twilio webhook to %s: %s", request.path, exc)
+                raise web.HTTPBadRequest(text=str(exc)) from exc
+            except Exception as exc:
+                if attempt == 2 or not lost_connection(exc):
+                    raise
+                log.warning("database connection lost answering %s: answering again", request.path)
         return web.Response(text=body, content_type=TWIML)
 
     return handle
