@@ -66,6 +66,9 @@ class DialOutcome:
     agent_id: int | None
     status: str  # completed, answered, busy, no-answer, failed, canceled
     duration_seconds: int | None = None
+    # The caller hung up before the Dial ended (the action's CallStatus is final): an agent
+    # still ringing missed nothing.
+    caller_gone: bool = False
 
 
 @dataclass(frozen=True, slots=True)

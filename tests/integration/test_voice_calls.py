@@ -199,6 +199,22 @@ async def test_unanswered_offer_moves_on_and_sets_the_agent_away(
     assert (await client.app[RUNTIME].presence.get(staff.red_1.id)).state is AgentState.AWAY
 
 
+async def test_a_caller_hanging_up_while_the_agent_rings_leaves_the_agent_available(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await available(client, staff.red_1)
+    sid = call_sid()
+    assert dialed_identity(await twilio.incoming(sid)) == f"agent-{staff.red_1.id}"
+    await available(client, staff.blue_1)
+    twiml = await twilio.twiml(
+        f"{VOICE}/dial-action?agent={staff.red_1.id}",
+        {"CallSid": sid, "DialCallStatus": "canceled", "CallStatus": "completed"},
+    )
+    assert dialed_identity(twiml) is None  # nobody left to route the call to
+    states = await client.app[RUNTIME].presence.get_many([staff.red_1.id, staff.blue_1.id])
+    assert [states[a.id].state for a in (staff.red_1, staff.blue_1)] == [AgentState.AVAILABLE] * 2
+
+
 async def test_a_retried_inbound_webhook_routes_nobody_twice(
     client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
 ) -> None:
