@@ -11,9 +11,9 @@ from contact_center.sandbox.model import (
     Message,
     TwilioApiError,
     new_sid,
-    num_segments,
     utcnow,
 )
+from contact_center.sandbox.segments import num_segments
 from contact_center.sandbox.twiml import TwiMLError, parse_twiml
 from contact_center.sandbox.voice import is_phone_number, resolve
 

@@ -192,15 +192,6 @@ class Message:
         self.log.append({"at": utcnow().isoformat(), "event": event, **details})
 
 
-def num_segments(body: str) -> int:
-    """SMS segments: 160/153 GSM-7 characters, 70/67 UCS-2 ones."""
-    gsm = all(ord(ch) < 128 for ch in body)
-    single, multi = (160, 153) if gsm else (70, 67)
-    if len(body) <= single:
-        return 1
-    return -(-len(body) // multi)
-
-
 class TwilioApiError(Exception):
     """A REST error in Twilio's shape: ``{"code", "message", "more_info", "status"}``."""
 

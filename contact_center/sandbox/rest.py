@@ -25,9 +25,9 @@ from contact_center.sandbox.model import (
     Message,
     Recording,
     TwilioApiError,
-    num_segments,
     rfc2822,
 )
+from contact_center.sandbox.segments import num_segments
 from contact_center.sandbox.voice import OutboundRequest, is_phone_number
 
 PREFIX = f"/{API_VERSION}/Accounts/{{account}}"

@@ -8,25 +8,13 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from twilio.http.http_client import TwilioHttpClient
-from twilio.rest import Client
-
 from contact_center.sandbox.model import Message, new_sid
-from tests.support.sandbox_harness import NUMBER, SID, TOKEN, TWIML, Env, sandbox_env
+from tests.support.sandbox_harness import NUMBER, SID, TWIML, sandbox_env, twilio_client
 from tests.support.waiting import until
 
 HANGUP = TWIML.format("<Hangup/>")
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 ALICE, BOB = "+12025550143", "+12025550144"
-
-
-def twilio_client(env: Env) -> Client:
-    http = TwilioHttpClient()
-    assert http.session is not None
-    http.session.trust_env = False  # loopback only, whatever proxy the environment names
-    client = Client(SID, TOKEN, http_client=http)
-    client.api.base_url = env.base_url
-    return client
 
 
 async def test_calls_list_honours_every_filter_on_every_page() -> None:

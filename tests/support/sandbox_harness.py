@@ -18,7 +18,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
+from twilio.rest import Client
 
 from contact_center.sandbox import SANDBOX, NumberConfig, Sandbox, SandboxConfig, create_sandbox_app
 
@@ -144,6 +146,16 @@ class Env:
             if answer["calls"] or time.monotonic() > deadline:
                 return list(answer["calls"])
             await asyncio.sleep(0.005)
+
+
+def twilio_client(env: Env) -> Client:
+    """The official twilio-python client (synchronous: call it through ``asyncio.to_thread``)."""
+    http = TwilioHttpClient()
+    assert http.session is not None
+    http.session.trust_env = False  # loopback only, whatever proxy the environment names
+    client = Client(SID, TOKEN, http_client=http)
+    client.api.base_url = env.base_url
+    return client
 
 
 def events(state: dict[str, Any], name: str) -> list[dict[str, Any]]:
