@@ -115,7 +115,7 @@ class Messaging:
             to=request.to,
             body=request.body,
             direction="outbound-api",
-            status="queued" if request.from_ else "accepted",
+            status="accepted" if request.messaging_service_sid else "queued",
             media_urls=list(request.media_urls),
             messaging_service_sid=request.messaging_service_sid,
             status_callback=request.status_callback,
