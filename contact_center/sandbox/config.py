@@ -19,7 +19,8 @@ class NumberConfig:
     sms_url: str = ""
     voice_method: str = "POST"
     sms_method: str = "POST"
-    voice_status_events: tuple[str, ...] = CALL_EVENTS
+    voice_status_events: tuple[str, ...] = ("completed",)
+    """A Twilio phone number's status callback has no event setting: only the final event."""
 
 
 @dataclass(frozen=True, slots=True)

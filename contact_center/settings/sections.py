@@ -216,12 +216,7 @@ class SandboxNumberSettings(Section):
     voice_url: str = ""
     voice_status_callback: str = ""
     sms_url: str = ""
-    voice_status_events: tuple[Literal["initiated", "ringing", "answered", "completed"], ...] = (
-        "initiated",
-        "ringing",
-        "answered",
-        "completed",
-    )
+    voice_status_events: tuple[Literal["initiated", "ringing", "answered", "completed"], ...] = ("completed",)
 
 
 class SandboxOutboundSettings(Section):
