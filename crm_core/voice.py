@@ -10,6 +10,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 
+# Our own stage of an inbound call waiting in the queue for an agent (Twilio says in-progress).
+QUEUED_FOR_AGENT = "queued-for-agent"
+
 
 class CallStatus(enum.StrEnum):
     QUEUED = "queued"

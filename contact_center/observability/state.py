@@ -25,11 +25,11 @@ from sqlalchemy import func, literal_column, select
 from contact_center.appkeys import Runtime
 from contact_center.routing.presence import AgentState
 from contact_center.routing.roster import load_roster
-from contact_center.voice.offers import QUEUED_FOR_AGENT
 from crm_core.models import EmailMessage, Interaction, SmsMessage
 from crm_core.models.email import EmailStatus
 from crm_core.services.sms_outbound import QUEUED, UNCONFIRMED
 from crm_core.types import Channel, Direction
+from crm_core.voice import QUEUED_FOR_AGENT
 
 log = logging.getLogger(__name__)
 

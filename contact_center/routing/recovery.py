@@ -43,6 +43,7 @@ from crm_core.models import AgentPresenceChoice, Interaction
 from crm_core.rules.call_status import TERMINAL
 from crm_core.sql import Executor, dialect_name, insert_module
 from crm_core.types import Channel
+from crm_core.voice import QUEUED_FOR_AGENT
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,6 @@ LIVE_CALL_HOURS = 12
 REANNOUNCE_AFTER_SECONDS = 1.0
 REANNOUNCE_TIMES = 20
 # A call waiting in the queue is nobody's (its routed agent may be left from an earlier offer).
-QUEUED_FOR_AGENT = "queued-for-agent"
 _ENDED = frozenset(status.value for status in TERMINAL)
 
 

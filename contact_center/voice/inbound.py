@@ -15,7 +15,7 @@ from contact_center.routing.claim import claim_agent
 from contact_center.routing.presence import AgentState, Presence, PresenceStore, presence_changed
 from contact_center.routing.roster import RosterCache
 from contact_center.voice.events import call_updated, screen_pop
-from contact_center.voice.offers import QUEUED_FOR_AGENT, CallOffers, routing_owner
+from contact_center.voice.offers import CallOffers, routing_owner
 from contact_center.voice.queue import NobodyFree
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import InvalidInput
@@ -38,7 +38,7 @@ from crm_core.services.interactions import Logged, interaction_logged, log_inter
 from crm_core.services.withheld_callers import withheld_caller
 from crm_core.sql import AutocommitConnections, Executor
 from crm_core.types import Channel, Direction
-from crm_core.voice import CallDecision, CallStatus, DecisionKind, InboundCall
+from crm_core.voice import QUEUED_FOR_AGENT, CallDecision, CallStatus, DecisionKind, InboundCall
 
 if TYPE_CHECKING:
     from contact_center.voice.desk import CallPolicy

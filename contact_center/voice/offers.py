@@ -18,12 +18,11 @@ from crm_core.services.customer_card import card_by_customer
 from crm_core.services.withheld_callers import is_withheld_callers
 from crm_core.sql import Executor
 from crm_core.types import Channel
-from crm_core.voice import CallDecision, DecisionKind
+from crm_core.voice import QUEUED_FOR_AGENT, CallDecision, DecisionKind
 
 if TYPE_CHECKING:
     from contact_center.voice.desk import CallPolicy
 
-QUEUED_FOR_AGENT = "queued-for-agent"
 OFFERING = "offering"
 
 

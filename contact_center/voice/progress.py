@@ -184,9 +184,11 @@ class CallProgress:
         # The offered agent did not pick up: they go "away" (not ready) and the call is routed
         # again. A caller who hung up while the agent's phone rang is no fault of the agent's:
         # they are free again, and there is nobody left to route.
-        if outcome.agent_id is not None and await self._offers.release(outcome.agent_id, outcome.call_sid):
-            if not outcome.caller_gone:
-                await self._offers.set_presence(outcome.agent_id, AgentState.AWAY)
+        released = outcome.agent_id is not None and await self._offers.release(
+            outcome.agent_id, outcome.call_sid
+        )
+        if released and outcome.agent_id is not None and not outcome.caller_gone:
+            await self._offers.set_presence(outcome.agent_id, AgentState.AWAY)
         if outcome.caller_gone:
             return CallDecision(DecisionKind.HANG_UP)
         async with self._uow() as uow:

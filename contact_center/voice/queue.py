@@ -12,7 +12,6 @@ from sqlalchemy import literal_column, select
 from contact_center.routing.presence import AgentState, PresenceStore
 from contact_center.voice.offers import (
     OFFERING,
-    QUEUED_FOR_AGENT,
     CallOffers,
     locked_call,
     routing_owner,
@@ -24,7 +23,7 @@ from crm_core.ports import CallControl, Clock
 from crm_core.services.inbound_calls import stored_call
 from crm_core.sql import AutocommitConnections
 from crm_core.types import Channel
-from crm_core.voice import CallDecision, DecisionKind, QueueOutcome, QueueWait
+from crm_core.voice import QUEUED_FOR_AGENT, CallDecision, DecisionKind, QueueOutcome, QueueWait
 
 if TYPE_CHECKING:
     from contact_center.voice.desk import CallPolicy

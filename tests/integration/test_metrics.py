@@ -16,13 +16,13 @@ from contact_center.events import SCREEN_POP
 from contact_center.observability.metrics import MAILBOXES, METRICS, CountingPublisher, Metrics
 from contact_center.routing.presence import AgentState
 from contact_center.settings import Settings
-from contact_center.voice.offers import QUEUED_FOR_AGENT
 from crm_core.db import UnitOfWorkFactory
 from crm_core.events import DomainEvent
 from crm_core.models import EmailMessage, Interaction, SmsMessage
 from crm_core.models.base import utcnow
 from crm_core.models.email import EmailKind, EmailStatus
 from crm_core.types import Channel, Direction
+from crm_core.voice import QUEUED_FOR_AGENT
 from tests.conftest import Staff, isolated_settings
 from tests.support.agent_socket import agent_socket
 from tests.support.metrics import Samples, parse, scrape, value, with_name
