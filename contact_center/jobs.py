@@ -66,15 +66,16 @@ class Jobs:
             log.error("background task %s failed", task.get_name(), exc_info=task.exception())
 
     async def close(self) -> None:
-        """Stop the scheduler (runs under way get ``finish_seconds`` to end), cancel and await
-        every background task."""
+        """Stop the scheduler (runs under way get ``finish_seconds`` to end, then are cancelled),
+        cancel and await every background task."""
         if self._scheduler is not None:
             self._scheduler.pause()
             if self._running:
                 await asyncio.wait(list(self._running), timeout=self._finish_seconds)
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        tasks = list(self._tasks)
+        # Runs still under way are cancelled like the rest (they give back what they claimed).
+        tasks = [*self._tasks, *self._running]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -26,7 +26,8 @@ from crm_core.outbox.steps import UNLIMITED, Throttle
 from crm_core.services.email_acks import AckTemplate
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
 from crm_core.services.email_intake import EmailIntake
-from crm_core.services.email_outbound import RetryPolicy, deliver_due
+from crm_core.services.email_outbound import RetryPolicy
+from crm_core.services.email_sending import deliver_due
 from crm_core.services.transcript_email import EmailOutboxTranscriptMailer
 
 log = logging.getLogger(__name__)

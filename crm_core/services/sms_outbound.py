@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
@@ -260,6 +260,23 @@ async def claim(
         uow.record(status_event(row))
         return None
     return row
+
+
+async def release_claim(uow: UnitOfWork, message_id: int, claimed_at: datetime | None) -> bool:
+    """Give back a claim whose hand-over never began (its sender is stopping): queued and
+    claimable at once. Only the claim made at ``claimed_at`` is released. True when it was."""
+    released = await uow.session.execute(
+        update(SmsMessage)
+        .where(
+            SmsMessage.id == message_id,
+            SmsMessage.status == QUEUED,
+            SmsMessage.message_sid.is_(None),
+            SmsMessage.claimed_at == claimed_at,
+        )
+        .values(claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(released, "rowcount", 0) == 1)
 
 
 async def record_handed_over(uow: UnitOfWork, message_id: int, sid: str) -> SmsMessage | None:

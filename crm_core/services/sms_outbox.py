@@ -20,6 +20,7 @@ number.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -80,7 +81,12 @@ class SmsOutbox:
             await uow.commit()
         if row is None:
             return False
-        await pace(self._throttle, row.from_number)
+        try:
+            await pace(self._throttle, row.from_number)
+        except asyncio.CancelledError:
+            # A shutdown before the hand-over began: any instance may send it now.
+            await asyncio.shield(self._release(message_id, row.claimed_at))
+            raise
         try:
             sid = await self._sender.send_sms(
                 to=row.to_number,
@@ -91,10 +97,27 @@ class SmsOutbox:
         except DeliveryError as exc:
             await self._not_taken(message_id, exc, self._now(now))
             return False
+        except asyncio.CancelledError:
+            # A shutdown mid-request: it may have reached Twilio, so it is asked about, not resent.
+            await asyncio.shield(self._stopped_mid_send(message_id))
+            raise
         async with self._uow() as uow:
             await outbound.record_handed_over(uow, message_id, sid)
             await uow.commit()
         return True
+
+    async def _release(self, message_id: int, claimed_at: datetime | None) -> None:
+        async with self._uow() as uow:
+            if await outbound.release_claim(uow, message_id, claimed_at):
+                log.info("text %s given back to the queue at shutdown", message_id)
+            await uow.commit()
+
+    async def _stopped_mid_send(self, message_id: int) -> None:
+        async with self._uow() as uow:
+            await outbound.record_unconfirmed(
+                uow, message_id, "stopped while handing it over; asking Twilio whether it left"
+            )
+            await uow.commit()
 
     async def _not_taken(self, message_id: int, exc: DeliveryError, now: datetime | None) -> None:
         outcome = outcome_of(exc)

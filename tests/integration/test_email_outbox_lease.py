@@ -17,7 +17,8 @@ from crm_core.email_ports import Accepted, OutboundEmail
 from crm_core.models import EmailMessage, EmailStatus, utcnow
 from crm_core.services.email_batch import ingest
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
-from crm_core.services.email_outbound import RetryPolicy, deliver_due
+from crm_core.services.email_outbound import RetryPolicy
+from crm_core.services.email_sending import deliver_due
 from crm_core.services.tickets import SlaPolicy
 from tests.email_servers import make_mail
 from tests.support.waiting import until

@@ -14,7 +14,8 @@ from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.email_ports import MailAttachment
 from crm_core.models import EmailKind, EmailMessage, EmailStatus, Interaction, Ticket
-from crm_core.services.email_outbound import deliver_due, queue_email
+from crm_core.services.email_outbound import queue_email
+from crm_core.services.email_sending import deliver_due
 from tests.email_servers import SmtpSink
 from tests.support.email_outbox import FAST, POLICY, SUPPORT, email, new_ticket_with_ack, sender
 from tests.support.waiting import eventually, free_port

@@ -26,7 +26,7 @@ from crm_core.db import UnitOfWorkFactory
 from crm_core.models import EmailMessage, EmailStatus
 from crm_core.services.email_ingest import MailboxPolicy
 from crm_core.services.email_intake import EmailIntake
-from crm_core.services.email_outbound import deliver_due
+from crm_core.services.email_sending import deliver_due
 from tests.email_servers import Dovecot, MailPki, SmtpSink, make_mail
 from tests.support.email_outbox import FAST, email, new_ticket_with_ack
 from tests.support.mailbox_watcher import POLICY as IMAP_POLICY
