@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from aiohttp import web, web_response
 from aiohttp.typedefs import Middleware
 
-from contact_center.sandbox import rest, simulation
+from contact_center.sandbox import deletion, rest, simulation
 from contact_center.sandbox.access import EVERYTHING, Authorize, has_control_token
 from contact_center.sandbox.config import SandboxConfig
 from contact_center.sandbox.engine import Sandbox
@@ -35,6 +35,10 @@ async def twilio_errors(
     except web.HTTPNotFound:
         if "/2010-04-01/" in request.path:
             return twilio_error(20404, f"The requested resource {request.path} was not found", 404)
+        raise
+    except web.HTTPMethodNotAllowed:
+        if "/2010-04-01/" in request.path:
+            return twilio_error(20004, "Method not allowed", 405)
         raise
 
 
@@ -103,6 +107,7 @@ def create_sandbox_app(config: SandboxConfig, authorize: Authorize | None = None
     app[SANDBOX] = Sandbox(config)
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_routes(rest.routes)
+    app.router.add_routes(deletion.routes)
     control.update(route.resource for route in app.router.add_routes(simulation.routes) if route.resource)
     _hide_server_software(app)
     return app

@@ -66,7 +66,8 @@ def call_resource(sb: Sandbox, call: Call) -> dict[str, Any]:
         "status": call.status,
         "start_time": rfc2822(call.start_time),
         "end_time": rfc2822(call.end_time),
-        "duration": str(call.duration) if call.is_final else None,
+        # Twilio leaves it empty for a call nobody answered (busy, no-answer, failed, canceled).
+        "duration": str(call.duration) if call.status == "completed" else None,
         "price": None,
         "price_unit": "USD",
         "direction": call.direction,

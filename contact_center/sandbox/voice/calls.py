@@ -315,6 +315,8 @@ class Telephony:
         return params
 
     def _status(self, call: Call, status: str, event: str | None = None) -> None:
+        if status == "initiated" and call.start_time is None:
+            call.start_time = utcnow()  # Twilio's start_time is when the call is dialled
         call.status = status
         call.date_updated = utcnow()
         call.note("status", status=status)
@@ -325,7 +327,7 @@ class Telephony:
         if call.answered_at is not None:
             return
         call.answered_at = self.sb.now()
-        call.start_time = utcnow()
+        call.start_time = call.start_time or utcnow()
         self._status(call, "in-progress", "answered")
         call.answered_event.set()
 
