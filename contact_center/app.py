@@ -38,7 +38,7 @@ from contact_center.health import routes as health_routes
 from contact_center.jobs import Jobs
 from contact_center.observability.metrics import METRICS, counted, setup_metrics
 from contact_center.observability.requests import request_context, setup_request_context
-from contact_center.observability.shutdown import setup_shutdown
+from contact_center.observability.shutdown import refuse_sockets_while_draining, setup_shutdown
 from contact_center.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from contact_center.realtime import SOCKETS, setup_realtime
 from contact_center.routing.free_agents import FreeAgents
@@ -172,6 +172,7 @@ def create_app(
         client_max_size=settings.server.max_body_bytes,
         middlewares=[
             request_context,
+            refuse_sockets_while_draining,
             client_address_middleware(settings.server.trusted_networks()),
             json_errors,
             authenticate,

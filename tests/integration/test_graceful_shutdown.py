@@ -1,6 +1,8 @@
 """SIGTERM stops ``contact-center serve`` gracefully: agents' sockets are closed with 1001 (going
 away, so consoles reconnect to another instance) at once instead of holding the shutdown for
-``server.shutdown_timeout``, and the process exits 0; while it drains, /readyz says so."""
+``server.shutdown_timeout``, and the process exits 0; while it drains, /readyz says so and new
+agent and visitor sockets are refused with 503 (try again later) before the upgrade, so consoles
+and widgets reconnect to another instance."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
 from contact_center.settings import Settings
@@ -20,12 +23,14 @@ from tests.support.waiting import free_port, until
 
 # Far longer than the test waits: a socket holding the shutdown would make it fail.
 SHUTDOWN_TIMEOUT = 120.0
+ORIGIN = "https://shop.example.com"
 
 
 async def _service(settings: Settings, tmp_path: Path, drain_seconds: float) -> ServiceProcess:
     port = free_port()
     server = {"shutdown_timeout": SHUTDOWN_TIMEOUT, "drain_seconds": drain_seconds}
-    config = write_settings(tmp_path / "settings.toml", {"server": server})
+    webchat = {"allowed_origins": [ORIGIN]}
+    config = write_settings(tmp_path / "settings.toml", {"server": server, "webchat": webchat})
     env = service_environment(settings, port, isolated_settings(settings).redis.key_prefix)
     return ServiceProcess(config, env, port, tmp_path / "service.log")
 
@@ -69,6 +74,15 @@ async def test_sigterm_closes_agent_sockets_with_going_away_and_exits_cleanly(
                 assert (await resp.json())["status"] == "draining"
             async with http.get(f"{service.base_url}/healthz") as resp:
                 assert resp.status == 200
+            # No new sockets: they would be closed again moments later.
+            for path, headers in (
+                ("/ws/agent", {"Cookie": f"cc_session={cookie}"}),
+                ("/ws/chat", {"Origin": ORIGIN}),
+            ):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(f"{service.base_url}{path}", headers=headers)
+                assert refused.value.status == 503, (path, refused.value)
+                assert refused.value.headers is not None and refused.value.headers.get("Retry-After")
             await ws.close()
 
         await until(lambda: process.poll() is not None, 60, "the service exits after SIGTERM")
