@@ -45,6 +45,8 @@ class SmsMessage(Timestamped, Base):
     claimed_at: Mapped[datetime | None]
     """When a sender took the outbound row to hand it to the gateway (it is never taken twice)."""
     sent_at: Mapped[datetime | None]
+    resends: Mapped[int] = mapped_column(default=0, server_default="0")
+    """How many times reconciliation sent it again because Twilio had no record of it (at most once)."""
     answered_at: Mapped[datetime | None]
     """Inbound: when an agent texted the customer back (the no-answer rule then opens no ticket)."""
 

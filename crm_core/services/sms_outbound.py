@@ -34,6 +34,7 @@ from crm_core.types import Channel, Direction
 MAX_BODY = 1600  # Twilio's limit for one (concatenated) message
 QUEUED = "queued"
 UNCONFIRMED = "unconfirmed"
+FAILED = "failed"
 NOT_SENT_YET = "not sent yet, will try again: "
 """How a queued text's error message starts while it waits to be tried again."""
 KIND_OPT_OUT_CONFIRMATION = "opt-out-confirmation"

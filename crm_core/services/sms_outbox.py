@@ -158,7 +158,12 @@ class SmsOutbox:
                 settled += await self._settle(row, self._lookup, now)
             except DeliveryError as exc:
                 log.warning("could not ask about unconfirmed text %s: %s", row.id, exc)
-                break  # the gateway is unreachable: the next sweep asks again
+                if exc.retryable:
+                    break  # the gateway is unreachable: the next sweep asks again
+            except Exception:
+                # One text's trouble (a malformed answer, a conflict) does not hold back the
+                # others; it stays unconfirmed and is asked about again at the next sweep.
+                log.exception("could not settle unconfirmed text %s", row.id)
         return settled
 
     async def _settle(self, row: SmsMessage, lookup: SmsLookup, now: datetime | None) -> bool:
@@ -171,8 +176,13 @@ class SmsOutbox:
                 await uow.commit()
                 log.info("unconfirmed text %s found at the gateway", row.id)
                 return True
-            requeued = await reconciling.settle_absent(uow, row.id, self._reconcile, now or utcnow())
+            settled = await reconciling.settle_absent(uow, row.id, self._reconcile, now or utcnow())
             await uow.commit()
-        if requeued:
-            log.warning("unconfirmed text %s never reached the gateway; sending it again", row.id)
-        return requeued
+        if settled:
+            resent = row.resends < self._reconcile.max_resends
+            log.warning(
+                "unconfirmed text %s never reached the gateway; %s",
+                row.id,
+                "sending it again" if resent else "failed, not sent again",
+            )
+        return settled

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_core.db import UnitOfWork
 from crm_core.models import Interaction, SmsMessage, utcnow
 from crm_core.services.sms_outbound import (
+    FAILED,
     QUEUED,
     UNCONFIRMED,
     _carrier_refused,
@@ -37,6 +38,8 @@ class Reconcile:
     stale_claim_seconds: float = 300.0
     """A text claimed this long ago and never answered (its sender stopped mid-send) may have
     left: it becomes unconfirmed."""
+    max_resends: int = 1
+    """How many times a text Twilio has no record of is sent again; after that it fails."""
 
 
 async def unconfirm_stale_claims(
@@ -115,18 +118,28 @@ async def settle_absent(
     uow: UnitOfWork, message_id: int, policy: Reconcile, now: datetime | None = None
 ) -> bool:
     """The gateway has no such text long after it was handed over: it never arrived, so it goes
-    back to the queue to be sent (once more). True when it did."""
+    back to the queue to be sent once more (counted in ``resends``); one already sent again
+    ``max_resends`` times fails instead, saying why, and is never sent a third time. True when
+    it was settled either way."""
     row = await _locked(uow.session, message_id)
     if row is None or row.status != UNCONFIRMED or row.message_sid is not None or row.claimed_at is None:
         return False
     if (now or utcnow()) - row.claimed_at < timedelta(seconds=policy.absent_after_seconds):
         return False
-    row.status = QUEUED
-    row.claimed_at = None
-    row.error_message = "Twilio has no record of it; sending it again"
+    if row.resends >= policy.max_resends:
+        row.status = FAILED
+        row.error_message = (
+            f"Twilio has no record of it after it was sent {row.resends + 1} times without an answer; "
+            "not sent again"
+        )
+    else:
+        row.status = QUEUED
+        row.claimed_at = None
+        row.resends += 1
+        row.error_message = "Twilio has no record of it; sending it again"
     if row.interaction_id is not None:
         interaction = await uow.session.get(Interaction, row.interaction_id)
         if interaction is not None:
-            interaction.status = QUEUED
+            interaction.status = row.status
     uow.record(status_event(row))
     return True

@@ -315,3 +315,78 @@ async def test_a_text_whose_sender_stopped_mid_send_becomes_unconfirmed(
     await sender.reconcile(now=utcnow() + timedelta(minutes=6))
     row = await load(uow_factory, message_id)
     assert row.status == "unconfirmed" and "stopped" in (row.error_message or "")
+
+
+class NeverArrives:
+    """Twilio never gets the text, and the sender hears nothing back (a request lost on the way)."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def send_sms(self, *, to: str, from_: str, body: str, status_callback: str | None = None) -> str:
+        self.sent += 1
+        raise GatewayError("text message: no answer from Twilio (TimeoutError)", unconfirmed=True)
+
+
+async def test_a_text_twilio_never_has_is_sent_again_once_then_fails(uow_factory: UnitOfWorkFactory) -> None:
+    message_id = await queued(uow_factory)
+    async with TestServer(sandbox_app(), host="127.0.0.1") as server:
+        gateway = gateway_at(str(server.make_url("")))
+        lost = NeverArrives()
+        sender = real_outbox(uow_factory, lost, gateway)
+        try:
+            assert await sender.send(message_id) is False
+            for sweep in range(1, 4):
+                # Each sweep long after the last claim: the sandbox's list has no such text.
+                assert await sender.reconcile(now=utcnow() + timedelta(minutes=11 * sweep)) == 1
+                await sender.send_waiting(now=utcnow() + timedelta(minutes=11 * sweep))
+                row = await load(uow_factory, message_id)
+                if row.status == "failed":
+                    break
+        finally:
+            await gateway.close()
+    assert lost.sent == 2, "sent once, then once again, never a third time"
+    assert (row.status, row.resends, row.message_sid) == ("failed", 1, None)
+    assert row.error_message is not None and "no record" in row.error_message
+    assert await sender.send_waiting(now=utcnow() + timedelta(hours=2)) == 0 and lost.sent == 2
+
+
+class BreaksFor:
+    """The sandbox's lookup, except for one recipient, whose lookup fails unexpectedly."""
+
+    def __init__(self, lookup: SmsLookup, to: str) -> None:
+        self.lookup = lookup
+        self.to = to
+
+    async def find_sms(
+        self, *, to: str, from_: str, body: str, created_after: datetime
+    ) -> list[SmsStatusUpdate]:
+        if to == self.to:
+            raise ValueError("unexpected answer")
+        return await self.lookup.find_sms(to=to, from_=from_, body=body, created_after=created_after)
+
+
+async def test_one_lookup_failing_unexpectedly_does_not_stop_the_sweep(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    broken = await queued(uow_factory, body="First")
+    async with uow_factory() as uow:
+        first = await uow.session.get_one(SmsMessage, broken)
+        other = await queue_sms(
+            uow, customer_id=first.customer_id, to="+12025550199", from_="+15005550006", body="Second"
+        )
+        first.to_number = "+12025550198"
+        await uow.commit()
+    async with TestServer(sandbox_app(), host="127.0.0.1") as server:
+        gateway = gateway_at(str(server.make_url("")))
+        sender = real_outbox(uow_factory, LosesTheAnswer(gateway), BreaksFor(gateway, "+12025550198"))
+        try:
+            assert await sender.send(broken) is False
+            assert await sender.send(other.id) is False
+            # The first text's lookup fails; the second is still settled, the first asked again later.
+            assert await sender.reconcile(now=utcnow() + timedelta(seconds=31)) == 1
+        finally:
+            await gateway.close()
+    assert (await load(uow_factory, broken)).status == "unconfirmed"
+    settled = await load(uow_factory, other.id)
+    assert settled.message_sid is not None and settled.status not in ("unconfirmed", "failed")
