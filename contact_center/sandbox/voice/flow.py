@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from contact_center.sandbox.model import Call
-from contact_center.sandbox.twiml import TwiMLError, Verb, parse_twiml
+from contact_center.sandbox.twiml import TwiMLError, TwiMLSchemaError, Verb, check_voice_schema, parse_twiml
 
 if TYPE_CHECKING:
     from contact_center.sandbox.voice.calls import Telephony
@@ -66,6 +66,10 @@ async def load(t: Telephony, call: Call, nxt: Next) -> tuple[list[Verb], str | N
         source, doc_url = result.body, nxt.url
     try:
         verbs = parse_twiml(source)
+        check_voice_schema(verbs)
+    except TwiMLSchemaError as exc:
+        t.sb.record_error(12200, "Schema validation warning", str(exc), call)
+        return None
     except TwiMLError as exc:
         t.sb.record_error(12100, "Document parse failure", str(exc), call)
         return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from contact_center.sandbox.model import Bridge, Call, CallInterrupted, Queue
-from contact_center.sandbox.twiml import TwiMLError, Verb, parse_twiml
+from contact_center.sandbox.twiml import TwiMLError, TwiMLSchemaError, Verb, check_voice_schema, parse_twiml
 from contact_center.sandbox.voice.flow import END, WAIT_VERBS, Next, load, request_ignored, resolve
 from contact_center.sandbox.voice.gather import gather
 from contact_center.sandbox.voice.prompts import PROMPTS
@@ -117,6 +117,10 @@ async def _wait_in_queue(
             return ("error", None)
         try:
             verbs = parse_twiml(result.body)
+            check_voice_schema(verbs)
+        except TwiMLSchemaError as exc:
+            t.sb.record_error(12200, "Schema validation warning", str(exc), call)
+            return ("error", None)
         except TwiMLError as exc:
             t.sb.record_error(12100, "Document parse failure", str(exc), call)
             return ("error", None)

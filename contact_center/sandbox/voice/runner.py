@@ -57,6 +57,8 @@ async def run(t: Telephony, call: Call, first: Next | None) -> None:
 
 
 async def _execute(t: Telephony, call: Call, verbs: list[Verb], doc_url: str | None) -> Next | None:
+    if not verbs and call.answered_at is None:
+        t.answer(call)  # any answer but <Reject> picks the call up, an empty one too
     for verb in verbs:
         call.check()
         if call.answered_at is None and verb.name != "Reject":
