@@ -18,6 +18,7 @@ from channels.twilio import sms_params
 from channels.twilio.signature import WebhookVerifier
 from crm_core.errors import InvalidInput
 from crm_core.services.sms_types import SmsInbox
+from crm_core.sql import lost_connection
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,20 @@ def sms_routes(inbox: Callable[[], SmsInbox], verifier: WebhookVerifier) -> list
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def answer(request: web.Request) -> web.Response:
             params = await verifier.verified_form(request)
-            try:
-                await handle(request, params)
-            except InvalidInput as exc:
-                log.warning("malformed Twilio webhook to %s: %s", request.path, exc)
-                raise web.HTTPBadRequest(text=str(exc)) from exc
+            # A database connection found dead on use (kept from before a restart or failover of
+            # the database) is not Twilio's failure: answered once more, on a new connection
+            # (texts are stored once per MessageSid, receipts move a text forward only).
+            for attempt in (1, 2):
+                try:
+                    await handle(request, params)
+                    break
+                except InvalidInput as exc:
+                    log.warning("malformed Twilio webhook to %s: %s", request.path, exc)
+                    raise web.HTTPBadRequest(text=str(exc)) from exc
+                except Exception as exc:
+                    if attempt == 2 or not lost_connection(exc):
+                        raise
+                    log.warning("database connection lost answering %s: answering again", request.path)
             return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
         return answer
