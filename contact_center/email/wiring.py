@@ -128,6 +128,7 @@ def build_desk(settings: Settings) -> EmailDesk:
             base_seconds=mail.retry_base_seconds,
             max_seconds=mail.retry_max_seconds,
             max_attempts=mail.max_attempts,
+            lease_seconds=mail.claim_lease_seconds,
         ),
         settings=settings,
     )

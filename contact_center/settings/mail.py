@@ -127,6 +127,9 @@ class EmailSettings(Section):
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     max_attempts: int = Field(default=10, ge=1, le=100)
+    # How long a claimed message is another instance's to leave alone: one not reported back by
+    # then (its sender died mid-send) is sent again. Longer than an SMTP hand-over can take.
+    claim_lease_seconds: float = Field(default=300.0, ge=10, le=86400)
     # Messages one sending address may hand over per minute, across every instance (0: no limit).
     max_per_minute: float = Field(default=0.0, ge=0)
 
@@ -142,4 +145,15 @@ class EmailSettings(Section):
         names = [m.name for m in self.mailboxes]
         if len(names) != len(set(names)):
             raise ValueError("mailboxes: every mailbox needs a name of its own")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_hand_over(self) -> EmailSettings:
+        # A hand-over may wait up to the SMTP timeout at each of its steps (connect, envelope,
+        # DATA): a shorter lease would let another instance send a message still being sent.
+        if self.claim_lease_seconds <= 3 * self.smtp.timeout_seconds:
+            raise ValueError(
+                "claim_lease_seconds: must be longer than three times smtp.timeout_seconds "
+                f"({3 * self.smtp.timeout_seconds:g} s)"
+            )
         return self

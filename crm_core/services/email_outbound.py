@@ -47,7 +47,7 @@ class RetryPolicy:
     max_seconds: float = 3600.0
     max_attempts: int = 10
     # A claimed message not reported back within this time (a crash mid-send) is tried again;
-    # the lease starts again as its hand-over begins.
+    # the lease starts again as its hand-over begins (``email.claim_lease_seconds``).
     lease_seconds: float = 300.0
 
     @property

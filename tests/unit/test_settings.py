@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from contact_center.email.wiring import build_desk
 from contact_center.logging_setup import RedactSecrets, secret_values
 from contact_center.settings import ConfigError, load_settings
 
@@ -94,3 +95,12 @@ def test_secrets_are_masked_in_log_records(caplog: pytest.LogCaptureFixture) -> 
     with caplog.at_level(logging.INFO, logger="test.redaction"):
         logger.info("token %s and %s and db-password-1", "twilio-token-value", "0123456789abcdef-secret")
     assert caplog.records[0].getMessage() == "token [redacted] and [redacted] and [redacted]"
+
+
+def test_the_mail_outbox_lease_is_a_setting() -> None:
+    assert build_desk(load_settings(env={**KEY})).retry.lease_seconds == 300
+    settings = load_settings(env={**KEY, "CONTACT_CENTER__EMAIL__CLAIM_LEASE_SECONDS": "120"})
+    assert build_desk(settings).retry.lease_seconds == 120
+    # No shorter than a hand-over may take (three SMTP timeouts of 30 s by default).
+    with pytest.raises(ConfigError, match=r"^email: .*claim_lease_seconds"):
+        load_settings(env={**KEY, "CONTACT_CENTER__EMAIL__CLAIM_LEASE_SECONDS": "60"})
