@@ -230,16 +230,21 @@ class Telephony:
 
     async def _ring_client(self, leg: Call, ring_limit: float) -> str:
         identity = leg.to.removeprefix("client:")
+        leg.check()  # hung up before it started ringing
         leg.ringing_client = identity
-        leg.answer_decision = asyncio.get_running_loop().create_future()
+        leg.answer_decision = decision_made = asyncio.get_running_loop().create_future()
         auto = self.sb.config.client_auto_answer_seconds
         ring_for = min(ring_limit, auto) if auto is not None else ring_limit
         try:
-            decision = await asyncio.wait_for(asyncio.shield(leg.answer_decision), self.sb.real(ring_for))
+            decision = await asyncio.wait_for(asyncio.shield(decision_made), self.sb.real(ring_for))
         except TimeoutError:
             decision = "answer" if auto is not None and auto < ring_limit else "no-answer"
         finally:
             leg.ringing_client = None
+            # The ring is over: a later hang-up must end the leg, not answer a browser no longer asked.
+            if not decision_made.done():
+                decision_made.cancel()
+        leg.check()
         if decision == "answer":
             leg.callee = None
             leg.note("client answered", identity=identity)
@@ -324,7 +329,7 @@ class Telephony:
             status_callback(self, call, event)
 
     def answer(self, call: Call) -> None:
-        if call.answered_at is not None:
+        if call.answered_at is not None or call.is_final:
             return
         call.answered_at = self.sb.now()
         call.start_time = call.start_time or utcnow()

@@ -142,6 +142,8 @@ async def _race(call: Call, tasks: set[asyncio.Task[str]]) -> set[asyncio.Task[s
 
 
 async def _bridge(t: Telephony, call: Call, leg: Call, time_limit: float) -> DialResult:
+    if leg.is_final:  # hung up between its answer and the bridge
+        return DialResult(leg.status, leg, 0, False)
     t.answer(leg)
     bridge = Bridge(call, leg, t.sb.now())
     call.bridge = leg.bridge = bridge
