@@ -2,17 +2,23 @@
 
 Simulated
 - REST 2010-04-01 with Basic auth (AccountSid:AuthToken; 401/20003, wrong account 404/20404):
-  ``Calls.json`` create/list, ``Calls/{Sid}.json`` fetch/update (Url, Twiml, Status=canceled|completed),
-  ``Messages.json`` create/list, ``Messages/{Sid}.json``, ``Recordings/{Sid}(.json|.wav)``; Twilio's
-  JSON shapes, 201 on create, errors ``{code, message, more_info, status}`` (21211 invalid To,
-  21610 opted out, 21602/21603/21604/21606/21617, 20404, Twilio's magic +1500555000x numbers).
+  ``Calls.json`` create/list, ``Calls/{Sid}.json`` fetch/update (Url, Twiml, Status=canceled|completed)
+  /delete, ``Messages.json`` create/list, ``Messages/{Sid}.json`` fetch/redact (``Body=""``)/delete,
+  ``Recordings/{Sid}(.json|.wav)`` fetch/delete (deleting a call or text not over: 409/20009);
+  Twilio's JSON shapes (``duration`` empty for an unanswered call, ``start_time`` from when it was
+  dialled, segments as Twilio counts them), 201 on create, 204 on delete, errors ``{code, message,
+  more_info, status}`` (21211 invalid To, 21610 opted out, 21602/21603/21604/21606/21617, 20404,
+  405/20004, Twilio's magic +1500555000x numbers).
 - Inbound calls (``POST /sandbox/calls``): signed voice webhooks, TwiML Say, Play, Pause, Gather
   (digits or ``speech:`` text, with barge-in), Dial with Client/Number (simultaneous ringing, action,
   DialCallStatus/DialCallSid/DialCallDuration/DialBridged, timeLimit, noun statusCallback), Dial
   Queue (dequeue), Enqueue (waitUrl loop with queue parameters, Leave, action with QueueResult),
   Record (action, recordingStatusCallback), Redirect, Hangup, Reject; relative URLs resolved
-  against the document's URL; end of document hangs up.
-- Status callbacks for the requested events with SequenceNumber, Timestamp, CallDuration,
+  against the document's URL; end of document hangs up. Any answer but Reject picks the call up
+  (an empty one too); a document breaking TwiML's schema (unknown verb, ``<say>``, a verb where a
+  noun belongs) runs none of its verbs: 12200 in the debugger, and the call ends as on a 12100.
+- Status callbacks for the requested events (a number's: the final one, as at Twilio, unless its
+  ``voice_status_events`` says otherwise) with SequenceNumber, Timestamp, CallDuration,
   SipResponseCode, CallbackSource; optionally jittered so they arrive out of order.
 - Outbound calls: outcomes from seeded probabilities (human, machine, busy, no-answer, failed),
   ring/talk durations, MachineDetection (sync AnsweredBy or AsyncAmd callback), calls to
@@ -32,15 +38,15 @@ Simulated
   SMS webhooks with media, STOP/START/HELP keywords tracked per sender, ``<Message>`` replies.
 - Every webhook is form-encoded and signed (``X-Twilio-Signature`` by twilio's RequestValidator);
   failures (refused, 4xx/5xx, timeout, bad TwiML) are logged on the call and in
-  ``/sandbox/debugger`` as 11200/12100, and the call hangs up. Waits are scaled by ``time_scale``.
+  ``/sandbox/debugger`` as 11200/12100/12200, and the call hangs up. Waits are scaled by ``time_scale``.
 
 Not simulated
 - Conference, Sip, Connect/Stream, Pay, Refer, Start/Siprec, Sms inside voice TwiML, audio,
   transcription, Dial ``record``/``hangupOnStar``/``answerOnBridge`` and the nouns' ``url``
   whispers (Client, Number, Queue), TaskRouter, FallbackUrl, webhook retries and ``#ct=..``
   connection overrides, SharedKey HMAC-SHA256 signatures, API keys as credentials, Messaging
-  Service sender pools (the first configured number sends), Queues REST resources, rate limits
-  (20429), prices.
+  Service sender pools (the first configured number sends), scheduled texts, Queues, Media and
+  recording lists, Conferences, rate limits (20429), prices.
 - Timestamps are real UTC time; durations are simulated seconds.
 
 A package of its own: it imports nothing of ``crm_core``, ``channels`` or the rest of
