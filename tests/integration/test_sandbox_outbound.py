@@ -8,7 +8,7 @@ from typing import Any
 from contact_center.sandbox import CallOutcomes
 from tests.support.sandbox_harness import CALLER, NUMBER, TWIML, Env, events, sandbox_env
 
-FAST = {"ring_seconds": (1.0, 2.0), "talk_seconds": (5.0, 10.0), "amd_seconds": (1.0, 2.0)}
+FAST: dict[str, Any] = {"ring_seconds": (1.0, 2.0), "talk_seconds": (5.0, 10.0), "amd_seconds": (1.0, 2.0)}
 HANGUP = TWIML.format("<Hangup/>")
 
 
