@@ -23,6 +23,9 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 _TICKET_ROUTES = "/api/v1/tickets/{id}"
 
 
+_TICKET_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only: "²".isdigit() is true
+
+
 def request_id_of(header: str | None) -> str:
     if header and _SANE_ID.match(header):
         return header
@@ -37,7 +40,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     log_context.request_id.set(request_id)
     resource = request.match_info.route.resource
     ticket = request.match_info.get("id", "")
-    if resource is not None and resource.canonical.startswith(_TICKET_ROUTES) and ticket.isdigit():
+    on_ticket = resource is not None and resource.canonical.startswith(_TICKET_ROUTES)
+    if on_ticket and _TICKET_ID.fullmatch(ticket):
         log_context.ticket_id.set(int(ticket))
     started = time.perf_counter()
     status = 500
