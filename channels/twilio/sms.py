@@ -8,19 +8,15 @@ outbox row is named in the callback URL's ``outbox`` query parameter).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from multidict import MultiDict
 
 from channels.twilio import sms_params
+from channels.twilio.answering import answer_webhook
 from channels.twilio.signature import WebhookVerifier
-from crm_core.errors import InvalidInput
 from crm_core.services.sms_types import SmsInbox
-from crm_core.sql import lost_connection
-
-log = logging.getLogger(__name__)
 
 PREFIX = "/twilio/sms"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response />'
@@ -44,20 +40,7 @@ def sms_routes(inbox: Callable[[], SmsInbox], verifier: WebhookVerifier) -> list
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def answer(request: web.Request) -> web.Response:
             params = await verifier.verified_form(request)
-            # A database connection found dead on use (kept from before a restart or failover of
-            # the database) is not Twilio's failure: answered once more, on a new connection
-            # (texts are stored once per MessageSid, receipts move a text forward only).
-            for attempt in (1, 2):
-                try:
-                    await handle(request, params)
-                    break
-                except InvalidInput as exc:
-                    log.warning("malformed Twilio webhook to %s: %s", request.path, exc)
-                    raise web.HTTPBadRequest(text=str(exc)) from exc
-                except Exception as exc:
-                    if attempt == 2 or not lost_connection(exc):
-                        raise
-                    log.warning("database connection lost answering %s: answering again", request.path)
+            await answer_webhook(request, lambda: handle(request, params))
             return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
         return answer

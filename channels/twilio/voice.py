@@ -8,19 +8,16 @@ Endpoints (all form POSTs from Twilio, all signature-checked): ``inbound`` (a ca
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from multidict import MultiDict
 
 from channels.twilio import twiml, voice_params
+from channels.twilio.answering import answer_webhook
 from channels.twilio.signature import WebhookVerifier
 from crm_core.errors import InvalidInput
 from crm_core.ports import VoiceCalls
-from crm_core.sql import lost_connection
-
-log = logging.getLogger(__name__)
 
 PREFIX = "/twilio/voice"
 TWIML = "text/xml"
@@ -39,17 +36,7 @@ def twiml_webhook(verifier: WebhookVerifier, answer: Answer) -> Handler:
 
     async def handle(request: web.Request) -> web.Response:
         params = await verifier.verified_form(request)
-        for attempt in (1, 2):
-            try:
-                body = await answer(request, params)
-                break
-            except InvalidInput as exc:
-                log.warning("malformed Twilio webhook to %s: %s", request.path, exc)
-                raise web.HTTPBadRequest(text=str(exc)) from exc
-            except Exception as exc:
-                if attempt == 2 or not lost_connection(exc):
-                    raise
-                log.warning("database connection lost answering %s: answering again", request.path)
+        body = await answer_webhook(request, lambda: answer(request, params))
         return web.Response(text=body, content_type=TWIML)
 
     return handle
