@@ -14,9 +14,11 @@ import itertools
 
 
 class RoundRobinProxy:
-    def __init__(self, upstream_ports: list[int]) -> None:
+    def __init__(self, upstream_ports: list[int], host: str = "127.0.0.1") -> None:
+        self.host = host
         self.upstreams = list(upstream_ports)
-        self.port = 0
+        self.port = 0  # chosen at the first start, kept afterwards
+        self.accepted = 0  # connections accepted so far
         self._turn = itertools.count()
         self._server: asyncio.Server | None = None
         self._relays: set[asyncio.Task[None]] = set()
@@ -44,13 +46,14 @@ class RoundRobinProxy:
         for offset in range(len(self.upstreams)):
             port = self.upstreams[(first + offset) % len(self.upstreams)]
             with contextlib.suppress(OSError):
-                return await asyncio.open_connection("127.0.0.1", port)
+                return await asyncio.open_connection(self.host, port)
         raise ConnectionRefusedError("no instance is up")
 
     async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._relays.add(task)
+        self.accepted += 1
         server_writer: asyncio.StreamWriter | None = None
         try:
             server_reader, server_writer = await self._connect()
