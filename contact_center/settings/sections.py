@@ -29,6 +29,16 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def network_list(value: list[str]) -> list[str]:
+    """Addresses or networks (``10.0.0.0/8``), each checked, spaces trimmed."""
+    for item in value:
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address or network like 10.0.0.0/8") from None
+    return [item.strip() for item in value]
+
+
 class ServerSettings(Section):
     host: str
     port: int = Field(ge=0, le=65535)
@@ -43,12 +53,7 @@ class ServerSettings(Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item.strip(), strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r} is not an address or network like 10.0.0.0/8") from None
-        return [item.strip() for item in value]
+        return network_list(value)
 
     def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies]
@@ -73,12 +78,7 @@ class MetricsSettings(Section):
     @field_validator("allow_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item.strip(), strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r} is not an address or network like 10.0.0.0/8") from None
-        return [item.strip() for item in value]
+        return network_list(value)
 
     def networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(item, strict=False) for item in self.allow_networks]
