@@ -222,6 +222,15 @@ class InteractionOut(Output):
     body: str | None
     summary: str | None
     metadata: dict[str, Any] = Field(validation_alias="meta")
+    # A call's routing (voice only; null otherwise): how its webhook was answered and to which
+    # agent, when it was queued, offered and answered (and by whom), and whether it was missed.
+    call_decision: str | None = None
+    routed_agent_id: int | None = None
+    queued_at: datetime | None = None
+    offered_at: datetime | None = None
+    answered_at: datetime | None = None
+    answered_by_id: int | None = None
+    missed: bool = False
 
 
 class InteractionPage(PageOut[InteractionOut]):

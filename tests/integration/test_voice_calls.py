@@ -185,6 +185,27 @@ async def test_status_callbacks_twice_and_out_of_order_end_in_the_final_state(
     assert presence.state is AgentState.WRAP_UP and presence.until is not None
 
 
+async def test_an_answered_call_shows_its_routing_in_the_api(
+    client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    await known_customer(uow_factory)
+    await available(client, staff.red_1)
+    sid = call_sid()
+    await twilio.incoming(sid)
+    await twilio.agent_answers(sid, staff.red_1.id)
+    await twilio.status(sid, "completed", 3, CallDuration="40")
+    [row] = await voice_rows(uow_factory)
+    agent = await signed_in(client, staff.red_1)
+    shown = await (await agent.get(f"/api/v1/interactions/{row.id}")).json()
+    assert (shown["call_decision"], shown["routed_agent_id"], shown["answered_by_id"], shown["missed"]) == (
+        "connect-agent",
+        staff.red_1.id,
+        staff.red_1.id,
+        False,
+    )
+    assert shown["answered_at"] is not None and shown["queued_at"] is None  # rang the agent at once
+
+
 async def test_unanswered_offer_moves_on_and_sets_the_agent_away(
     client: TestClient[Any, Any], twilio: Twilio, staff: Staff, uow_factory: UnitOfWorkFactory
 ) -> None:
