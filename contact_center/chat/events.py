@@ -30,7 +30,7 @@ from channels.webchat.protocol import (
     VisitorNotice,
 )
 from contact_center import events
-from crm_core.events import DomainEvent
+from crm_core.events import Audience, DomainEvent
 from crm_core.models import ChatConversation
 
 # What the visitor is told besides messages, one event name each.
@@ -138,7 +138,11 @@ def visitor_back(visitor_id: str) -> DomainEvent:
 
 
 def for_visitor(event: DomainEvent) -> tuple[str, VisitorNotice] | None:
-    """The visitor ``event`` is for and what their sockets are shown; None for other events."""
+    """The visitor ``event`` is for and what their sockets are shown; None for events whose
+    audience (in the catalogue) is not the visitor."""
+    spec = events.spec_of(event.name)
+    if spec is None or Audience.VISITOR not in spec.audience:
+        return None
     if event.name == events.CHAT_MESSAGE:
         visitor_id, message = event.payload.get("visitor_id"), event.payload.get("message")
         if not isinstance(visitor_id, str) or not isinstance(message, dict):

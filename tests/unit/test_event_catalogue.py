@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from channels.webchat.protocol import QueuePosition
 from contact_center import events
+from contact_center.chat.events import for_visitor
 from contact_center.realtime import team_frame
 from crm_core import events as core_events
 from crm_core.events import Audience, DomainEvent
@@ -97,3 +99,13 @@ def test_a_spec_builds_the_event_with_its_payload_as_given() -> None:
     assert event.payload == {"customer_id": 1, "merged_id": 2}
     assert event.payload is not payload
     assert DomainEvent.from_json(event.to_json()) == event
+
+
+def test_a_visitor_is_shown_only_what_the_catalogue_addresses_to_visitors() -> None:
+    queue = events.visitor_queue({"visitor_id": "v1", "position": 2})
+    assert for_visitor(queue) == ("v1", QueuePosition(position=2))
+    # Internal and agents' events name the visitor too, and are never shown to them.
+    assert for_visitor(events.visitor_back({"visitor_id": "v1"})) is None
+    for name in ("chat.visitor.queue", "chat.message"):
+        spec = events.spec_of(name)
+        assert spec is not None and Audience.VISITOR in spec.audience
