@@ -12,6 +12,8 @@ from aiohttp import web
 from channels.twilio.gateway import TWILIO_API, TwilioGateway
 from contact_center.sandbox import (
     CallOutcomes,
+    Duration,
+    Lognormal,
     MessageOutcomes,
     NumberConfig,
     SandboxConfig,
@@ -19,6 +21,7 @@ from contact_center.sandbox import (
 )
 from contact_center.sandbox_access import sandbox_authorizer
 from contact_center.settings import Settings
+from contact_center.settings.sections import LognormalSettings
 
 SANDBOX_CONTROL_TOKEN = web.AppKey("sandbox_control_token", str)
 SANDBOX_PREFIX = "/twilio-sandbox"
@@ -64,6 +67,10 @@ def _absolute(base: str, url: str) -> str:
     return urljoin(base.rstrip("/") + "/", url.lstrip("/")) if "://" not in url else url
 
 
+def _duration(value: LognormalSettings | tuple[float, float]) -> Duration:
+    return Lognormal(value.mean, value.spread) if isinstance(value, LognormalSettings) else value
+
+
 def sandbox_config_from_settings(settings: Settings, public_url: str | None = None) -> SandboxConfig:
     """The sandbox for this service: its numbers' relative webhook paths point at ``public_base_url``.
 
@@ -95,9 +102,18 @@ def sandbox_config_from_settings(settings: Settings, public_url: str | None = No
             busy=out.busy,
             no_answer=out.no_answer,
             failed=out.failed,
-            ring_seconds=out.ring_seconds,
-            talk_seconds=out.talk_seconds,
-            amd_seconds=out.amd_seconds,
+            fax=out.fax,
+            ring_seconds=_duration(out.ring_seconds),
+            talk_seconds=_duration(out.talk_seconds),
+            amd_seconds=_duration(out.amd_seconds),
+            greeting_seconds=_duration(out.greeting_seconds),
+            human_as_machine=out.human_as_machine,
+            machine_as_human=out.machine_as_human,
+            machine_end_beep=out.machine_end_beep,
+            machine_end_silence=out.machine_end_silence,
+            machine_end_other=out.machine_end_other,
+            calls_per_second=out.calls_per_second,
+            fail_with_20429_rate=out.fail_with_20429_rate,
         ),
         messages=MessageOutcomes(
             delivered=msg.delivered,

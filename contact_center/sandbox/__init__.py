@@ -20,15 +20,21 @@ Simulated
 - Status callbacks for the requested events (a number's: the final one, as at Twilio, unless its
   ``voice_status_events`` says otherwise) with SequenceNumber, Timestamp, CallDuration,
   SipResponseCode, CallbackSource; optionally jittered so they arrive out of order.
-- Outbound calls: outcomes from seeded probabilities (human, machine, busy, no-answer, failed),
-  ring/talk durations, MachineDetection (sync AnsweredBy or AsyncAmd callback), calls to
-  ``client:<identity>`` ring the simulated browser.
+- Outbound calls: outcomes from seeded probabilities (human, machine, fax, busy, no-answer,
+  failed) or scripted per number, ring/talk/detection/greeting durations from lognormal laws;
+  API-created calls start at the account's calls-per-second rate (the others wait ``queued``,
+  ``queue_time`` says how long) and a create can be refused with 429 / 20429; MachineDetection
+  (sync AnsweredBy or AsyncAmd callback) answers every AnsweredBy value, with the configured
+  mistakes, ``DetectMessageEnd`` after the greeting, ``unknown`` at MachineDetectionTimeout, and
+  MachineDetectionDuration; calls to ``client:<identity>`` ring the simulated browser.
 - Agent browsers: ``/sandbox/clients/{identity}/ringing|answer|reject|calls``; hang up either side.
 - Driving it (JSON under ``/sandbox/``): ``POST calls`` {from, to, digits?, hangup_after_seconds?,
   caller_name?, record_seconds?}, ``GET calls``, ``GET calls/{sid}`` (state and event log),
   ``POST calls/{sid}/hangup`` {side?: caller|agent}, ``POST calls/{sid}/digits``, ``POST sms``
   {from, to, body, media_urls?}, ``GET messages[/{sid}]``, ``POST messages/outcomes`` {to, outcome,
-  error_code?} (how texts to a number end), ``GET queues``, ``GET debugger``,
+  error_code?} (how texts to a number end), ``POST calls/outcomes`` {to, outcome, answered_by?}
+  (how calls to a number end), ``POST calls/throttle`` {count} (the next creates answer 20429),
+  ``GET queues``, ``GET debugger``,
   ``POST reset`` {seed?}, ``GET /sandbox`` (account, numbers, REST base URL). Every ``/sandbox/``
   route needs the control token (``Authorization: Bearer`` or ``X-Sandbox-Token``;
   ``SandboxConfig.control_token``) or a grant of the mounting application's sign-in
@@ -46,7 +52,7 @@ Not simulated
   whispers (Client, Number, Queue), TaskRouter, FallbackUrl, webhook retries and ``#ct=..``
   connection overrides, SharedKey HMAC-SHA256 signatures, API keys as credentials, Messaging
   Service sender pools (the first configured number sends), scheduled texts, Queues, Media and
-  recording lists, Conferences, rate limits (20429), prices.
+  recording lists, Conferences, messaging rate limits, prices.
 - Timestamps are real UTC time; durations are simulated seconds.
 
 A package of its own: it imports nothing of ``crm_core``, ``channels`` or the rest of
@@ -60,6 +66,8 @@ from __future__ import annotations
 from contact_center.sandbox.app import create_sandbox_app
 from contact_center.sandbox.config import (
     CallOutcomes,
+    Duration,
+    Lognormal,
     MessageOutcomes,
     NumberConfig,
     SandboxConfig,
@@ -70,6 +78,8 @@ from contact_center.sandbox.keys import SANDBOX
 __all__ = [
     "SANDBOX",
     "CallOutcomes",
+    "Duration",
+    "Lognormal",
     "MessageOutcomes",
     "NumberConfig",
     "Sandbox",

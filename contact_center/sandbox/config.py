@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import secrets
 from dataclasses import dataclass, field
 
@@ -24,17 +26,54 @@ class NumberConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Lognormal:
+    """A simulated duration drawn from a lognormal law: ``mean`` seconds on average; ``spread`` is
+    the standard deviation of its logarithm (0: always ``mean``; 0.5: most within x0.4..x2.5)."""
+
+    mean: float
+    spread: float = 0.5
+
+    def draw(self, rng: random.Random) -> float:
+        if self.mean <= 0:
+            return 0.0
+        if self.spread <= 0:
+            return self.mean
+        return rng.lognormvariate(math.log(self.mean) - self.spread**2 / 2, self.spread)
+
+
+Duration = Lognormal | tuple[float, float]
+"""A lognormal law, or ``(min, max)`` drawn uniformly (the older form)."""
+
+
+@dataclass(frozen=True, slots=True)
 class CallOutcomes:
-    """How outbound calls to phone numbers end: relative weights, then simulated durations (seconds)."""
+    """How outbound calls to phone numbers end: relative weights, simulated durations (seconds),
+    answering machine detection's errors, and the account's calls-per-second limit."""
 
     human: float = 0.6
     machine: float = 0.2
     busy: float = 0.05
     no_answer: float = 0.1
     failed: float = 0.05
-    ring_seconds: tuple[float, float] = (3.0, 15.0)
-    talk_seconds: tuple[float, float] = (20.0, 180.0)
-    amd_seconds: tuple[float, float] = (2.0, 4.0)
+    fax: float = 0.0
+    ring_seconds: Duration = Lognormal(7.0, 0.5)
+    talk_seconds: Duration = Lognormal(60.0, 0.8)
+    amd_seconds: Duration = Lognormal(2.5, 0.3)
+    """How long detection takes to tell a human, the start of a machine or a fax."""
+    greeting_seconds: Duration = Lognormal(9.0, 0.4)
+    """A machine's greeting: ``DetectMessageEnd`` answers when it ends."""
+    human_as_machine: float = 0.0
+    """Share of humans that detection calls machines."""
+    machine_as_human: float = 0.0
+    """Share of machines that detection passes as humans."""
+    machine_end_beep: float = 0.8
+    machine_end_silence: float = 0.15
+    machine_end_other: float = 0.05
+    """How a machine's greeting ends (relative weights): a beep, silence, or something else."""
+    calls_per_second: float = 1.0
+    """API-created calls start at this rate (per simulated second); the others wait ``queued``."""
+    fail_with_20429_rate: float = 0.0
+    """Share of ``POST Calls.json`` refused with 429 / 20429 Too Many Requests."""
 
     def weights(self) -> dict[str, float]:
         return {
@@ -43,6 +82,14 @@ class CallOutcomes:
             "busy": self.busy,
             "no-answer": self.no_answer,
             "failed": self.failed,
+            "fax": self.fax,
+        }
+
+    def machine_ends(self) -> dict[str, float]:
+        return {
+            "machine_end_beep": self.machine_end_beep,
+            "machine_end_silence": self.machine_end_silence,
+            "machine_end_other": self.machine_end_other,
         }
 
 

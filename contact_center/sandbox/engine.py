@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from contact_center.sandbox.config import SandboxConfig
+from contact_center.sandbox.config import Duration, Lognormal, SandboxConfig
 from contact_center.sandbox.messaging import Messaging
 from contact_center.sandbox.model import Call, Message, Queue, Recording, new_sid, utcnow
 from contact_center.sandbox.voice import Telephony
@@ -79,6 +79,7 @@ class Sandbox:
         self.recordings.clear()
         self.opt_outs.clear()
         self.sms.reset()
+        self.voice.reset()
         self.debugger.clear()
         self.rng = random.Random(self.config.seed if seed is None else seed)
 
@@ -116,8 +117,11 @@ class Sandbox:
             return next(iter(weights))
         return self.rng.choices(names, weights=[weights[k] for k in names])[0]
 
-    def between(self, bounds: tuple[float, float]) -> float:
-        low, high = bounds
+    def between(self, duration: Duration) -> float:
+        """A simulated duration: from its lognormal law, or uniform in ``(min, max)``."""
+        if isinstance(duration, Lognormal):
+            return duration.draw(self.rng)
+        low, high = duration
         return self.rng.uniform(min(low, high), max(low, high))
 
     # -- URLs and webhooks -----------------------------------------------------------------------

@@ -87,6 +87,8 @@ class Call:
     answer_decision: asyncio.Future[str] | None = None
     sip_response_code: int = 200
     queue_time: int = 0
+    """Milliseconds (simulated) the call waited for the account's calls-per-second limit."""
+    machine_detection_duration: int | None = None
     runner: asyncio.Task[Any] | None = None
     """The task running this leg's TwiML (or ringing it); interrupts are addressed to it."""
     answered_event: asyncio.Event = field(default_factory=asyncio.Event)

@@ -239,8 +239,11 @@ async def create_call(request: web.Request) -> web.Response:
         raise TwilioApiError(21625, f"Invalid MachineDetection value {detection}")
     try:
         timeout = float(_one(form, "Timeout") or 60)
+        amd_timeout = float(_one(form, "MachineDetectionTimeout") or 30)
     except ValueError as exc:
         raise TwilioApiError(21216, "Invalid Timeout") from exc
+    if sb.voice.pacer.refuses():
+        raise TwilioApiError(20429, "Too Many Requests", 429)
     call = sb.voice.start_outbound(
         OutboundRequest(
             to=to,
@@ -255,6 +258,7 @@ async def create_call(request: web.Request) -> web.Response:
             async_amd=(_one(form, "AsyncAmd") or "").lower() == "true",
             async_amd_callback=_url(form, "AsyncAmdStatusCallback"),
             async_amd_method=_method(form, "AsyncAmdStatusCallbackMethod"),
+            machine_detection_timeout=max(3.0, min(59.0, amd_timeout)),
             timeout=max(5.0, min(600.0, timeout)),
         )
     )

@@ -339,6 +339,36 @@ async def force_message_outcome(request: web.Request) -> web.Response:
     return web.json_response({"to": to, "outcome": outcome, "error_code": code})
 
 
+@routes.post("/sandbox/calls/outcomes")
+async def script_call_outcome(request: web.Request) -> web.Response:
+    """Calls to a number end as told: ``{to, outcome: human|machine|fax|busy|no-answer|failed|null,
+    answered_by?}`` (``answered_by``: what machine detection concludes, ``unknown`` at its timeout)."""
+    sb = request.app[SANDBOX]
+    data = await _body(request)
+    outcome, answered_by = data.get("outcome"), data.get("answered_by")
+    if outcome is not None and not isinstance(outcome, str):
+        raise bad_request("'outcome' must be a string or null")
+    if answered_by is not None and not isinstance(answered_by, str):
+        raise bad_request("'answered_by' must be a string")
+    to = _text(data, "to", required=True)
+    try:
+        sb.voice.script(to, outcome, answered_by)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from exc
+    return web.json_response({"to": to, "outcome": outcome, "answered_by": answered_by})
+
+
+@routes.post("/sandbox/calls/throttle")
+async def throttle_calls(request: web.Request) -> web.Response:
+    """The next ``{count}`` ``POST Calls.json`` are refused with 429 / 20429 Too Many Requests."""
+    sb = request.app[SANDBOX]
+    count = (await _body(request)).get("count")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise bad_request("'count' must be a non-negative integer")
+    sb.voice.pacer.refuse_next = count
+    return web.json_response({"count": count})
+
+
 @routes.get("/sandbox/messages")
 async def list_messages(request: web.Request) -> web.Response:
     sb = request.app[SANDBOX]

@@ -219,21 +219,40 @@ class SandboxNumberSettings(Section):
     voice_status_events: tuple[Literal["initiated", "ringing", "answered", "completed"], ...] = ("completed",)
 
 
+class LognormalSettings(Section):
+    """A simulated duration: ``mean`` seconds on average, ``spread`` the deviation of its logarithm."""
+
+    mean: float = Field(ge=0)
+    spread: float = Field(default=0.5, ge=0, le=3)
+
+
+SandboxDuration = LognormalSettings | tuple[float, float]
+
+
 class SandboxOutboundSettings(Section):
     human: float = Field(default=0.6, ge=0)
     machine: float = Field(default=0.2, ge=0)
     busy: float = Field(default=0.05, ge=0)
     no_answer: float = Field(default=0.1, ge=0)
     failed: float = Field(default=0.05, ge=0)
-    ring_seconds: tuple[float, float] = (3.0, 15.0)
-    talk_seconds: tuple[float, float] = (20.0, 180.0)
-    amd_seconds: tuple[float, float] = (2.0, 4.0)
+    fax: float = Field(default=0.0, ge=0)
+    ring_seconds: SandboxDuration = LognormalSettings(mean=7.0, spread=0.5)
+    talk_seconds: SandboxDuration = LognormalSettings(mean=60.0, spread=0.8)
+    amd_seconds: SandboxDuration = LognormalSettings(mean=2.5, spread=0.3)
+    greeting_seconds: SandboxDuration = LognormalSettings(mean=9.0, spread=0.4)
+    human_as_machine: float = Field(default=0.0, ge=0, le=1)
+    machine_as_human: float = Field(default=0.0, ge=0, le=1)
+    machine_end_beep: float = Field(default=0.8, ge=0)
+    machine_end_silence: float = Field(default=0.15, ge=0)
+    machine_end_other: float = Field(default=0.05, ge=0)
+    calls_per_second: float = Field(default=1.0, gt=0, le=1000)
+    fail_with_20429_rate: float = Field(default=0.0, ge=0, le=1)
 
-    @field_validator("ring_seconds", "talk_seconds", "amd_seconds")
+    @field_validator("ring_seconds", "talk_seconds", "amd_seconds", "greeting_seconds")
     @classmethod
-    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        if value[0] < 0 or value[1] < value[0]:
-            raise ValueError("must be [min, max] with 0 <= min <= max")
+    def _range(cls, value: SandboxDuration) -> SandboxDuration:
+        if isinstance(value, tuple) and (value[0] < 0 or value[1] < value[0]):
+            raise ValueError("must be [min, max] with 0 <= min <= max, or {mean, spread}")
         return value
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from contact_center.sandbox import Lognormal
 from contact_center.settings import ConfigError, load_settings
 from contact_center.twilio_account import sandbox_config_from_settings
 
@@ -50,7 +51,9 @@ def test_file_and_environment_override(tmp_path: Path) -> None:
     ("toml", "message"),
     [
         ("[sandbox]\ntime_scale = 0\n", "sandbox.time_scale: "),
-        ("[sandbox.outbound]\nring_seconds = [5, 1]\n", "sandbox.outbound.ring_seconds: "),
+        ("[sandbox.outbound]\nring_seconds = [5, 1]\n", "sandbox.outbound.ring_seconds"),
+        ("[sandbox.outbound]\nring_seconds = { mean = -1 }\n", "sandbox.outbound.ring_seconds"),
+        ("[sandbox.outbound]\ncalls_per_second = 0\n", "sandbox.outbound.calls_per_second: "),
         ('[sandbox.numbers."12345"]\nvoice_url = "/v"\n', "sandbox.numbers: "),
         ("[sandbox]\nnope = 1\n", "sandbox.nope: "),
     ],
@@ -61,3 +64,19 @@ def test_bad_values_name_the_key(tmp_path: Path, toml: str, message: str) -> Non
     with pytest.raises(ConfigError) as info:
         load_settings(site, env=KEY)
     assert str(info.value).startswith(message)
+
+
+def test_dialer_settings_reach_the_sandbox(tmp_path: Path) -> None:
+    defaults = sandbox_config_from_settings(load_settings(env=KEY)).outcomes
+    assert defaults.ring_seconds == Lognormal(7.0, 0.5) and defaults.calls_per_second == 1.0
+    assert defaults.fail_with_20429_rate == 0.0
+    site = tmp_path / "site.toml"
+    site.write_text(
+        "[sandbox.outbound]\ntalk_seconds = { mean = 30, spread = 0.2 }\namd_seconds = [1, 3]\n"
+        "calls_per_second = 5\nfail_with_20429_rate = 0.25\nhuman_as_machine = 0.1\nfax = 0.02\n"
+    )
+    outcomes = sandbox_config_from_settings(load_settings(site, env=KEY)).outcomes
+    assert outcomes.talk_seconds == Lognormal(30.0, 0.2)
+    assert outcomes.amd_seconds == (1.0, 3.0)  # the older [min, max] form: uniform
+    assert (outcomes.calls_per_second, outcomes.fail_with_20429_rate) == (5.0, 0.25)
+    assert (outcomes.human_as_machine, outcomes.fax) == (0.1, 0.02)
