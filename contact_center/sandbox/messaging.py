@@ -16,6 +16,7 @@ from contact_center.sandbox.model import (
 from contact_center.sandbox.segments import num_segments
 from contact_center.sandbox.twiml import TwiMLError, parse_twiml
 from contact_center.sandbox.voice import is_phone_number, resolve
+from contact_center.sandbox.webhook_params import location
 
 if TYPE_CHECKING:
     from contact_center.sandbox.engine import Sandbox
@@ -244,6 +245,7 @@ class Messaging:
             "SmsStatus": "received",
             "NumMedia": str(len(media_urls)),
             "NumSegments": str(num_segments(body)),
+            **location(From=from_, To=to),
         }
         for index, url in enumerate(media_urls):
             params[f"MediaUrl{index}"] = url

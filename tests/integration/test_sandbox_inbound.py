@@ -39,6 +39,7 @@ async def test_dial_client_answered_bridged_then_agent_hangs_up() -> None:
         (voice,) = env.fake.at("/voice")
         assert voice.method == "POST"
         assert voice.headers["Content-Type"] == "application/x-www-form-urlencoded"
+        assert voice.params.pop("CallToken")  # opaque: what forwarding the call would present
         assert voice.params == {
             "AccountSid": SID,
             "ApiVersion": "2010-04-01",
@@ -50,6 +51,12 @@ async def test_dial_client_answered_bridged_then_agent_hangs_up() -> None:
             "Direction": "inbound",
             "From": CALLER,
             "To": NUMBER,
+            **{
+                f"{who}{what}": ""
+                for who in ("From", "To", "Caller", "Called")
+                for what in ("City", "State", "Zip")
+            },
+            **{f"{who}Country": "US" for who in ("From", "To", "Caller", "Called")},
         }
         (action,) = env.fake.at("/dial-done")
         assert action.params["DialCallStatus"] == "completed"

@@ -148,9 +148,9 @@ class Env:
             await asyncio.sleep(0.005)
 
 
-def twilio_client(env: Env) -> Client:
+def twilio_client(env: Env, http: TwilioHttpClient | None = None) -> Client:
     """The official twilio-python client (synchronous: call it through ``asyncio.to_thread``)."""
-    http = TwilioHttpClient()
+    http = http or TwilioHttpClient()
     assert http.session is not None
     http.session.trust_env = False  # loopback only, whatever proxy the environment names
     client = Client(SID, TOKEN, http_client=http)

@@ -1,0 +1,253 @@
+"""Fidelity proof: the sandbox driven by the official twilio-python client answers every REST call with
+a body that Twilio's published OpenAPI description (twilio-oai, tests/fixtures/twilio_oai/) allows,
+and sends its webhooks with the parameters Twilio documents, signed as Twilio signs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from contact_center.sandbox import MessageOutcomes
+from tests.support.sandbox_harness import CALLER, NUMBER, SID, TOKEN, TWIML, Env, sandbox_env, twilio_client
+from tests.support.twilio_oai import mismatches, source
+from tests.support.waiting import until
+
+DELIVERED = MessageOutcomes(delivered=1, undelivered=0, failed=0)
+CALL = "Calls/{Sid}.json"
+MESSAGE = "Messages/{Sid}.json"
+
+# Parameters Twilio documents for each webhook (twilio.com/docs/usage/webhooks/voice-webhooks,
+# .../messaging/guides/webhook-request, .../voice/api/call-resource#statuscallback).
+CALL_PARAMS = {
+    "AccountSid",
+    "ApiVersion",
+    "CallSid",
+    "CallStatus",
+    "Called",
+    "Caller",
+    "Direction",
+    "From",
+    "To",
+}
+PHONE_LOCATION = {
+    f"{who}{what}"
+    for who in ("From", "To", "Caller", "Called")
+    for what in ("City", "State", "Zip", "Country")
+}
+CALL_STATUS_PARAMS = {"CallbackSource", "SequenceNumber", "Timestamp"}
+CALL_COMPLETED_PARAMS = {"CallDuration", "Duration", "SipResponseCode"}
+INBOUND_SMS_PARAMS = {
+    "AccountSid",
+    "ApiVersion",
+    "Body",
+    "From",
+    "To",
+    "MessageSid",
+    "SmsMessageSid",
+    "SmsSid",
+    "SmsStatus",
+    "NumMedia",
+    "NumSegments",
+} | {f"{who}{what}" for who in ("From", "To") for what in ("City", "State", "Zip", "Country")}
+SMS_STATUS_PARAMS = {
+    "AccountSid",
+    "ApiVersion",
+    "From",
+    "To",
+    "MessageSid",
+    "MessageStatus",
+    "SmsSid",
+    "SmsStatus",
+}
+
+
+class KeepingHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """twilio-python's HTTP client, keeping the last response (status and raw body) it received."""
+
+    last: Response | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> Response:
+        self.last = super().request(*args, **kwargs)
+        return self.last
+
+
+class Recorder:
+    """Runs the official client in a thread and checks the raw body of each response it got."""
+
+    def __init__(self, env: Env) -> None:
+        self.http = KeepingHttpClient()
+        self.client: Client = twilio_client(env, self.http)
+        self.problems: list[str] = []
+
+    async def __call__(
+        self, what: str, path: str, method: str, status: int, act: Callable[[Client], Any]
+    ) -> Any:
+        result = await asyncio.to_thread(act, self.client)
+        response = self.http.last
+        assert response is not None
+        assert response.status_code == status, (what, response.status_code, response.text)
+        if status == 204:
+            assert response.text == "", (what, response.text)
+        else:
+            body = json.loads(response.text)
+            self.problems += [f"{what}: {line}" for line in mismatches(body, path, method, status)]
+        return result
+
+    def check(self) -> None:
+        assert not self.problems, f"responses that break {source()}:\n" + "\n".join(self.problems)
+
+
+async def test_calls_answer_as_the_published_description_says() -> None:
+    async with sandbox_env() as env:
+        env.fake.answer("/talk", TWIML.format('<Pause length="600"/>'))
+        env.fake.answer("/moved", TWIML.format('<Pause length="600"/>'))
+        rest = Recorder(env)
+        url = env.fake.url("/talk")
+        call = await rest(
+            "calls.create",
+            "Calls.json",
+            "post",
+            201,
+            lambda c: c.calls.create(to=CALLER, from_=NUMBER, url=url),
+        )
+        await until(lambda: env.sandbox.calls[call.sid].status == "in-progress", what="answered")
+        await rest("calls.fetch", CALL, "get", 200, lambda c: c.calls(call.sid).fetch())
+        await rest("calls.list", "Calls.json", "get", 200, lambda c: c.calls.list(page_size=2))
+        await rest("calls.list page", "Calls.json", "get", 200, lambda c: c.calls.page(page_size=1))
+        moved = env.fake.url("/moved")
+        await rest("calls.update url", CALL, "post", 200, lambda c: c.calls(call.sid).update(url=moved))
+        await env.fake.wait_for("/moved")
+        ended = await rest(
+            "calls.update completed",
+            CALL,
+            "post",
+            200,
+            lambda c: c.calls(call.sid).update(status="completed"),
+        )
+        assert ended.status == "completed"
+        await until(lambda: env.sandbox.calls[call.sid].is_final, what="over")
+        await rest("calls.fetch over", CALL, "get", 200, lambda c: c.calls(call.sid).fetch())
+        await rest("calls.list over", "Calls.json", "get", 200, lambda c: c.calls.list(status="completed"))
+        assert await rest("calls.delete", CALL, "delete", 204, lambda c: c.calls(call.sid).delete()) is True
+        rest.check()
+
+
+async def test_messages_answer_as_the_published_description_says() -> None:
+    async with sandbox_env(messages=DELIVERED) as env:
+        rest = Recorder(env)
+        callback = env.fake.url("/message-status")
+        message = await rest(
+            "messages.create",
+            "Messages.json",
+            "post",
+            201,
+            lambda c: c.messages.create(to=CALLER, from_=NUMBER, body="Hi", status_callback=callback),
+        )
+        await rest("messages.fetch", MESSAGE, "get", 200, lambda c: c.messages(message.sid).fetch())
+        await env.fake.wait_for("/message-status", 2)  # sent, delivered: none for the first status
+        await rest("messages.fetch delivered", MESSAGE, "get", 200, lambda c: c.messages(message.sid).fetch())
+        _, received = await env.sim("POST", "sms", {"from": CALLER, "to": NUMBER, "body": "Hello"})
+        await rest("messages.list", "Messages.json", "get", 200, lambda c: c.messages.list(page_size=5))
+        await rest("messages.list to", "Messages.json", "get", 200, lambda c: c.messages.page(to=NUMBER))
+        redacted = await rest(
+            "messages.update redaction",
+            MESSAGE,
+            "post",
+            200,
+            lambda c: c.messages(message.sid).update(body=""),
+        )
+        assert redacted.body == ""
+        await rest("messages.delete", MESSAGE, "delete", 204, lambda c: c.messages(message.sid).delete())
+        inbound = received["message_sid"]
+        await rest("messages.fetch inbound", MESSAGE, "get", 200, lambda c: c.messages(inbound).fetch())
+        rest.check()
+
+
+async def test_recordings_answer_as_the_published_description_says() -> None:
+    async with sandbox_env() as env:
+        env.fake.answer("/voice", TWIML.format('<Record action="/recorded" maxLength="30"/>'))
+        env.fake.answer("/recorded", TWIML.format("<Hangup/>"))
+        sid = await env.call({"record_seconds": 3})
+        await env.settled(sid)
+        (recorded,) = env.fake.at("/recorded")
+        recording = recorded.params["RecordingSid"]
+        rest = Recorder(env)
+        path = "Recordings/{Sid}.json"
+        fetched = await rest("recordings.fetch", path, "get", 200, lambda c: c.recordings(recording).fetch())
+        assert fetched.call_sid == sid
+        await rest("recordings.delete", path, "delete", 204, lambda c: c.recordings(recording).delete())
+        rest.check()
+
+
+async def test_a_missing_resource_answers_twilios_error_body() -> None:
+    async with sandbox_env() as env:
+        rest = Recorder(env)
+        missing = "CA" + "f" * 32
+        with pytest.raises(TwilioRestException) as raised:
+            await asyncio.to_thread(lambda: rest.client.calls(missing).fetch())
+        assert raised.value.status == 404 and raised.value.code == 20404
+        response = rest.http.last
+        assert response is not None and response.status_code == 404
+        body = json.loads(response.text)
+        # The description gives Twilio's error body a schema only once, as one operation's 408.
+        assert not mismatches(body, "Calls/{CallSid}/Recordings/{Sid}.json", "post", 408), body
+        assert set(body) == {"code", "message", "more_info", "status"} and body["status"] == 404
+        assert body["more_info"] == "https://www.twilio.com/docs/errors/20404"
+
+
+def _missing(params: dict[str, str], names: set[str]) -> set[str]:
+    return names - set(params)
+
+
+async def test_webhooks_carry_the_documented_parameters_and_twilios_signature() -> None:
+    async with sandbox_env(messages=DELIVERED) as env:
+        env.fake.answer("/voice", TWIML.format('<Pause length="1"/><Hangup/>'))
+        sid = await env.call({})
+        await env.settled(sid)
+        (voice,) = env.fake.at("/voice")
+        assert not _missing(voice.params, CALL_PARAMS | PHONE_LOCATION | {"CallToken"}), voice.params
+        assert voice.params["CallSid"] == sid and voice.params["Direction"] == "inbound"
+
+        client = twilio_client(env)
+        status = env.fake.url("/call-status")
+        events = ["initiated", "ringing", "answered", "completed"]
+        call = await asyncio.to_thread(
+            lambda: client.calls.create(
+                to=CALLER,
+                from_=NUMBER,
+                twiml="<Response><Hangup/></Response>",
+                status_callback=status,
+                status_callback_event=events,
+            )
+        )
+        callbacks = await env.fake.wait_for("/call-status", 4)
+        for callback in callbacks:
+            assert callback.params["CallSid"] == call.sid
+            assert not _missing(callback.params, CALL_PARAMS | PHONE_LOCATION | CALL_STATUS_PARAMS), callback
+        (completed,) = [c for c in callbacks if c.params["CallStatus"] == "completed"]
+        assert not _missing(completed.params, CALL_COMPLETED_PARAMS), completed.params
+
+        await env.sim("POST", "sms", {"from": CALLER, "to": NUMBER, "body": "Hello"})
+        (sms,) = await env.fake.wait_for("/sms")
+        assert not _missing(sms.params, INBOUND_SMS_PARAMS), sms.params
+        await asyncio.to_thread(
+            lambda: client.messages.create(
+                to=CALLER, from_=NUMBER, body="Hi", status_callback=env.fake.url("/sms-status")
+            )
+        )
+        for callback in await env.fake.wait_for("/sms-status", 2):
+            assert not _missing(callback.params, SMS_STATUS_PARAMS), callback.params
+
+        signed = [w for w in env.fake.received if w.valid]
+        assert len(signed) == len(env.fake.received) >= 9
+        assert all(w.headers.get("X-Twilio-Signature") for w in env.fake.received)
+        assert {w.headers.get("User-Agent") for w in env.fake.received} == {"TwilioProxy/1.1"}
+        assert SID and TOKEN  # the harness signs with TOKEN for SID's number; sandbox_env checks every one
