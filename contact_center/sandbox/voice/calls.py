@@ -25,8 +25,10 @@ from contact_center.sandbox.model import (
     new_sid,
     utcnow,
 )
+from contact_center.sandbox.voice.amd import ANSWERED_BY, CALLEES, detect
 from contact_center.sandbox.voice.callbacks import callback_task, status_callback
 from contact_center.sandbox.voice.flow import Next, split_digits
+from contact_center.sandbox.voice.pacing import Pacer
 from contact_center.sandbox.voice.queues import left_queue
 from contact_center.sandbox.voice.runner import run
 from contact_center.sandbox.webhook_params import call_token, location
@@ -34,6 +36,7 @@ from contact_center.sandbox.webhook_params import call_token, location
 if TYPE_CHECKING:
     from contact_center.sandbox.engine import Sandbox
 
+CALL_OUTCOMES = (*CALLEES, "busy", "no-answer", "failed")
 SIP_CODES = {"completed": 200, "busy": 486, "no-answer": 487, "canceled": 487, "failed": 500}
 
 
@@ -53,6 +56,7 @@ class OutboundRequest:
     async_amd: bool = False
     async_amd_callback: str | None = None
     async_amd_method: str = "POST"
+    machine_detection_timeout: float = 30.0
     timeout: float = 60.0
 
 
@@ -68,6 +72,24 @@ class Telephony:
 
     def __init__(self, sandbox: Sandbox) -> None:
         self.sb = sandbox
+        self.pacer = Pacer(sandbox)
+        self.scripted: dict[str, tuple[str, str | None]] = {}
+        """Phone number -> (outcome, AnsweredBy or None): how calls to it end, whatever the odds."""
+
+    def reset(self) -> None:
+        self.pacer.reset()
+        self.scripted.clear()
+
+    def script(self, to: str, outcome: str | None, answered_by: str | None = None) -> None:
+        """Calls to ``to`` end ``outcome`` (and detection concludes ``answered_by``); None: the odds."""
+        if outcome is None:
+            self.scripted.pop(to, None)
+            return
+        if outcome not in CALL_OUTCOMES:
+            raise ValueError(f"outcome is one of {', '.join(CALL_OUTCOMES)}")
+        if answered_by is not None and answered_by not in ANSWERED_BY:
+            raise ValueError(f"answered_by is one of {', '.join(ANSWERED_BY)}")
+        self.scripted[to] = (outcome, answered_by)
 
     # -- starting calls --------------------------------------------------------------------------
 
@@ -152,6 +174,15 @@ class Telephony:
         await run(self, call, Next(call.url, call.method, params=call.extra_params))
 
     async def _outbound(self, call: Call, request: OutboundRequest) -> None:
+        wait = self.pacer.turn()
+        if wait > 0:
+            call.note("queued for the calls-per-second limit", seconds=round(wait, 3))
+            try:
+                await self.wait(call, wait)
+            except CallInterrupted as exc:
+                self.finish(call, exc.interrupt.status if exc.interrupt.kind == "hangup" else "canceled")
+                return
+        call.queue_time = round(wait * 1000)
         try:
             outcome = await self.ring(call, request.timeout)
         except CallInterrupted:
@@ -172,19 +203,19 @@ class Telephony:
         await run(self, call, Next(call.url, call.method, call.twiml))
 
     async def _detect_machine(self, call: Call, request: OutboundRequest) -> None:
-        detection = self.sb.between(self.sb.config.outcomes.amd_seconds)
-        if call.callee == "machine":
-            answered_by = (
-                "machine_end_beep" if request.machine_detection == "DetectMessageEnd" else "machine_start"
-            )
-        else:
-            answered_by = "human"
+        forced = self.scripted.get(call.to, ("", None))[1]
+        mode = request.machine_detection or "Enable"
+        found = detect(self.sb, call.callee or "human", mode, request.machine_detection_timeout, forced)
         if not request.async_amd:
-            await self.wait(call, detection)
-            call.answered_by = answered_by
-            call.note("machine detection", answered_by=answered_by)
+            await self.wait(call, found.seconds)
+            self._detected(call, found.answered_by, found.seconds)
             return
-        self.sb.spawn(self._async_amd(call, request, detection, answered_by))
+        self.sb.spawn(self._async_amd(call, request, found.seconds, found.answered_by))
+
+    def _detected(self, call: Call, answered_by: str, seconds: float) -> None:
+        call.answered_by = answered_by
+        call.machine_detection_duration = round(seconds * 1000)
+        call.note("machine detection", answered_by=answered_by, seconds=round(seconds, 2))
 
     async def _async_amd(
         self, call: Call, request: OutboundRequest, seconds: float, answered_by: str
@@ -192,14 +223,13 @@ class Telephony:
         await self.sb.sleep(seconds)
         if call.is_final:
             return
-        call.answered_by = answered_by
-        call.note("machine detection", answered_by=answered_by)
+        self._detected(call, answered_by, seconds)
         if request.async_amd_callback:
             params = {
                 "AccountSid": call.account_sid,
                 "CallSid": call.sid,
                 "AnsweredBy": answered_by,
-                "MachineDetectionDuration": str(round(seconds * 1000)),
+                "MachineDetectionDuration": str(call.machine_detection_duration),
             }
             callback_task(
                 self,
@@ -261,9 +291,12 @@ class Telephony:
             self.finish(leg, "failed")
             return "failed"
         outcomes = self.sb.config.outcomes
-        outcome = self.sb.pick(outcomes.weights())
+        scripted = self.scripted.get(leg.to)
+        outcome = scripted[0] if scripted is not None else self.sb.pick(outcomes.weights())
         ring = self.sb.between(outcomes.ring_seconds)
-        leg.note("outcome", outcome=outcome, ring_seconds=round(ring, 1))
+        leg.note("outcome", outcome=outcome, ring_seconds=round(ring, 1), scripted=scripted is not None)
+        if scripted is not None:
+            ring = min(ring, ring_limit / 2)  # a scripted answer is not lost to the ring timeout
         if outcome == "failed":
             self.finish(leg, "failed")
             return "failed"
@@ -321,6 +354,8 @@ class Telephony:
             params["ParentCallSid"] = call.parent_call_sid
         if call.answered_by:
             params["AnsweredBy"] = call.answered_by
+        if call.machine_detection_duration is not None:
+            params["MachineDetectionDuration"] = str(call.machine_detection_duration)
         return params
 
     def _status(self, call: Call, status: str, event: str | None = None) -> None:
