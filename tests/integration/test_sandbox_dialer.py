@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from twilio.base.exceptions import TwilioRestException
 
+from channels.twilio.gateway import TwilioGateway
 from contact_center.sandbox import CallOutcomes, Lognormal
-from tests.support.sandbox_harness import CALLER, NUMBER, TWIML, Env, sandbox_env, twilio_client
+from tests.support.sandbox_harness import CALLER, NUMBER, SID, TOKEN, TWIML, Env, sandbox_env, twilio_client
 
 HANGUP = TWIML.format("<Hangup/>")
 NO_CHANCE: dict[str, Any] = {"human": 0.0, "machine": 0.0, "busy": 0.0, "no_answer": 0.0, "failed": 0.0}
@@ -120,6 +121,19 @@ async def test_too_many_requests_can_be_provoked() -> None:
             await create(env, twiml=HANGUP, url=None)
         assert refused.value.code == 20429
         assert not env.sandbox.calls
+
+
+async def test_the_service_gateway_retries_a_throttled_create() -> None:
+    async with sandbox_env(outcomes=outcomes(busy=1)) as env:
+        await env.sim("POST", "calls/throttle", {"count": 2})
+        gateway = TwilioGateway(account_sid=SID, auth_token=TOKEN, base_url=env.base_url)
+        try:
+            sid = await gateway.place_call(
+                to=CALLER, from_=NUMBER, url=env.fake.url("/answered"), status_callback=env.fake.url("/s")
+            )
+        finally:
+            await gateway.close()
+        assert list(env.sandbox.calls) == [sid]  # two refusals, then one call
 
 
 # -- answering machine detection -------------------------------------------------------------------
