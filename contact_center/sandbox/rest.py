@@ -371,6 +371,23 @@ def _recording(sb: Sandbox, request: web.Request) -> Recording:
     return recording
 
 
+@routes.get(f"{PREFIX}/Recordings.json")
+async def list_recordings(request: web.Request) -> web.Response:
+    """Newest first; filters CallSid and DateCreated (with < and >)."""
+    sb = check_account(request)
+    q = request.query
+    created = time_filter(q, "DateCreated")
+    recordings = [
+        r
+        for r in reversed(sb.recordings.values())
+        if equal_to(q, "CallSid", r.call_sid) and created(r.date_created)
+    ]
+    path = f"/{API_VERSION}/Accounts/{sb.config.account_sid}/Recordings.json"
+    return web.json_response(
+        page(q, "recordings", recordings, lambda r: r.sid, lambda r: recording_resource(sb, r), path)
+    )
+
+
 @routes.get(f"{PREFIX}/Recordings/{{sid}}.json")
 async def fetch_recording(request: web.Request) -> web.Response:
     sb = check_account(request)

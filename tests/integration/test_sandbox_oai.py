@@ -5,6 +5,7 @@ and sends its webhooks with the parameters Twilio documents, signed as Twilio si
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -15,11 +16,12 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from contact_center.sandbox import MessageOutcomes
+from contact_center.sandbox import CallOutcomes, MessageOutcomes
 from tests.support.sandbox_harness import CALLER, NUMBER, SID, TOKEN, TWIML, Env, sandbox_env, twilio_client
 from tests.support.twilio_oai import mismatches, source
 from tests.support.waiting import until
 
+SERVICE = "MG" + "0123456789abcdef" * 2
 DELIVERED = MessageOutcomes(delivered=1, undelivered=0, failed=0)
 CALL = "Calls/{Sid}.json"
 MESSAGE = "Messages/{Sid}.json"
@@ -140,6 +142,84 @@ async def test_calls_answer_as_the_published_description_says() -> None:
         rest.check()
 
 
+async def test_calls_that_never_connect_answer_as_the_published_description_says() -> None:
+    slow = CallOutcomes(human=1, machine=0, busy=0, no_answer=0, failed=0, ring_seconds=(600, 600))
+    async with sandbox_env(outcomes=slow) as env:
+        rest = Recorder(env)
+        hangup = "<Response><Hangup/></Response>"
+        ringing = await rest(
+            "calls.create twiml",
+            "Calls.json",
+            "post",
+            201,
+            lambda c: c.calls.create(to=CALLER, from_=NUMBER, twiml=hangup),
+        )
+        await until(lambda: env.sandbox.calls[ringing.sid].status == "ringing", what="ringing")
+        await rest("calls.fetch ringing", CALL, "get", 200, lambda c: c.calls(ringing.sid).fetch())
+        await rest(
+            "calls.update twiml", CALL, "post", 200, lambda c: c.calls(ringing.sid).update(twiml=hangup)
+        )
+        canceled = await rest(
+            "calls.update canceled",
+            CALL,
+            "post",
+            200,
+            lambda c: c.calls(ringing.sid).update(status="canceled"),
+        )
+        assert canceled.status == "canceled"
+        for number, outcome in (
+            ("+14155550101", "busy"),
+            ("+14155550102", "no-answer"),
+            ("+14155550103", "failed"),
+        ):
+            status, answer = await env.sim("POST", "calls/outcomes", {"to": number, "outcome": outcome})
+            assert status == 200, answer
+            call = await rest(
+                f"calls.create {outcome}",
+                "Calls.json",
+                "post",
+                201,
+                functools.partial(_dial, to=number, twiml=hangup),
+            )
+            sid = str(call.sid)
+            await asyncio.wait_for(env.sandbox.calls[sid].ended.wait(), 5)
+            over = await rest(
+                f"calls.fetch {outcome}", CALL, "get", 200, functools.partial(_fetch_call, sid=sid)
+            )
+            assert over.status == outcome
+        await rest("calls.list all", "Calls.json", "get", 200, lambda c: c.calls.list())
+        rest.check()
+
+
+def _dial(client: Client, to: str, twiml: str) -> Any:
+    return client.calls.create(to=to, from_=NUMBER, twiml=twiml)
+
+
+def _fetch_call(client: Client, sid: str) -> Any:
+    return client.calls(sid).fetch()
+
+
+async def test_texts_through_a_service_and_failed_texts_answer_as_the_published_description_says() -> None:
+    failing = MessageOutcomes(delivered=0, undelivered=1, failed=0)
+    async with sandbox_env(messages=failing) as env:
+        rest = Recorder(env)
+        accepted = await rest(
+            "messages.create service",
+            "Messages.json",
+            "post",
+            201,
+            lambda c: c.messages.create(to=CALLER, body="Hi", messaging_service_sid=SERVICE),
+        )
+        assert accepted.status == "accepted"
+        await until(lambda: env.sandbox.messages[accepted.sid].status == "undelivered", what="undelivered")
+        undelivered = await rest(
+            "messages.fetch undelivered", MESSAGE, "get", 200, lambda c: c.messages(accepted.sid).fetch()
+        )
+        assert isinstance(undelivered.error_code, int) and undelivered.error_message
+        await rest("messages.list service", "Messages.json", "get", 200, lambda c: c.messages.list())
+        rest.check()
+
+
 async def test_messages_answer_as_the_published_description_says() -> None:
     async with sandbox_env(messages=DELIVERED) as env:
         rest = Recorder(env)
@@ -183,6 +263,17 @@ async def test_recordings_answer_as_the_published_description_says() -> None:
         path = "Recordings/{Sid}.json"
         fetched = await rest("recordings.fetch", path, "get", 200, lambda c: c.recordings(recording).fetch())
         assert fetched.call_sid == sid
+        listed = await rest("recordings.list", "Recordings.json", "get", 200, lambda c: c.recordings.list())
+        assert [r.sid for r in listed] == [recording]
+        by_call = await rest(
+            "recordings.list call", "Recordings.json", "get", 200, lambda c: c.recordings.list(call_sid=sid)
+        )
+        assert [r.sid for r in by_call] == [recording]
+        other = "CA" + "0" * 32
+        none = await rest(
+            "recordings.list none", "Recordings.json", "get", 200, lambda c: c.recordings.list(call_sid=other)
+        )
+        assert none == []
         await rest("recordings.delete", path, "delete", 204, lambda c: c.recordings(recording).delete())
         rest.check()
 
@@ -196,11 +287,41 @@ async def test_a_missing_resource_answers_twilios_error_body() -> None:
         assert raised.value.status == 404 and raised.value.code == 20404
         response = rest.http.last
         assert response is not None and response.status_code == 404
-        body = json.loads(response.text)
-        # The description gives Twilio's error body a schema only once, as one operation's 408.
-        assert not mismatches(body, "Calls/{CallSid}/Recordings/{Sid}.json", "post", 408), body
-        assert set(body) == {"code", "message", "more_info", "status"} and body["status"] == 404
-        assert body["more_info"] == "https://www.twilio.com/docs/errors/20404"
+        _error_body(json.loads(response.text), 404, 20404)
+
+
+async def test_refusals_answer_twilios_error_body() -> None:
+    async with sandbox_env() as env:
+        rest = Recorder(env)
+        refusals: list[tuple[int, int, Callable[[], Any]]] = [
+            (
+                400,
+                21211,
+                lambda: rest.client.calls.create(to="nobody", from_=NUMBER, url="https://example.com/"),
+            ),
+            (400, 21205, lambda: rest.client.calls.create(to=CALLER, from_=NUMBER, url="not a url")),
+            (404, 20404, lambda: rest.client.messages("SM" + "0" * 32).fetch()),
+            (404, 20404, lambda: rest.client.recordings("RE" + "0" * 32).fetch()),
+        ]
+        for status, code, act in refusals:
+            with pytest.raises(TwilioRestException) as raised:
+                await asyncio.to_thread(act)
+            assert (raised.value.status, raised.value.code) == (status, code)
+            assert rest.http.last is not None
+            _error_body(json.loads(rest.http.last.text), status, code)
+        resp = await env.client.get(
+            env.api("Calls.json"), headers={"Authorization": "Basic bm9ib2R5Om5vbmU="}
+        )
+        assert resp.status == 401
+        _error_body(await resp.json(), 401, 20003)
+
+
+def _error_body(body: Any, status: int, code: int) -> None:
+    # The description gives Twilio's error body a schema only once, as one operation's 408.
+    assert not mismatches(body, "Calls/{CallSid}/Recordings/{Sid}.json", "post", 408), body
+    assert set(body) == {"code", "message", "more_info", "status"}, body
+    assert (body["status"], body["code"]) == (status, code), body
+    assert body["more_info"] == f"https://www.twilio.com/docs/errors/{code}" and body["message"]
 
 
 def _missing(params: dict[str, str], names: set[str]) -> set[str]:
