@@ -59,6 +59,25 @@ INBOUND_SMS_PARAMS = {
     "NumMedia",
     "NumSegments",
 } | {f"{who}{what}" for who in ("From", "To") for what in ("City", "State", "Zip", "Country")}
+# Each verb's action (and callback) parameters, on top of the call's (twilio.com/docs/voice/twiml/...).
+VERB_PARAMS = {
+    "/gathered": {"Digits"},
+    "/recorded": {"RecordingUrl", "RecordingSid", "RecordingDuration", "Digits"},
+    "/recording-status": {
+        "AccountSid",
+        "CallSid",
+        "RecordingSid",
+        "RecordingUrl",
+        "RecordingStatus",
+        "RecordingDuration",
+        "RecordingChannels",
+        "RecordingSource",
+        "RecordingStartTime",
+    },
+    "/dialed": {"DialCallStatus", "DialCallSid", "DialCallDuration", "DialBridged"},
+    "/hold": {"QueuePosition", "QueueSid", "QueueTime", "AvgQueueTime", "CurrentQueueSize", "MaxQueueSize"},
+    "/queue-done": {"QueueResult", "QueueSid", "QueueTime"},
+}
 SMS_STATUS_PARAMS = {
     "AccountSid",
     "ApiVersion",
@@ -372,3 +391,35 @@ async def test_webhooks_carry_the_documented_parameters_and_twilios_signature() 
         assert all(w.headers.get("X-Twilio-Signature") for w in env.fake.received)
         assert {w.headers.get("User-Agent") for w in env.fake.received} == {"TwilioProxy/1.1"}
         assert SID and TOKEN  # the harness signs with TOKEN for SID's number; sandbox_env checks every one
+
+
+async def test_verb_actions_carry_the_documented_parameters() -> None:
+    async with sandbox_env() as env:
+        callee = "+14155550109"
+        await env.sim("POST", "calls/outcomes", {"to": callee, "outcome": "human"})
+        env.fake.answer(
+            "/voice", TWIML.format('<Gather action="/gathered" numDigits="1"><Say>Hi</Say></Gather>')
+        )
+        env.fake.answer(
+            "/gathered",
+            TWIML.format(
+                '<Record action="/recorded" maxLength="30" recordingStatusCallback="/recording-status"/>'
+            ),
+        )
+        env.fake.answer("/recorded", TWIML.format(f'<Dial action="/dialed" timeLimit="2">{callee}</Dial>'))
+        env.fake.answer(
+            "/dialed", TWIML.format('<Enqueue action="/queue-done" waitUrl="/hold">support</Enqueue>')
+        )
+        env.fake.answer("/hold", TWIML.format('<Pause length="600"/>'))
+        sid = await env.call({"digits": "1", "record_seconds": 2})
+        await env.fake.wait_for("/hold")
+        await env.sim("POST", f"calls/{sid}/hangup", {})
+        await env.settled(sid)
+        await env.fake.wait_for("/recording-status")
+        await env.fake.wait_for("/queue-done")
+        for path, names in VERB_PARAMS.items():
+            assert env.fake.at(path), path
+            for hook in env.fake.at(path):
+                expected = names if path == "/recording-status" else names | CALL_PARAMS | PHONE_LOCATION
+                assert not _missing(hook.params, expected), (path, _missing(hook.params, expected))
+                assert hook.params["CallSid"] == sid
