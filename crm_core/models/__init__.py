@@ -13,6 +13,7 @@ from crm_core.models.chat import (
     ChatVisitor,
 )
 from crm_core.models.customers import Customer, CustomerEmail, CustomerPhone
+from crm_core.models.do_not_call import DncSource, DoNotCall
 from crm_core.models.email import (
     EmailAddressHealth,
     EmailAttachment,
@@ -45,6 +46,8 @@ __all__ = [
     "Customer",
     "CustomerEmail",
     "CustomerPhone",
+    "DncSource",
+    "DoNotCall",
     "EmailAddressHealth",
     "EmailAttachment",
     "EmailKind",
