@@ -10,6 +10,7 @@ from multidict import MultiDict
 
 from channels.twilio.form import MAX_URL, number, optional_sid, required, sid, text, timestamp
 from crm_core.errors import InvalidInput
+from crm_core.rules.call_status import TERMINAL
 from crm_core.voice import (
     CallStatus,
     CallStatusUpdate,
@@ -63,16 +64,13 @@ def agent_leg(params: MultiDict[str]) -> tuple[str | None, CallStatusUpdate]:
     return optional_sid(params, "ParentCallSid", CALL), call_status(params)
 
 
-CALL_OVER = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
-
-
 def dial_outcome(params: MultiDict[str], agent_id: int | None) -> DialOutcome:
     return DialOutcome(
         call_sid=call_sid(params),
         agent_id=agent_id,
         status=text(params, "DialCallStatus") or "failed",
         duration_seconds=number(params, "DialCallDuration"),
-        caller_gone=text(params, "CallStatus") in CALL_OVER,
+        caller_gone=text(params, "CallStatus") in TERMINAL,
     )
 
 
