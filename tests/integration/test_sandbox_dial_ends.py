@@ -25,8 +25,13 @@ async def test_auto_answered_legs_end_when_callers_hang_up_seconds_into_the_call
             # Around the answer (1 s), and after it: 0.9 .. 3.2 simulated seconds.
             callers.append(await env.call({"hangup_after_seconds": 0.9 + 0.1 * index}))
         await asyncio.gather(*(env.settled(sid, timeout=15) for sid in callers))
+        # A caller may hang up before its ``<Dial>`` starts on a loaded machine (0.9 simulated seconds is
+        # 9 ms here): such a caller rings nobody; every caller that dialed rings exactly one leg.
+        dialed = [sid for sid in callers if any(e["event"] == "dial" for e in env.sandbox.calls[sid].log)]
+        assert len(dialed) >= len(callers) // 2, f"only {len(dialed)} of {len(callers)} callers dialed"
+        for sid in callers:
+            assert len(_legs(env, sid)) == (1 if sid in dialed else 0), env.sandbox.calls[sid].log
         legs = [leg for sid in callers for leg in _legs(env, sid)]
-        assert len(legs) == len(callers)
         await until(lambda: all(leg.is_final for leg in legs), timeout=10, what="every agent leg ends")
         assert any(leg.answered_at is not None for leg in legs)
         for leg in legs:
