@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from aiohttp import web, web_response
 from aiohttp.typedefs import Middleware
 
-from contact_center.sandbox import deletion, rest, simulation
+from contact_center.sandbox import conferences, deletion, rest, simulation
 from contact_center.sandbox.access import EVERYTHING, Authorize, has_control_token
 from contact_center.sandbox.config import SandboxConfig
 from contact_center.sandbox.engine import Sandbox
@@ -108,6 +108,7 @@ def create_sandbox_app(config: SandboxConfig, authorize: Authorize | None = None
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_routes(rest.routes)
     app.router.add_routes(deletion.routes)
+    app.router.add_routes(conferences.routes)
     control.update(route.resource for route in app.router.add_routes(simulation.routes) if route.resource)
     _hide_server_software(app)
     return app

@@ -14,6 +14,7 @@ from contact_center.sandbox.config import Duration, Lognormal, SandboxConfig
 from contact_center.sandbox.messaging import Messaging
 from contact_center.sandbox.model import Call, Message, Queue, Recording, new_sid, utcnow
 from contact_center.sandbox.voice import Telephony
+from contact_center.sandbox.voice.conference import Conference
 from contact_center.sandbox.webhooks import WebhookResult, WebhookSender
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Sandbox:
         self.calls: dict[str, Call] = {}
         self.messages: dict[str, Message] = {}
         self.queues: dict[str, Queue] = {}
+        self.conferences: dict[str, Conference] = {}
         self.recordings: dict[str, Recording] = {}
         self.opt_outs: set[tuple[str, str]] = set()
         """(recipient, sender) pairs: the recipient texted STOP to that sender."""
@@ -67,7 +69,7 @@ class Sandbox:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def reset(self, seed: int | None = None) -> None:
-        """Forget every call, message, queue, recording and opt-out; no callbacks are sent."""
+        """Forget every call, message, queue, conference, recording and opt-out; no callbacks are sent."""
         self.closing = True
         try:
             await self.cancel_tasks()
@@ -76,6 +78,7 @@ class Sandbox:
         self.calls.clear()
         self.messages.clear()
         self.queues.clear()
+        self.conferences.clear()
         self.recordings.clear()
         self.opt_outs.clear()
         self.sms.reset()

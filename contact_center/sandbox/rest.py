@@ -211,11 +211,8 @@ def _url(form: MultiDictProxy[Any], name: str) -> str | None:
 # -- Calls -------------------------------------------------------------------------------------
 
 
-@routes.post(f"{PREFIX}/Calls.json")
-async def create_call(request: web.Request) -> web.Response:
-    sb = check_account(request)
-    form = await request.post()
-    to, from_ = _one(form, "To"), _one(form, "From")
+def check_numbers(sb: Sandbox, to: str | None, from_: str | None) -> tuple[str, str]:
+    """A new call's To and From, refused as Twilio refuses them (21201, 21213, 21211, 21212)."""
     if not to:
         raise TwilioApiError(21201, "No 'To' number is specified")
     if not from_:
@@ -227,6 +224,14 @@ async def create_call(request: web.Request) -> web.Response:
             raise TwilioApiError(21211, f"Invalid 'To' Phone Number: {to}")
     if not from_.startswith("client:") and not is_phone_number(from_):
         raise TwilioApiError(21212, f"Invalid 'From' Phone Number: {from_}")
+    return to, from_
+
+
+@routes.post(f"{PREFIX}/Calls.json")
+async def create_call(request: web.Request) -> web.Response:
+    sb = check_account(request)
+    form = await request.post()
+    to, from_ = check_numbers(sb, _one(form, "To"), _one(form, "From"))
     url, twiml = _url(form, "Url"), _one(form, "Twiml")
     if url is None and twiml is None:
         raise TwilioApiError(21205, "Url parameter is required (or Twiml)")

@@ -52,6 +52,10 @@ def _uri_map(value: object) -> bool:
     )
 
 
+NULL_UNTIL_SET = frozenset({"reason_conference_ended"})
+"""Enum properties the description gives as a bare ``$ref`` (which OpenAPI 3.0 cannot mark nullable)
+though Twilio answers ``null`` until they have a value: a conference not yet over has no reason."""
+
 FORMATS = FormatChecker()
 for _name, _check in {
     "date-time-rfc-2822": _rfc2822,
@@ -79,6 +83,8 @@ def _schema(node: Any) -> Any:
             out["enum"] = [*out["enum"], None]
     if "properties" in out and isinstance(out["properties"], dict):
         out["required"] = sorted(out["properties"])
+        for name in NULL_UNTIL_SET & set(out["properties"]):
+            out["properties"][name] = {"anyOf": [out["properties"][name], {"type": "null"}]}
     return out
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from contact_center.sandbox.model import Bridge, Call, CallInterrupted, Interrupt
 from contact_center.sandbox.twiml import Verb
+from contact_center.sandbox.voice import conference
 from contact_center.sandbox.voice.flow import Next, request_ignored, resolve
 from contact_center.sandbox.voice.queues import left_queue
 
@@ -38,8 +39,13 @@ async def dial(t: Telephony, call: Call, verb: Verb, doc_url: str | None) -> Nex
         nouns = [Verb("Number", text=verb.text)]
     call.note("dial", targets=[f"{n.name}:{n.text}" for n in nouns], timeout=timeout)
     queue_noun = next((n for n in nouns if n.name == "Queue"), None)
+    room_noun = next((n for n in nouns if n.name == "Conference"), None)
     if queue_noun is not None:
         result = await _dial_queue(t, call, queue_noun, timeout, time_limit)
+    elif room_noun is not None:
+        # Twilio gives a conference's Dial "answered", and no DialCallSid.
+        status, stopped = await conference.join(t, call, room_noun, doc_url, time_limit)
+        result = DialResult(status, None, 0, status == "answered", stopped)
     else:
         targets = [n for n in nouns if n.name in ("Client", "Number")]
         for other in (n for n in nouns if n not in targets):
