@@ -20,8 +20,7 @@ from crm_core.email_ports import InboundEmail
 from crm_core.errors import InvalidInput
 from crm_core.models import EmailAddressHealth, EmailKind, EmailMessage, Ticket, utcnow
 from crm_core.rules.email_refs import subject_token, with_token
-from crm_core.services.email_outbound import build_outbound, interaction_logged
-from crm_core.services.email_participants import add_participant_rows
+from crm_core.services.email_outbound import EmailDraft, queue_emails
 from crm_core.services.tickets import system_note
 
 if TYPE_CHECKING:  # the policies name the templates: imported for annotations only
@@ -165,12 +164,12 @@ class AckRequest:
 async def write_acknowledgments(
     uow: UnitOfWork, requests: Sequence[AckRequest], mailbox: MailboxPolicy, policy: EmailPolicy
 ) -> list[EmailMessage | None]:
-    """Queue the acknowledgments in the outbox (in the caller's transaction), one per request in
-    order: the reply to the message, from the mailbox, with the ticket's token. A template that
-    cannot be rendered leaves a note on the ticket instead (None in its place)."""
-    session = uow.session
-    acks: list[EmailMessage | None] = []
-    participants: list[tuple[int, str]] = []
+    """Queue the acknowledgments in the outbox by :func:`queue_emails` (in the caller's
+    transaction), one per request in order: the reply to the message, from the mailbox, with the
+    ticket's token. A template that cannot be rendered leaves a note on the ticket instead (None
+    in its place)."""
+    drafts: list[EmailDraft] = []
+    drafted: list[int] = []  # the index of each draft's request
     unsent: list[tuple[Ticket, str]] = []
     for request in requests:
         ticket, mail = request.ticket, request.mail
@@ -180,36 +179,26 @@ async def write_acknowledgments(
             )
         except InvalidInput as exc:
             unsent.append((ticket, f"No acknowledgment sent: {exc}"))
-            acks.append(None)
             continue
-        sender = (mail.from_address or "").lower()
         message_id = mail.message_id
-        participants.append((ticket.id, sender))
-        acks.append(
-            build_outbound(
-                ticket_id=ticket.id,
-                ticket_number=ticket.number,
-                customer_id=ticket.customer_id,
+        drafted.append(len(drafted) + len(unsent))
+        drafts.append(
+            EmailDraft(
                 identity=mailbox.identity,
-                secret=policy.secret,
-                domain=policy.domain,
                 kind=EmailKind.ACKNOWLEDGMENT,
-                to=[sender],
+                to=[(mail.from_address or "").lower()],
                 subject=subject,
                 text=body,
+                ticket=ticket,
                 in_reply_to=message_id,
                 references=[*mail.references, *([message_id] if message_id else [])],
                 automatic=True,
             )
         )
-    written = [ack for ack in acks if ack is not None]
-    if written:
-        session.add_all(written)
-        await session.flush()
-        for ack in written:
-            assert ack.interaction is not None
-            uow.record(interaction_logged(ack.interaction))
-        await add_participant_rows(session, participants)
+    written = await queue_emails(uow, drafts, secret=policy.secret, domain=policy.domain, announce=False)
+    acks: list[EmailMessage | None] = [None] * len(requests)
+    for index, ack in zip(drafted, written, strict=True):
+        acks[index] = ack
     for ticket, note in unsent:
         await system_note(uow, ticket, note)
     return acks

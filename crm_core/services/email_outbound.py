@@ -24,7 +24,7 @@ from crm_core.email_ports import MailAttachment, OutboundEmail
 from crm_core.models import EmailAttachment, EmailKind, EmailMessage, EmailStatus, Interaction, Ticket, utcnow
 from crm_core.outbox.rules import RetryRule
 from crm_core.rules.email_refs import body_marker, message_key, new_message_id
-from crm_core.services.email_participants import add_participants
+from crm_core.services.email_participants import add_participant_rows
 from crm_core.types import Channel, Direction
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,90 @@ def interaction_logged(interaction: Interaction) -> events.DomainEvent:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class EmailDraft:
+    """One outbound message as its producer asks for it (an agent's reply, an acknowledgment, a
+    transcript, a broadcast). With a ``ticket`` it carries the ticket's marker and its recipients
+    become the ticket's participants; without one ``customer_id`` names whom it is logged on."""
+
+    identity: Identity
+    kind: EmailKind
+    to: Sequence[str]
+    subject: str
+    text: str
+    ticket: Ticket | None = None
+    customer_id: int | None = None
+    html: str | None = None
+    cc: Sequence[str] = ()
+    in_reply_to: str | None = None
+    references: Sequence[str] = ()
+    automatic: bool = False
+    author_id: int | None = None
+    attachments: Sequence[MailAttachment] = ()
+    meta: Mapping[str, object] | None = None
+
+    def row(self, secret: bytes, domain: str) -> EmailMessage:
+        """The outbox row, its interaction (logged on ``customer_id``, by default the ticket's
+        customer) and its attachments, ready to be added to the session."""
+        customer_id = self.customer_id
+        if customer_id is None:
+            if self.ticket is None:
+                raise ValueError("an email without a ticket needs its customer")
+            customer_id = self.ticket.customer_id
+        return build_outbound(
+            ticket_id=self.ticket.id if self.ticket is not None else None,
+            ticket_number=self.ticket.number if self.ticket is not None else None,
+            customer_id=customer_id,
+            identity=self.identity,
+            secret=secret,
+            domain=domain,
+            kind=self.kind,
+            to=self.to,
+            subject=self.subject,
+            text=self.text,
+            html=self.html,
+            cc=self.cc,
+            in_reply_to=self.in_reply_to,
+            references=self.references,
+            automatic=self.automatic,
+            author_id=self.author_id,
+            attachments=self.attachments,
+            meta=self.meta,
+        )
+
+
+async def queue_emails(
+    uow: UnitOfWork, drafts: Sequence[EmailDraft], *, secret: bytes, domain: str, announce: bool = True
+) -> list[EmailMessage]:
+    """The one way mail enters the outbox: write each draft's row, interaction and attachments
+    in the caller's unit of work (one flush for all; the sender delivers them after the commit),
+    log the interactions, and make the recipients of ticketed mail the tickets' participants.
+
+    ``announce`` also tells the sender (or else the ticket's assignee) that each is queued; the
+    ingest's acknowledgments, which nobody waits for, are not announced until they are sent."""
+    if not drafts:
+        return []
+    session = uow.session
+    emails = [draft.row(secret, domain) for draft in drafts]
+    session.add_all(emails)
+    await session.flush()
+    for email in emails:
+        assert email.interaction is not None
+        uow.record(interaction_logged(email.interaction))
+        if announce:
+            uow.record(await delivery_event(session, email))
+    await add_participant_rows(
+        session,
+        [
+            (draft.ticket.id, address)
+            for draft in drafts
+            if draft.ticket is not None
+            for address in [*draft.to, *draft.cc]
+        ],
+    )
+    return emails
+
+
 async def queue_email(
     uow: UnitOfWork,
     *,
@@ -185,27 +269,19 @@ async def queue_email(
     customer_id: int | None = None,
     meta: Mapping[str, object] | None = None,
 ) -> EmailMessage:
-    """Write one message to the outbox (the sender delivers it after the commit), logged as an
-    outbound email interaction on ``customer_id`` (by default the ticket's customer).
+    """:func:`queue_emails` for one message (announced as queued).
 
     Without a ticket (a broadcast, a transcript of a chat that has none) it carries no ticket
     marker and adds no participants; ``customer_id`` is then required. ``meta`` is added to the
     interaction's."""
-    if customer_id is None:
-        if ticket is None:
-            raise ValueError("an email without a ticket needs its customer")
-        customer_id = ticket.customer_id
-    email = build_outbound(
-        ticket_id=ticket.id if ticket is not None else None,
-        ticket_number=ticket.number if ticket is not None else None,
-        customer_id=customer_id,
+    draft = EmailDraft(
         identity=identity,
-        secret=secret,
-        domain=domain,
         kind=kind,
         to=to,
         subject=subject,
         text=text,
+        ticket=ticket,
+        customer_id=customer_id,
         html=html,
         cc=cc,
         in_reply_to=in_reply_to,
@@ -215,13 +291,7 @@ async def queue_email(
         attachments=attachments,
         meta=meta,
     )
-    uow.session.add(email)
-    await uow.session.flush()
-    assert email.interaction is not None
-    uow.record(interaction_logged(email.interaction))
-    uow.record(await delivery_event(uow.session, email))
-    if ticket is not None:
-        await add_participants(uow.session, ticket.id, [*to, *cc])
+    (email,) = await queue_emails(uow, [draft], secret=secret, domain=domain)
     return email
 
 

@@ -13,7 +13,15 @@ from contact_center.email.wiring import run_outbox
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.email_ports import MailAttachment
-from crm_core.models import EmailKind, EmailMessage, EmailStatus, Interaction, Ticket
+from crm_core.models import (
+    Customer,
+    EmailKind,
+    EmailMessage,
+    EmailParticipant,
+    EmailStatus,
+    Interaction,
+    Ticket,
+)
 from crm_core.services.email_outbound import queue_email
 from crm_core.services.email_sending import deliver_due
 from tests.email_servers import SmtpSink
@@ -140,3 +148,45 @@ async def test_attachments_and_html_alternative_are_composed(
     async with uow_factory() as uow:
         statuses = set(await uow.session.scalars(select(EmailMessage.status)))
     assert EmailStatus.SENT in statuses
+
+
+async def test_an_email_without_a_ticket_is_queued_and_delivered(
+    uow_factory: UnitOfWorkFactory, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    """A broadcast has no ticket: queued on a customer alone, delivered like any other mail,
+    without a ticket's marker or signed Message-ID, and nobody becomes a participant."""
+    store = ContentStore(tmp_path)
+    async with uow_factory() as uow:
+        customer = Customer(display_name="李娜")
+        uow.session.add(customer)
+        await uow.session.flush()
+        queued = await queue_email(
+            uow,
+            ticket=None,
+            customer_id=customer.id,
+            identity=SUPPORT.identity,
+            secret=POLICY.secret,
+            domain=POLICY.domain,
+            kind=EmailKind.MESSAGE,
+            to=["li.na@example.org"],
+            subject="春季优惠 / Spring offer",
+            text="您好 李娜: Our spring offer is here.",
+        )
+        await uow.commit()
+    assert queued.ticket_id is None
+    assert await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST) == 1
+    (received,) = await smtp_sink.wait_for(1)
+    assert received.recipients == ["li.na@example.org"]
+    assert received.message["Subject"] == "春季优惠 / Spring offer"
+    body = received.message.get_body(("plain",))
+    assert body is not None and body.get_content().splitlines() == ["您好 李娜: Our spring offer is here."]
+    assert received.message["Message-ID"] == f"<{queued.message_id}>"
+    assert (queued.message_id or "").startswith("cc.")
+    row = await email(uow_factory, queued.id)
+    assert row.status is EmailStatus.SENT and row.attempts == 1 and row.ticket_id is None
+    async with uow_factory() as uow:
+        interaction = await uow.session.get_one(Interaction, row.interaction_id)
+        assert (interaction.customer_id, interaction.ticket_id) == (customer.id, None)
+        assert interaction.status == "sent"
+        assert list(await uow.session.scalars(select(EmailParticipant))) == []
+    assert await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST) == 0
