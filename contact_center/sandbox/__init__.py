@@ -4,7 +4,14 @@ Simulated
 - REST 2010-04-01 with Basic auth (AccountSid:AuthToken; 401/20003, wrong account 404/20404):
   ``Calls.json`` create/list, ``Calls/{Sid}.json`` fetch/update (Url, Twiml, Status=canceled|completed)
   /delete, ``Messages.json`` create/list, ``Messages/{Sid}.json`` fetch/redact (``Body=""``)/delete,
-  ``Recordings/{Sid}(.json|.wav)`` fetch/delete (deleting a call or text not over: 409/20009);
+  ``Recordings.json`` list, ``Recordings/{Sid}(.json|.wav|.mp3)`` fetch/delete (deleting a call or
+  text not over: 409/20009), ``Calls/{Sid}/Recordings.json`` start mid-call/list and
+  ``Calls/{Sid}/Recordings/{Sid|Twilio.CURRENT}.json`` fetch/pause/resume/stop/delete (``Record=true``
+  on create records from the answer; ``duration`` -1 until over), ``Queues.json``,
+  ``Queues/{Sid}.json``, ``Queues/{Sid}/Members(/{CallSid|Front}).json`` list/fetch and dequeue to a
+  ``Url``, ``Messages/{Sid}/Media(/{Sid}).json`` list/fetch; a create with ``ApplicationSid`` runs
+  the TwiML App's URL (``client_voice_url``; none: 21205), ``SendDigits`` turns machine detection
+  off; ``<Reject>`` ends the call no-answer, ``reason="busy"`` busy;
   Twilio's JSON shapes (``duration`` empty for an unanswered call, ``start_time`` from when it was
   dialled, segments as Twilio counts them), 201 on create, 204 on delete, errors ``{code, message,
   more_info, status}`` (21211 invalid To, 21610 opted out, 21602/21603/21604/21606/21617, 20404,
@@ -58,13 +65,13 @@ Simulated
   ``/sandbox/debugger`` as 11200/12100/12200, and the call hangs up. Waits are scaled by ``time_scale``.
 
 Not simulated
-- Conference, Sip, Connect/Stream, Pay, Refer, Start/Siprec, Sms inside voice TwiML, audio,
+- Sip, Connect/Stream, Pay, Refer, Start/Siprec, Sms inside voice TwiML, audio,
   transcription, Dial ``record``/``hangupOnStar``/``answerOnBridge`` and the nouns' ``url``
   whispers (Client, Number, Queue), TaskRouter, FallbackUrl, webhook retries and ``#ct=..``
   connection overrides, SharedKey HMAC-SHA256 signatures, API keys as credentials, Messaging
-  Service sender pools (the first configured number sends), scheduled texts, Queues, Media and
-  recording lists, conference audio (hold music, announcements, beeps, speaker events, recording),
-  messaging rate limits, prices.
+  Service sender pools (the first configured number sends), scheduled texts, creating or deleting
+  queues, media content, the digits SendDigits plays, conference audio (hold music, announcements,
+  beeps, speaker events, recording), messaging rate limits, prices.
 - Timestamps are real UTC time; durations are simulated seconds.
 
 A package of its own: it imports nothing of ``crm_core``, ``channels`` or the rest of

@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from aiohttp import web, web_response
 from aiohttp.typedefs import Middleware
 
-from contact_center.sandbox import conferences, deletion, rest, simulation
+from contact_center.sandbox import (
+    call_recordings,
+    conferences,
+    deletion,
+    media,
+    queues_rest,
+    rest,
+    simulation,
+)
 from contact_center.sandbox.access import EVERYTHING, Authorize, has_control_token
 from contact_center.sandbox.config import SandboxConfig
 from contact_center.sandbox.engine import Sandbox
@@ -109,6 +117,9 @@ def create_sandbox_app(config: SandboxConfig, authorize: Authorize | None = None
     app.router.add_routes(rest.routes)
     app.router.add_routes(deletion.routes)
     app.router.add_routes(conferences.routes)
+    app.router.add_routes(call_recordings.routes)
+    app.router.add_routes(queues_rest.routes)
+    app.router.add_routes(media.routes)
     control.update(route.resource for route in app.router.add_routes(simulation.routes) if route.resource)
     _hide_server_software(app)
     return app

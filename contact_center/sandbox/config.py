@@ -7,7 +7,8 @@ import random
 import secrets
 from dataclasses import dataclass, field
 
-DEFAULT_ACCOUNT_SID = "ACsandbox0000000000000000000000000"
+DEFAULT_ACCOUNT_SID = "AC5a4db0c5" + "0" * 24
+"""Shaped as Twilio's (AC and 32 hex digits); the service passes its own account SID."""
 DEFAULT_AUTH_TOKEN = "sandbox-auth-token"  # noqa: S105 - the sandbox's own, public, demo secret
 CALL_EVENTS = ("initiated", "ringing", "answered", "completed")
 

@@ -156,6 +156,7 @@ class Queue:
     entered: dict[str, float] = field(default_factory=dict)
     waits: list[float] = field(default_factory=list)
     member_added: asyncio.Event = field(default_factory=asyncio.Event)
+    date_created: datetime = field(default_factory=utcnow)
 
     def position(self, call: Call) -> int:
         return self.members.index(call) + 1 if call in self.members else 0
@@ -169,6 +170,16 @@ class Recording:
     duration: int
     date_created: datetime = field(default_factory=utcnow)
     source: str = "RecordVerb"
+    status: str = "completed"
+    channels: int = 1
+    date_updated: datetime = field(default_factory=utcnow)
+    started: float = 0.0
+    """Loop time the recording began (those started by the API or ``Record=true``)."""
+    paused_at: float | None = None
+    paused_seconds: float = 0.0
+    callback: str | None = None
+    callback_method: str = "POST"
+    callback_events: frozenset[str] = frozenset({"completed"})
 
 
 @dataclass(slots=True, eq=False)

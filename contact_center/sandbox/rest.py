@@ -28,7 +28,7 @@ from contact_center.sandbox.model import (
     rfc2822,
 )
 from contact_center.sandbox.segments import num_segments
-from contact_center.sandbox.voice import OutboundRequest, is_phone_number
+from contact_center.sandbox.voice import OutboundRequest, is_phone_number, recorder
 
 PREFIX = f"/{API_VERSION}/Accounts/{{account}}"
 CALL_EVENTS = frozenset({"initiated", "ringing", "answered", "completed"})
@@ -72,7 +72,6 @@ def call_resource(sb: Sandbox, call: Call) -> dict[str, Any]:
         "price_unit": "USD",
         "direction": call.direction,
         "answered_by": call.answered_by,
-        "annotation": None,
         "api_version": API_VERSION,
         "forwarded_from": None,
         "group_sid": None,
@@ -131,14 +130,14 @@ def recording_resource(sb: Sandbox, recording: Recording) -> dict[str, Any]:
         "call_sid": recording.call_sid,
         "conference_sid": None,
         "date_created": rfc2822(recording.date_created),
-        "date_updated": rfc2822(recording.date_created),
+        "date_updated": rfc2822(recording.date_updated),
         "start_time": rfc2822(recording.date_created),
         "duration": str(recording.duration),
         "sid": recording.sid,
         "price": None,
         "price_unit": "USD",
-        "status": "completed",
-        "channels": 1,
+        "status": recording.status,
+        "channels": recording.channels,
         "source": recording.source,
         "error_code": None,
         "uri": f"{uri}.json",
@@ -233,8 +232,14 @@ async def create_call(request: web.Request) -> web.Response:
     form = await request.post()
     to, from_ = check_numbers(sb, _one(form, "To"), _one(form, "From"))
     url, twiml = _url(form, "Url"), _one(form, "Twiml")
+    application = _one(form, "ApplicationSid")
+    if url is None and twiml is None and application is not None:
+        # The sandbox has one TwiML App: its Voice URL answers every ApplicationSid.
+        url = sb.config.client_voice_url or None
+        if url is None:
+            raise TwilioApiError(21205, f"Application {application} has no Voice URL (client_voice_url)")
     if url is None and twiml is None:
-        raise TwilioApiError(21205, "Url parameter is required (or Twiml)")
+        raise TwilioApiError(21205, "Url parameter is required (or Twiml, or ApplicationSid)")
     events = {e for value in _values(form, "StatusCallbackEvent") for e in value.replace(",", " ").split()}
     unknown = events - CALL_EVENTS
     if unknown:
@@ -242,6 +247,10 @@ async def create_call(request: web.Request) -> web.Response:
     detection = _one(form, "MachineDetection")
     if detection is not None and detection not in ("Enable", "DetectMessageEnd"):
         raise TwilioApiError(21625, f"Invalid MachineDetection value {detection}")
+    send_digits = _one(form, "SendDigits")
+    if send_digits is not None:
+        detection = None  # Twilio runs no machine detection on a call that sends digits
+    recording = _recording_request(form)
     try:
         timeout = float(_one(form, "Timeout") or 60)
         amd_timeout = float(_one(form, "MachineDetectionTimeout") or 30)
@@ -267,7 +276,25 @@ async def create_call(request: web.Request) -> web.Response:
             timeout=max(5.0, min(600.0, timeout)),
         )
     )
+    if send_digits is not None:
+        call.note("send digits on answer", digits=send_digits, machine_detection="skipped")
+    if recording is not None:
+        sb.spawn(recorder.when_answered(sb.voice, call, *recording), name=f"record {call.sid}")
     return web.json_response(call_resource(sb, call), status=201)
+
+
+def _recording_request(form: MultiDictProxy[Any]) -> tuple[str | None, str, frozenset[str], int] | None:
+    """``Record=true`` and its options: (callback, method, events, channels); None when not asked."""
+    if (_one(form, "Record") or "").lower() != "true":
+        return None
+    channels = 2 if (_one(form, "RecordingChannels") or "mono").lower() == "dual" else 1
+    events = recorder.parse_events(_values(form, "RecordingStatusCallbackEvent"))
+    return (
+        _url(form, "RecordingStatusCallback"),
+        _method(form, "RecordingStatusCallbackMethod"),
+        events,
+        channels,
+    )
 
 
 @routes.get(f"{PREFIX}/Calls.json")

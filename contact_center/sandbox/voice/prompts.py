@@ -63,7 +63,8 @@ async def reject(t: Telephony, call: Call, verb: Verb, doc_url: str | None) -> N
     reason = verb.get("reason", "rejected")
     call.note("reject", reason=reason)
     if call.answered_at is None:
-        t.finish(call, "busy")
+        # Twilio: reason="busy" ends the call busy, "rejected" (the default) no-answer.
+        t.finish(call, "busy" if reason == "busy" else "no-answer")
     return END
 
 

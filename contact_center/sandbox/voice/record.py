@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from contact_center.sandbox.model import Call, CallInterrupted, Recording, new_sid, rfc2822
+from contact_center.sandbox.model import Call, CallInterrupted, Recording, new_sid
 from contact_center.sandbox.twiml import Verb
-from contact_center.sandbox.voice.callbacks import callback_task
 from contact_center.sandbox.voice.flow import Next, request_ignored, resolve
+from contact_center.sandbox.voice.recorder import recording_callback
 
 if TYPE_CHECKING:
     from contact_center.sandbox.voice.calls import Telephony
@@ -24,12 +24,14 @@ async def record(t: Telephony, call: Call, verb: Verb, doc_url: str | None) -> N
     callback_method = verb.get("recordingStatusCallbackMethod", "POST")
     events = set(verb.get("recordingStatusCallbackEvent", "completed").replace(",", " ").split())
     recording = Recording(new_sid("RE"), call.account_sid, call.sid, duration=round(seconds))
+    recording.callback, recording.callback_method = callback, callback_method
+    recording.callback_events = frozenset(events)
     call.note("record", recording_sid=recording.sid, max_length=max_length, beep=verb.flag("playBeep", True))
     if seconds <= 0:
         call.note("record empty", detail="the caller said nothing; next verb")
         return None
     if callback:
-        _recording_callback(t, call, recording, callback, callback_method, "in-progress", events)
+        recording_callback(t, call, recording, "in-progress")
     hung_up: CallInterrupted | None = None
     started = t.sb.now()
     try:
@@ -48,7 +50,7 @@ async def record(t: Telephony, call: Call, verb: Verb, doc_url: str | None) -> N
     url = t.sb.recording_url(recording)
     call.note("recorded", recording_sid=recording.sid, duration=recording.duration, digits=digits)
     if callback:
-        _recording_callback(t, call, recording, callback, callback_method, "completed", events)
+        recording_callback(t, call, recording, "completed")
     params = {
         "RecordingUrl": url,
         "RecordingSid": recording.sid,
@@ -62,23 +64,3 @@ async def record(t: Telephony, call: Call, verb: Verb, doc_url: str | None) -> N
     if action is None:
         return None
     return Next(action, method, params=params)
-
-
-def _recording_callback(
-    t: Telephony, call: Call, recording: Recording, url: str, method: str, status: str, events: set[str]
-) -> None:
-    if status not in events:
-        return
-    params = {
-        "AccountSid": call.account_sid,
-        "CallSid": call.sid,
-        "RecordingSid": recording.sid,
-        "RecordingUrl": t.sb.recording_url(recording),
-        "RecordingStatus": status,
-        "RecordingChannels": "1",
-        "RecordingSource": recording.source,
-        "RecordingStartTime": rfc2822(recording.date_created) or "",
-    }
-    if status == "completed":
-        params["RecordingDuration"] = str(recording.duration)
-    callback_task(t, call, url, method, params, f"recording {status}", chain=False)
