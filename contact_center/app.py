@@ -116,7 +116,7 @@ async def _runtime_ctx(
         bus = InProcessBus()
         limiter = MemoryRateLimiter(clock=rate_clock)
     await bus.start()
-    jobs = Jobs()
+    jobs = Jobs(clock)
     free_agents = FreeAgents(jobs.spawn, clock.now, call_later=clock.call_later)
     app[RUNTIME] = Runtime(
         settings=settings,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -18,7 +17,6 @@ from contact_center.rate_limit import RateLimiter
 from contact_center.routing.free_agents import FreeAgents
 from contact_center.routing.presence import PresenceStore
 from contact_center.settings import Settings
-from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWorkFactory
 from crm_core.ports import Clock
 from crm_core.services.tickets import SlaPolicy
@@ -40,11 +38,12 @@ class Runtime:
     jobs: Jobs
     # The one listener to "an agent is free": capabilities register their takers with it.
     free_agents: FreeAgents
-    # The time: desks, routing and the services they call ask it here (a simulated clock in a
-    # simulation or a test, the real one otherwise).
-    clock: Clock = field(default_factory=SystemClock)
-    # The clock rate-limit windows are counted on (seconds since the epoch).
-    rate_clock: Callable[[], float] = time.time
+    # The time: desks, routing, jobs and the services they call ask it here (a simulated clock in
+    # a simulation or a test, the real one otherwise).
+    clock: Clock
+    # The clock rate-limit windows are counted on (seconds since the epoch): the clock's unless
+    # the app was given one of its own (tests move rate windows alone).
+    rate_clock: Callable[[], float]
 
     @property
     def region(self) -> str:

@@ -13,8 +13,7 @@ from contact_center.settings import Settings
 from crm_core import log_context
 
 # One INFO line per request (aiohttp's access log) or per Twilio REST call (twilio's client, httpx)
-# would drown what matters; /metrics counts them instead. At DEBUG they speak. The scheduler's
-# line per run of every periodic job is never worth it (only its warnings and errors).
+# would drown what matters; /metrics counts them instead. At DEBUG they speak.
 CHATTY_LOGGERS = ("aiohttp.access", "twilio", "httpx", "httpcore")
 
 
@@ -85,4 +84,3 @@ def configure_logging(settings: Settings) -> None:
     quiet = logging.DEBUG if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -1,11 +1,11 @@
 """Fixed-window rate limits, kept in memory or in Redis (shared by every instance).
 
-Windows are counted on the clock given (seconds since the epoch; the real one by default).
+Windows are counted on the clock given (seconds since the epoch): the runtime's, so a simulated
+clock moves them as it moves everything else.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -25,7 +25,7 @@ class RateLimiter(Protocol):
 
 
 class MemoryRateLimiter:
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._windows: dict[str, tuple[int, int]] = {}
 
@@ -49,7 +49,7 @@ class MemoryRateLimiter:
 
 
 class RedisRateLimiter:
-    def __init__(self, redis: Redis, key_prefix: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, redis: Redis, key_prefix: str, *, clock: Callable[[], float]) -> None:
         self._redis = redis
         self._prefix = f"{key_prefix}rl:"
         self._clock = clock

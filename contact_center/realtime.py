@@ -33,11 +33,10 @@ from sqlalchemy import select
 
 from contact_center.appkeys import IDENTITY, RUNTIME, Runtime
 from contact_center.events import AGENT_ACCESS_CHANGED, SCREEN_POP, spec_of
-from contact_center.periodic import every
 from contact_center.routing.presence import AgentState
 from crm_core.errors import CoreError
 from crm_core.events import Audience, DomainEvent, EventSpec
-from crm_core.models import Agent, AgentSession, Interaction, Role, utcnow
+from crm_core.models import Agent, AgentSession, Interaction, Role
 from crm_core.rules import bounded_json
 from crm_core.rules.storable_text import storable_json
 from crm_core.services.customer_card import card_by_customer
@@ -286,7 +285,7 @@ async def recheck_sockets(runtime: Runtime, sockets: AgentSockets) -> int:
             set(
                 await uow.session.scalars(
                     select(AgentSession.id).where(
-                        AgentSession.id.in_(session_ids), AgentSession.expires_at >= utcnow()
+                        AgentSession.id.in_(session_ids), AgentSession.expires_at >= runtime.clock.now()
                     )
                 )
             )
@@ -322,7 +321,7 @@ async def _hub_ctx(app: web.Application) -> Any:
 
     unsubscribe = runtime.bus.subscribe(deliver)
     try:
-        with every(SOCKET_RECHECK_SECONDS, recheck, "agent-socket-recheck"):
+        with runtime.jobs.every(SOCKET_RECHECK_SECONDS, recheck, "agent-socket-recheck"):
             yield
     finally:
         unsubscribe()
@@ -376,7 +375,7 @@ WATCHERS = web.AppKey("team_watchers", TeamWatchers)
 
 
 class AgentTeams:
-    """Agents' teams, read from the database and remembered for a minute."""
+    """Agents' teams, read from the database and remembered for a minute (of the runtime's clock)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
@@ -384,7 +383,7 @@ class AgentTeams:
         self._loaded_at = float("-inf")
 
     async def team_of(self, agent_id: int) -> int | None:
-        now = asyncio.get_running_loop().time()
+        now = self._runtime.clock.monotonic()
         if agent_id not in self._teams or now - self._loaded_at > TEAM_CACHE_SECONDS:
             async with self._runtime.uow() as uow:
                 rows = await uow.session.execute(select(Agent.id, Agent.team_id))

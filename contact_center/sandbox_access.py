@@ -39,14 +39,14 @@ async def _identity(app: web.Application, request: web.Request) -> Identity | No
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and secret.strip():
         async with runtime.uow() as uow:
-            identity = await identity_from_token(uow.session, secret.strip())
+            identity = await identity_from_token(uow.session, secret.strip(), now=runtime.clock.now())
             await uow.commit()
         return identity
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
     async with runtime.uow() as uow:
-        identity = await identity_from_session(uow.session, cookie)
+        identity = await identity_from_session(uow.session, cookie, now=runtime.clock.now())
     if identity is None:
         return None
     if request.method not in SAFE_METHODS:

@@ -4,7 +4,8 @@ An agent's browser sessions all end when their password changes, when they are d
 reactivated, and when they or an admin sign them out everywhere; :func:`access_changed` announces
 it on the bus so that every instance closes the agent's live sockets too. API tokens are not
 sessions: a password change leaves them working (revoke them one by one), deactivation refuses
-them (and closes their sockets).
+them (and closes their sockets). The time is passed in (``now``, from the runtime's clock), so
+session expiry follows a simulated clock as well as the real one.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from contact_center import events
 from crm_core.events import DomainEvent
-from crm_core.models import Agent, AgentSession, ApiToken, utcnow
+from crm_core.models import Agent, AgentSession, ApiToken
 
 TOKEN_PREFIX = "cct_"  # noqa: S105 - a marker, not a secret
 
@@ -35,11 +36,13 @@ class Identity:
     session_id: int | None = None
 
 
-async def open_session(session: AsyncSession, agent: Agent, ttl: timedelta) -> tuple[str, str]:
-    """Create a browser session; returns (cookie value, CSRF token)."""
+async def open_session(
+    session: AsyncSession, agent: Agent, ttl: timedelta, *, now: datetime
+) -> tuple[str, str]:
+    """Create a browser session lasting ``ttl`` from ``now`` (sessions expired by then are
+    deleted); returns (cookie value, CSRF token)."""
     secret = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
-    now = utcnow()
     session.add(
         AgentSession(token_hash=digest(secret), csrf_token=csrf, agent_id=agent.id, expires_at=now + ttl)
     )
@@ -47,7 +50,9 @@ async def open_session(session: AsyncSession, agent: Agent, ttl: timedelta) -> t
     return secret, csrf
 
 
-async def identity_from_session(session: AsyncSession, secret: str) -> Identity | None:
+async def identity_from_session(session: AsyncSession, secret: str, *, now: datetime) -> Identity | None:
+    """Who holds the browser session ``secret``: None when it is unknown, expired at ``now``,
+    or its agent is inactive."""
     row = (
         await session.execute(
             select(AgentSession, Agent)
@@ -58,7 +63,7 @@ async def identity_from_session(session: AsyncSession, secret: str) -> Identity 
     if row is None:
         return None
     agent_session, agent = row
-    if agent_session.expires_at < utcnow() or not agent.active:
+    if agent_session.expires_at < now or not agent.active:
         return None
     return Identity(agent=agent, csrf_token=agent_session.csrf_token, session_id=agent_session.id)
 
@@ -95,7 +100,9 @@ async def create_api_token(
     return token, secret
 
 
-async def identity_from_token(session: AsyncSession, secret: str) -> Identity | None:
+async def identity_from_token(session: AsyncSession, secret: str, *, now: datetime) -> Identity | None:
+    """Who holds the API token ``secret`` (its last use recorded as ``now``); None when it is
+    unknown or revoked, or its agent is inactive."""
     row = (
         await session.execute(
             select(ApiToken, Agent)
@@ -108,12 +115,12 @@ async def identity_from_token(session: AsyncSession, secret: str) -> Identity | 
     token, agent = row
     if token.revoked_at is not None or not agent.active:
         return None
-    await session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=utcnow()))
+    await session.execute(update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now))
     return Identity(agent=agent, csrf_token=None)
 
 
-async def revoke_api_token(session: AsyncSession, token_id: int) -> ApiToken | None:
+async def revoke_api_token(session: AsyncSession, token_id: int, *, now: datetime) -> ApiToken | None:
     token = await session.get(ApiToken, token_id)
     if token is not None and token.revoked_at is None:
-        token.revoked_at = utcnow()
+        token.revoked_at = now
     return token

@@ -42,14 +42,14 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if scheme.lower() != "bearer" or not secret.strip():
             raise ApiError(401, "unauthorized", "use 'Authorization: Bearer <token>'")
         async with runtime.uow() as uow:
-            identity = await identity_from_token(uow.session, secret.strip())
+            identity = await identity_from_token(uow.session, secret.strip(), now=runtime.clock.now())
             await uow.commit()
         if identity is None:
             raise ApiError(401, "unauthorized", "the API token is unknown or revoked")
         request[IDENTITY] = identity
     elif cookie:
         async with runtime.uow() as uow:
-            identity = await identity_from_session(uow.session, cookie)
+            identity = await identity_from_session(uow.session, cookie, now=runtime.clock.now())
         if identity is not None:
             if request.method not in SAFE_METHODS and request.path not in CSRF_EXEMPT_PATHS:
                 sent = request.headers.get(CSRF_HEADER, "")

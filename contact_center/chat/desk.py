@@ -162,9 +162,10 @@ class ChatDesk:
         hours = self._policy.block_address_hours if address_hours is None else address_hours
         async with self._uow() as uow:
             conversation = await self._handled(uow, viewer, conversation_id, for_update=True)
-            visitor = await chat_blocks.block_visitor(uow, conversation, viewer.agent_id, reason)
+            now = self._clock.now()
+            visitor = await chat_blocks.block_visitor(uow, conversation, viewer.agent_id, reason, now=now)
             ip = conversation.ip or visitor.last_ip
-            await chat_blocks.block_address(uow, conversation, ip, viewer.agent_id, reason, hours)
+            await chat_blocks.block_address(uow, conversation, ip, viewer.agent_id, reason, hours, now=now)
             freed = await self.queue.end(uow, conversation, "blocked")
             uow.record(to_visitor(conversation.visitor_id, Blocked()))
             await uow.commit()

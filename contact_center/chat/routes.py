@@ -246,8 +246,9 @@ async def block_chat_visitor(request: web.Request) -> web.Response:
 async def list_chat_blocks(request: web.Request) -> web.Response:
     require_role(viewer_of(request), Role.SUPERVISOR, Role.ADMIN)
     limit, offset = page_bounds(request, parse_query(request, PageQuery))
-    async with request.app[RUNTIME].uow() as uow:
-        found = await address_blocks(uow.session, limit=limit, offset=offset)
+    runtime = request.app[RUNTIME]
+    async with runtime.uow() as uow:
+        found = await address_blocks(uow.session, now=runtime.clock.now(), limit=limit, offset=offset)
     return json_out(ChatBlockList(items=[_block_out(b) for b in found]))
 
 
@@ -261,8 +262,11 @@ async def list_chat_blocks(request: web.Request) -> web.Response:
 async def lift_chat_block(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     require_role(viewer, Role.SUPERVISOR, Role.ADMIN)
-    async with request.app[RUNTIME].uow() as uow:
-        lifted = await lift_address_block(uow, request.match_info["ip"], viewer.agent_id)
+    runtime = request.app[RUNTIME]
+    async with runtime.uow() as uow:
+        lifted = await lift_address_block(
+            uow, request.match_info["ip"], viewer.agent_id, now=runtime.clock.now()
+        )
         await uow.commit()
     return json_out(_block_out(lifted))
 

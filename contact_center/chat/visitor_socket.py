@@ -175,7 +175,7 @@ class VisitorChats:
     async def _checked_visitor(self, uow: UnitOfWork, visitor: Visitor) -> ChatVisitor:
         """The visitor's row; refused when they, or the address they come from, are blocked
         (checked as they connect and start, not per message)."""
-        if await chat_blocks.address_blocked(uow.session, visitor.ip):
+        if await chat_blocks.address_blocked(uow.session, visitor.ip, now=self._clock.now()):
             raise VisitorBlocked
         row = await chat.touch_visitor(uow, visitor.visitor_id, visitor.ip, self._clock.now())
         if row.blocked_at is not None:

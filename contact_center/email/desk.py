@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from aiohttp import web
 
@@ -38,9 +39,12 @@ class EmailDesk:
     def wake_outbox(self) -> None:
         self.outbox_wakeup.set()
 
-    async def retry_quarantined(self, uow_factory: Callable[[], UnitOfWork], item_id: int) -> EmailQuarantine:
-        """Parse and ingest a quarantined message again, as its mailbox would have. Resolved on
-        success (a message stored meanwhile counts too); otherwise the new error is noted."""
+    async def retry_quarantined(
+        self, uow_factory: Callable[[], UnitOfWork], item_id: int, now: datetime
+    ) -> EmailQuarantine:
+        """Parse and ingest a quarantined message again, as its mailbox would have at ``now``.
+        Resolved on success (a message stored meanwhile counts too); otherwise the new error is
+        noted."""
         async with uow_factory() as uow:
             row = await uow.session.get(EmailQuarantine, item_id)
             if row is None:
@@ -57,30 +61,30 @@ class EmailDesk:
         try:
             mail = parse_message(raw, self.store, max_attachment_bytes=limit)
             async with uow_factory() as uow:
-                result = await ingest(uow, mailbox, self.policy, mail)
+                result = await ingest(uow, mailbox, self.policy, mail, now)
                 row = await uow.session.get_one(EmailQuarantine, item_id)
-                mark_resolved(row, result.email_id)
+                mark_resolved(row, result.email_id, now)
                 await uow.commit()
         except Exception as exc:
             log.warning("quarantined message %s failed again: %s", item_id, exc)
             async with uow_factory() as uow:
                 row = await uow.session.get_one(EmailQuarantine, item_id)
-                record_failure(row, exc)
+                record_failure(row, exc, now)
                 await uow.commit()
             return row
         self.wake_outbox()  # its acknowledgment, if any
         return row
 
     async def dismiss_quarantined(
-        self, uow_factory: Callable[[], UnitOfWork], item_id: int
+        self, uow_factory: Callable[[], UnitOfWork], item_id: int, now: datetime
     ) -> EmailQuarantine:
-        """Give up on a quarantined message (its raw bytes stay downloadable)."""
+        """Give up on a quarantined message at ``now`` (its raw bytes stay downloadable)."""
         async with uow_factory() as uow:
             row = await uow.session.get(EmailQuarantine, item_id)
             if row is None:
                 raise NotFound(f"no quarantined message {item_id}")
             if row.resolved_at is None:
-                mark_resolved(row, None)
+                mark_resolved(row, None, now)
                 await uow.commit()
             return row
 

@@ -355,7 +355,8 @@ async def list_quarantine(request: web.Request) -> web.Response:
 async def retry_quarantined(request: web.Request) -> web.Response:
     require_role(viewer_of(request), Role.ADMIN)
     desk = request.app[EMAIL_DESK]
-    row = await desk.retry_quarantined(request.app[RUNTIME].uow, path_int(request))
+    runtime = request.app[RUNTIME]
+    row = await desk.retry_quarantined(runtime.uow, path_int(request), runtime.clock.now())
     return json_out(_quarantined_out(row))
 
 
@@ -368,7 +369,8 @@ async def retry_quarantined(request: web.Request) -> web.Response:
 async def dismiss_quarantined(request: web.Request) -> web.Response:
     require_role(viewer_of(request), Role.ADMIN)
     desk = request.app[EMAIL_DESK]
-    row = await desk.dismiss_quarantined(request.app[RUNTIME].uow, path_int(request))
+    runtime = request.app[RUNTIME]
+    row = await desk.dismiss_quarantined(runtime.uow, path_int(request), runtime.clock.now())
     return json_out(_quarantined_out(row))
 
 

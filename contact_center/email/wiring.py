@@ -163,7 +163,7 @@ async def _email_ctx(app: web.Application) -> AsyncIterator[None]:
     watchers: list[MailboxWatcher] = []
     tasks: list[asyncio.Task[None]] = []
     for mailbox in settings.email.mailboxes:
-        intake = EmailIntake(runtime.uow, desk.mailboxes[mailbox.name], desk.policy)
+        intake = EmailIntake(runtime.uow, desk.mailboxes[mailbox.name], desk.policy, clock=runtime.clock)
         watcher = MailboxWatcher(imap_account(mailbox), intake, desk.store, options)
         watchers.append(watcher)
         app[MAILBOXES].append(watcher)  # for /readyz and /metrics

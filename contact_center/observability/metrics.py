@@ -161,6 +161,8 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 async def _measure_loop_lag(metrics: Metrics) -> None:
+    """How late the event loop wakes: measured on the loop's own monotonic time, never on the
+    runtime's clock (a simulated clock says nothing about how busy the process is)."""
     loop = asyncio.get_running_loop()
     while True:
         started = loop.time()
@@ -181,6 +183,8 @@ async def _metrics_ctx(app: web.Application) -> AsyncIterator[None]:
         agent_id = event.payload.get("agent_id")
         sockets = app.get(SOCKETS)
         if isinstance(agent_id, int) and sockets is not None and sockets.connected(agent_id):
+            # A latency: measured on the system clock that stamped the event, like the request
+            # latencies, whatever clock the runtime's desks run on.
             metrics.screen_pop.observe(max(0.0, (utcnow() - event.occurred_at).total_seconds()))
 
     unsubscribe = runtime.bus.subscribe(on_event)

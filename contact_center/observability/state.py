@@ -57,7 +57,7 @@ class Snapshot:
     queue_oldest: datetime | None = None
     agents: dict[str, int] = field(default_factory=dict)
     outbox: dict[str, tuple[int, datetime | None]] = field(default_factory=dict)
-    read_at: float = 0.0  # monotonic seconds; 0: never
+    read_at: float | None = None  # the runtime clock's monotonic seconds; None: never
     ok: bool = False
 
 
@@ -88,7 +88,9 @@ class StateCollector(Collector):
         if runtime is None:
             return
         async with self._lock:
-            if self._snapshot.read_at and time.monotonic() - self._snapshot.read_at < self._cache_seconds:
+            clock = runtime.clock
+            read_at = self._snapshot.read_at
+            if read_at is not None and clock.monotonic() - read_at < self._cache_seconds:
                 return
             snapshot = Snapshot()
             try:
@@ -98,7 +100,7 @@ class StateCollector(Collector):
                 log.warning("metrics: could not read the service's state: %s", exc)
                 snapshot = self._snapshot
                 snapshot.ok = False
-            snapshot.read_at = time.monotonic()
+            snapshot.read_at = clock.monotonic()
             self._snapshot = snapshot
 
     async def _read(self, runtime: Runtime, snapshot: Snapshot) -> None:
@@ -209,7 +211,7 @@ class StateCollector(Collector):
         ingested = CounterMetricFamily(
             "contact_center_imap_ingested", "Messages stored from the mailbox", labels=["mailbox"]
         )
-        wall = time.time()
+        wall = time.time()  # the watchers stamp their polls on the system's wall clock
         for watcher in mailboxes:
             name = watcher.name
             connected.add_metric([name], 1.0 if watcher.state in ("syncing", "idle", "polling") else 0.0)

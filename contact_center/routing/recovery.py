@@ -22,7 +22,6 @@ The in-memory store needs none of this: it is lost only with its process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -188,8 +187,8 @@ class PresenceRecovery:
         self._generation: str | None = None
         self._seen: set[int] = set()  # the agents held at the last check
         # Agents whose rebuilt presence was announced but not heard back on the bus yet: when
-        # last announced (loop time) and how many times.
-        self._unheard: dict[int, tuple[float, int]] = {}
+        # last announced (on the clock) and how many times.
+        self._unheard: dict[int, tuple[datetime, int]] = {}
 
     async def heard(self, event: DomainEvent) -> None:
         """The bus subscriber: the agent's presence reached this instance's consoles."""
@@ -197,8 +196,12 @@ class PresenceRecovery:
             self._unheard.pop(agent_id, None)
 
     async def _announce_unheard(self) -> None:
-        now = asyncio.get_running_loop().time()
-        due = [a for a, (at, _) in self._unheard.items() if now - at >= REANNOUNCE_AFTER_SECONDS]
+        now = self._clock()
+        due = [
+            a
+            for a, (at, _) in self._unheard.items()
+            if (now - at).total_seconds() >= REANNOUNCE_AFTER_SECONDS
+        ]
         if not due:
             return
         current = await self._store.get_many(due)
@@ -264,7 +267,7 @@ class PresenceRecovery:
         if not restored:
             return []
         log.info("presence rebuilt: %s", ", ".join(f"{p.agent_id} {p.state.value}" for p in restored))
-        announced_at = asyncio.get_running_loop().time()
+        announced_at = self._clock()
         self._unheard.update({p.agent_id: (announced_at, 0) for p in restored})
         await self._publish([presence_changed(p) for p in restored])
         for presence in restored:

@@ -2,33 +2,34 @@
 
 A blocked visitor's token is refused for good; an address block (an IPv4 address, or an IPv6
 address's /64) lasts a number of hours, so a new visitor token from there is refused too while it
-runs. Both are audited on the conversation they came from.
+runs. Both are audited on the conversation they came from. Every function is told the time
+(``now``, from the caller's clock), so block expiry follows a simulated clock as well as the real one.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.db import UnitOfWork
 from crm_core.errors import NotFound
-from crm_core.models import Agent, ChatBlockedAddress, ChatConversation, ChatVisitor, utcnow
+from crm_core.models import Agent, ChatBlockedAddress, ChatConversation, ChatVisitor
 from crm_core.services.audit import audit
 from crm_core.services.chat import agent_names
 from crm_core.sql import insert_ignore
 
 
 async def block_visitor(
-    uow: UnitOfWork, conversation: ChatConversation, agent_id: int, reason: str | None
+    uow: UnitOfWork, conversation: ChatConversation, agent_id: int, reason: str | None, *, now: datetime
 ) -> ChatVisitor:
     """Block the visitor of ``conversation`` (audited on the conversation)."""
     visitor = await uow.session.get_one(ChatVisitor, conversation.visitor_id)
     if visitor.blocked_at is None:
-        visitor.blocked_at = utcnow()
+        visitor.blocked_at = now
         visitor.blocked_by_id = agent_id
         visitor.block_reason = (reason or "").strip()[:300] or None
         audit(
@@ -66,13 +67,13 @@ def address_key(ip: str | None) -> str | None:
     return str(address)
 
 
-async def address_blocked(session: AsyncSession, ip: str | None) -> bool:
-    """Whether ``ip`` is blocked now (one primary-key lookup; expired blocks do not count)."""
+async def address_blocked(session: AsyncSession, ip: str | None, *, now: datetime) -> bool:
+    """Whether ``ip`` is blocked at ``now`` (one primary-key lookup; expired blocks do not count)."""
     key = address_key(ip)
     if key is None:
         return False
     until = await session.scalar(select(ChatBlockedAddress.until).where(ChatBlockedAddress.ip == key))
-    return until is not None and until > utcnow()
+    return until is not None and until > now
 
 
 async def block_address(
@@ -82,6 +83,8 @@ async def block_address(
     agent_id: int,
     reason: str | None,
     hours: float,
+    *,
+    now: datetime,
 ) -> ChatBlockedAddress | None:
     """Block ``ip`` (where ``conversation`` came from) for ``hours`` from now, audited on the
     conversation. A block of that address already running longer keeps its end (and who set it,
@@ -91,7 +94,6 @@ async def block_address(
     if key is None or hours <= 0:
         return None
     session = uow.session
-    now = utcnow()
     until = now + timedelta(hours=hours)
     await session.execute(
         delete(ChatBlockedAddress)
@@ -131,12 +133,14 @@ class AddressBlock:
     blocked_by_name: str | None
 
 
-async def address_blocks(session: AsyncSession, *, limit: int, offset: int = 0) -> list[AddressBlock]:
-    """The blocks in force, the latest first."""
+async def address_blocks(
+    session: AsyncSession, *, now: datetime, limit: int, offset: int = 0
+) -> list[AddressBlock]:
+    """The blocks in force at ``now``, the latest first."""
     rows = await session.execute(
         select(ChatBlockedAddress, Agent.display_name)
         .outerjoin(Agent, Agent.id == ChatBlockedAddress.blocked_by_id)
-        .where(ChatBlockedAddress.until > utcnow())
+        .where(ChatBlockedAddress.until > now)
         .order_by(ChatBlockedAddress.blocked_at.desc(), ChatBlockedAddress.ip)
         .limit(limit)
         .offset(offset)
@@ -144,12 +148,12 @@ async def address_blocks(session: AsyncSession, *, limit: int, offset: int = 0) 
     return [AddressBlock(block, name) for block, name in rows.tuples()]
 
 
-async def lift_address_block(uow: UnitOfWork, ip: str, agent_id: int) -> AddressBlock:
+async def lift_address_block(uow: UnitOfWork, ip: str, agent_id: int, *, now: datetime) -> AddressBlock:
     """End the block of ``ip`` (any address of a blocked IPv6 /64 will do), audited on the chat it
     came from; NotFound when none is in force. The blocked visitor's token stays blocked."""
     key = address_key(ip)
     block = None if key is None else await uow.session.get(ChatBlockedAddress, key, with_for_update=True)
-    if block is None or block.until <= utcnow():
+    if block is None or block.until <= now:
         raise NotFound(f"the address {ip[:64]!r} is not blocked")
     await uow.session.delete(block)
     audit(

@@ -175,20 +175,24 @@ def _decide(
 
 
 async def ingest_batch(
-    uow: UnitOfWork, mailbox: MailboxPolicy, policy: EmailPolicy, mails: Sequence[InboundEmail]
+    uow: UnitOfWork,
+    mailbox: MailboxPolicy,
+    policy: EmailPolicy,
+    mails: Sequence[InboundEmail],
+    now: datetime | None = None,
 ) -> list[Ingested]:
-    """Store and thread ``mails`` (in mailbox order) in the caller's transaction; the caller
-    commits, together with its checkpoint. Duplicates (stored before, or twice in the batch)
-    are reported as such and written once."""
+    """Store and thread ``mails`` (in mailbox order) in the caller's transaction, as of ``now``
+    (the current time by default); the caller commits, together with its checkpoint. Duplicates
+    (stored before, or twice in the batch) are reported as such and written once."""
     known = await _prefetch(uow, mails)
-    now = utcnow()
+    now = now or utcnow()
     results: dict[int, Ingested] = {}
     pending: list[Step] = []
 
     async def flush_pending() -> None:
         if pending:
             for step, result in zip(
-                pending, await write_steps(uow, pending, known.tickets, mailbox, policy), strict=True
+                pending, await write_steps(uow, pending, known.tickets, mailbox, policy, now), strict=True
             ):
                 results[step.index] = result
                 if isinstance(step.ticket, NewTicket) and step.ticket.row is not None:
@@ -225,7 +229,7 @@ async def ingest_batch(
                 known.ticket_of_key[mail.key] = step.ticket
             continue
         await flush_pending()
-        result = await ingest_one(uow, mailbox, policy, mail)
+        result = await ingest_one(uow, mailbox, policy, mail, now)
         results[index] = result
         if result.ticket_id is not None:
             ticket = await uow.session.get_one(Ticket, result.ticket_id)
@@ -239,12 +243,16 @@ async def ingest_batch(
             known.acks_sent[sender] = known.acks_sent.get(sender, 0) + 1
     await flush_pending()
     for index, mail in deferred:
-        results[index] = await ingest_one(uow, mailbox, policy, mail)
+        results[index] = await ingest_one(uow, mailbox, policy, mail, now)
     return [results[i] for i in range(len(mails))]
 
 
 async def ingest(
-    uow: UnitOfWork, mailbox: MailboxPolicy, policy: EmailPolicy, mail: InboundEmail
+    uow: UnitOfWork,
+    mailbox: MailboxPolicy,
+    policy: EmailPolicy,
+    mail: InboundEmail,
+    now: datetime | None = None,
 ) -> Ingested:
-    """One message (a batch of one); the caller commits."""
-    return (await ingest_batch(uow, mailbox, policy, [mail]))[0]
+    """One message (a batch of one) as of ``now``; the caller commits."""
+    return (await ingest_batch(uow, mailbox, policy, [mail], now))[0]

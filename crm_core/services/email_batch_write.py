@@ -99,11 +99,12 @@ async def write_steps(
     known_tickets: dict[int, Ticket],
     mailbox: MailboxPolicy,
     policy: EmailPolicy,
+    now: datetime | None = None,
 ) -> list[Ingested]:
     """Write the steps: customers, tickets, then messages with their interactions, then the
     acknowledgments; their results in order."""
     session = uow.session
-    now = utcnow()
+    now = now or utcnow()
     # Once each: a reply later in the batch refers to the ticket its first message opens.
     new_tickets = list({id(s.ticket): s.ticket for s in steps if isinstance(s.ticket, NewTicket)}.values())
     new_customers = list(
@@ -196,7 +197,7 @@ async def write_steps(
                 request = AckRequest(ticket, step.customer_name, step.customer_language, step.mail)
                 acknowledged.append((step, request))
     await _insert_inbound([rows for _, rows, _ in written], session)
-    await add_participant_rows(session, participants)
+    await add_participant_rows(session, participants, now)
     results: dict[int, Ingested] = {}
     for step, rows, ticket in written:
         if rows.interaction is not None:

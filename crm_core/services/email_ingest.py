@@ -117,14 +117,18 @@ async def load_checkpoint(session: AsyncSession, mailbox: str) -> tuple[int | No
     return (state.uidvalidity, state.last_uid) if state is not None else (None, 0)
 
 
-async def save_checkpoint(session: AsyncSession, mailbox: str, uidvalidity: int, last_uid: int) -> None:
-    """Record progress; meant for the transaction that stored the messages up to ``last_uid``."""
+async def save_checkpoint(
+    session: AsyncSession, mailbox: str, uidvalidity: int, last_uid: int, now: datetime | None = None
+) -> None:
+    """Record progress (at ``now``, the current time by default); meant for the transaction that
+    stored the messages up to ``last_uid``."""
+    now = now or utcnow()
     state = await session.get(EmailMailboxState, mailbox, with_for_update=True)
     if state is None:
         await insert_ignore(
             session,
             EmailMailboxState,
-            {"mailbox": mailbox, "uidvalidity": uidvalidity, "last_uid": last_uid, "updated_at": utcnow()},
+            {"mailbox": mailbox, "uidvalidity": uidvalidity, "last_uid": last_uid, "updated_at": now},
             ["mailbox"],
         )
         return
@@ -132,7 +136,7 @@ async def save_checkpoint(session: AsyncSession, mailbox: str, uidvalidity: int,
         state.uidvalidity, state.last_uid = uidvalidity, last_uid
     else:
         state.last_uid = max(state.last_uid, last_uid)
-    state.updated_at = utcnow()
+    state.updated_at = now
 
 
 def parent_key(mail: InboundEmail) -> str | None:
@@ -172,8 +176,10 @@ def inbound_row(mail: InboundEmail, mailbox: MailboxPolicy, kind: EmailKind, now
     }
 
 
-async def _insert_message(uow: UnitOfWork, mailbox: MailboxPolicy, mail: InboundEmail) -> int | None:
-    values = inbound_row(mail, mailbox, EmailKind.MESSAGE, utcnow())
+async def _insert_message(
+    uow: UnitOfWork, mailbox: MailboxPolicy, mail: InboundEmail, now: datetime
+) -> int | None:
+    values = inbound_row(mail, mailbox, EmailKind.MESSAGE, now)
     new_id = await insert_ignore(uow.session, EmailMessage, values, ["message_key"])
     return int(new_id) if new_id is not None else None
 
@@ -240,7 +246,7 @@ async def _ticket_of_replies(session: AsyncSession, mail: InboundEmail) -> Ticke
     return await session.get(Ticket, ticket_id) if ticket_id is not None else None
 
 
-async def _handle_bounce(uow: UnitOfWork, email: EmailMessage, mail: InboundEmail) -> Ingested:
+async def _handle_bounce(uow: UnitOfWork, email: EmailMessage, mail: InboundEmail, now: datetime) -> Ingested:
     session = uow.session
     assert mail.bounce is not None
     email.kind = EmailKind.BOUNCE
@@ -265,7 +271,6 @@ async def _handle_bounce(uow: UnitOfWork, email: EmailMessage, mail: InboundEmai
         email.customer_id = email.customer_id or original.customer_id
         if not failed:
             failed = list(original.to_addresses)
-    now = utcnow()
     for address in dict.fromkeys(a.lower() for a in failed if "@" in a):
         health = await session.get(EmailAddressHealth, address[:320])
         if health is None:
@@ -282,7 +287,8 @@ async def _handle_bounce(uow: UnitOfWork, email: EmailMessage, mail: InboundEmai
         uow.record(await delivery_event(session, original))
     if email.ticket_id is not None:
         ticket = await session.get_one(Ticket, email.ticket_id)
-        await system_note(uow, ticket, f"Mail to {', '.join(failed) or 'the customer'} bounced: {reason}")
+        note = f"Mail to {', '.join(failed) or 'the customer'} bounced: {reason}"
+        await system_note(uow, ticket, note, now)
     return Ingested(Outcome.BOUNCE, email.id, email.ticket_id)
 
 
@@ -357,14 +363,20 @@ def decide(mail: InboundEmail, policy: EmailPolicy, thread: Thread | None, now: 
 
 
 async def ingest_one(
-    uow: UnitOfWork, mailbox: MailboxPolicy, policy: EmailPolicy, mail: InboundEmail
+    uow: UnitOfWork,
+    mailbox: MailboxPolicy,
+    policy: EmailPolicy,
+    mail: InboundEmail,
+    now: datetime | None = None,
 ) -> Ingested:
-    """Store one inbound message and thread it, every case handled; the caller commits.
+    """Store one inbound message and thread it, every case handled, as of ``now`` (the current
+    time by default: the reopen window and the SLA count from it); the caller commits.
 
     :func:`crm_core.services.email_batch.ingest_batch` is the entry point: it handles the common
     cases in bulk and hands the others (bounces, reopening, subject tokens, ...) to this."""
     session = uow.session
-    email_id = await _insert_message(uow, mailbox, mail)
+    now = now or utcnow()
+    email_id = await _insert_message(uow, mailbox, mail, now)
     if email_id is None:
         return Ingested(Outcome.DUPLICATE)
     email = await session.get_one(EmailMessage, email_id)
@@ -383,11 +395,11 @@ async def ingest_one(
         )
     found = await find_thread(session, mail, policy) if needs_thread(mail, policy) else None
     thread = Thread(found.status, found.resolved_at) if found is not None else None
-    decision = decide(mail, policy, thread, utcnow())
+    decision = decide(mail, policy, thread, now)
     email.kind = decision.kind
     outcome = decision.outcome
     if outcome is Outcome.BOUNCE:
-        return await _handle_bounce(uow, email, mail)
+        return await _handle_bounce(uow, email, mail, now)
     if outcome in (Outcome.LOOP, Outcome.IGNORED):
         await session.flush()
         return Ingested(outcome, email_id)
@@ -403,12 +415,13 @@ async def ingest_one(
             team_id=mailbox.team_id,
             source_channel=Channel.EMAIL,
             category="email",
+            now=now,
         )
     else:
         assert found is not None
         ticket = found
         if outcome is Outcome.REOPENED:
-            await reopen_for_customer(uow, ticket, "email")
+            await reopen_for_customer(uow, ticket, "email", now)
         elif outcome is Outcome.LINKED:
             ticket = await open_ticket(
                 uow,
@@ -420,6 +433,7 @@ async def ingest_one(
                 source_channel=Channel.EMAIL,
                 linked_ticket_id=found.id,
                 category="email",
+                now=now,
             )
 
     email.ticket_id = ticket.id
@@ -436,19 +450,23 @@ async def ingest_one(
         subject=mail.subject[:500],
         body=mail.visible_text,
         meta={"mailbox": mailbox.name, "from": mail.from_address},
+        now=now,
     )
     email.interaction_id = logged.interaction.id
     if outcome is not Outcome.AUTO_REPLY:
         ours = policy.our_addresses
         await add_participants(
-            session, ticket.id, [a for a in [mail.from_address or "", *mail.cc] if a.lower() not in ours]
+            session,
+            ticket.id,
+            [a for a in [mail.from_address or "", *mail.cc] if a.lower() not in ours],
+            now,
         )
-    ticket.updated_at = utcnow()
+    ticket.updated_at = now
     await session.flush()
     skipped = [a for a in mail.attachments if a.skipped_reason]
     if skipped:
         names = ", ".join(f"{a.filename} ({a.size} bytes)" for a in skipped)
-        await system_note(uow, ticket, f"Attachments not stored, {skipped[0].skipped_reason}: {names}")
+        await system_note(uow, ticket, f"Attachments not stored, {skipped[0].skipped_reason}: {names}", now)
     ack = await _acknowledge(uow, ticket, mail, mailbox, policy) if decision.acknowledged else None
     return Ingested(outcome, email_id, ticket.id, ack.id if ack is not None else None)
 

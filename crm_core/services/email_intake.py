@@ -3,7 +3,8 @@ checkpoint (the core's implementation of :class:`crm_core.email_ports.MailboxInt
 
 A batch and its checkpoint go in one transaction; if that fails, message by message, each with
 the checkpoint up to its UID. A message that cannot be stored, like one that could not be parsed,
-is quarantined (its raw bytes are kept for an admin to retry) and the mailbox moves on.
+is quarantined (its raw bytes are kept for an admin to retry) and the mailbox moves on. A batch is
+stored as of the intake's clock at its start (threading windows, SLA due times, timestamps).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import InboundEmail, IntakeReport, UnreadableMail
+from crm_core.ports import Clock
 from crm_core.services.email_batch import ingest, ingest_batch
 from crm_core.services.email_ingest import (
     EmailPolicy,
@@ -31,11 +34,17 @@ class EmailIntake:
     """The intake of the mailbox ``mailbox`` names."""
 
     def __init__(
-        self, uow_factory: Callable[[], UnitOfWork], mailbox: MailboxPolicy, policy: EmailPolicy
+        self,
+        uow_factory: Callable[[], UnitOfWork],
+        mailbox: MailboxPolicy,
+        policy: EmailPolicy,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self.uow_factory = uow_factory
         self.mailbox = mailbox
         self.policy = policy
+        self.clock: Clock = clock or SystemClock()
 
     async def checkpoint(self) -> tuple[int | None, int]:
         async with self.uow_factory() as uow:
@@ -47,7 +56,7 @@ class EmailIntake:
 
     async def save_checkpoint(self, uidvalidity: int, last_uid: int) -> None:
         async with self.uow_factory() as uow:
-            await save_checkpoint(uow.session, self.mailbox.name, uidvalidity, last_uid)
+            await save_checkpoint(uow.session, self.mailbox.name, uidvalidity, last_uid, self.clock.now())
             await uow.commit()
 
     async def store_batch(
@@ -58,6 +67,7 @@ class EmailIntake:
         unreadable: Sequence[UnreadableMail],
     ) -> IntakeReport:
         name = self.mailbox.name
+        now = self.clock.now()
         failed = [
             QuarantinedMail(
                 name,
@@ -71,10 +81,10 @@ class EmailIntake:
         ]
         try:
             async with self.uow_factory() as uow:
-                results = await ingest_batch(uow, self.mailbox, self.policy, [m for _, m in parsed])
+                results = await ingest_batch(uow, self.mailbox, self.policy, [m for _, m in parsed], now)
                 for item in failed:
-                    await quarantine(uow.session, item)
-                await save_checkpoint(uow.session, name, uidvalidity, last_uid)
+                    await quarantine(uow.session, item, now)
+                await save_checkpoint(uow.session, name, uidvalidity, last_uid, now)
                 await uow.commit()
             self._log_quarantined(failed)
             return IntakeReport(sum(r.outcome is not Outcome.DUPLICATE for r in results), len(failed))
@@ -84,17 +94,17 @@ class EmailIntake:
         for uid, mail in parsed:
             try:
                 async with self.uow_factory() as uow:
-                    result = await ingest(uow, self.mailbox, self.policy, mail)
+                    result = await ingest(uow, self.mailbox, self.policy, mail, now)
                     stored += result.outcome is not Outcome.DUPLICATE
-                    await save_checkpoint(uow.session, name, uidvalidity, uid)
+                    await save_checkpoint(uow.session, name, uidvalidity, uid, now)
                     await uow.commit()
             except Exception as exc:
                 log.exception("mailbox %s: UID %s could not be ingested", name, uid)
                 failed.append(_quarantined(name, uidvalidity, uid, mail, exc))
         async with self.uow_factory() as uow:
             for item in failed:
-                await quarantine(uow.session, item)
-            await save_checkpoint(uow.session, name, uidvalidity, last_uid)
+                await quarantine(uow.session, item, now)
+            await save_checkpoint(uow.session, name, uidvalidity, last_uid, now)
             await uow.commit()
         self._log_quarantined(failed)
         return IntakeReport(stored, len(failed))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -12,13 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_core.models import CustomerEmail, EmailParticipant, Ticket, utcnow
 
 
-async def add_participants(session: AsyncSession, ticket_id: int, addresses: Iterable[str]) -> None:
-    await add_participant_rows(session, [(ticket_id, a) for a in addresses])
+async def add_participants(
+    session: AsyncSession, ticket_id: int, addresses: Iterable[str], now: datetime | None = None
+) -> None:
+    await add_participant_rows(session, [(ticket_id, a) for a in addresses], now)
 
 
-async def add_participant_rows(session: AsyncSession, rows: Iterable[tuple[int, str]]) -> None:
-    """Insert (ticket, address) pairs in one statement; pairs already there are left alone."""
-    now = utcnow()
+async def add_participant_rows(
+    session: AsyncSession, rows: Iterable[tuple[int, str]], now: datetime | None = None
+) -> None:
+    """Insert (ticket, address) pairs in one statement (as of ``now``, the current time by
+    default); pairs already there are left alone."""
+    now = now or utcnow()
     values = [
         {"ticket_id": ticket_id, "address": address[:320], "created_at": now}
         for ticket_id, address in dict.fromkeys((t, a.strip().lower()) for t, a in rows if a and "@" in a)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,9 +42,12 @@ def error_text(text: str) -> str:
     return storable(text.strip())[:MAX_ERROR]
 
 
-async def quarantine(session: AsyncSession, mail: QuarantinedMail) -> EmailQuarantine:
-    """Keep ``mail`` aside; the same mailbox UID again only counts another attempt."""
-    now = utcnow()
+async def quarantine(
+    session: AsyncSession, mail: QuarantinedMail, now: datetime | None = None
+) -> EmailQuarantine:
+    """Keep ``mail`` aside (at ``now``, the current time by default); the same mailbox UID again
+    only counts another attempt."""
+    now = now or utcnow()
     row = await session.scalar(
         select(EmailQuarantine).where(
             EmailQuarantine.mailbox == mail.mailbox,
@@ -87,12 +91,12 @@ async def list_quarantined(
     return (await session.scalars(query)).all()
 
 
-def mark_resolved(row: EmailQuarantine, email_id: int | None) -> None:
-    row.resolved_at = utcnow()
+def mark_resolved(row: EmailQuarantine, email_id: int | None, now: datetime) -> None:
+    row.resolved_at = now
     row.email_id = email_id
 
 
-def record_failure(row: EmailQuarantine, exc: BaseException) -> None:
+def record_failure(row: EmailQuarantine, exc: BaseException, now: datetime) -> None:
     row.attempts += 1
-    row.last_attempt_at = utcnow()
+    row.last_attempt_at = now
     row.error = describe(exc)

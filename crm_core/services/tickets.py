@@ -192,16 +192,23 @@ def _apply_status(ticket: Ticket, target: TicketStatus, now: datetime) -> None:
 
 
 async def update_ticket(
-    uow: UnitOfWork, viewer: Viewer, ticket_id: int, changes: dict[str, Any], *, sla: SlaPolicy
+    uow: UnitOfWork,
+    viewer: Viewer,
+    ticket_id: int,
+    changes: dict[str, Any],
+    *,
+    sla: SlaPolicy,
+    now: datetime | None = None,
 ) -> Ticket:
-    """Change subject, priority, status, assignee or team; every change is audited."""
+    """Change subject, priority, status, assignee or team at ``now`` (the current time by
+    default); every change is audited."""
     allowed = {"subject", "priority", "status", "assignee_id", "team_id"}
     unknown = set(changes) - allowed
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
     session = uow.session
     ticket = await get_ticket(session, viewer, ticket_id, for_update=True)
-    now = utcnow()
+    now = now or utcnow()
     record: dict[str, list[Any]] = {}
 
     def note(name: str, old: Any, new: Any) -> None:
@@ -247,19 +254,37 @@ async def update_ticket(
 
 
 async def transition(
-    uow: UnitOfWork, viewer: Viewer, ticket_id: int, target: TicketStatus, *, sla: SlaPolicy
+    uow: UnitOfWork,
+    viewer: Viewer,
+    ticket_id: int,
+    target: TicketStatus,
+    *,
+    sla: SlaPolicy,
+    now: datetime | None = None,
 ) -> Ticket:
-    return await update_ticket(uow, viewer, ticket_id, {"status": target}, sla=sla)
+    return await update_ticket(uow, viewer, ticket_id, {"status": target}, sla=sla, now=now)
 
 
 async def assign(
-    uow: UnitOfWork, viewer: Viewer, ticket_id: int, assignee_id: int | None, *, sla: SlaPolicy
+    uow: UnitOfWork,
+    viewer: Viewer,
+    ticket_id: int,
+    assignee_id: int | None,
+    *,
+    sla: SlaPolicy,
+    now: datetime | None = None,
 ) -> Ticket:
-    return await update_ticket(uow, viewer, ticket_id, {"assignee_id": assignee_id}, sla=sla)
+    return await update_ticket(uow, viewer, ticket_id, {"assignee_id": assignee_id}, sla=sla, now=now)
 
 
 async def comment(
-    uow: UnitOfWork, viewer: Viewer, ticket_id: int, body: str, *, internal: bool = True
+    uow: UnitOfWork,
+    viewer: Viewer,
+    ticket_id: int,
+    body: str,
+    *,
+    internal: bool = True,
+    now: datetime | None = None,
 ) -> TicketComment:
     session = uow.session
     ticket = await get_ticket(session, viewer, ticket_id)
@@ -268,7 +293,7 @@ async def comment(
         raise InvalidInput("comment body is empty", "body")
     note = TicketComment(ticket_id=ticket.id, author_id=viewer.agent_id, body=text, internal=internal)
     session.add(note)
-    now = utcnow()
+    now = now or utcnow()
     ticket.updated_at = now
     if not internal and ticket.first_responded_at is None:
         ticket.first_responded_at = now

@@ -204,7 +204,7 @@ async def seed(client: Client, staff: Staff, uow_factory: UnitOfWorkFactory, own
         assert await assign_waiting(uow, chat.id, staff.red_1.id)
         said = await add_visitor_message(session, chat.id, "c1", "Hello", utcnow())
         assert said is not None
-        await block_address(uow, chat, BLOCKED_ADDRESS, staff.red_lead.id, "spam", 1)
+        await block_address(uow, chat, BLOCKED_ADDRESS, staff.red_lead.id, "spam", 1, now=utcnow())
         email = EmailMessage(
             message_key="<contract@example.com>",
             message_id="<contract@example.com>",

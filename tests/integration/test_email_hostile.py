@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +83,21 @@ def refuse_poison(monkeypatch: pytest.MonkeyPatch) -> None:
         if any(m.subject == POISON for m in mails):
             raise RuntimeError("the database refused the message")
 
-    async def batch(uow: UnitOfWork, box: MailboxPolicy, policy: EmailPolicy, mails: Any) -> list[Ingested]:
+    async def batch(
+        uow: UnitOfWork, box: MailboxPolicy, policy: EmailPolicy, mails: Any, now: datetime | None = None
+    ) -> list[Ingested]:
         check(mails)
-        return await ingest_batch(uow, box, policy, mails)
+        return await ingest_batch(uow, box, policy, mails, now)
 
-    async def one(uow: UnitOfWork, box: MailboxPolicy, policy: EmailPolicy, mail: InboundEmail) -> Ingested:
+    async def one(
+        uow: UnitOfWork,
+        box: MailboxPolicy,
+        policy: EmailPolicy,
+        mail: InboundEmail,
+        now: datetime | None = None,
+    ) -> Ingested:
         check([mail])
-        return await ingest(uow, box, policy, mail)
+        return await ingest(uow, box, policy, mail, now)
 
     monkeypatch.setattr(email_intake, "ingest_batch", batch)
     monkeypatch.setattr(email_intake, "ingest", one)

@@ -210,8 +210,9 @@ async def create_token(request: web.Request) -> web.Response:
 async def revoke_token(request: web.Request) -> web.Response:
     require_role(viewer_of(request), Role.ADMIN)
     token_id = path_int(request)
-    async with request.app[RUNTIME].uow() as uow:
-        token = await revoke_api_token(uow.session, token_id)
+    runtime = request.app[RUNTIME]
+    async with runtime.uow() as uow:
+        token = await revoke_api_token(uow.session, token_id, now=runtime.clock.now())
         if token is None:
             raise ApiError(404, "not_found", f"token {token_id} not found")
         await uow.commit()

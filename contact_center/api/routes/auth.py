@@ -56,7 +56,7 @@ async def login(request: web.Request) -> web.Response:
             log.info("failed sign-in for %r from %s", login_name, client_address(request))
             raise ApiError(401, "invalid_credentials", "wrong login or password")
         ttl = timedelta(hours=runtime.settings.security.session_ttl_hours)
-        secret, csrf = await open_session(uow.session, agent, ttl)
+        secret, csrf = await open_session(uow.session, agent, ttl, now=runtime.clock.now())
         await uow.commit()
     await limiter.reset(f"login:{login_name}")
     response = web.json_response(

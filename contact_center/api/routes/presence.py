@@ -19,7 +19,7 @@ from contact_center.api.spec import ApiRoutes, parse_body, path_int
 from contact_center.appkeys import RUNTIME, Runtime
 from contact_center.auth.middleware import require_role, viewer_of
 from contact_center.routing.presence import EPOCH, AgentState, Presence, presence_changed
-from crm_core.models import Agent, Role, utcnow
+from crm_core.models import Agent, Role
 from crm_core.visibility import Viewer
 
 routes = ApiRoutes("presence")
@@ -62,8 +62,9 @@ def _manages(viewer: Viewer, agent: Agent) -> bool:
 @routes.route("GET", "/presence/me", summary="Read my presence", response=PresenceOut)
 async def get_my_presence(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
-    presence = await request.app[RUNTIME].presence.get(viewer.agent_id)
-    return json_out(_presence_out(presence, utcnow()))
+    runtime = request.app[RUNTIME]
+    presence = await runtime.presence.get(viewer.agent_id)
+    return json_out(_presence_out(presence, runtime.clock.now()))
 
 
 @routes.route(
@@ -76,8 +77,9 @@ async def get_my_presence(request: web.Request) -> web.Response:
 async def set_my_presence(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     body = await parse_body(request, PresenceIn)
-    presence = await _change(request.app[RUNTIME], viewer.agent_id, AgentState(body.state))
-    return json_out(_presence_out(presence, utcnow()))
+    runtime = request.app[RUNTIME]
+    presence = await _change(runtime, viewer.agent_id, AgentState(body.state))
+    return json_out(_presence_out(presence, runtime.clock.now()))
 
 
 @routes.route(
@@ -97,7 +99,7 @@ async def list_presence(request: web.Request) -> web.Response:
     async with runtime.uow() as uow:
         agents = list(await uow.session.scalars(stmt))
     states = await runtime.presence.get_many([a.id for a in agents])
-    now = utcnow()
+    now = runtime.clock.now()
     return json_out(PresenceList(items=[_agent_presence_out(a, states[a.id], now) for a in agents]))
 
 
@@ -119,4 +121,4 @@ async def set_agent_presence(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", f"agent {agent_id} not found")
     body = await parse_body(request, PresenceIn)
     presence = await _change(runtime, agent.id, AgentState(body.state))
-    return json_out(_agent_presence_out(agent, presence, utcnow()))
+    return json_out(_agent_presence_out(agent, presence, runtime.clock.now()))

@@ -42,7 +42,9 @@ async def create_ticket(request: web.Request) -> web.Response:
     body = await parse_body(request, TicketCreate)
     runtime = request.app[RUNTIME]
     async with runtime.uow() as uow:
-        ticket = await svc.open_ticket(uow, viewer, sla=runtime.sla, **body.model_dump())
+        ticket = await svc.open_ticket(
+            uow, viewer, sla=runtime.sla, now=runtime.clock.now(), **body.model_dump()
+        )
         await uow.commit()
     return json_out(TicketOut.model_validate(ticket), 201)
 
@@ -92,7 +94,12 @@ async def update_ticket(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     async with runtime.uow() as uow:
         ticket = await svc.update_ticket(
-            uow, viewer, path_int(request), body.model_dump(exclude_unset=True), sla=runtime.sla
+            uow,
+            viewer,
+            path_int(request),
+            body.model_dump(exclude_unset=True),
+            sla=runtime.sla,
+            now=runtime.clock.now(),
         )
         await uow.commit()
     return json_out(TicketOut.model_validate(ticket))
@@ -111,7 +118,9 @@ async def transition_ticket(request: web.Request) -> web.Response:
     body = await parse_body(request, TransitionIn)
     runtime = request.app[RUNTIME]
     async with runtime.uow() as uow:
-        ticket = await svc.transition(uow, viewer, path_int(request), body.status, sla=runtime.sla)
+        ticket = await svc.transition(
+            uow, viewer, path_int(request), body.status, sla=runtime.sla, now=runtime.clock.now()
+        )
         await uow.commit()
     return json_out(TicketOut.model_validate(ticket))
 
@@ -128,7 +137,9 @@ async def assign_ticket(request: web.Request) -> web.Response:
     body = await parse_body(request, AssignIn)
     runtime = request.app[RUNTIME]
     async with runtime.uow() as uow:
-        ticket = await svc.assign(uow, viewer, path_int(request), body.assignee_id, sla=runtime.sla)
+        ticket = await svc.assign(
+            uow, viewer, path_int(request), body.assignee_id, sla=runtime.sla, now=runtime.clock.now()
+        )
         await uow.commit()
     return json_out(TicketOut.model_validate(ticket))
 
@@ -144,8 +155,11 @@ async def assign_ticket(request: web.Request) -> web.Response:
 async def comment_ticket(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     body = await parse_body(request, CommentIn)
-    async with request.app[RUNTIME].uow() as uow:
-        note = await svc.comment(uow, viewer, path_int(request), body.body, internal=body.internal)
+    runtime = request.app[RUNTIME]
+    async with runtime.uow() as uow:
+        note = await svc.comment(
+            uow, viewer, path_int(request), body.body, internal=body.internal, now=runtime.clock.now()
+        )
         await uow.commit()
     return json_out(CommentOut.model_validate(note), 201)
 

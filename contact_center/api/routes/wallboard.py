@@ -15,7 +15,7 @@ from contact_center.api.spec import ApiRoutes, parse_query
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import require_role, viewer_of
 from contact_center.twilio_account import SANDBOX_PREFIX, uses_sandbox
-from crm_core.models import Role, utcnow
+from crm_core.models import Role
 from crm_core.services.stats import call_figures, channel_volumes, live_chats, tickets_at_risk
 from crm_core.types import Channel
 
@@ -108,14 +108,15 @@ async def wallboard(request: web.Request) -> web.Response:
     viewer = viewer_of(request)
     require_role(viewer, Role.ADMIN, Role.SUPERVISOR)
     query = parse_query(request, WallboardQuery)
-    now = utcnow()
+    runtime = request.app[RUNTIME]
+    now = runtime.clock.now()
     since = query.since or datetime(now.year, now.month, now.day, tzinfo=UTC)
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     # Within the last 31 days, and never later than now: a time past the calendar's end in UTC
     # (9999-12-31 at a negative offset) is refused by the database driver.
     since = min(max(since, now - MAX_LOOKBACK), now)
-    async with request.app[RUNTIME].uow() as uow:
+    async with runtime.uow() as uow:
         volumes = await channel_volumes(uow.session, viewer, since)
         calls = await call_figures(uow.session, viewer, since)
         at_risk = await tickets_at_risk(uow.session, viewer, now, within=AT_RISK_WITHIN)
