@@ -27,6 +27,7 @@ from contact_center.sandbox.voice.conference import (
     Conference,
     Participant,
     adopt_settings,
+    announce,
     change,
     end,
     follow_dialled,
@@ -147,19 +148,30 @@ async def fetch_conference(request: web.Request) -> web.Response:
 
 @routes.post(f"{PREFIX}/Conferences/{{sid}}.json")
 async def update_conference(request: web.Request) -> web.Response:
-    """``Status=completed`` ends it; an ``AnnounceUrl`` is accepted (nobody hears it here)."""
+    """``Status=completed`` ends it; an ``AnnounceUrl`` is requested and announced to everyone."""
     sb = check_account(request)
     conference = _conference(sb, request)
     form = await request.post()
     status = _one(form, "Status")
     if status is not None and status != "completed":
         raise TwilioApiError(INVALID, f"Invalid Status {status!r}: only completed")
-    announce = _url(form, "AnnounceUrl")
-    if announce is not None:
-        _method(form, "AnnounceMethod")
+    announce_url, announce_method = _url(form, "AnnounceUrl"), _method(form, "AnnounceMethod")
     if status == "completed":
         end(sb.voice, conference, "conference-ended-via-api")
+    elif announce_url is not None and conference.active:
+        sb.spawn(
+            announce(sb.voice, conference, announce_url, announce_method), name=f"announce {conference.sid}"
+        )
     return web.json_response(conference_resource(conference))
+
+
+@routes.get(f"{PREFIX}/Conferences/{{conference}}/Recordings.json")
+async def list_conference_recordings(request: web.Request) -> web.Response:
+    """Always empty: the sandbox records no conference (``record`` is accepted, not simulated)."""
+    sb = check_account(request)
+    conference = _conference(sb, request, "conference")
+    path = f"/{API_VERSION}/Accounts/{sb.config.account_sid}/Conferences/{conference.sid}/Recordings.json"
+    return web.json_response(page(request.query, "recordings", [], lambda r: "", lambda r: {}, path))
 
 
 # -- Participants ------------------------------------------------------------------------------
@@ -285,13 +297,14 @@ async def fetch_participant(request: web.Request) -> web.Response:
 
 @routes.post(f"{PREFIX}/Conferences/{{conference}}/Participants/{{participant}}.json")
 async def update_participant(request: web.Request) -> web.Response:
-    """Muted, Hold, Coaching/CallSidToCoach, EndConferenceOnExit; HoldUrl, AnnounceUrl, WaitUrl and
-    BeepOnExit are accepted (nobody hears them here)."""
+    """Muted, Hold, Coaching/CallSidToCoach, EndConferenceOnExit, AnnounceUrl (to this participant);
+    HoldUrl, WaitUrl and BeepOnExit are accepted (nobody hears them here)."""
     sb = check_account(request)
     conference, participant = _participant(sb, request)
     form = await request.post()
-    for name in ("HoldUrl", "AnnounceUrl", "WaitUrl"):
+    for name in ("HoldUrl", "WaitUrl"):
         _url(form, name)
+    announce_url, announce_method = _url(form, "AnnounceUrl"), _method(form, "AnnounceMethod")
     change(
         sb.voice,
         conference,
@@ -302,6 +315,9 @@ async def update_participant(request: web.Request) -> web.Response:
         call_sid_to_coach=_one(form, "CallSidToCoach"),
         end_conference_on_exit=_flag(form, "EndConferenceOnExit"),
     )
+    if announce_url is not None:
+        task = announce(sb.voice, conference, announce_url, announce_method, participant)
+        sb.spawn(task, name=f"announce {participant.call.sid}")
     return web.json_response(participant_resource(conference, participant))
 
 

@@ -38,8 +38,9 @@ PARTICIPANT_PARAMS = {"CallSid", "Muted", "Hold", "Coaching", "EndConferenceOnEx
 
 
 def _conference_twiml(name: str, callback: str, **attrs: str) -> str:
-    extra = "".join(f' {k}="{v}"' for k, v in attrs.items())
-    noun = f'<Conference statusCallback="{callback}" statusCallbackEvent="{ALL_EVENTS}"{extra}>{name}</Conference>'
+    attributes = {"statusCallback": callback, "statusCallbackEvent": ALL_EVENTS, **attrs}
+    extra = "".join(f' {k}="{v}"' for k, v in attributes.items())
+    noun = f"<Conference{extra}>{name}</Conference>"
     return TWIML.format(f'<Dial action="/after">{noun}</Dial>')
 
 
@@ -403,4 +404,54 @@ async def test_a_participant_that_does_not_answer_is_gone_and_refusals_answer_tw
         await env.sim("POST", f"calls/{customer}/hangup", {})
         await env.settled(customer)
         assert room.status == "completed" and room.reason_ended == "last-participant-left"
+        rest.check()
+
+
+async def test_announcements_are_requested_and_reported_and_no_recordings_are_listed() -> None:
+    async with sandbox_env() as env:
+        env.fake.answer(
+            "/voice", _conference_twiml("room-4", "/conf", statusCallbackEvent="start end announcement")
+        )
+        env.fake.answer("/announce", TWIML.format("<Say>Closing soon</Say>"))
+        env.fake.status["/broken"] = 500
+        rest = Recorder(env)
+        customer = await env.call({})
+        await until(lambda: _room_of(env, "room-4") is not None, what="room")
+        sid = _room_of(env, "room-4").sid
+        announce = env.fake.url("/announce")
+        await rest(
+            "conferences.update announce",
+            ROOM,
+            "post",
+            200,
+            lambda c: c.conferences(sid).update(announce_url=announce),
+        )
+        (everyone,) = await env.fake.wait_for("/conf")
+        assert (
+            everyone.params["StatusCallbackEvent"] == "announcement-end" and "CallSid" not in everyone.params
+        )
+        broken = env.fake.url("/broken")
+        await rest(
+            "participants.update announce",
+            PERSON,
+            "post",
+            200,
+            lambda c: c.conferences(sid).participants(customer).update(announce_url=broken),
+        )
+        hooks = await env.fake.wait_for("/conf", 2)
+        assert (hooks[1].params["StatusCallbackEvent"], hooks[1].params["CallSid"]) == (
+            "announcement-fail",
+            customer,
+        )
+        assert env.fake.at("/announce")[0].params["ConferenceSid"] == sid
+        recordings = await rest(
+            "conference recordings.list",
+            "Conferences/{ConferenceSid}/Recordings.json",
+            "get",
+            200,
+            lambda c: c.conferences(sid).recordings.list(),
+        )
+        assert recordings == []
+        await env.sim("POST", f"calls/{customer}/hangup", {})
+        await env.settled(customer)
         rest.check()

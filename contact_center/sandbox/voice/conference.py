@@ -142,7 +142,7 @@ def notify(
 ) -> None:
     """``participant-join``, ``conference-end``...: sent in order, numbered by SequenceNumber."""
     kind = event.removeprefix("conference-").removeprefix("participant-")
-    kind = {"unmute": "mute", "unhold": "hold"}.get(kind, kind)
+    kind = {"unmute": "mute", "unhold": "hold"}.get(kind, kind).split("-")[0]
     url = conference.status_callback
     if url is None or kind not in conference.status_events or t.sb.closing:
         return
@@ -418,3 +418,19 @@ async def follow_dialled(t: Telephony, conference: Conference, participant: Part
     await participant.call.ended.wait()
     if not participant.joined:
         leave(t, conference, participant, "call ended")
+
+
+async def announce(
+    t: Telephony, conference: Conference, url: str, method: str, participant: Participant | None = None
+) -> None:
+    """An ``AnnounceUrl``: its TwiML is requested (signed) and "played", then ``announcement-end``
+    (``announcement-fail`` when the request fails)."""
+    params = {"AccountSid": conference.account_sid, "ConferenceSid": conference.sid}
+    if participant is not None:
+        params["CallSid"] = participant.call.sid
+    owner = participant.call if participant is not None else None
+    result = await t.sb.webhook(url, params, method, what="conference announcement", call=owner)
+    if result.ok:
+        await t.sb.sleep(t.sb.config.play_seconds)
+    event = "announcement-end" if result.ok else "announcement-fail"
+    notify(t, conference, event, participant, {"AnnounceUrl": url})
