@@ -25,12 +25,13 @@ Simulated
   (an empty one too); a document breaking TwiML's schema (unknown verb, ``<say>``, a verb where a
   noun belongs) runs none of its verbs: 12200 in the debugger, and the call ends as on a 12100.
 - Conferences: ``<Dial><Conference>`` (startConferenceOnEnter, endConferenceOnExit, muted, coach,
-  participantLabel, maxParticipants, statusCallback with the events start end join leave mute hold
-  modify; waitUrl, beep and record accepted, not heard) and the REST ``Conferences.json`` list,
-  ``Conferences/{Sid}.json`` fetch and ``Status=completed``, ``Participants.json`` list and create
-  (dials a number or client like ``Calls.json``: pace, outcomes, AMD; then joins it),
-  ``Participants/{CallSid|Label}.json`` fetch, update (Muted, Hold, Coaching, CallSidToCoach,
-  EndConferenceOnExit) and delete. A room starts (``init`` -> ``in-progress``) once two are in it and
+  participantLabel, maxParticipants, waitUrl (requested while the room waits to start),
+  statusCallback with the events start end join leave mute hold modify announcement; beep and
+  record accepted, not heard) and the REST ``Conferences.json`` list, ``Conferences/{Sid}.json``
+  fetch, ``Status=completed`` and AnnounceUrl, ``Participants.json`` list and create (dials a
+  number or client like ``Calls.json``: pace, outcomes, AMD; then joins it),
+  ``Participants/{CallSid|Label}.json`` fetch, update (Muted, Hold with HoldUrl requested while
+  held, Coaching, CallSidToCoach, EndConferenceOnExit, AnnounceUrl) and delete. A room starts (``init`` -> ``in-progress``) once two are in it and
   one starts it on enter; it ends when the last leaves, one with endConferenceOnExit leaves or is
   kicked, or through the API; a participant that leaves goes on after its Dial (action
   DialCallStatus ``answered``). Conference status callbacks are signed, in order, SequenceNumber
@@ -70,8 +71,8 @@ Not simulated
   whispers (Client, Number, Queue), TaskRouter, FallbackUrl, webhook retries and ``#ct=..``
   connection overrides, SharedKey HMAC-SHA256 signatures, API keys as credentials, Messaging
   Service sender pools (the first configured number sends), scheduled texts, creating or deleting
-  queues, media content, the digits SendDigits plays, conference audio (hold music, announcements,
-  beeps, speaker events, recording), messaging rate limits, prices.
+  queues, media content, the digits SendDigits plays, conference audio (beeps, speaker events,
+  recording), messaging rate limits, prices.
 - Timestamps are real UTC time; durations are simulated seconds.
 
 A package of its own: it imports nothing of ``crm_core``, ``channels`` or the rest of

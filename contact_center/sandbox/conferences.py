@@ -255,6 +255,8 @@ async def add_participant(request: web.Request) -> web.Response:
         call_sid_to_coach=conference.find(to_coach).call.sid if coaching and to_coach else None,  # type: ignore[union-attr]
         start_conference_on_enter=True if start_on_enter is None else start_on_enter,
         end_conference_on_exit=bool(end_on_exit),
+        wait_url=_url(form, "WaitUrl"),
+        wait_method=_method(form, "WaitMethod"),
     )
     conference.participants[call.sid] = participant
     call.note("dialled into conference", conference_sid=conference.sid, label=label)
@@ -297,13 +299,16 @@ async def fetch_participant(request: web.Request) -> web.Response:
 
 @routes.post(f"{PREFIX}/Conferences/{{conference}}/Participants/{{participant}}.json")
 async def update_participant(request: web.Request) -> web.Response:
-    """Muted, Hold, Coaching/CallSidToCoach, EndConferenceOnExit, AnnounceUrl (to this participant);
-    HoldUrl, WaitUrl and BeepOnExit are accepted (nobody hears them here)."""
+    """Muted, Hold (with HoldUrl's TwiML requested while held), Coaching/CallSidToCoach,
+    EndConferenceOnExit, AnnounceUrl (to this participant); WaitUrl and BeepOnExit are accepted."""
     sb = check_account(request)
     conference, participant = _participant(sb, request)
     form = await request.post()
-    for name in ("HoldUrl", "WaitUrl"):
-        _url(form, name)
+    _url(form, "WaitUrl")
+    hold_url = _url(form, "HoldUrl")
+    if hold_url is not None:
+        participant.hold_url = hold_url
+        participant.hold_method = (_one(form, "HoldMethod") or "GET").upper()
     announce_url, announce_method = _url(form, "AnnounceUrl"), _method(form, "AnnounceMethod")
     change(
         sb.voice,

@@ -455,3 +455,40 @@ async def test_announcements_are_requested_and_reported_and_no_recordings_are_li
         await env.sim("POST", f"calls/{customer}/hangup", {})
         await env.settled(customer)
         rest.check()
+
+
+async def test_wait_music_plays_until_the_conference_starts_and_hold_music_while_held() -> None:
+    async with sandbox_env() as env:
+        env.fake.answer("/voice", _conference_twiml("room-5", "/conf", waitUrl="/wait"))
+        env.fake.answer("/wait", TWIML.format("<Play>https://example.com/music.mp3</Play>"))
+        env.fake.answer("/hold-music", TWIML.format('<Say loop="2">Please hold</Say>'))
+        customer = await env.call({})
+        waits = await env.fake.wait_for("/wait", 2)  # requested again once it has played
+        assert waits[0].params["CallSid"] == customer and waits[0].method == "POST"
+        room = _room_of(env, "room-5")
+        client = Recorder(env).client
+        await asyncio.to_thread(
+            lambda: client.conferences(room.sid).participants.create(from_=NUMBER, to="client:alice")
+        )
+        await _answer(env, "alice")
+        await until(lambda: room.status == "in-progress", what="started")
+        await asyncio.sleep(0.3)  # a request under way when it started may still land
+        heard = len(env.fake.at("/wait"))
+        await asyncio.sleep(0.3)
+        assert len(env.fake.at("/wait")) == heard  # no more wait music once it started
+
+        hold_music = env.fake.url("/hold-music")
+        await asyncio.to_thread(
+            lambda: client.conferences(room.sid).participants(customer).update(hold=True, hold_url=hold_music)
+        )
+        holds = await env.fake.wait_for("/hold-music", 2)
+        assert holds[0].method == "GET" and holds[0].params["CallSid"] == customer
+        await asyncio.to_thread(
+            lambda: client.conferences(room.sid).participants(customer).update(hold=False)
+        )
+        await asyncio.sleep(0.3)
+        held = len(env.fake.at("/hold-music"))
+        await asyncio.sleep(0.3)
+        assert len(env.fake.at("/hold-music")) == held
+        await env.sim("POST", f"calls/{customer}/hangup", {})
+        await env.settled(customer)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from contact_center.sandbox.model import Call, CallInterrupted, TwilioApiError, new_sid, rfc2822, utcnow
 from contact_center.sandbox.twiml import Verb
+from contact_center.sandbox.voice.conference_music import play_while
 from contact_center.sandbox.voice.flow import resolve
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ class Participant:
     start_conference_on_enter: bool = True
     end_conference_on_exit: bool = False
     joined: bool = False
+    wait_url: str | None = None
+    wait_method: str = "POST"
+    hold_url: str | None = None
+    hold_method: str = "GET"
     date_created: datetime = field(default_factory=utcnow)
     date_updated: datetime = field(default_factory=utcnow)
     left: asyncio.Event = field(default_factory=asyncio.Event)
@@ -220,6 +225,16 @@ def enter(t: Telephony, conference: Conference, participant: Participant) -> Non
     ):
         conference.status = "in-progress"
         notify(t, conference, "conference-start")
+    if conference.status == "init" and participant.wait_url:
+        waiting = play_while(
+            t,
+            participant,
+            participant.wait_url,
+            participant.wait_method,
+            "conference wait",
+            lambda: conference.status == "init",
+        )
+        t.sb.spawn(waiting, name=f"conference wait {participant.call.sid}")
 
 
 def leave(
@@ -280,8 +295,10 @@ def _reason_text(reason: str, by: Participant | None) -> str:
 # -- the <Conference> noun ---------------------------------------------------------------------
 
 
-def _participant_from_noun(call: Call, noun: Verb) -> Participant:
+def _participant_from_noun(call: Call, noun: Verb, doc_url: str | None) -> Participant:
     return Participant(
+        wait_url=resolve(doc_url, noun.get("waitUrl")),
+        wait_method=noun.get("waitMethod", "POST").upper(),
         call=call,
         label=noun.get("participantLabel") or None,
         muted=noun.flag("muted"),
@@ -311,7 +328,7 @@ async def join(
         conference, participant = pending
     else:
         conference = room(t, noun.text)
-        participant = _participant_from_noun(call, noun)
+        participant = _participant_from_noun(call, noun, doc_url)
         events = noun.get("statusCallbackEvent")
         adopt_settings(
             conference,
@@ -320,8 +337,8 @@ async def join(
             frozenset(events.replace(",", " ").split()) & CONFERENCE_EVENTS if events else None,
             int(noun.number("maxParticipants", MAX_PARTICIPANTS)),
         )
-        if noun.get("waitUrl") or noun.get("record") or noun.get("beep"):
-            call.note("not simulated", detail="conference wait music, beeps and recording")
+        if noun.get("record") or noun.get("beep"):
+            call.note("not simulated", detail="conference beeps and recording")
     if not conference.active or participant.left.is_set():
         call.note("conference over", conference_sid=conference.sid)
         return "failed", None
@@ -385,6 +402,16 @@ def change(
         participant.hold = hold
         if announced:
             notify(t, conference, "participant-hold" if hold else "participant-unhold", participant)
+        if hold and announced and participant.hold_url:
+            music = play_while(
+                t,
+                participant,
+                participant.hold_url,
+                participant.hold_method,
+                "hold music",
+                lambda: participant.hold,
+            )
+            t.sb.spawn(music, name=f"hold {participant.call.sid}")
     modified = False
     if coaching is not None and coaching != participant.coaching:
         participant.coaching, modified = coaching, True
