@@ -31,11 +31,11 @@ Simulated
   fetch, ``Status=completed`` and AnnounceUrl, ``Participants.json`` list and create (dials a
   number or client like ``Calls.json``: pace, outcomes, AMD; then joins it),
   ``Participants/{CallSid|Label}.json`` fetch, update (Muted, Hold with HoldUrl requested while
-  held, Coaching, CallSidToCoach, EndConferenceOnExit, AnnounceUrl) and delete. A room starts (``init`` -> ``in-progress``) once two are in it and
-  one starts it on enter; it ends when the last leaves, one with endConferenceOnExit leaves or is
-  kicked, or through the API; a participant that leaves goes on after its Dial (action
-  DialCallStatus ``answered``). Conference status callbacks are signed, in order, SequenceNumber
-  from 1.
+  held, Coaching, CallSidToCoach, EndConferenceOnExit, AnnounceUrl) and delete. A room starts
+  (``init`` -> ``in-progress``) once two are in it and one starts it on enter; it ends when the
+  last leaves, one with endConferenceOnExit leaves or is kicked, or through the API; a participant
+  that leaves goes on after its Dial (action DialCallStatus ``answered``). Conference status
+  callbacks are signed, in order, SequenceNumber from 1.
 - Status callbacks for the requested events (a number's: the final one, as at Twilio, unless its
   ``voice_status_events`` says otherwise) with SequenceNumber, Timestamp, CallDuration,
   SipResponseCode, CallbackSource; optionally jittered so they arrive out of order.
