@@ -86,6 +86,10 @@ def call_state(sb: Sandbox, call: Call) -> dict[str, Any]:
         "queue": call.queue.friendly_name if call.queue else None,
         "queue_position": call.queue.position(call) if call.queue else None,
         "bridged_with": call.bridge.other(call).sid if call.bridge else None,
+        "conference": next(
+            (c.friendly_name for c in sb.conferences.values() if any(p.call is call for p in c.present())),
+            None,
+        ),
         "ringing_client": call.ringing_client,
         "legs": legs,
         "ended": call.is_final,

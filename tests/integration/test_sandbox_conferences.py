@@ -492,3 +492,37 @@ async def test_wait_music_plays_until_the_conference_starts_and_hold_music_while
         assert len(env.fake.at("/hold-music")) == held
         await env.sim("POST", f"calls/{customer}/hangup", {})
         await env.settled(customer)
+
+
+async def test_a_participant_redirected_by_the_api_leaves_and_a_full_room_refuses_more() -> None:
+    async with sandbox_env(outcomes=LONG_TALK) as env:
+        env.fake.answer("/voice", _conference_twiml("room-6", "/conf", maxParticipants="2"))
+        env.fake.answer("/after", TWIML.format("<Hangup/>"))
+        client = Recorder(env).client
+        first = await env.call({})
+        second = await env.call({})
+        await until(
+            lambda: _room_of(env, "room-6") is not None and _room_of(env, "room-6").status == "in-progress"
+        )
+        assert (await env.state(first))["conference"] == "room-6"
+        third = await env.call({})
+        await env.settled(third)
+        (refused,) = [h for h in env.fake.at("/after") if h.params["CallSid"] == third]
+        assert refused.params["DialCallStatus"] == "failed"  # the room holds two
+        await asyncio.to_thread(
+            lambda: client.calls(first).update(twiml=TWIML.format('<Say>Moved</Say><Pause length="600"/>'))
+        )
+        room = _room_of(env, "room-6")
+        await until(lambda: len(room.present()) == 1, what="the first caller left")
+        assert room.status == "in-progress" and (await env.state(first))["conference"] is None
+        leaves = [
+            h
+            for h in await env.fake.wait_for("/conf", 4)
+            if h.params["StatusCallbackEvent"] == "participant-leave"
+        ]
+        assert [h.params["CallSid"] for h in leaves] == [first]
+        assert not [h for h in env.fake.at("/after") if h.params["CallSid"] == first]  # redirected: no action
+        for call in (first, second):
+            await env.sim("POST", f"calls/{call}/hangup", {})
+            await env.settled(call)
+        assert room.status == "completed" and room.reason_ended == "last-participant-left"

@@ -176,6 +176,8 @@ def notify(
     params.update(extra or {})
     previous = conference.last_callback
     owner = participant.call if participant is not None else None
+    if owner is not None:
+        owner.pending_callbacks += 1  # counted at once: the call is not settled until it is sent
     conference.last_callback = t.sb.spawn(
         _send(t, url, conference.status_callback_method, params, previous, owner, event)
     )
@@ -190,8 +192,6 @@ async def _send(
     owner: Call | None,
     event: str,
 ) -> None:
-    if owner is not None:
-        owner.pending_callbacks += 1
     try:
         if previous is not None:
             await asyncio.wait({previous})
