@@ -31,6 +31,7 @@ from contact_center.sandbox.voice.conference import (
     change,
     end,
     follow_dialled,
+    is_conference_sid,
     kick,
     parse_events,
     room,
@@ -180,7 +181,7 @@ async def list_conference_recordings(request: web.Request) -> web.Response:
 def _room_for_new_participant(sb: Sandbox, request: web.Request) -> Conference:
     """By SID (it must not be over), or by name: that conference, created if there is none."""
     key = request.match_info["conference"]
-    if key.startswith("CF") and len(key) == 34:
+    if is_conference_sid(key):
         conference = sb.conferences.get(key)
         if conference is None or not conference.active:
             raise _not_found(request)

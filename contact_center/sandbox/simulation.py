@@ -406,6 +406,38 @@ async def queues(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/sandbox/conferences")
+async def conferences(request: web.Request) -> web.Response:
+    """Every conference with the participants in it (or being dialled into it)."""
+    sb = request.app[SANDBOX]
+    return web.json_response(
+        {
+            "conferences": [
+                {
+                    "sid": c.sid,
+                    "friendly_name": c.friendly_name,
+                    "status": c.status,
+                    "reason_ended": c.reason_ended,
+                    "participants": [
+                        {
+                            "call_sid": p.call.sid,
+                            "label": p.label,
+                            "status": p.status,
+                            "muted": p.muted,
+                            "hold": p.hold,
+                            "coaching": p.coaching,
+                            "call_sid_to_coach": p.call_sid_to_coach,
+                        }
+                        for p in c.participants.values()
+                        if not p.left.is_set()
+                    ],
+                }
+                for c in sb.conferences.values()
+            ]
+        }
+    )
+
+
 @routes.get("/sandbox/debugger")
 async def debugger(request: web.Request) -> web.Response:
     """Errors Twilio's debugger would show: 11200 (webhook failed), 12100 (bad TwiML), ..."""

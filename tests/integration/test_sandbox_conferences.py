@@ -375,6 +375,17 @@ async def test_a_participant_that_does_not_answer_is_gone_and_refusals_answer_tw
         )
         assert [str(p.call_sid) for p in people] == [customer]
         assert room.status == "init"
+        _, seen = await env.sim("GET", "conferences")
+        (shown,) = seen["conferences"]
+        assert [p["call_sid"] for p in shown["participants"]] == [customer] and shown["status"] == "init"
+        unanswered = await asyncio.to_thread(
+            lambda: rest.client.conferences("nobody-joins").participants.create(from_=NUMBER, to=busy)
+        )
+        await asyncio.wait_for(env.sandbox.calls[unanswered.call_sid].ended.wait(), 5)
+        # Nobody ever entered it: Twilio never had such a conference.
+        assert (
+            await asyncio.to_thread(lambda: rest.client.conferences.list(friendly_name="nobody-joins")) == []
+        )
         refusals = [
             (404, 20404, lambda: rest.client.conferences("CF" + "0" * 32).fetch()),
             (404, 20404, lambda: rest.client.conferences(room.sid).participants("nobody").fetch()),

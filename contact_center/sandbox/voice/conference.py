@@ -80,6 +80,7 @@ class Conference:
     sequence: int = 0
     last_callback: asyncio.Task[None] | None = None
     reason_ended: str | None = None
+    joined_once: bool = False
     call_sid_ending: str | None = None
     date_created: datetime = field(default_factory=utcnow)
     date_updated: datetime = field(default_factory=utcnow)
@@ -100,6 +101,10 @@ class Conference:
 
 
 # -- finding and opening rooms -----------------------------------------------------------------
+
+
+def is_conference_sid(text: str) -> bool:
+    return len(text) == 34 and text.startswith("CF") and all(c in "0123456789abcdef" for c in text[2:])
 
 
 def room(t: Telephony, name: str) -> Conference:
@@ -211,6 +216,7 @@ def _flag(value: bool) -> str:
 def enter(t: Telephony, conference: Conference, participant: Participant) -> None:
     """The participant is in: ``participant-join``, then ``conference-start`` if it starts now."""
     participant.joined = True
+    conference.joined_once = True
     participant.touch()
     conference.participants.pop(participant.call.sid, None)
     conference.participants[participant.call.sid] = participant
@@ -247,7 +253,12 @@ def leave(
     participant.left.set()
     participant.touch()
     if not participant.joined:
-        return  # kept: the API's dialled call finds it, and joins nothing
+        # Kept: the API's dialled call finds it and joins nothing. A room nobody ever entered
+        # and nobody is being dialled into was never a conference at Twilio: it is forgotten.
+        dialling = any(not p.left.is_set() for p in conference.participants.values())
+        if not conference.joined_once and not dialling:
+            t.sb.conferences.pop(conference.sid, None)
+        return
     conference.participants.pop(participant.call.sid, None)
     participant.call.note("left conference", conference_sid=conference.sid, reason=reason)
     notify(t, conference, "participant-leave", participant, {"Reason": reason})
@@ -326,6 +337,10 @@ async def join(
     pending = _pending(t, call)
     if pending is not None:
         conference, participant = pending
+    elif is_conference_sid(noun.text):
+        # The API dialled this call into that conference, which let it go before it answered.
+        call.note("conference over", conference_sid=noun.text)
+        return "failed", None
     else:
         conference = room(t, noun.text)
         participant = _participant_from_noun(call, noun, doc_url)
