@@ -53,7 +53,7 @@ Simulated
   {from, to, body, media_urls?}, ``GET messages[/{sid}]``, ``POST messages/outcomes`` {to, outcome,
   error_code?} (how texts to a number end), ``POST calls/outcomes`` {to, outcome, answered_by?}
   (how calls to a number end), ``POST calls/throttle`` {count} (the next creates answer 20429),
-  ``GET queues``, ``GET debugger``,
+  ``GET queues``, ``GET conferences``, ``GET debugger``,
   ``POST reset`` {seed?}, ``GET /sandbox`` (account, numbers, REST base URL). Every ``/sandbox/``
   route needs the control token (``Authorization: Bearer`` or ``X-Sandbox-Token``;
   ``SandboxConfig.control_token``) or a grant of the mounting application's sign-in
