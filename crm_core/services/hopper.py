@@ -17,12 +17,25 @@ callable moment, the lockout's end, the do-not-call state).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, exists, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    bindparam,
+    exists,
+    inspect,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.models import Campaign, CampaignContact, CampaignStatus, ContactState, Customer, DoNotCall
@@ -56,24 +69,26 @@ def in_schedule(campaign: Campaign, now: datetime) -> bool:
 
 
 def dialable_filter(
-    campaign: Campaign,
-    now: datetime,
-    profile: RegulatoryProfile,
-    keys: Sequence[str],
+    campaign_id: int,
+    now: datetime | BindParameter[datetime],
+    keys: Sequence[str] | None,
     *,
+    requires_consent: bool,
     agent_reserved: bool,
 ) -> list[ColumnElement[bool]]:
-    """The WHERE clauses choosing the campaign's numbers dialable at ``now``."""
+    """The WHERE clauses choosing the campaign's numbers dialable at ``now`` (in the zone sets
+    ``keys``; None: the caller picks the zone set)."""
     where: list[ColumnElement[bool]] = [
-        CampaignContact.campaign_id == campaign.id,
+        CampaignContact.campaign_id == campaign_id,
         CampaignContact.state == ContactState.PENDING,
-        CampaignContact.zone_key.in_(keys),
         CampaignContact.next_attempt_at <= now,
         ~exists().where(DoNotCall.e164 == CampaignContact.e164),
     ]
+    if keys is not None:
+        where.append(CampaignContact.zone_key.in_(keys))
     if not agent_reserved:
         where.append(or_(CampaignContact.locked_until.is_(None), CampaignContact.locked_until <= now))
-    if profile.requires_voice_consent:
+    if requires_consent:
         where.append(
             exists().where(
                 Customer.id == CampaignContact.customer_id,
@@ -83,65 +98,140 @@ def dialable_filter(
     return where
 
 
-async def _pick(
-    session: AsyncSession,
-    campaign: Campaign,
-    now: datetime,
-    limit: int,
-    *,
-    agent_reserved: bool,
-    lock: bool,
-) -> list[int]:
-    """Ids of up to ``limit`` dialable numbers, callbacks first; with ``lock``, claimed (state
-    in flight)."""
-    # The campaign as stored now: a pause, a schedule change or a newly loaded zone counts at once.
-    current = await session.get(Campaign, campaign.id, populate_existing=True)
-    if current is None or limit <= 0:
-        return []
-    campaign = current
-    if campaign.status is not CampaignStatus.RUNNING or not in_schedule(campaign, now):
-        return []
-    profile = profile_of(campaign)
-    keys = callable_zone_keys(campaign.zone_keys, now, profile)
-    if not keys:
-        return []
-    where = dialable_filter(campaign, now, profile, keys, agent_reserved=agent_reserved)
-    kinds = (
-        ([CampaignContact.callback_at.is_not(None)], [CampaignContact.callback_at, CampaignContact.id]),
-        ([CampaignContact.callback_at.is_(None)], [CampaignContact.next_attempt_at, CampaignContact.id]),
+NOW = bindparam("hopper_now", type_=CampaignContact.next_attempt_at.type)
+
+
+@functools.lru_cache(maxsize=512)
+def _choice(
+    campaign_id: int, keys: tuple[str, ...], limit: int, *, requires_consent: bool, agent_reserved: bool
+) -> tuple[Select[tuple[CampaignContact]], Select[tuple[int]]]:
+    """The statements choosing up to ``limit`` dialable numbers in dialling order (the contacts;
+    their ids), with ``now`` left as the ``hopper_now`` parameter. Built once per campaign, zone
+    sets and limit: the hopper runs every second, and building the statement costs more than
+    running it."""
+    where = dialable_filter(
+        campaign_id, NOW, None, requires_consent=requires_consent, agent_reserved=agent_reserved
     )
-    ids: list[int] = []
-    for extra, order in kinds:
-        wanted = limit - len(ids)
-        if wanted <= 0:
-            break
-        if lock:
-            values = {"state": ContactState.IN_FLIGHT, "claimed_at": now}
-            ids += await claim(
-                session, CampaignContact, where=[*where, *extra], values=values, order_by=order, limit=wanted
-            )
-        else:
-            stmt = select(CampaignContact.id).where(*where, *extra).order_by(*order).limit(wanted)
-            ids += list(await session.scalars(stmt))
-    return ids
+    contact = CampaignContact
+    # Callbacks due come first, in their order (few: the callbacks index serves them). Then the
+    # numbers due longest ago: one index range per zone set (``campaign_id, state, zone_key,
+    # next_attempt_at``), each stopping after ``limit`` rows, merged; one range over several
+    # zone sets could not return its rows in time order.
+    parts = [
+        select(contact.id, literal(0).label("priority"), contact.callback_at.label("due"))
+        .where(
+            *where, contact.zone_key.in_(keys), contact.callback_at.is_not(None), contact.callback_at <= NOW
+        )
+        .order_by(contact.callback_at, contact.id)
+        .limit(limit)
+        .subquery()
+    ]
+    parts += [
+        select(contact.id, literal(1).label("priority"), contact.next_attempt_at.label("due"))
+        .where(*where, contact.zone_key == key, contact.callback_at.is_(None))
+        .order_by(contact.next_attempt_at, contact.id)
+        .limit(limit)
+        .subquery()
+        for key in keys
+    ]
+    merged = union_all(*(select(p.c.id, p.c.priority, p.c.due) for p in parts)).subquery()
+    chosen = (
+        select(merged.c.id, merged.c.priority, merged.c.due)
+        .order_by(merged.c.priority, merged.c.due, merged.c.id)
+        .limit(limit)
+        .subquery("chosen")
+    )
+    order = (chosen.c.priority, chosen.c.due, chosen.c.id)
+    contacts = select(CampaignContact).join(chosen, chosen.c.id == CampaignContact.id).order_by(*order)
+    return contacts, select(chosen.c.id).order_by(*order)
+
+
+def _campaign_id(campaign: Campaign | int) -> int:
+    """The id, read without loading anything (the object may be expired or from another session)."""
+    if isinstance(campaign, int):
+        return campaign
+    identity = inspect(campaign).identity
+    return int(identity[0]) if identity else campaign.id
+
+
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """What one hopper round works with: the campaign as stored now and its zone sets open now."""
+
+    campaign: Campaign
+    profile: RegulatoryProfile
+    keys: tuple[str, ...]
+
+    def statements(
+        self, limit: int, agent_reserved: bool
+    ) -> tuple[Select[tuple[CampaignContact]], Select[tuple[int]]]:
+        return _choice(
+            self.campaign.id,
+            self.keys,
+            limit,
+            requires_consent=self.profile.requires_voice_consent,
+            agent_reserved=agent_reserved,
+        )
+
+
+async def _round(session: AsyncSession, campaign: Campaign | int, now: datetime, limit: int) -> _Round | None:
+    """None when the campaign dials nothing now (not running, outside its schedule, no zone open)."""
+    # The campaign as stored now: a pause, a schedule change or a newly loaded zone counts at once.
+    current = await session.get(Campaign, _campaign_id(campaign), populate_existing=True)
+    if current is None or limit <= 0:
+        return None
+    if current.status is not CampaignStatus.RUNNING or not in_schedule(current, now):
+        return None
+    profile = profile_of(current)
+    keys = tuple(callable_zone_keys(current.zone_keys, now, profile))
+    return _Round(current, profile, keys) if keys else None
 
 
 async def next_dialable(
-    session: AsyncSession, campaign: Campaign, now: datetime, limit: int, *, agent_reserved: bool = False
+    session: AsyncSession,
+    campaign: Campaign | int,
+    now: datetime,
+    limit: int,
+    *,
+    agent_reserved: bool = False,
 ) -> list[CampaignContact]:
     """The next ``limit`` dialable numbers of ``campaign`` at ``now``, callbacks first; nothing
-    is claimed (see :func:`claim_next`)."""
-    ids = await _pick(session, campaign, now, limit, agent_reserved=agent_reserved, lock=False)
-    return await _contacts(session, ids)
-
-
-async def _contacts(session: AsyncSession, ids: Sequence[int]) -> list[CampaignContact]:
-    if not ids:
+    is claimed (see :func:`claim_next`). Two round trips: the campaign, then the numbers."""
+    found = await _round(session, campaign, now, limit)
+    if found is None:
         return []
-    rows = {
-        c.id: c for c in await session.scalars(select(CampaignContact).where(CampaignContact.id.in_(ids)))
-    }
-    return [rows[i] for i in ids if i in rows]
+    contacts, _ = found.statements(limit, agent_reserved)
+    return list(await session.scalars(contacts, {"hopper_now": now}))
+
+
+async def _claim(
+    session: AsyncSession, campaign: Campaign | int, now: datetime, limit: int, *, agent_reserved: bool
+) -> tuple[list[CampaignContact], RegulatoryProfile | None]:
+    found = await _round(session, campaign, now, limit)
+    if found is None:
+        return [], None
+    _, choose_ids = found.statements(limit, agent_reserved)
+    ids = list(await session.scalars(choose_ids, {"hopper_now": now}))
+    if not ids:
+        return [], found.profile
+    # Claim what was chosen, checking every rule again under the row locks (a compare-and-set):
+    # rows another instance holds are skipped, rows it took in between no longer match.
+    where = dialable_filter(
+        found.campaign.id,
+        now,
+        found.keys,
+        requires_consent=found.profile.requires_voice_consent,
+        agent_reserved=agent_reserved,
+    )
+    values = {"state": ContactState.IN_FLIGHT, "claimed_at": now}
+    won = await claim(
+        session, CampaignContact, where=[CampaignContact.id.in_(ids), *where], values=values, limit=len(ids)
+    )
+    if not won:
+        return [], found.profile
+    taken = select(CampaignContact).where(CampaignContact.id.in_(won))
+    rows = {c.id: c for c in await session.scalars(taken.execution_options(populate_existing=True))}
+    return [rows[i] for i in ids if i in rows], found.profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,20 +282,25 @@ def _put_back(
 
 
 async def claim_next(
-    session: AsyncSession, campaign: Campaign, now: datetime, limit: int, *, agent_reserved: bool = False
+    session: AsyncSession,
+    campaign: Campaign | int,
+    now: datetime,
+    limit: int,
+    *,
+    agent_reserved: bool = False,
 ) -> HopperClaim:
     """Claim up to ``limit`` numbers to dial now, callbacks first, each checked at dial time. The
     caller commits (the claim holds once committed); a claimed number is in flight until
     :func:`crm_core.services.campaign_attempts.record_attempt_outcome`."""
-    ids = await _pick(session, campaign, now, limit, agent_reserved=agent_reserved, lock=True)
-    contacts = await _contacts(session, ids)
+    contacts, profile = await _claim(session, campaign, now, limit, agent_reserved=agent_reserved)
+    if profile is None:
+        return HopperClaim([], [])
     customers = {
         c.id: c
         for c in await session.scalars(
             select(Customer).where(Customer.id.in_({c.customer_id for c in contacts}))
         )
     }
-    profile = profile_of(campaign)
     claimed: list[ClaimedContact] = []
     refused: list[Dialability] = []
     for contact in contacts:
