@@ -98,6 +98,27 @@ def _check(response: Any, what: str) -> Any:
     return response
 
 
+class _DropWatch:
+    """Told by the client library when the server's connection drops: the commands under way fail
+    at once (the library would leave them waiting until their timeout, a minute by default) and
+    an IDLE stops waiting for a push that cannot come."""
+
+    def __init__(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def __call__(self, exc: Exception | None) -> None:
+        protocol = self.protocol
+        for command in [protocol.pending_sync_command, *protocol.pending_async_commands.values()]:
+            if command is not None:
+                command.close(b"connection lost", "KO")
+        protocol.idle_queue.put_nowait(STOP_WAIT_SERVER_PUSH)
+
+
+def _dropped(client: IMAP4) -> bool:
+    transport = client.protocol.transport
+    return transport is not None and transport.is_closing()
+
+
 def _close(client: IMAP4) -> None:
     """Drop a connection that never got as far as a session (a logout needs one)."""
     if client.protocol.transport is not None:
@@ -202,6 +223,8 @@ class MailboxWatcher:
             await self._finish_processed(client, uidvalidity)
             use_idle = self.options.idle and client.has_capability("IDLE")
             while True:
+                if _dropped(client):
+                    raise ImapError("the server closed the connection")
                 self.state = "syncing"
                 await self.sync(client, uidvalidity)
                 self.last_poll_at = time.time()
@@ -230,6 +253,8 @@ class MailboxWatcher:
             )
         else:
             client = IMAP4(host=account.host, port=account.port, timeout=self.options.timeout)
+        # Set before the connection is made (a task the client started); IMAP4_SSL takes no callback.
+        client.protocol.conn_lost_cb = _DropWatch(client.protocol)
         try:
             await self._open(client)
         except BaseException:
@@ -283,6 +308,8 @@ class MailboxWatcher:
         raise ImapError(f"SELECT {self.account.folder} gave no UIDVALIDITY")
 
     async def _logout(self, client: IMAP4) -> None:
+        if _dropped(client):  # nobody is there to answer a LOGOUT
+            return
         with contextlib.suppress(TimeoutError, AioImapException, OSError, AttributeError):
             await asyncio.wait_for(client.logout(), 5)
 

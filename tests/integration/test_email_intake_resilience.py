@@ -1,5 +1,5 @@
 """Mail intake off the beaten path, against a real Dovecot: MIME parsed in worker processes
-(``email.parse_processes``), and an IMAP connection dropped in the middle of a FETCH."""
+(``email.parse_processes``), and an IMAP connection dropped in the middle of a FETCH or an IDLE."""
 
 from __future__ import annotations
 
@@ -143,8 +143,8 @@ async def test_a_connection_dropped_in_the_middle_of_a_fetch_loses_and_doubles_n
         account,
         EmailIntake(uow_factory, MailboxPolicy(name="support", address="support@example.com"), policy),
         ContentStore(tmp_path),
-        # The client library fails a command whose connection dropped only at its timeout.
-        WatchOptions(batch_size=3, backoff_min=0.05, backoff_max=0.2, timeout=5),
+        # The drop fails the FETCH at once: the command timeout is far longer than the wait below.
+        WatchOptions(batch_size=3, backoff_min=0.05, backoff_max=0.2, timeout=60),
     )
     task = asyncio.create_task(watcher.run())
     try:
@@ -152,7 +152,7 @@ async def test_a_connection_dropped_in_the_middle_of_a_fetch_loses_and_doubles_n
         async def all_in() -> bool:
             return await inbound_keys(uow_factory) == sorted(keys)
 
-        await eventually(all_in, timeout=60, what="every message is stored after the reconnect")
+        await eventually(all_in, timeout=30, what="every message is stored after the reconnect")
         await eventually(all_seen(dovecot, login), what="every message is flagged seen")
     finally:
         task.cancel()
@@ -162,3 +162,57 @@ async def test_a_connection_dropped_in_the_middle_of_a_fetch_loses_and_doubles_n
     assert watcher.failures >= 1
     assert sum(c.name == "LOGIN" for c in proxy.commands) >= 2  # it connected again
     assert await inbound_keys(uow_factory) == sorted(keys)  # each message once
+
+
+async def test_a_connection_dropped_during_idle_is_noticed_at_once(
+    dovecot: Dovecot, uow_factory: UnitOfWorkFactory, tmp_path: Path
+) -> None:
+    """No push can come over a dropped connection: the watcher reconnects at once instead of
+    waiting out the IDLE (a minute here) and the command timeout (another)."""
+    login = "idle-drop-" + secrets.token_hex(4)
+    await dovecot.append(login, make_mail(subject="first", message_id="idle-drop-1@example.org"))
+    proxy = ImapProxy(dovecot.host, dovecot.port)
+    await proxy.start()
+    idles = 0
+
+    async def drop_the_first_idle(response: bytes) -> bool:
+        nonlocal idles
+        if response.startswith(b"+ "):  # the server's go-ahead for IDLE
+            idles += 1
+            return idles != 1
+        return True
+
+    proxy.on_response = drop_the_first_idle
+    account = ImapAccount(
+        name="support", host="127.0.0.1", port=proxy.port, tls="none", login=login, password=dovecot.password
+    )
+    policy = EmailPolicy(
+        secret=b"idle-drop-secret",
+        domain="example.com",
+        our_addresses=frozenset({"support@example.com"}),
+        sla=SlaPolicy(),
+    )
+    watcher = MailboxWatcher(
+        account,
+        EmailIntake(uow_factory, MailboxPolicy(name="support", address="support@example.com"), policy),
+        ContentStore(tmp_path),
+        WatchOptions(backoff_min=0.05, backoff_max=0.2, idle_seconds=60, timeout=60),
+    )
+    task = asyncio.create_task(watcher.run())
+    try:
+
+        async def dropped() -> bool:
+            return idles >= 1 and watcher.failures >= 1
+
+        await eventually(dropped, timeout=20, what="the first IDLE is dropped and noticed")
+        await dovecot.append(login, make_mail(subject="second", message_id="idle-drop-2@example.org"))
+
+        async def both_in() -> bool:
+            return await inbound_keys(uow_factory) == ["idle-drop-1@example.org", "idle-drop-2@example.org"]
+
+        await eventually(both_in, timeout=20, what="mail after the drop is stored over a new connection")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await proxy.close()
+    assert sum(c.name == "LOGIN" for c in proxy.commands) >= 2
