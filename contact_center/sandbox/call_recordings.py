@@ -124,7 +124,7 @@ async def update_call_recording(request: web.Request) -> web.Response:
 async def delete_call_recording(request: web.Request) -> web.Response:
     sb = check_account(request)
     _, recording = _recording(sb, request)
-    if recording.status != "completed":
+    if recording.status not in ("completed", "absent"):
         raise TwilioApiError(20009, f"Cannot delete a recording in status {recording.status}", 409)
     del sb.recordings[recording.sid]
     return web.Response(status=204)

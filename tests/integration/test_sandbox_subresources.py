@@ -12,7 +12,7 @@ from typing import Any
 
 from twilio.rest import Client
 
-from contact_center.sandbox import SandboxConfig
+from contact_center.sandbox import CallOutcomes, SandboxConfig
 from contact_center.sandbox.model import Queue
 from tests.integration.test_sandbox_oai import Recorder
 from tests.support.sandbox_harness import CALLER, NUMBER, SID, TOKEN, TWIML, sandbox_env
@@ -20,6 +20,7 @@ from tests.support.waiting import until
 
 LIVE = TWIML.format('<Pause length="600"/>')
 CALL_RECORDINGS = "Calls/{CallSid}/Recordings.json"
+TALKATIVE = CallOutcomes(human=1, machine=0, busy=0, no_answer=0, failed=0, talk_seconds=(3600, 3600))
 CALL_RECORDING = "Calls/{CallSid}/Recordings/{Sid}.json"
 
 
@@ -32,7 +33,8 @@ def _waiting(queues: dict[str, Queue], name: str) -> int:
 
 
 async def test_a_recording_started_mid_call_is_paused_resumed_stopped_and_served_as_mp3() -> None:
-    async with sandbox_env() as env:
+    # A millisecond is a second here, so the recording lasts more than one; the callee stays on.
+    async with sandbox_env(time_scale=0.001, outcomes=TALKATIVE) as env:
         env.fake.answer("/talk", LIVE)
         rest = Recorder(env)
         call = await asyncio.to_thread(
@@ -239,3 +241,27 @@ async def test_application_sid_send_digits_and_reject_reasons_behave_as_at_twili
         assert (refused, body["code"]) == (400, 21205)
     assert re.fullmatch(r"AC[0-9a-f]{32}", SandboxConfig().account_sid)
     assert SID and TOKEN
+
+
+async def test_a_recording_stopped_within_a_second_is_absent() -> None:
+    quick = CallOutcomes(
+        human=1, machine=0, busy=0, no_answer=0, failed=0, ring_seconds=(0.1, 0.1), talk_seconds=(600, 600)
+    )
+    async with sandbox_env(time_scale=1.0, outcomes=quick) as env:  # real time: stopped at once
+        env.fake.answer("/talk", LIVE)
+        client = Recorder(env).client
+        call = await asyncio.to_thread(
+            lambda: client.calls.create(to=CALLER, from_=NUMBER, url=env.fake.url("/talk"))
+        )
+        sid = str(call.sid)
+        await until(lambda: env.sandbox.calls[sid].status == "in-progress", what="answered")
+        callback = env.fake.url("/recording-status")
+        started = await asyncio.to_thread(
+            lambda: client.calls(sid).recordings.create(
+                recording_status_callback=callback, recording_status_callback_event=["completed", "absent"]
+            )
+        )
+        await asyncio.to_thread(lambda: client.calls(sid).recordings(started.sid).update(status="stopped"))
+        (hook,) = await env.fake.wait_for("/recording-status")
+        assert hook.params["RecordingStatus"] == "absent"
+        await asyncio.to_thread(lambda: client.calls(sid).update(status="completed"))

@@ -83,28 +83,39 @@ def change(t: Telephony, call: Call, recording: Recording, status: str) -> None:
     if recording.status not in LIVE:
         raise TwilioApiError(21220, f"The recording is {recording.status}")
     now = t.sb.now()
+    call.note("recording", recording_sid=recording.sid, status=status)
+    if status == "stopped":
+        _stop(t, recording)
+        t.sb.spawn(_finish(t, call, recording, PROCESSING_SECONDS))
+        return
     if status == "paused" and recording.paused_at is None:
         recording.paused_at = now
     elif status != "paused" and recording.paused_at is not None:
         recording.paused_seconds += now - recording.paused_at
         recording.paused_at = None
     recording.status, recording.date_updated = status, utcnow()
-    call.note("recording", recording_sid=recording.sid, status=status)
-    if status == "stopped":
-        t.sb.spawn(_finish(t, call, recording, PROCESSING_SECONDS))
 
 
-def _finish_now(t: Telephony, call: Call, recording: Recording) -> None:
-    if recording.status == "completed":
-        return
+def _stop(t: Telephony, recording: Recording) -> None:
+    """Stopped now: its length is what was recorded until now, pauses left out."""
     now = t.sb.now()
     if recording.paused_at is not None:
         recording.paused_seconds += now - recording.paused_at
         recording.paused_at = None
     seconds = (now - recording.started - recording.paused_seconds) / t.sb.config.time_scale
     recording.duration = max(0, round(seconds))
-    recording.status, recording.date_updated = "completed", utcnow()
-    recording_callback(t, call, recording, "completed")
+    recording.status, recording.date_updated = "stopped", utcnow()
+
+
+def _finish_now(t: Telephony, call: Call, recording: Recording) -> None:
+    if recording.status in LIVE:
+        _stop(t, recording)
+    if recording.status != "stopped":
+        return
+    # Twilio keeps no recording of less than a second: it is "absent".
+    status = "completed" if recording.duration > 0 else "absent"
+    recording.status, recording.date_updated = status, utcnow()
+    recording_callback(t, call, recording, status)
 
 
 async def _finish(t: Telephony, call: Call, recording: Recording, delay: float) -> None:
@@ -115,7 +126,6 @@ async def _finish(t: Telephony, call: Call, recording: Recording, delay: float) 
 async def _until_call_ends(t: Telephony, call: Call, recording: Recording) -> None:
     await call.ended.wait()
     if recording.status in LIVE:
-        recording.status = "stopped"
         _finish_now(t, call, recording)
 
 
