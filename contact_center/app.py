@@ -28,6 +28,9 @@ from contact_center.auth.passwords import Argon2Hasher
 from contact_center.bus import EventBus
 from contact_center.bus.inprocess import InProcessBus
 from contact_center.bus.redis_bus import RedisBus
+from contact_center.campaigns import dnc_routes as campaign_dnc_routes
+from contact_center.campaigns import routes as campaign_routes
+from contact_center.campaigns.wiring import setup_campaigns
 from contact_center.chat import routes as chat_routes
 from contact_center.chat.wiring import setup_chat
 from contact_center.client_address import client_address_middleware
@@ -74,6 +77,8 @@ API_GROUPS = (
     sms.routes,
     email_routes.routes,
     email_routes.quarantine_routes,
+    campaign_routes.routes,
+    campaign_dnc_routes.routes,
 )
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])
@@ -189,6 +194,7 @@ def create_app(
     setup_sandbox(app, settings)
     setup_sms(app, settings)
     setup_email(app, settings)
+    setup_campaigns(app)
     setup_realtime(app)
     app.cleanup_ctx.append(presence_recovery(lambda: [agent for agent, _ in app[SOCKETS].held()]))
     setup_chat(
