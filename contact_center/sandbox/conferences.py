@@ -3,6 +3,7 @@ dial a participant in, list, fetch, update (mute, hold, coach) and remove partic
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -178,86 +179,90 @@ async def list_conference_recordings(request: web.Request) -> web.Response:
 # -- Participants ------------------------------------------------------------------------------
 
 
-def _room_for_new_participant(sb: Sandbox, request: web.Request) -> Conference:
-    """By SID (it must not be over), or by name: that conference, created if there is none."""
+def _existing_room(sb: Sandbox, request: web.Request) -> Conference | None:
+    """By SID (404 when unknown or over), or by name: the conference not yet over, if any."""
     key = request.match_info["conference"]
     if is_conference_sid(key):
         conference = sb.conferences.get(key)
         if conference is None or not conference.active:
             raise _not_found(request)
         return conference
-    return room(sb.voice, key)
+    return next((c for c in sb.conferences.values() if c.friendly_name == key and c.active), None)
+
+
+def _dial_request(form: MultiDictProxy[Any], to: str, from_: str) -> OutboundRequest:
+    """The participant's call, placed as ``POST Calls.json`` would place it (its TwiML comes later)."""
+    events = {e for v in _values(form, "StatusCallbackEvent") for e in v.replace(",", " ").split()}
+    if events - CALL_EVENTS:
+        raise TwilioApiError(21626, f"Invalid StatusCallbackEvent: {', '.join(sorted(events - CALL_EVENTS))}")
+    detection = _one(form, "MachineDetection")
+    if detection is not None and detection not in ("Enable", "DetectMessageEnd"):
+        raise TwilioApiError(21625, f"Invalid MachineDetection value {detection}")
+    amd_callback = _url(form, "AmdStatusCallback")
+    return OutboundRequest(
+        to=to,
+        from_=_one(form, "CallerId") or from_,
+        url=None,
+        twiml=None,
+        status_callback=_url(form, "StatusCallback"),
+        status_callback_method=_method(form, "StatusCallbackMethod"),
+        status_events=frozenset(events or {"completed"}),
+        machine_detection=detection,
+        async_amd=amd_callback is not None,
+        async_amd_callback=amd_callback,
+        async_amd_method=_method(form, "AmdStatusCallbackMethod"),
+        machine_detection_timeout=_number(form, "MachineDetectionTimeout", 30, 3, 59),
+        timeout=_number(form, "Timeout", 60, 5, 600),
+    )
 
 
 @routes.post(f"{PREFIX}/Conferences/{{conference}}/Participants.json")
 async def add_participant(request: web.Request) -> web.Response:
     """Dial ``To`` (a number or ``client:``) and join it to the conference once it answers; the
-    call is placed like any API call (the account's pace, the configured outcomes, AMD)."""
+    call is placed like any API call (the account's pace, the configured outcomes, AMD). By name,
+    the conference is created if there is none. Everything is checked before anything is dialled."""
     sb = check_account(request)
     form = await request.post()
     to, from_ = check_numbers(sb, _one(form, "To"), _one(form, "From"))
-    conference = _room_for_new_participant(sb, request)
-    label = _one(form, "Label")
-    if label is not None and conference.find(label) is not None:
+    existing = _existing_room(sb, request)
+    label, to_coach = _one(form, "Label"), _one(form, "CallSidToCoach")
+    if label is not None and existing is not None and existing.find(label) is not None:
         raise TwilioApiError(INVALID, f"Label {label!r} is already used in this conference")
     coaching = bool(_flag(form, "Coaching"))
-    to_coach = _one(form, "CallSidToCoach")
-    if coaching and (to_coach is None or conference.find(to_coach) is None):
+    coached = existing.find(to_coach) if existing is not None and to_coach else None
+    if coaching and coached is None:
         raise TwilioApiError(INVALID, f"CallSidToCoach {to_coach} is not a participant of the conference")
-    call_events = {e for v in _values(form, "StatusCallbackEvent") for e in v.replace(",", " ").split()}
-    if call_events - CALL_EVENTS:
-        raise TwilioApiError(
-            21626, f"Invalid StatusCallbackEvent: {', '.join(sorted(call_events - CALL_EVENTS))}"
-        )
+    end_on_exit, start_on_enter, muted = (
+        _flag(form, "EndConferenceOnExit"),
+        _flag(form, "StartConferenceOnEnter"),
+        _flag(form, "Muted"),
+    )
+    wait_url, wait_method = _url(form, "WaitUrl"), _method(form, "WaitMethod")
+    room_callback = _url(form, "ConferenceStatusCallback"), _method(form, "ConferenceStatusCallbackMethod")
     room_events = parse_events(" ".join(_values(form, "ConferenceStatusCallbackEvent")))
-    detection = _one(form, "MachineDetection")
-    if detection is not None and detection not in ("Enable", "DetectMessageEnd"):
-        raise TwilioApiError(21625, f"Invalid MachineDetection value {detection}")
+    size = int(_number(form, "MaxParticipants", 250, 2, 250)) if _one(form, "MaxParticipants") else None
+    time_limit = int(_number(form, "TimeLimit", 14400, 1, 14400))
+    dialling = _dial_request(form, to, from_)
     if sb.voice.pacer.refuses():
         raise TwilioApiError(20429, "Too Many Requests", 429)
-    max_participants = _one(form, "MaxParticipants")
-    adopt_settings(
-        conference,
-        _url(form, "ConferenceStatusCallback"),
-        _method(form, "ConferenceStatusCallbackMethod"),
-        room_events or None,
-        int(_number(form, "MaxParticipants", 250, 2, 250)) if max_participants else None,
-    )
-    time_limit = int(_number(form, "TimeLimit", 14400, 1, 14400))
+    conference = existing or room(sb.voice, request.match_info["conference"])
+    adopt_settings(conference, *room_callback, room_events or None, size)
+    # The call's own TwiML: into this conference (by SID), then nothing: it ends when it leaves.
     twiml = (
         f'<Response><Dial timeLimit="{time_limit}"><Conference>{escape(conference.sid)}'
         "</Conference></Dial></Response>"
     )
-    amd_callback = _url(form, "AmdStatusCallback")
-    call = sb.voice.start_outbound(
-        OutboundRequest(
-            to=to,
-            from_=_one(form, "CallerId") or from_,
-            url=None,
-            twiml=twiml,
-            status_callback=_url(form, "StatusCallback"),
-            status_callback_method=_method(form, "StatusCallbackMethod"),
-            status_events=frozenset(call_events or {"completed"}),
-            machine_detection=detection,
-            async_amd=amd_callback is not None,
-            async_amd_callback=amd_callback,
-            async_amd_method=_method(form, "AmdStatusCallbackMethod"),
-            machine_detection_timeout=_number(form, "MachineDetectionTimeout", 30, 3, 59),
-            timeout=_number(form, "Timeout", 60, 5, 600),
-        )
-    )
-    end_on_exit = _flag(form, "EndConferenceOnExit")
-    start_on_enter = _flag(form, "StartConferenceOnEnter")
+    call = sb.voice.start_outbound(replace(dialling, twiml=twiml))
     participant = Participant(
         call=call,
         label=label,
-        muted=bool(_flag(form, "Muted")),
+        muted=bool(muted),
         coaching=coaching,
-        call_sid_to_coach=conference.find(to_coach).call.sid if coaching and to_coach else None,  # type: ignore[union-attr]
+        call_sid_to_coach=coached.call.sid if coaching and coached is not None else None,
         start_conference_on_enter=True if start_on_enter is None else start_on_enter,
         end_conference_on_exit=bool(end_on_exit),
-        wait_url=_url(form, "WaitUrl"),
-        wait_method=_method(form, "WaitMethod"),
+        wait_url=wait_url,
+        wait_method=wait_method,
     )
     conference.participants[call.sid] = participant
     call.note("dialled into conference", conference_sid=conference.sid, label=label)

@@ -386,6 +386,7 @@ async def test_a_participant_that_does_not_answer_is_gone_and_refusals_answer_tw
         assert (
             await asyncio.to_thread(lambda: rest.client.conferences.list(friendly_name="nobody-joins")) == []
         )
+        calls_before = len(env.sandbox.calls)
         refusals = [
             (404, 20404, lambda: rest.client.conferences("CF" + "0" * 32).fetch()),
             (404, 20404, lambda: rest.client.conferences(room.sid).participants("nobody").fetch()),
@@ -407,11 +408,21 @@ async def test_a_participant_that_does_not_answer_is_gone_and_refusals_answer_tw
                 lambda: rest.client.conferences(room.sid).participants.create(from_=NUMBER, to="nobody"),
             ),
             (400, 20001, lambda: rest.client.conferences(room.sid).update(status="in-progress")),
+            (
+                400,
+                21625,
+                lambda: rest.client.conferences("never").participants.create(
+                    from_=NUMBER, to=busy, machine_detection="Sometimes"
+                ),
+            ),
         ]
         for status, code, act in refusals:
             with pytest.raises(TwilioRestException) as raised:
                 await asyncio.to_thread(act)
             assert (raised.value.status, raised.value.code) == (status, code)
+        # A refused participant dials nobody and opens no conference.
+        assert not [c for c in env.sandbox.conferences.values() if c.friendly_name == "never"]
+        assert len(env.sandbox.calls) == calls_before
         await env.sim("POST", f"calls/{customer}/hangup", {})
         await env.settled(customer)
         assert room.status == "completed" and room.reason_ended == "last-participant-left"
