@@ -93,12 +93,6 @@ class Distribution:
             return 0.0
         return self.cdf[i] if i < self.size else 1.0
 
-    def quantile(self, share: float) -> int:
-        for i, c in enumerate(self.cdf):
-            if c >= share:
-                return i
-        return self.size - 1
-
 
 def _convolve(a: Sequence[float], b: Sequence[float], size: int) -> list[float]:
     out = [0.0] * size

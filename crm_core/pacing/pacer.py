@@ -2,13 +2,15 @@
 
 For the k-th call placed now, the pacer estimates the chance that, when it is passed to an agent
 (at one of the model's equally likely ``nodes``), every agent free by then plus the grace is
-already taken by the answers that arrive before it (from the calls in flight and the other new
-calls): a normal approximation of (answers needing an agent) - (agents free), each a sum of
-independent chances. It places the largest k whose chance stays within the risk target, and never
-fewer calls than progressive would. The risk target is a controller on the observed abandonment
-(the window's rate, which integrates the past, and the recent rate), both read from the snapshot,
-so the decision is a function of the snapshot alone. Predictive stops (progressive instead) when
-the abandonment rule says one more abandon would cross the limit.
+already taken by the answers that arrive before it (from the calls in flight, the other new
+calls and part of those the next seconds will place at the current rate): a normal
+approximation of (answers needing an agent) - (agents free), each a sum of independent chances.
+It places the largest k whose chance stays within the risk target, and never fewer calls than
+progressive would. The risk target is a controller on the observed abandonment (the window's
+rate, which integrates the past, and the recent rate), both read from the snapshot, so the
+decision is a function of the snapshot alone; it also shrinks as the last few abandons the limit
+allows are used up, so the campaign slows down before it must stop. Predictive stops
+(progressive instead) when the abandonment rule says one more abandon would cross the limit.
 """
 
 from __future__ import annotations

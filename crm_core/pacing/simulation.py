@@ -34,7 +34,7 @@ from crm_core.pacing.snapshot import (
     PacingSnapshot,
 )
 from crm_core.rules.abandonment import WindowCounts, abandonment_status
-from crm_core.rules.regulatory_profile import UK, AbandonmentBasis, RegulatoryProfile
+from crm_core.rules.regulatory_profile import US, AbandonmentBasis, RegulatoryProfile
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class Scenario:
     talk_mean: float = 120.0
     talk_cv: float = 1.0
     wrap_seconds: float = 20.0
-    profile: RegulatoryProfile = UK
+    profile: RegulatoryProfile = US
     tick_seconds: float = 1.0
 
 
