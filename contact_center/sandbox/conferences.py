@@ -311,10 +311,9 @@ async def update_participant(request: web.Request) -> web.Response:
     conference, participant = _participant(sb, request)
     form = await request.post()
     _url(form, "WaitUrl")
-    hold_url = _url(form, "HoldUrl")
-    if hold_url is not None:
-        participant.hold_url = hold_url
-        participant.hold_method = (_one(form, "HoldMethod") or "GET").upper()
+    hold_url, hold_method = _url(form, "HoldUrl"), (_one(form, "HoldMethod") or "GET").upper()
+    if hold_method not in ("GET", "POST"):
+        raise TwilioApiError(21209, f"Invalid HoldMethod: {hold_method}")
     announce_url, announce_method = _url(form, "AnnounceUrl"), _method(form, "AnnounceMethod")
     change(
         sb.voice,
@@ -322,6 +321,7 @@ async def update_participant(request: web.Request) -> web.Response:
         participant,
         muted=_flag(form, "Muted"),
         hold=_flag(form, "Hold"),
+        hold_music=(hold_url, hold_method) if hold_url else None,
         coaching=_flag(form, "Coaching"),
         call_sid_to_coach=_one(form, "CallSidToCoach"),
         end_conference_on_exit=_flag(form, "EndConferenceOnExit"),

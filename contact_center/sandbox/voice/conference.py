@@ -391,6 +391,7 @@ def change(
     *,
     muted: bool | None = None,
     hold: bool | None = None,
+    hold_music: tuple[str, str] | None = None,
     coaching: bool | None = None,
     call_sid_to_coach: str | None = None,
     end_conference_on_exit: bool | None = None,
@@ -408,6 +409,8 @@ def change(
                 20001, f"CallSidToCoach {coached} is not another participant of the conference"
             )
         call_sid_to_coach = target.call.sid
+    if hold_music is not None:  # checked: now the change is made
+        participant.hold_url, participant.hold_method = hold_music
     announced = participant.joined
     if muted is not None and muted != participant.muted:
         participant.muted = muted
