@@ -12,19 +12,16 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from aiohttp import web
 from sqlalchemy import func, select
 
-from contact_center.app import create_app
 from contact_center.auth.credentials import create_api_token
 from contact_center.auth.passwords import Argon2Hasher
+from contact_center.campaigns_cli import add_campaign_commands
 from contact_center.customer_csv_cli import add_customer_csv_commands
 from contact_center.gc_tuning import tune_for_service
 from contact_center.logging_setup import configure_logging
-from contact_center.observability.shutdown import begin_drain
 from contact_center.sandbox_cli import add_sandbox_commands
 from contact_center.settings import ConfigError, Settings, load_settings
-from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
 from crm_core.db import create_engine, migrate
 from crm_core.errors import CoreError
 from crm_core.models import Agent, Role
@@ -90,6 +87,13 @@ async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 @command("serve")
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here, not at the top: the other commands start without loading the web application.
+    from aiohttp import web
+
+    from contact_center.app import create_app
+    from contact_center.observability.shutdown import begin_drain
+    from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
+
     if not args.no_migrate:
         await run_migrations(settings)
     if args.demo:
@@ -192,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("login", help="the agent whose rights the token carries")
     token.add_argument("--name", default="integration", help="what the token is for")
     add_customer_csv_commands(sub, command)
+    add_campaign_commands(sub, command)
     add_sandbox_commands(sub, command)
     return parser
 
