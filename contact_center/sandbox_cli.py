@@ -22,10 +22,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from contact_center.sandbox import create_sandbox_app
-from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
-from contact_center.twilio_account import sandbox_config_from_settings
 
 if TYPE_CHECKING:
     from contact_center.cli import Command
@@ -43,6 +40,10 @@ async def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def serve(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every other command of the CLI starts without the sandbox.
+    from contact_center.sandbox import create_sandbox_app
+    from contact_center.twilio_account import sandbox_config_from_settings
+
     host = args.host or settings.server.host
     url = f"http://{host}:{args.port}"
     config = sandbox_config_from_settings(settings, public_url=url)
@@ -75,6 +76,8 @@ def _describe(entry: dict[str, Any]) -> str:
 
 
 def _control_headers(settings: Settings, args: argparse.Namespace) -> dict[str, str]:
+    from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
+
     token = getattr(args, "token", None) or settings.sandbox.control_token.get_secret_value()
     return {CONTROL_TOKEN_HEADER: token} if token else {}
 
