@@ -20,18 +20,17 @@ from contact_center.sandbox import (
     create_sandbox_app,
 )
 from contact_center.sandbox_access import sandbox_authorizer
-from contact_center.settings import Settings
+from contact_center.settings import Settings, is_sandbox_account
 from contact_center.settings.sections import LognormalSettings
 
 SANDBOX_CONTROL_TOKEN = web.AppKey("sandbox_control_token", str)
 SANDBOX_PREFIX = "/twilio-sandbox"
-SANDBOX_SID_PREFIX = "ACsandbox"
 
 
 def uses_sandbox(settings: Settings) -> bool:
     """No Twilio account configured (the default sandbox SID and no API base URL): the built-in
     sandbox plays Twilio, mounted on this service."""
-    return not settings.twilio.api_base_url and settings.twilio.account_sid.startswith(SANDBOX_SID_PREFIX)
+    return not settings.twilio.api_base_url and is_sandbox_account(settings.twilio.account_sid)
 
 
 def gateway_base_url(settings: Settings) -> str:

@@ -13,9 +13,10 @@ from contact_center.settings.loading import (
     ENV_KEYS,
     GENERIC_ENV_PREFIX,
     PUBLIC_SANDBOX_AUTH_TOKEN,
-    SANDBOX_ACCOUNT_PREFIX,
+    SANDBOX_ACCOUNT_SID,
     ConfigError,
     Settings,
+    is_sandbox_account,
     load_settings,
 )
 from contact_center.settings.mail import (
@@ -52,7 +53,7 @@ __all__ = [
     "GENERIC_ENV_PREFIX",
     "MAX_BLOCK_ADDRESS_HOURS",
     "PUBLIC_SANDBOX_AUTH_TOKEN",
-    "SANDBOX_ACCOUNT_PREFIX",
+    "SANDBOX_ACCOUNT_SID",
     "CaFile",
     "ConfigError",
     "CrmSettings",
@@ -77,5 +78,6 @@ __all__ = [
     "TwilioSettings",
     "VoiceSettings",
     "WebchatSettings",
+    "is_sandbox_account",
     "load_settings",
 ]

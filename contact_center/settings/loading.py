@@ -49,7 +49,16 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "METRICS_TOKEN": ("metrics", "token"),
 }
 GENERIC_ENV_PREFIX = "CONTACT_CENTER__"
-SANDBOX_ACCOUNT_PREFIX = "ACsandbox"
+SANDBOX_ACCOUNT_SID = "AC5a4db0c0000000000000000000000000"
+"""The shipped account SID: a well-formed one (AC and 32 hex digits) that means "the built-in sandbox"."""
+LEGACY_SANDBOX_PREFIX = "ACsandbox"  # the shipped SID of earlier releases, still honoured
+
+
+def is_sandbox_account(account_sid: str) -> bool:
+    """The account SID is the shipped one: no Twilio account is configured."""
+    return account_sid == SANDBOX_ACCOUNT_SID or account_sid.startswith(LEGACY_SANDBOX_PREFIX)
+
+
 PUBLIC_SANDBOX_AUTH_TOKEN = "sandbox-auth-token"  # noqa: S105 - published in config/default.toml
 
 
@@ -171,7 +180,7 @@ def _with_sandbox_auth_token(settings: Settings) -> Settings:
     ``sandbox serve`` sharing a var directory (or secret key)."""
     twilio = settings.twilio
     if (
-        not twilio.account_sid.startswith(SANDBOX_ACCOUNT_PREFIX)
+        not is_sandbox_account(twilio.account_sid)
         or twilio.auth_token.get_secret_value() != PUBLIC_SANDBOX_AUTH_TOKEN
     ):
         return settings

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from contact_center.sandbox import Lognormal
 from contact_center.settings import ConfigError, load_settings
-from contact_center.twilio_account import sandbox_config_from_settings
+from contact_center.twilio_account import sandbox_config_from_settings, uses_sandbox
 
 KEY = {"SECRET_KEY": "0123456789abcdef-secret"}
 
@@ -27,6 +28,16 @@ def test_defaults_route_the_demo_number_to_the_service(tmp_path: Path) -> None:
     assert config.time_scale == 1.0 and config.seed is None
     assert config.client_auto_answer_seconds is None
     assert sum(config.outcomes.weights().values()) == pytest.approx(1.0)
+
+
+def test_the_shipped_account_sid_is_well_formed_and_means_the_sandbox() -> None:
+    settings = load_settings(env=KEY)
+    assert re.fullmatch(r"AC[0-9a-f]{32}", settings.twilio.account_sid)
+    assert uses_sandbox(settings)
+    legacy = load_settings(env={**KEY, "TWILIO_ACCOUNT_SID": "ACsandbox0000000000000000000000000"})
+    assert uses_sandbox(legacy)  # the shipped SID of earlier releases
+    real = load_settings(env={**KEY, "TWILIO_ACCOUNT_SID": "AC" + "1f" * 16, "TWILIO_AUTH_TOKEN": "t" * 32})
+    assert not uses_sandbox(real)
 
 
 def test_file_and_environment_override(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ class Webhook:
             "MessageSid": self.sid,
             "SmsMessageSid": self.sid,
             "SmsSid": self.sid,
-            "AccountSid": "ACsandbox0000000000000000000000000",
+            "AccountSid": "AC5a4db0c0000000000000000000000000",
             "From": self.sender,
             "To": OUR_NUMBER,
             "Body": f"Where is my order? ({self.sid[-4:]})",

@@ -86,7 +86,7 @@ class Twilio:
             "MessageSid": sid,
             "SmsMessageSid": sid,
             "SmsSid": sid,
-            "AccountSid": "ACsandbox0000000000000000000000000",
+            "AccountSid": "AC5a4db0c0000000000000000000000000",
             "From": sender,
             "To": OUR_NUMBER,
             "Body": body,

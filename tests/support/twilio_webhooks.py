@@ -44,7 +44,7 @@ def inbound_text(sid: str, sender: str, body: str) -> dict[str, str]:
         "MessageSid": sid,
         "SmsMessageSid": sid,
         "SmsSid": sid,
-        "AccountSid": "ACsandbox0000000000000000000000000",
+        "AccountSid": "AC5a4db0c0000000000000000000000000",
         "From": sender,
         "To": OUR_NUMBER,
         "Body": body,
