@@ -62,6 +62,9 @@ class Scenario:
     wrap_seconds: float = 20.0
     profile: RegulatoryProfile = US
     tick_seconds: float = 1.0
+    earlier_window: WindowCounts = field(default_factory=WindowCounts)
+    """Live answers already in the abandonment window when the shift starts (the pacer sees them,
+    the shift's figures do not); empty, the shift begins progressive until one abandon is allowed."""
 
 
 @dataclass(slots=True)
@@ -200,6 +203,15 @@ def run_shift(
         agents[agent] = AgentSnapshot(AgentState.AVAILABLE, SIMULATION_START + timedelta(seconds=t))
         free.append(agent)
 
+    earlier = s.earlier_window
+
+    def window() -> WindowCounts:
+        return WindowCounts(
+            earlier.connected + result.connected,
+            earlier.abandoned + result.abandoned,
+            earlier.amd_false_positives + result.false_positives,
+        )
+
     at(0.0, _TICK, 0)
     next_report = 60.0
     while events:
@@ -215,7 +227,7 @@ def run_shift(
                 mode=mode,
                 agents=agents,
                 calls=list(in_flight.values()),
-                window=result.window,
+                window=window(),
                 profile=profile,
                 history=history,
             )

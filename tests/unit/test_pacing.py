@@ -176,3 +176,16 @@ def test_a_short_simulated_shift_beats_progressive_within_the_limit() -> None:
     assert predictive.abandonment_rate <= US.abandonment_limit
     assert predictive.occupancy > progressive.occupancy + 0.1
     assert predictive.pacer_calls == 3600
+
+
+def test_a_shift_can_start_with_answers_already_in_the_window() -> None:
+    fresh = Scenario(agents=10, seconds=300.0, talk_mean=30.0, wrap_seconds=5.0)
+    running = Scenario(
+        agents=10, seconds=300.0, talk_mean=30.0, wrap_seconds=5.0, earlier_window=WindowCounts(1000, 20)
+    )
+    cold = run_shift(fresh, PacingMode.PREDICTIVE, seed=3)
+    warm = run_shift(running, PacingMode.PREDICTIVE, seed=3)
+    assert cold.reasons.get(PacingReason.ABANDONMENT_LIMIT.value, 0) > 60
+    assert PacingReason.ABANDONMENT_LIMIT.value not in warm.reasons
+    assert warm.dials > cold.dials
+    assert warm.window.connected + warm.window.abandoned <= warm.human_answers
