@@ -76,9 +76,12 @@ async def _add(
         .returning(table.c.id)
     )
     added = len(list((await session.execute(stmt)).scalars()))
-    keys = {str(v["zone_key"]) for v in values if v["zone_key"]} - set(campaign.zone_keys)
-    if keys:
-        campaign.zone_keys = sorted(set(campaign.zone_keys) | keys)
+    keys = {str(v["zone_key"]) for v in values if v["zone_key"]}
+    if keys - set(campaign.zone_keys):
+        # Read again under a row lock: two loads at once must not lose each other's zones.
+        await session.refresh(campaign, ["zone_keys"], with_for_update=True)
+        if keys - set(campaign.zone_keys):
+            campaign.zone_keys = sorted(set(campaign.zone_keys) | keys)
     await session.flush()
     return added
 

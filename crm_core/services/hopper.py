@@ -122,7 +122,7 @@ def _choice(
         .where(
             *where, contact.zone_key.in_(keys), contact.callback_at.is_not(None), contact.callback_at <= NOW
         )
-        .order_by(contact.callback_at, contact.id)
+        .order_by(contact.callback_at)  # the callbacks index's order: its scan stops at the limit
         .limit(limit)
         .subquery()
     ]
