@@ -70,7 +70,7 @@ class Distribution:
         total = 0.0
         last = size - 1
         for x in samples:
-            i = int(x + 0.5)
+            i = int(x + 0.5) if x > 0 else 0
             counts[i if i < last else last] += 1.0
             total += x
             n += 1
