@@ -39,6 +39,7 @@ from crm_core.models.email import (
     EmailStatus,
 )
 from crm_core.models.interactions import Interaction
+from crm_core.models.outbox import OutboxChannel, OutboxEntry, OutboxStatus
 from crm_core.models.sms import SmsMessage, SmsSuppression
 from crm_core.models.tickets import Counter, Ticket, TicketComment
 
@@ -83,6 +84,9 @@ __all__ = [
     "EmailStatus",
     "Interaction",
     "MachineAction",
+    "OutboxChannel",
+    "OutboxEntry",
+    "OutboxStatus",
     "Role",
     "SmsMessage",
     "SmsSuppression",

@@ -1,5 +1,5 @@
-"""Mail: every message in and out (the outbox too), attachments, mailbox checkpoints, ticket
-participants and the health of the addresses we write to."""
+"""Mail: every message in and out (outbound ones delivered through the outbox), attachments,
+mailbox checkpoints, ticket participants and the health of the addresses we write to."""
 
 from __future__ import annotations
 
@@ -83,6 +83,7 @@ class EmailMessage(Base):
     sent_date: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
+    """Unused since migration 0016: the outbox row says when the message is due."""
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,4 +1,5 @@
-"""Text messages both ways (the outbox for outbound ones) and the numbers that opted out."""
+"""Text messages both ways and the numbers that opted out (outbound texts are delivered through
+the outbox, :class:`crm_core.models.outbox.OutboxEntry`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from crm_core.types import Direction
 
 
 class SmsMessage(Timestamped, Base):
-    """One text. Outbound rows are written first (status "queued", no MessageSid) and handed to
-    the gateway afterwards; delivery receipts move ``status`` forward only."""
+    """One text. Outbound rows are written first (status "queued", no MessageSid) with their outbox
+    row, which carries the delivery (claim, retry, idempotency key); ``status`` is what agents see,
+    moved forward only, by the outbox and then by delivery receipts."""
 
     __tablename__ = "sms_messages"
     __table_args__ = (
@@ -33,6 +35,7 @@ class SmsMessage(Timestamped, Base):
     agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     message_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(150), unique=True)
+    """Unused since the outbox (migration 0016) holds every key; kept for rows written before."""
     from_number: Mapped[str] = mapped_column(String(40))
     to_number: Mapped[str] = mapped_column(String(40))
     body: Mapped[str] = mapped_column(Text, default="")
@@ -43,10 +46,10 @@ class SmsMessage(Timestamped, Base):
     error_code: Mapped[int | None]
     error_message: Mapped[str | None] = mapped_column(String(500))
     claimed_at: Mapped[datetime | None]
-    """When a sender took the outbound row to hand it to the gateway (it is never taken twice)."""
+    """Unused since migration 0016: the outbox row says when a sender claimed the text."""
     sent_at: Mapped[datetime | None]
     resends: Mapped[int] = mapped_column(default=0, server_default="0")
-    """How many times reconciliation sent it again because Twilio had no record of it (at most once)."""
+    """Unused since migration 0016: the outbox row counts the resends."""
     answered_at: Mapped[datetime | None]
     """Inbound: when an agent texted the customer back (the no-answer rule then opens no ticket)."""
 

@@ -1,4 +1,4 @@
-"""The one way an outbox row is claimed, whichever table holds it."""
+"""The one way shared work is claimed by exactly one instance: an outbox row, a dialer's contact."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from crm_core import events
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import MailAttachment, OutboundEmail
 from crm_core.models import EmailAttachment, EmailKind, EmailMessage, EmailStatus, Interaction, Ticket, utcnow
+from crm_core.models.outbox import OutboxChannel, OutboxEntry, OutboxStatus
 from crm_core.outbox.rules import RetryRule
 from crm_core.rules.email_refs import body_marker, message_key, new_message_id
 from crm_core.services.email_participants import add_participant_rows
@@ -134,7 +135,6 @@ def build_outbound(
         defects=[],
         attempts=0,
         sent_date=now,
-        next_attempt_at=now,
         created_at=now,
         interaction=interaction,
         attachments=[
@@ -216,6 +216,21 @@ class EmailDraft:
         )
 
 
+def outbox_entry(email: EmailMessage) -> OutboxEntry:
+    """The outbox row that delivers a flushed message: due at once, keyed by its Message-ID."""
+    return OutboxEntry(
+        channel=OutboxChannel.EMAIL,
+        idempotency_key=f"email:{email.message_key}",
+        status=OutboxStatus.QUEUED,
+        sender_key=email.from_address or "",
+        attempts=0,
+        next_attempt_at=email.created_at,
+        email_message_id=email.id,
+        created_at=email.created_at,
+        updated_at=email.created_at,
+    )
+
+
 async def queue_emails(
     uow: UnitOfWork, drafts: Sequence[EmailDraft], *, secret: bytes, domain: str, announce: bool = True
 ) -> list[EmailMessage]:
@@ -231,6 +246,7 @@ async def queue_emails(
     emails = [draft.row(secret, domain) for draft in drafts]
     session.add_all(emails)
     await session.flush()
+    session.add_all([outbox_entry(email) for email in emails])
     for email in emails:
         assert email.interaction is not None
         uow.record(interaction_logged(email.interaction))

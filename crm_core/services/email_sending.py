@@ -15,13 +15,22 @@ from sqlalchemy import select, update
 from crm_core import events
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import DeliveryError, MailTransport, OutboundEmail
-from crm_core.models import EmailAttachment, EmailMessage, EmailStatus, Interaction, Ticket, utcnow
+from crm_core.models import (
+    EmailAttachment,
+    EmailMessage,
+    EmailStatus,
+    Interaction,
+    OutboxChannel,
+    OutboxEntry,
+    OutboxStatus,
+    Ticket,
+    utcnow,
+)
 from crm_core.outbox.claim import claim
 from crm_core.outbox.rules import Stage, after_failure
 from crm_core.outbox.steps import UNLIMITED, Suppression, Throttle, pace
 from crm_core.ports import Clock
 from crm_core.services.email_outbound import RetryPolicy, delivery_event, outbound_of
-from crm_core.types import Direction
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,7 @@ class _Claimed:
     the acceptance is written without reading anything first)."""
 
     outbound: OutboundEmail
+    outbox_id: int
     attempt: int  # the claim's attempt number, which names the claim
     interaction_id: int | None
     ticket_id: int | None
@@ -53,29 +63,50 @@ async def _claim(
     now = now or utcnow()
     ids = await claim(
         session,
-        EmailMessage,
+        OutboxEntry,
         where=[
-            EmailMessage.direction == Direction.OUTBOUND,
-            EmailMessage.status.in_([EmailStatus.QUEUED, EmailStatus.SENDING]),
-            EmailMessage.next_attempt_at <= now,
+            OutboxEntry.channel == OutboxChannel.EMAIL,
+            OutboxEntry.status.in_([OutboxStatus.QUEUED, OutboxStatus.CLAIMED]),
+            OutboxEntry.next_attempt_at <= now,
         ],
         values={
-            "status": EmailStatus.SENDING,
-            "attempts": EmailMessage.attempts + 1,
+            "status": OutboxStatus.CLAIMED,
+            "attempts": OutboxEntry.attempts + 1,
+            "claimed_at": now,
             "next_attempt_at": now + timedelta(seconds=retry.lease_seconds),
         },
-        order_by=(EmailMessage.next_attempt_at, EmailMessage.id),
+        order_by=(OutboxEntry.next_attempt_at, OutboxEntry.id),
         limit=limit,
+    )
+    if not ids:
+        await uow.commit()
+        return []
+    entries = {
+        entry.id: entry
+        for entry in await session.scalars(
+            select(OutboxEntry).where(OutboxEntry.id.in_(ids)).execution_options(populate_existing=True)
+        )
+    }
+    email_ids = [entries[id_].email_message_id for id_ in ids]
+    await session.execute(
+        update(EmailMessage)
+        .where(EmailMessage.id.in_(email_ids))
+        .values(status=EmailStatus.SENDING, attempts=EmailMessage.attempts + 1)
+        .execution_options(synchronize_session=False)
     )
     rows = {
         row.id: row
         for row in await session.scalars(
-            select(EmailMessage).where(EmailMessage.id.in_(ids)).execution_options(populate_existing=True)
+            select(EmailMessage)
+            .where(EmailMessage.id.in_(email_ids))
+            .execution_options(populate_existing=True)
         )
     }
     claimed: list[_Claimed] = []
     for id_ in ids:
-        row = rows[id_]
+        entry = entries[id_]
+        assert entry.email_message_id is not None
+        row = rows[entry.email_message_id]
         attachments = (
             await session.scalars(select(EmailAttachment).where(EmailAttachment.email_id == row.id))
         ).all()
@@ -83,30 +114,44 @@ async def _claim(
         if agent_id is None and row.ticket_id is not None:
             agent_id = await session.scalar(select(Ticket.assignee_id).where(Ticket.id == row.ticket_id))
         claimed.append(
-            _Claimed(outbound_of(row, attachments), row.attempts, row.interaction_id, row.ticket_id, agent_id)
+            _Claimed(
+                outbound_of(row, attachments),
+                entry.id,
+                entry.attempts,
+                row.interaction_id,
+                row.ticket_id,
+                agent_id,
+            )
         )
     await uow.commit()
     return claimed
 
 
 async def _accept(uow: UnitOfWork, claimed: _Claimed, reply: str, now: datetime | None = None) -> None:
-    """Record that the server took the message: two UPDATEs and the commit, nothing read first,
+    """Record that the server took the message: three UPDATEs (its outbox row, the message and
+    its interaction) and the commit, nothing read first,
     so the time in which a crash sends it again is one commit long. Recorded whoever holds the
     claim now (another sender that took it over then finds it sent and leaves it)."""
     session = uow.session
     email_id = claimed.outbound.email_id
     done = await session.execute(
-        update(EmailMessage)
+        update(OutboxEntry)
         .where(
-            EmailMessage.id == email_id,
-            EmailMessage.status.in_([EmailStatus.SENDING, EmailStatus.QUEUED]),
+            OutboxEntry.id == claimed.outbox_id,
+            OutboxEntry.status.in_([OutboxStatus.CLAIMED, OutboxStatus.QUEUED]),
         )
-        .values(status=EmailStatus.SENT, last_error=None, next_attempt_at=None, delivered_at=now or utcnow())
+        .values(status=OutboxStatus.SENT, last_error=None, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     )
     if getattr(done, "rowcount", 0) != 1:
         await uow.rollback()
         return
+    await session.execute(
+        update(EmailMessage)
+        .where(EmailMessage.id == email_id)
+        .values(status=EmailStatus.SENT, last_error=None, delivered_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
     if claimed.interaction_id is not None:
         await session.execute(
             update(Interaction)
@@ -132,17 +177,17 @@ async def _accept(uow: UnitOfWork, claimed: _Claimed, reply: str, now: datetime 
 
 
 async def _still_ours(
-    uow: UnitOfWork, email_id: int, attempt: int, retry: RetryPolicy, now: datetime | None = None
+    uow: UnitOfWork, outbox_id: int, attempt: int, retry: RetryPolicy, now: datetime | None = None
 ) -> bool:
     """Renew the lease of a claimed message just before handing it over, if the claim is still
     this sender's: a round longer than the lease lets another instance claim what this one has
     not sent yet, and then only that instance sends it. Commits."""
     renewed = await uow.session.execute(
-        update(EmailMessage)
+        update(OutboxEntry)
         .where(
-            EmailMessage.id == email_id,
-            EmailMessage.status == EmailStatus.SENDING,
-            EmailMessage.attempts == attempt,
+            OutboxEntry.id == outbox_id,
+            OutboxEntry.status == OutboxStatus.CLAIMED,
+            OutboxEntry.attempts == attempt,
         )
         .values(next_attempt_at=(now or utcnow()) + timedelta(seconds=retry.lease_seconds))
         .execution_options(synchronize_session=False)
@@ -153,18 +198,25 @@ async def _still_ours(
 
 async def _record(
     uow: UnitOfWork,
-    email_id: int,
+    outbox_id: int,
     status: EmailStatus,
     error: str | None,
     next_at: datetime | None,
     now: datetime | None = None,
+    *,
+    suppressed: bool = False,
 ) -> None:
-    row = await uow.session.get(EmailMessage, email_id, with_for_update=True)
-    if row is None or row.status not in (EmailStatus.SENDING, EmailStatus.QUEUED):
+    """The outcome of a claim on its outbox row, copied to the message and its interaction."""
+    entry = await uow.session.get(OutboxEntry, outbox_id, with_for_update=True)
+    if entry is None or entry.status not in (OutboxStatus.CLAIMED, OutboxStatus.QUEUED):
         return
+    entry.status = _STAGES[status] if not suppressed else OutboxStatus.REFUSED
+    entry.last_error = error
+    entry.next_attempt_at = next_at
+    row = await uow.session.get(EmailMessage, entry.email_message_id)
+    assert row is not None
     row.status = status
     row.last_error = error
-    row.next_attempt_at = next_at
     if status is EmailStatus.SENT:
         row.delivered_at = now or utcnow()
     if row.interaction_id is not None:
@@ -173,6 +225,13 @@ async def _record(
             interaction.status = str(status)
     uow.record(await delivery_event(uow.session, row))
     await uow.commit()
+
+
+_STAGES = {
+    EmailStatus.QUEUED: OutboxStatus.QUEUED,
+    EmailStatus.SENT: OutboxStatus.SENT,
+    EmailStatus.FAILED: OutboxStatus.FAILED,
+}
 
 
 async def _refusal(
@@ -192,20 +251,29 @@ async def _release(
     async with uow_factory() as uow:
         for item in claims:
             done = await uow.session.execute(
-                update(EmailMessage)
+                update(OutboxEntry)
                 .where(
-                    EmailMessage.id == item.outbound.email_id,
-                    EmailMessage.status == EmailStatus.SENDING,
-                    EmailMessage.attempts == item.attempt,
+                    OutboxEntry.id == item.outbox_id,
+                    OutboxEntry.status == OutboxStatus.CLAIMED,
+                    OutboxEntry.attempts == item.attempt,
                 )
                 .values(
-                    status=EmailStatus.QUEUED,
-                    attempts=EmailMessage.attempts - 1,
+                    status=OutboxStatus.QUEUED,
+                    attempts=OutboxEntry.attempts - 1,
+                    claimed_at=None,
                     next_attempt_at=now or utcnow(),
                 )
                 .execution_options(synchronize_session=False)
             )
-            released += int(getattr(done, "rowcount", 0) or 0)
+            if getattr(done, "rowcount", 0) != 1:
+                continue
+            released += 1
+            await uow.session.execute(
+                update(EmailMessage)
+                .where(EmailMessage.id == item.outbound.email_id)
+                .values(status=EmailStatus.QUEUED, attempts=EmailMessage.attempts - 1)
+                .execution_options(synchronize_session=False)
+            )
         await uow.commit()
     if released:
         log.info("%d claimed email(s) given back to the queue at shutdown", released)
@@ -262,11 +330,11 @@ async def _deliver(
         if refused is not None:
             waiting.remove(item)
             async with uow_factory() as uow:
-                await _record(uow, outbound.email_id, EmailStatus.FAILED, refused, None, now())
+                await _record(uow, item.outbox_id, EmailStatus.FAILED, refused, None, now(), suppressed=True)
             return
     await pace(throttle, outbound.from_address)
     async with uow_factory() as uow:
-        if not await _still_ours(uow, outbound.email_id, attempt, retry, now()):
+        if not await _still_ours(uow, item.outbox_id, attempt, retry, now()):
             waiting.remove(item)
             log.info("email %s was taken over by another sender", outbound.email_id)
             return
@@ -281,9 +349,9 @@ async def _deliver(
     except DeliveryError as exc:
         error = str(exc)
         async with uow_factory() as uow:
-            row = await uow.session.get(EmailMessage, outbound.email_id)
-            attempts = row.attempts if row is not None else retry.max_attempts
-            first_try_at = row.created_at if row is not None else utcnow()
+            entry = await uow.session.get(OutboxEntry, item.outbox_id)
+            attempts = entry.attempts if entry is not None else retry.max_attempts
+            first_try_at = entry.created_at if entry is not None else utcnow()
         # Mail servers answer: a mail transport's error is never unconfirmed.
         decided = after_failure(
             exc, retry.rule, attempts=attempts, first_try_at=first_try_at, now=now() or utcnow()
@@ -293,4 +361,4 @@ async def _deliver(
             status, next_at = EmailStatus.QUEUED, decided.retry_at
         log.warning("email %s not delivered (%s): %s", outbound.email_id, status, error)
         async with uow_factory() as uow:
-            await _record(uow, outbound.email_id, status, error, next_at, now())
+            await _record(uow, item.outbox_id, status, error, next_at, now())

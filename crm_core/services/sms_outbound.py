@@ -13,7 +13,7 @@ from crm_core import events
 from crm_core.contact_points import normalize_phone
 from crm_core.db import UnitOfWork
 from crm_core.errors import InvalidInput
-from crm_core.models import Interaction, SmsMessage, utcnow
+from crm_core.models import Interaction, OutboxChannel, OutboxEntry, OutboxStatus, SmsMessage, utcnow
 from crm_core.outbox import claim as outbox_claim
 from crm_core.outbox.rules import RetryRule
 from crm_core.outbox.steps import Suppression
@@ -69,7 +69,9 @@ async def queue_sms(
     ticket_id: int | None = None,
     idempotency_key: str | None = None,
 ) -> SmsMessage:
-    """Write the text to the outbox (status "queued") and log it as an outbound SMS interaction.
+    """Write the text (status "queued") and its outbox row, and log it as an outbound SMS
+    interaction, in the caller's unit of work. ``idempotency_key`` is the outbox's: a second text
+    under the same key fails the flush (``IntegrityError``).
 
     A suppressed number is refused here (:class:`SmsSuppressed`), before anything is stored,
     except for the confirmation of its opt-out.
@@ -84,7 +86,6 @@ async def queue_sms(
         customer_id=customer_id,
         ticket_id=ticket_id,
         agent_id=agent_id,
-        idempotency_key=idempotency_key,
         from_number=from_,
         to_number=to,
         body=body,
@@ -95,6 +96,18 @@ async def queue_sms(
     )
     session.add(row)
     await session.flush()
+    session.add(
+        OutboxEntry(
+            channel=OutboxChannel.SMS,
+            idempotency_key=outbox_key(idempotency_key, row.id),
+            status=OutboxStatus.QUEUED,
+            sender_key=from_,
+            attempts=0,
+            resends=0,
+            sms_message_id=row.id,
+        )
+    )
+    await session.flush()  # a key written twice at once fails here, inside the caller's savepoint
     logged = await log_interaction(
         uow,
         channel=Channel.SMS,
@@ -128,6 +141,11 @@ class IdempotencyKeyReused(InvalidInput):
         )
 
 
+def outbox_key(idempotency_key: str | None, message_id: int) -> str:
+    """A text's key in the outbox (unique across channels): its producer's key, else its id."""
+    return f"sms:{idempotency_key}" if idempotency_key else f"sms:#{message_id}"
+
+
 def agent_key(agent_id: int | None, idempotency_key: str | None) -> str | None:
     """The outbox's idempotency key for an agent's own key (each agent's keys are their own)."""
     return f"{agent_id}:{idempotency_key}" if idempotency_key else None
@@ -155,7 +173,9 @@ async def earlier_text(session: AsyncSession, key: str, request: AgentText, regi
     """The text sent earlier under ``key`` (an :func:`agent_key`); :class:`IdempotencyKeyReused`
     when it was another."""
     existing: SmsMessage | None = await session.scalar(
-        select(SmsMessage).where(SmsMessage.idempotency_key == key)
+        select(SmsMessage)
+        .join(OutboxEntry, OutboxEntry.sms_message_id == SmsMessage.id)
+        .where(OutboxEntry.idempotency_key == outbox_key(key, 0))
     )
     if existing is not None and not request.repeats(existing, region):
         raise IdempotencyKeyReused(key.split(":", 1)[1])
@@ -169,10 +189,34 @@ async def _locked(session: AsyncSession, message_id: int) -> SmsMessage | None:
     return found
 
 
+FINAL = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.REFUSED)
+
+
+async def entry_of(session: AsyncSession, message_id: int) -> OutboxEntry | None:
+    """The outbox row delivering text ``message_id``, locked."""
+    found: OutboxEntry | None = await session.scalar(
+        select(OutboxEntry).where(OutboxEntry.sms_message_id == message_id).with_for_update()
+    )
+    return found
+
+
+async def _settle_entry(
+    session: AsyncSession, message_id: int, status: OutboxStatus, error: str | None = None
+) -> None:
+    """Move a text's outbox row to a final ``status`` (handed over, refused or failed)."""
+    entry = await entry_of(session, message_id)
+    if entry is not None and entry.status not in FINAL:
+        entry.status = status
+        entry.last_error = error[:500] if error is not None else None
+        entry.next_attempt_at = None
+
+
 async def _remember_sid(session: AsyncSession, row: SmsMessage, sid: str) -> bool:
+    """The gateway named the text ``sid``: it was handed over, whatever its outbox row said."""
     if row.message_sid is not None:
         return False
     row.message_sid = sid
+    await _settle_entry(session, row.id, OutboxStatus.SENT)
     if row.interaction_id is not None:
         interaction = await session.get(Interaction, row.interaction_id)
         if interaction is not None and interaction.external_id is None:
@@ -235,20 +279,24 @@ async def claim(
 ) -> SmsMessage | None:
     """Take a queued text for sending; None when another sender took it (or it is not queued).
 
-    The outbox's claim (a compare-and-set on ``claimed_at``): whichever instance wins sends it,
-    and only once. A number suppressed since the text was queued fails it here, before the network.
+    The outbox's claim of its row (claimed at ``now``): whichever instance wins sends it, and
+    only once. A number suppressed since the text was queued fails it here (its outbox row
+    refused), before the network.
     """
     session = uow.session
     taken = await outbox_claim.claim(
         session,
-        SmsMessage,
+        OutboxEntry,
         where=[
-            SmsMessage.id == message_id,
-            SmsMessage.status == QUEUED,
-            SmsMessage.claimed_at.is_(None),
-            SmsMessage.message_sid.is_(None),
+            OutboxEntry.sms_message_id == message_id,
+            OutboxEntry.status == OutboxStatus.QUEUED,
+            OutboxEntry.claimed_at.is_(None),
         ],
-        values={"claimed_at": now or utcnow()},
+        values={
+            "status": OutboxStatus.CLAIMED,
+            "claimed_at": now or utcnow(),
+            "attempts": OutboxEntry.attempts + 1,
+        },
     )
     if not taken:
         return None
@@ -258,6 +306,7 @@ async def claim(
     refused = await suppression.refusal(session, row)
     if refused is not None:
         await _move(session, row, "failed", None, refused)
+        await _settle_entry(session, message_id, OutboxStatus.REFUSED, refused)
         uow.record(status_event(row))
         return None
     return row
@@ -267,14 +316,13 @@ async def release_claim(uow: UnitOfWork, message_id: int, claimed_at: datetime |
     """Give back a claim whose hand-over never began (its sender is stopping): queued and
     claimable at once. Only the claim made at ``claimed_at`` is released. True when it was."""
     released = await uow.session.execute(
-        update(SmsMessage)
+        update(OutboxEntry)
         .where(
-            SmsMessage.id == message_id,
-            SmsMessage.status == QUEUED,
-            SmsMessage.message_sid.is_(None),
-            SmsMessage.claimed_at == claimed_at,
+            OutboxEntry.sms_message_id == message_id,
+            OutboxEntry.status == OutboxStatus.CLAIMED,
+            OutboxEntry.claimed_at == claimed_at,
         )
-        .values(claimed_at=None)
+        .values(status=OutboxStatus.QUEUED, claimed_at=None, attempts=OutboxEntry.attempts - 1)
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(released, "rowcount", 0) == 1)
@@ -301,6 +349,7 @@ async def record_refused(uow: UnitOfWork, message_id: int, code: int | None, err
         return None
     if await _move(uow.session, row, "failed", code, error):
         uow.record(status_event(row))
+    await _settle_entry(uow.session, message_id, OutboxStatus.FAILED, error)
     await _carrier_refused(uow, row, code)
     return row
 
@@ -313,6 +362,10 @@ async def record_unconfirmed(uow: UnitOfWork, message_id: int, error: str) -> Sm
     if row.status == QUEUED and row.message_sid is None:
         row.status = UNCONFIRMED
         row.error_message = error[:500]
+        entry = await entry_of(uow.session, message_id)
+        if entry is not None:
+            entry.status = OutboxStatus.UNCONFIRMED
+            entry.last_error = row.error_message
         uow.record(status_event(row))
     return row
 
@@ -353,11 +406,18 @@ async def retry_later(
         return row
     now = now or utcnow()
     waited = now - row.created_at
+    entry = await entry_of(uow.session, message_id)
     if retry.rule.gives_up(attempts=1, first_try_at=row.created_at, now=now):
-        await _move(uow.session, row, "failed", None, f"not sent after {_hours(waited)}: {error}")
+        failed = f"not sent after {_hours(waited)}: {error}"
+        await _move(uow.session, row, "failed", None, failed)
+        await _settle_entry(uow.session, message_id, OutboxStatus.FAILED, failed)
     else:
-        row.claimed_at = None
         row.error_message = f"{NOT_SENT_YET}{error}"[:500]
+        if entry is not None:
+            entry.status = OutboxStatus.QUEUED
+            entry.claimed_at = None
+            entry.last_error = error[:500]
+            entry.next_attempt_at = retry.due_at(row.created_at, now)
     uow.record(status_event(row))
     return row
 
@@ -366,33 +426,23 @@ def _hours(waited: timedelta) -> str:
     return f"{waited.total_seconds() / 3600:.1f} hours"
 
 
-async def waiting_ids(
-    session: AsyncSession, limit: int, retry: SendRetry | None = None, now: datetime | None = None
-) -> list[int]:
+async def waiting_ids(session: AsyncSession, limit: int, now: datetime | None = None) -> list[int]:
     """Queued texts nobody has taken, oldest first, that are due (the sweep sends them): new ones
-    at once, those that could not be sent before once their wait (``retry``) is over."""
-    retry = retry or SendRetry()
+    at once, those that could not be sent before once their wait is over (``next_attempt_at``,
+    set by :func:`retry_later` from its :class:`SendRetry`)."""
     now = now or utcnow()
-    rows = await session.execute(
-        select(SmsMessage.id, SmsMessage.created_at, SmsMessage.updated_at, SmsMessage.error_message)
+    due = await session.scalars(
+        select(OutboxEntry.sms_message_id)
         .where(
-            SmsMessage.status == QUEUED,
-            SmsMessage.claimed_at.is_(None),
-            SmsMessage.direction == Direction.OUTBOUND,
-            or_(
-                SmsMessage.error_message.is_(None),
-                SmsMessage.error_message.not_like(f"{NOT_SENT_YET}%"),
-                SmsMessage.updated_at <= now - timedelta(seconds=retry.first_seconds),
-            ),
+            OutboxEntry.channel == OutboxChannel.SMS,
+            OutboxEntry.status == OutboxStatus.QUEUED,
+            OutboxEntry.claimed_at.is_(None),
+            or_(OutboxEntry.next_attempt_at.is_(None), OutboxEntry.next_attempt_at <= now),
         )
-        .order_by(SmsMessage.id)
+        .order_by(OutboxEntry.sms_message_id)
         .limit(limit)
     )
-    return [
-        id_
-        for id_, queued_at, tried_at, error in rows
-        if not (error or "").startswith(NOT_SENT_YET) or retry.due_at(queued_at, tried_at) <= now
-    ]
+    return [id_ for id_ in due if id_ is not None]
 
 
 async def apply_status(uow: UnitOfWork, update_: SmsStatusUpdate) -> SmsMessage | None:

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import DeliveryError
-from crm_core.models import SmsMessage, utcnow
+from crm_core.models import OutboxEntry, SmsMessage, utcnow
 from crm_core.outbox.rules import Outcome, outcome_of
 from crm_core.outbox.steps import UNLIMITED, Suppression, Throttle, pace
 from crm_core.ports import Clock, SmsSender
@@ -76,8 +76,9 @@ class SmsOutbox:
     async def send(self, message_id: int, now: datetime | None = None) -> bool:
         """Send one queued text; False when it was not sent now (taken, suppressed, refused, or
         to be tried again later)."""
+        claimed_at = self._now() or utcnow()
         async with self._uow() as uow:
-            row = await outbound.claim(uow, message_id, suppression=self._suppression, now=self._now())
+            row = await outbound.claim(uow, message_id, suppression=self._suppression, now=claimed_at)
             await uow.commit()
         if row is None:
             return False
@@ -85,7 +86,7 @@ class SmsOutbox:
             await pace(self._throttle, row.from_number)
         except asyncio.CancelledError:
             # A shutdown before the hand-over began: any instance may send it now.
-            await asyncio.shield(self._release(message_id, row.claimed_at))
+            await asyncio.shield(self._release(message_id, claimed_at))
             raise
         try:
             sid = await self._sender.send_sms(
@@ -106,7 +107,7 @@ class SmsOutbox:
             await uow.commit()
         return True
 
-    async def _release(self, message_id: int, claimed_at: datetime | None) -> None:
+    async def _release(self, message_id: int, claimed_at: datetime) -> None:
         async with self._uow() as uow:
             if await outbound.release_claim(uow, message_id, claimed_at):
                 log.info("text %s given back to the queue at shutdown", message_id)
@@ -135,7 +136,7 @@ class SmsOutbox:
         """Send every queued text that is due (after a restart, or one that could not be sent)."""
         now = self._now(now)
         async with self._uow() as uow:
-            ids = await outbound.waiting_ids(uow.session, limit, self._retry, now)
+            ids = await outbound.waiting_ids(uow.session, limit, now)
         sent = 0
         for message_id in ids:
             sent += await self.send(message_id, now)
@@ -153,9 +154,9 @@ class SmsOutbox:
         async with self._uow() as uow:
             rows = await reconciling.unconfirmed_to_settle(uow.session, self._reconcile, now)
         settled = 0
-        for row in rows:
+        for row, entry in rows:
             try:
-                settled += await self._settle(row, self._lookup, now)
+                settled += await self._settle(row, entry, self._lookup, now)
             except DeliveryError as exc:
                 log.warning("could not ask about unconfirmed text %s: %s", row.id, exc)
                 if exc.retryable:
@@ -166,8 +167,10 @@ class SmsOutbox:
                 log.exception("could not settle unconfirmed text %s", row.id)
         return settled
 
-    async def _settle(self, row: SmsMessage, lookup: SmsLookup, now: datetime | None) -> bool:
-        claimed_at = row.claimed_at or row.created_at
+    async def _settle(
+        self, row: SmsMessage, entry: OutboxEntry, lookup: SmsLookup, now: datetime | None
+    ) -> bool:
+        claimed_at = entry.claimed_at or row.created_at
         candidates = await lookup.find_sms(
             to=row.to_number, from_=row.from_number, body=row.body, created_after=claimed_at - CLOCK_SLACK
         )
@@ -179,7 +182,7 @@ class SmsOutbox:
             settled = await reconciling.settle_absent(uow, row.id, self._reconcile, now or utcnow())
             await uow.commit()
         if settled:
-            resent = row.resends < self._reconcile.max_resends
+            resent = entry.resends < self._reconcile.max_resends
             log.warning(
                 "unconfirmed text %s never reached the gateway; %s",
                 row.id,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.db import UnitOfWork
-from crm_core.models import Interaction, SmsMessage, utcnow
+from crm_core.models import Interaction, OutboxChannel, OutboxEntry, OutboxStatus, SmsMessage, utcnow
 from crm_core.services.sms_outbound import (
     FAILED,
     QUEUED,
@@ -20,10 +20,10 @@ from crm_core.services.sms_outbound import (
     _locked,
     _move,
     _remember_sid,
+    entry_of,
     status_event,
 )
 from crm_core.services.sms_types import SmsStatusUpdate
-from crm_core.types import Direction
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,44 +48,58 @@ async def unconfirm_stale_claims(
     """Texts whose sender stopped between claiming and recording the gateway's answer (a crash):
     they may have left, so they are unconfirmed (and reconciled), never lost in "queued"."""
     cutoff = (now or utcnow()) - timedelta(seconds=policy.stale_claim_seconds)
-    rows = list(
+    candidates = list(
         await uow.session.scalars(
-            select(SmsMessage)
+            select(OutboxEntry.sms_message_id)
             .where(
-                SmsMessage.status == QUEUED,
-                SmsMessage.direction == Direction.OUTBOUND,
-                SmsMessage.message_sid.is_(None),
-                SmsMessage.claimed_at <= cutoff,
+                OutboxEntry.channel == OutboxChannel.SMS,
+                OutboxEntry.status == OutboxStatus.CLAIMED,
+                OutboxEntry.claimed_at <= cutoff,
             )
-            .order_by(SmsMessage.id)
+            .order_by(OutboxEntry.id)
             .limit(100)
-            .with_for_update(skip_locked=True)
         )
     )
-    for row in rows:
-        row.status = UNCONFIRMED
-        row.error_message = "the sender stopped while handing it over; asking Twilio whether it left"
-        uow.record(status_event(row))
-    return [row.id for row in rows]
+    stopped = "the sender stopped while handing it over; asking Twilio whether it left"
+    settled: list[int] = []
+    for message_id in candidates:
+        # Locked text first, then its outbox row, as every other writer does; checked again.
+        assert message_id is not None
+        row = await _locked(uow.session, message_id)
+        entry = await entry_of(uow.session, message_id)
+        if entry is None or entry.status != OutboxStatus.CLAIMED or entry.claimed_at is None:
+            continue
+        if entry.claimed_at > cutoff:
+            continue
+        entry.status = OutboxStatus.UNCONFIRMED
+        entry.last_error = stopped
+        if row is not None and row.status == QUEUED and row.message_sid is None:
+            row.status = UNCONFIRMED
+            row.error_message = stopped
+            uow.record(status_event(row))
+        settled.append(message_id)
+    return settled
 
 
 async def unconfirmed_to_settle(
     session: AsyncSession, policy: Reconcile, now: datetime | None = None, limit: int = 50
-) -> list[SmsMessage]:
-    """Unconfirmed texts old enough to ask the gateway about, oldest first."""
+) -> list[tuple[SmsMessage, OutboxEntry]]:
+    """Unconfirmed texts (with their outbox rows) old enough to ask the gateway about, oldest
+    first."""
     cutoff = (now or utcnow()) - timedelta(seconds=policy.settle_after_seconds)
-    rows = await session.scalars(
-        select(SmsMessage)
+    rows = await session.execute(
+        select(SmsMessage, OutboxEntry)
+        .join(OutboxEntry, OutboxEntry.sms_message_id == SmsMessage.id)
         .where(
-            SmsMessage.status == UNCONFIRMED,
-            SmsMessage.direction == Direction.OUTBOUND,
+            OutboxEntry.channel == OutboxChannel.SMS,
+            OutboxEntry.status == OutboxStatus.UNCONFIRMED,
+            OutboxEntry.updated_at <= cutoff,
             SmsMessage.message_sid.is_(None),
-            SmsMessage.updated_at <= cutoff,
         )
         .order_by(SmsMessage.id)
         .limit(limit)
     )
-    return list(rows)
+    return [(row, entry) for row, entry in rows.tuples()]
 
 
 async def settle_found(
@@ -122,21 +136,28 @@ async def settle_absent(
     ``max_resends`` times fails instead, saying why, and is never sent a third time. True when
     it was settled either way."""
     row = await _locked(uow.session, message_id)
-    if row is None or row.status != UNCONFIRMED or row.message_sid is not None or row.claimed_at is None:
+    entry = await entry_of(uow.session, message_id)
+    if row is None or row.status != UNCONFIRMED or row.message_sid is not None:
         return False
-    if (now or utcnow()) - row.claimed_at < timedelta(seconds=policy.absent_after_seconds):
+    if entry is None or entry.status != OutboxStatus.UNCONFIRMED or entry.claimed_at is None:
         return False
-    if row.resends >= policy.max_resends:
+    if (now or utcnow()) - entry.claimed_at < timedelta(seconds=policy.absent_after_seconds):
+        return False
+    if entry.resends >= policy.max_resends:
         row.status = FAILED
         row.error_message = (
-            f"Twilio has no record of it after it was sent {row.resends + 1} times without an answer; "
+            f"Twilio has no record of it after it was sent {entry.resends + 1} times without an answer; "
             "not sent again"
         )
+        entry.status = OutboxStatus.FAILED
     else:
         row.status = QUEUED
-        row.claimed_at = None
-        row.resends += 1
         row.error_message = "Twilio has no record of it; sending it again"
+        entry.status = OutboxStatus.QUEUED
+        entry.claimed_at = None
+        entry.next_attempt_at = None
+        entry.resends += 1
+    entry.last_error = row.error_message
     if row.interaction_id is not None:
         interaction = await uow.session.get(Interaction, row.interaction_id)
         if interaction is not None:

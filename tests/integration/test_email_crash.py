@@ -54,7 +54,15 @@ from sqlalchemy.engine import make_url
 from channels.email.content_store import ContentStore
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
-from crm_core.models import EmailKind, EmailMailboxState, EmailMessage, EmailStatus, Ticket
+from crm_core.models import (
+    EmailKind,
+    EmailMailboxState,
+    EmailMessage,
+    EmailStatus,
+    OutboxEntry,
+    OutboxStatus,
+    Ticket,
+)
 from crm_core.services.email_outbound import RetryPolicy
 from crm_core.types import Direction
 from tests.conftest import isolated_settings
@@ -168,7 +176,7 @@ async def end_send_leases(uow_factory: UnitOfWorkFactory) -> None:
     lease = timedelta(seconds=RetryPolicy().lease_seconds)
     async with uow_factory() as uow:
         for row in await uow.session.scalars(
-            select(EmailMessage).where(EmailMessage.status == EmailStatus.SENDING)
+            select(OutboxEntry).where(OutboxEntry.status == OutboxStatus.CLAIMED)
         ):
             assert row.next_attempt_at is not None
             row.next_attempt_at -= lease

@@ -14,7 +14,7 @@ from channels.email.content_store import ContentStore
 from channels.email.parsing import parse_message
 from crm_core.db import UnitOfWorkFactory
 from crm_core.email_ports import Accepted, OutboundEmail
-from crm_core.models import EmailMessage, EmailStatus, utcnow
+from crm_core.models import EmailMessage, EmailStatus, OutboxEntry, OutboxStatus, utcnow
 from crm_core.services.email_batch import ingest
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
 from crm_core.services.email_outbound import RetryPolicy
@@ -63,7 +63,7 @@ class Sender:
 async def lease_end(uow_factory: UnitOfWorkFactory) -> datetime:
     async with uow_factory() as uow:
         ends = await uow.session.scalars(
-            select(EmailMessage.next_attempt_at).where(EmailMessage.status == EmailStatus.SENDING)
+            select(OutboxEntry.next_attempt_at).where(OutboxEntry.status == OutboxStatus.CLAIMED)
         )
         latest = max(e for e in ends if e is not None)
     return latest if latest.tzinfo else latest.replace(tzinfo=UTC)

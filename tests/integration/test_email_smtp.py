@@ -20,6 +20,8 @@ from crm_core.models import (
     EmailParticipant,
     EmailStatus,
     Interaction,
+    OutboxEntry,
+    OutboxStatus,
     Ticket,
 )
 from crm_core.services.email_outbound import queue_email
@@ -109,7 +111,9 @@ async def test_5xx_fails_with_the_reply_and_4xx_retries(
     assert await eventually(next_attempt, what="the retry") == 1
     row = await email(uow_factory, ack_id)
     assert row.status is EmailStatus.FAILED and "554 5.7.1 rejected by policy" in (row.last_error or "")
-    assert row.next_attempt_at is None  # never tried again
+    async with uow_factory() as uow:
+        entry = await uow.session.scalar(select(OutboxEntry).where(OutboxEntry.email_message_id == ack_id))
+        assert entry is not None and (entry.status, entry.next_attempt_at) == (OutboxStatus.FAILED, None)
     assert await deliver_due(uow_factory, sender(smtp_sink.port, store), FAST) == 0
     assert smtp_sink.received == []
 

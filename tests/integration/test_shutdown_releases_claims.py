@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from twilio.request_validator import RequestValidator
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
-from crm_core.models import SmsMessage
+from crm_core.models import OutboxEntry, SmsMessage
 from crm_core.types import Direction
 from tests.conftest import isolated_settings
 from tests.support.service_process import ServiceProcess, service_environment, write_settings
@@ -62,6 +63,13 @@ async def replies(uow_factory: UnitOfWorkFactory) -> list[SmsMessage]:
         )
 
 
+async def claims(uow_factory: UnitOfWorkFactory) -> dict[int | None, datetime | None]:
+    """When each text's outbox row was claimed (None: it is not), by text."""
+    async with uow_factory() as uow:
+        rows = await uow.session.execute(select(OutboxEntry.sms_message_id, OutboxEntry.claimed_at))
+        return dict(rows.tuples().all())
+
+
 async def sandbox_texts(service: ServiceProcess) -> Counter[str]:
     """How many texts the service's sandbox (new at each start) was handed, by recipient."""
     headers = {CONTROL_TOKEN_HEADER: CONTROL_TOKEN}
@@ -89,20 +97,20 @@ async def test_sigterm_gives_back_texts_claimed_but_not_handed_over(
                     assert resp.status == 200, await resp.text()
 
         async def waiting_for_their_turn() -> bool:
-            rows = await replies(uow_factory)
+            rows, claimed_at = await replies(uow_factory), await claims(uow_factory)
             handed = [r for r in rows if r.message_sid is not None]
-            claimed = [r for r in rows if r.message_sid is None and r.claimed_at is not None]
+            claimed = [r for r in rows if r.message_sid is None and claimed_at[r.id] is not None]
             return len(rows) == len(SENDERS) and len(handed) >= 1 and len(claimed) >= 2
 
         await eventually(waiting_for_their_turn, 20, "one reply is sent, the others wait claimed")
         first_run = await sandbox_texts(service)
         await service.stop()
 
-    rows = await replies(uow_factory)
+    rows, claimed_at = await replies(uow_factory), await claims(uow_factory)
     held = [r for r in rows if r.message_sid is None]
     assert held, "every reply left before the stop"
-    assert all(r.claimed_at is None and r.status == "queued" for r in held), [
-        (r.id, r.status, r.claimed_at) for r in held
+    assert all(claimed_at[r.id] is None and r.status == "queued" for r in held), [
+        (r.id, r.status, claimed_at[r.id]) for r in held
     ]
 
     write_settings(service.config_file, UNTHROTTLED)

@@ -12,12 +12,13 @@ from typing import Any
 
 from aiohttp import ClientSession, encode_basic_auth, web
 from aiohttp.test_utils import TestServer
+from sqlalchemy import select
 
 from channels.twilio.gateway import TwilioGateway
 from contact_center.sandbox import SandboxConfig, create_sandbox_app
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
-from crm_core.models import SmsMessage, utcnow
+from crm_core.models import OutboxEntry, SmsMessage, utcnow
 from crm_core.ports import SmsSender
 from crm_core.services.sms_outbound import SendRetry, apply_status, claim, queue_sms
 from crm_core.services.sms_outbox import SmsOutbox
@@ -58,6 +59,14 @@ async def load(uow_factory: UnitOfWorkFactory, message_id: int) -> SmsMessage:
         return await uow.session.get_one(SmsMessage, message_id)
 
 
+async def entry(uow_factory: UnitOfWorkFactory, message_id: int) -> OutboxEntry:
+    """The text's outbox row."""
+    async with uow_factory() as uow:
+        found = await uow.session.scalar(select(OutboxEntry).where(OutboxEntry.sms_message_id == message_id))
+        assert found is not None
+        return found
+
+
 def outbox(uow_factory: UnitOfWorkFactory, gateway: ScriptedGateway) -> SmsOutbox:
     return SmsOutbox(
         uow_factory, gateway, lambda message_id: f"https://cc.example/twilio/sms/status?outbox={message_id}"
@@ -86,7 +95,8 @@ async def test_rate_limited_texts_go_back_to_the_queue(uow_factory: UnitOfWorkFa
     sender = outbox(uow_factory, gateway)
     assert await sender.send(message_id) is False
     row = await load(uow_factory, message_id)
-    assert (row.status, row.claimed_at, row.message_sid) == ("queued", None, None)
+    claimed_at = (await entry(uow_factory, message_id)).claimed_at
+    assert (row.status, claimed_at, row.message_sid) == ("queued", None, None)
     assert await sender.send_waiting() == 0  # not before its wait is over
     assert await sender.send_waiting(now=utcnow() + timedelta(seconds=11)) == 1
     row = await load(uow_factory, message_id)
@@ -164,7 +174,8 @@ async def test_a_text_sent_while_twilio_refuses_the_connection_goes_out_once_it_
     try:
         assert await sender.send(message_id) is False
         row = await load(uow_factory, message_id)
-        assert (row.status, row.claimed_at, row.message_sid) == ("queued", None, None)
+        claimed_at = (await entry(uow_factory, message_id)).claimed_at
+        assert (row.status, claimed_at, row.message_sid) == ("queued", None, None)
         assert row.error_message is not None and row.error_message.startswith("not sent yet")
         assert "could not be reached" in row.error_message
         # Still refused when its turn comes again: it waits once more, still queued.
@@ -277,7 +288,7 @@ async def test_an_unconfirmed_text_twilio_never_got_is_sent_again_only_after_a_w
     # Long after, still nothing at Twilio: it never arrived, so it is sent again, once.
     assert await sender.reconcile(now=utcnow() + timedelta(minutes=11)) == 1
     row = await load(uow_factory, message_id)
-    assert (row.status, row.claimed_at) == ("queued", None)
+    assert (row.status, (await entry(uow_factory, message_id)).claimed_at) == ("queued", None)
     assert await sender.send_waiting() == 1 and len(gateway.sent) == 2
     assert (await load(uow_factory, message_id)).message_sid == "SM" + "6" * 32
     assert lookup.asked == [(TO, "+15005550006", "Hello")] * 3
@@ -346,7 +357,8 @@ async def test_a_text_twilio_never_has_is_sent_again_once_then_fails(uow_factory
         finally:
             await gateway.close()
     assert lost.sent == 2, "sent once, then once again, never a third time"
-    assert (row.status, row.resends, row.message_sid) == ("failed", 1, None)
+    resends = (await entry(uow_factory, message_id)).resends
+    assert (row.status, resends, row.message_sid) == ("failed", 1, None)
     assert row.error_message is not None and "no record" in row.error_message
     assert await sender.send_waiting(now=utcnow() + timedelta(hours=2)) == 0 and lost.sent == 2
 
