@@ -36,6 +36,7 @@ from crm_core.models import (
 from crm_core.rules.regulatory_profile import PROFILES, RegulatoryProfile
 from crm_core.services import do_not_call
 from crm_core.services.audit import audit
+from crm_core.services.campaign_scripts import check_script
 from crm_core.visibility import Viewer
 
 EDITABLE = (
@@ -177,6 +178,8 @@ def _clean(fields: Mapping[str, Any], owned_numbers: Collection[str]) -> dict[st
         out["mode"] = _enum(CampaignMode, out["mode"], "mode")
     if "machine_action" in out:
         out["machine_action"] = _enum(MachineAction, out["machine_action"], "machine_action")
+    if "script_template" in out:
+        out["script_template"] = check_script(str(out["script_template"] or ""))
     if "caller_id" in out:
         e164 = do_not_call.normalise_e164(str(out["caller_id"] or ""), "caller_id")
         if e164 not in owned_numbers:

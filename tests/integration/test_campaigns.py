@@ -38,6 +38,7 @@ from tests.integration.campaign_support import (
         ({"machine_action": "message"}, "machine_message"),
         ({"schedule_timezone": "Mars/Olympus"}, "schedule_timezone"),
         ({"price_per_minute": "-1"}, "price_per_minute"),
+        ({"script_template": "Hello {{ customer.name"}, "script_template"),
     ],
 )
 async def test_invalid_campaigns_are_refused_naming_the_field(
