@@ -29,6 +29,7 @@ from crm_core.models import (
 from crm_core.ports import Clock
 from crm_core.rules.regulatory_profile import PROFILES
 from crm_core.services import call_lists, campaign_dnc, campaigns, do_not_call
+from crm_core.services.campaign_results import CampaignResults, campaign_results
 from crm_core.services.dialable import Dialability, dialable
 from crm_core.services.pages import Page, paginate
 from crm_core.visibility import Viewer
@@ -172,6 +173,11 @@ class CampaignDesk:
             default_owner=default_owner,
             progress=progress,
         )
+
+    async def results(self, viewer: Viewer, campaign_id: int) -> CampaignResults:
+        async with self.uow() as uow:
+            campaign = await campaigns.get_visible(uow.session, viewer, campaign_id)
+            return await campaign_results(uow.session, campaign, self.clock.now())
 
     async def contacts(
         self, viewer: Viewer, campaign_id: int, *, state: ContactState | None, limit: int, offset: int

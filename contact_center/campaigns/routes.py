@@ -20,6 +20,7 @@ from contact_center.campaigns.schemas import (
     CampaignCreate,
     CampaignList,
     CampaignOut,
+    CampaignResultsOut,
     CampaignUpdate,
     ContactPage,
     ContactQuery,
@@ -280,3 +281,15 @@ async def list_campaign_contacts(request: web.Request) -> web.Response:
         viewer_of(request), path_int(request), state=query.state, limit=limit, offset=offset
     )
     return page_out(ContactPage, page.items, page.total, limit, offset)
+
+
+@routes.route(
+    "GET",
+    "/campaigns/{id}/results",
+    summary="The campaign's results: dials, answers, dispositions, talk time, cost, revenue, ROI, "
+    "list penetration and abandonment",
+    response=CampaignResultsOut,
+)
+async def campaign_results(request: web.Request) -> web.Response:
+    found = await desk_of(request).results(viewer_of(request), path_int(request))
+    return json_out(CampaignResultsOut.model_validate(found))

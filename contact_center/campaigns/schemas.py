@@ -212,3 +212,31 @@ class DncImportOut(Output):
     already: int
     rejected: list[dict[str, Any]]
     warnings: list[str]
+
+
+class AbandonmentOut(Output):
+    abandoned: int
+    live: int
+    rate: float
+    limit: float
+    predictive_allowed: bool
+
+
+class CampaignResultsOut(Output):
+    dials: int
+    live_answers: int
+    conversations: int
+    abandoned: int
+    machines: int
+    no_answers: int
+    busy: int
+    failed: int
+    talk_seconds: int
+    cost: Decimal
+    revenue: Decimal
+    roi: Decimal | None = Field(description="(revenue - cost) / cost; null while nothing was spent")
+    by_disposition: dict[str, int]
+    contacts: int
+    contacts_by_state: dict[str, int]
+    penetration: float = Field(description="Share of the list done, exhausted or on a do-not-call list")
+    abandonment: AbandonmentOut = Field(description="Over the profile's window (US: 30 days, UK: 24 hours)")

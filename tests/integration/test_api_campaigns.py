@@ -130,6 +130,12 @@ async def test_dispositions_retry_rules_and_call_lists(
         )
     )
     assert none["added"] == 0
+    results = await ok(await lead.get(f"{API}/campaigns/{cid}/results"))
+    assert (results["dials"], results["contacts"], results["roi"]) == (0, 3, None)
+    assert (
+        results["contacts_by_state"] == {"pending": 3}
+        and results["abandonment"]["predictive_allowed"] is False
+    )
     contact_id = page["items"][0]["id"]
     verdict = await ok(await lead.get(f"{API}/campaigns/{cid}/contacts/{contact_id}/dialable"))
     assert verdict["number"] == new_york(100) and isinstance(verdict["dialable"], bool)

@@ -22,6 +22,7 @@ from crm_core.services.campaign_attempts import (
     start_attempt,
     window_counts,
 )
+from crm_core.services.campaign_results import campaign_results
 from crm_core.services.hopper import claim_next
 from crm_core.visibility import Viewer
 from tests.conftest import Staff
@@ -221,3 +222,37 @@ async def test_abandoned_answers_are_counted_and_lock_the_number_under_the_uk_pr
         assert (await claim_next(uow.session, campaign, noon + timedelta(hours=71), 5)).claimed == []
         await uow.rollback()
     assert await dial(uow_factory, campaign, noon + timedelta(hours=71), agent_reserved=True)
+
+
+async def test_results_count_dials_dispositions_cost_revenue_and_abandonment(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    for n in (101, 102):
+        await customer(uow_factory, new_york(n))
+    campaign = await one_number_campaign(uow_factory, staff, price_per_minute="0.50")
+    lead = Viewer.of(staff.red_lead)
+    async with uow_factory() as uow:
+        await campaigns.set_disposition(
+            uow, lead, campaign.id, "sale", label="Sale", final=True, converted=True, value="40"
+        )
+        await campaigns.set_retry_rule(
+            uow, lead, campaign.id, "busy", delay_seconds=60, max_per_day=3, max_total=3
+        )
+        await uow.commit()
+    await dispose(uow_factory, staff, campaign, "sale")  # 61 s of talk: two minutes at 0.50
+    busy = await dial(uow_factory, campaign, NOON_NEW_YORK)
+    await ended(uow_factory, busy, DialOutcome.BUSY, NOON_NEW_YORK)
+    dropped = await dial(uow_factory, campaign, NOON_NEW_YORK)
+    await ended(
+        uow_factory, dropped, DialOutcome.HUMAN, NOON_NEW_YORK, answered_at=NOON_NEW_YORK, abandoned=True
+    )
+    campaign = await reload(uow_factory, campaign.id)
+    async with uow_factory() as uow:
+        results = await campaign_results(uow.session, campaign, NOON_NEW_YORK + timedelta(minutes=5))
+    assert (results.dials, results.live_answers, results.conversations, results.abandoned) == (3, 2, 1, 1)
+    assert (results.busy, results.talk_seconds, results.by_disposition) == (1, 61, {"sale": 1})
+    assert (results.cost, results.revenue, results.roi) == (Decimal("1.00"), Decimal("40"), Decimal("39"))
+    assert results.contacts == 3 and results.contacts_by_state == {"done": 1, "pending": 1, "exhausted": 1}
+    assert results.penetration == pytest.approx(2 / 3)
+    assert (results.abandonment.abandoned, results.abandonment.live) == (1, 2)
+    assert not results.abandonment.predictive_allowed  # 50% against a 3% target
