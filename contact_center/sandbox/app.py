@@ -94,6 +94,16 @@ def _hide_server_software(app: web.Application) -> None:
     web_response.SERVER_SOFTWARE = NEUTRAL_SERVER  # type: ignore[attr-defined]
 
 
+async def _stop_background(app: web.Application) -> None:
+    """At shutdown, before the server waits for its connections: stop ringing, TwiML and callbacks.
+    Mounted in the service, a callback whose connection the server accepted just as it began to
+    close is never read (aiohttp ignores what arrives on a closing connection), and the server
+    would wait for that connection until the callback's own timeout (15 s by default)."""
+    sandbox = app[SANDBOX]
+    sandbox.closing = True
+    await sandbox.cancel_tasks()
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     sandbox = app[SANDBOX]
     await sandbox.start()
@@ -114,6 +124,7 @@ def create_sandbox_app(config: SandboxConfig, authorize: Authorize | None = None
     app = web.Application(middlewares=[twilio_errors, control_access(config, authorize, control)])
     app[SANDBOX] = Sandbox(config)
     app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_stop_background)
     app.router.add_routes(rest.routes)
     app.router.add_routes(deletion.routes)
     app.router.add_routes(conferences.routes)
