@@ -28,9 +28,10 @@ from contact_center.auth.passwords import Argon2Hasher
 from contact_center.bus import EventBus
 from contact_center.bus.inprocess import InProcessBus
 from contact_center.bus.redis_bus import RedisBus
+from contact_center.campaigns import agent_room_routes as campaign_room_routes
 from contact_center.campaigns import dnc_routes as campaign_dnc_routes
 from contact_center.campaigns import routes as campaign_routes
-from contact_center.campaigns.wiring import setup_campaigns
+from contact_center.campaigns.wiring import setup_campaigns, setup_dialer
 from contact_center.chat import routes as chat_routes
 from contact_center.chat.wiring import setup_chat
 from contact_center.client_address import client_address_middleware
@@ -39,6 +40,8 @@ from contact_center.email.desk import EMAIL_DESK
 from contact_center.email.wiring import setup_email, transcript_mailer
 from contact_center.health import routes as health_routes
 from contact_center.jobs import Jobs
+from contact_center.knowledge import routes as knowledge_routes
+from contact_center.knowledge.wiring import setup_knowledge
 from contact_center.observability.metrics import METRICS, counted, setup_metrics
 from contact_center.observability.requests import request_context, setup_request_context
 from contact_center.observability.shutdown import refuse_sockets_while_draining, setup_shutdown
@@ -79,6 +82,8 @@ API_GROUPS = (
     email_routes.quarantine_routes,
     campaign_routes.routes,
     campaign_dnc_routes.routes,
+    campaign_room_routes.routes,
+    knowledge_routes.routes,
 )
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])
@@ -195,6 +200,8 @@ def create_app(
     setup_sms(app, settings)
     setup_email(app, settings)
     setup_campaigns(app)
+    setup_dialer(app, settings)
+    setup_knowledge(app)
     setup_realtime(app)
     app.cleanup_ctx.append(presence_recovery(lambda: [agent for agent, _ in app[SOCKETS].held()]))
     setup_chat(

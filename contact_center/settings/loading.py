@@ -18,6 +18,7 @@ from contact_center.settings.mail import EmailSettings
 from contact_center.settings.sections import (
     CrmSettings,
     DatabaseSettings,
+    DialerSettings,
     LoggingSettings,
     MetricsSettings,
     RedisSettings,
@@ -82,6 +83,7 @@ class Settings(Section):
     email: EmailSettings = Field(default_factory=EmailSettings)
     logging: LoggingSettings
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    dialer: DialerSettings = Field(default_factory=DialerSettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys replaced (tests and the CLI use it)."""

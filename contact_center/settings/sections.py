@@ -212,6 +212,24 @@ class VoiceSettings(Section):
     hours: HoursSettings
 
 
+class DialerSettings(Section):
+    """The campaign dialer: its tick, the pacing lease, the account's call rate and answers."""
+
+    tick_seconds: float = Field(default=1.0, gt=0, le=60)
+    lease_seconds: float = Field(default=5.0, gt=0, le=300)
+    """A campaign's pacing lease lasts this long unless renewed (each tick): how soon another
+    instance resumes the campaigns of one that stopped."""
+    calls_per_second: float = Field(default=1.0, gt=0, le=1000)
+    """The account's calls-per-second limit, shared by every instance (through Redis)."""
+    settle_after_seconds: float = Field(default=5.0, gt=0, le=600)
+    """A dial recorded this long ago with no call SID is settled by asking Twilio."""
+    ring_seconds: int = Field(default=25, ge=15, le=120)
+    """How long a campaign call rings before it counts as not answered (at least 15 s: FCC, Ofcom)."""
+    connect_grace_seconds: float = Field(default=2.0, gt=0, le=2.0)
+    """A live answer not joined to an agent this long after the greeting is abandoned."""
+    reservation_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
 class SandboxNumberSettings(Section):
     voice_url: str = ""
     voice_status_callback: str = ""

@@ -173,6 +173,9 @@ class CampaignAttempt(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     contact_id: Mapped[int] = mapped_column(ForeignKey("campaign_contacts.id", ondelete="CASCADE"))
     call_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    dial_key: Mapped[str | None] = mapped_column(String(80), unique=True)
+    """The dial's idempotency key (campaign, number, attempt number): a dial is recorded once
+    before the call is placed, so a crash between the two never places it twice."""
     started_at: Mapped[datetime]
     answered_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
@@ -200,3 +203,32 @@ class CampaignAnswerCount(Base):
     connected: Mapped[int] = mapped_column(default=0)
     abandoned: Mapped[int] = mapped_column(default=0)
     amd_false_positives: Mapped[int] = mapped_column(default=0)
+
+
+class CampaignDialerLease(Base):
+    """Which instance paces a running campaign, until when: renewed every tick, taken over by
+    another instance once it lapses."""
+
+    __tablename__ = "campaign_dialer_leases"
+
+    campaign_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    instance_id: Mapped[str] = mapped_column(String(100))
+    lease_until: Mapped[datetime]
+
+
+class CampaignAgent(Base):
+    """An agent working a campaign now (joined from the console), and their conference room."""
+
+    __tablename__ = "campaign_agents"
+    __table_args__ = (Index("ix_campaign_agents_agent", "agent_id", unique=True),)
+
+    campaign_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    room: Mapped[str] = mapped_column(String(100))
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
