@@ -49,6 +49,7 @@ class _Claimed:
 
     outbound: OutboundEmail
     outbox_id: int
+    sender_key: str  # whose turn it takes on the throttle
     attempt: int  # the claim's attempt number, which names the claim
     interaction_id: int | None
     ticket_id: int | None
@@ -117,6 +118,7 @@ async def _claim(
             _Claimed(
                 outbound_of(row, attachments),
                 entry.id,
+                entry.sender_key,
                 entry.attempts,
                 row.interaction_id,
                 row.ticket_id,
@@ -332,7 +334,7 @@ async def _deliver(
             async with uow_factory() as uow:
                 await _record(uow, item.outbox_id, EmailStatus.FAILED, refused, None, now(), suppressed=True)
             return
-    await pace(throttle, outbound.from_address)
+    await pace(throttle, item.sender_key)
     async with uow_factory() as uow:
         if not await _still_ours(uow, item.outbox_id, attempt, retry, now()):
             waiting.remove(item)

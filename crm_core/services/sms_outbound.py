@@ -270,13 +270,21 @@ class SmsOptOuts:
 OPT_OUTS = SmsOptOuts()
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedText:
+    """A text one sender claimed, and whose turn it takes on the throttle."""
+
+    row: SmsMessage
+    sender_key: str
+
+
 async def claim(
     uow: UnitOfWork,
     message_id: int,
     *,
     suppression: Suppression[SmsMessage] = OPT_OUTS,
     now: datetime | None = None,
-) -> SmsMessage | None:
+) -> ClaimedText | None:
     """Take a queued text for sending; None when another sender took it (or it is not queued).
 
     The outbox's claim of its row (claimed at ``now``): whichever instance wins sends it, and
@@ -301,7 +309,8 @@ async def claim(
     if not taken:
         return None
     row = await _locked(session, message_id)
-    assert row is not None
+    entry = await entry_of(session, message_id)
+    assert row is not None and entry is not None
     await session.refresh(row)
     refused = await suppression.refusal(session, row)
     if refused is not None:
@@ -309,7 +318,7 @@ async def claim(
         await _settle_entry(session, message_id, OutboxStatus.REFUSED, refused)
         uow.record(status_event(row))
         return None
-    return row
+    return ClaimedText(row, entry.sender_key)
 
 
 async def release_claim(uow: UnitOfWork, message_id: int, claimed_at: datetime | None) -> bool:

@@ -78,12 +78,13 @@ class SmsOutbox:
         to be tried again later)."""
         claimed_at = self._now() or utcnow()
         async with self._uow() as uow:
-            row = await outbound.claim(uow, message_id, suppression=self._suppression, now=claimed_at)
+            claimed = await outbound.claim(uow, message_id, suppression=self._suppression, now=claimed_at)
             await uow.commit()
-        if row is None:
+        if claimed is None:
             return False
+        row = claimed.row
         try:
-            await pace(self._throttle, row.from_number)
+            await pace(self._throttle, claimed.sender_key)
         except asyncio.CancelledError:
             # A shutdown before the hand-over began: any instance may send it now.
             await asyncio.shield(self._release(message_id, claimed_at))
