@@ -35,10 +35,19 @@ from sqlalchemy import (
     select,
     true,
     union_all,
+    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crm_core.models import Campaign, CampaignContact, CampaignStatus, ContactState, Customer, DoNotCall
+from crm_core.models import (
+    Campaign,
+    CampaignAttempt,
+    CampaignContact,
+    CampaignStatus,
+    ContactState,
+    Customer,
+    DoNotCall,
+)
 from crm_core.outbox.claim import claim
 from crm_core.rules.calling_window import next_callable
 from crm_core.rules.regulatory_profile import RegulatoryProfile
@@ -321,3 +330,31 @@ async def claim_next(
             refused.append(verdict)
     await session.flush()
     return HopperClaim(claimed, refused)
+
+
+async def release_stale_claims(
+    session: AsyncSession,
+    campaign: Campaign | int,
+    now: datetime,
+    older_than: timedelta = timedelta(minutes=5),
+) -> int:
+    """Put back numbers claimed more than ``older_than`` ago and never dialled (the instance that
+    claimed them died before placing the call); how many. A number whose dial was recorded stays
+    in flight until its outcome is."""
+    since = now - older_than
+    dialled = exists().where(
+        CampaignAttempt.contact_id == CampaignContact.id,
+        CampaignAttempt.started_at >= CampaignContact.claimed_at,
+    )
+    released = await session.execute(
+        update(CampaignContact)
+        .where(
+            CampaignContact.campaign_id == _campaign_id(campaign),
+            CampaignContact.state == ContactState.IN_FLIGHT,
+            CampaignContact.claimed_at < since,
+            ~dialled,
+        )
+        .values(state=ContactState.PENDING, claimed_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(released.rowcount)  # type: ignore[attr-defined]

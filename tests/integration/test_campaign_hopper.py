@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import CampaignContact, CampaignStatus, ContactState, Customer, DncSource
 from crm_core.services import campaigns, do_not_call
-from crm_core.services.hopper import claim_next, next_dialable
+from crm_core.services.campaign_attempts import start_attempt
+from crm_core.services.hopper import claim_next, next_dialable, release_stale_claims
 from crm_core.visibility import Viewer
 from tests.conftest import Staff
 from tests.integration.campaign_support import (
@@ -228,3 +229,24 @@ async def test_concurrent_claims_never_take_the_same_number(
         await uow.commit()
     every += [c.contact.id for c in rest.claimed]
     assert len(every) == len(set(every)) == 40
+
+
+async def test_numbers_claimed_and_never_dialled_go_back_after_a_while(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    for n in (100, 101):
+        await customer(uow_factory, new_york(n))
+    campaign = await running_campaign(uow_factory, staff.red_lead)
+    await load(uow_factory, staff.red_lead, campaign.id)
+    async with uow_factory() as uow:
+        taken = await claim_next(uow.session, campaign, NOON_NEW_YORK, 2)
+        await start_attempt(
+            uow.session, taken.claimed[0].contact, NOON_NEW_YORK
+        )  # the other is never dialled
+        await uow.commit()
+    async with uow_factory() as uow:
+        assert await release_stale_claims(uow.session, campaign, NOON_NEW_YORK + timedelta(minutes=4)) == 0
+        assert await release_stale_claims(uow.session, campaign, NOON_NEW_YORK + timedelta(minutes=6)) == 1
+        await uow.commit()
+    later = NOON_NEW_YORK + timedelta(minutes=6)
+    assert await dialable_numbers(uow_factory, campaign.id, later) == [new_york(101)]
