@@ -24,6 +24,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 
 from contact_center.campaigns import dialer_state
+from contact_center.campaigns.dialer_history import HistoryFeed
 from contact_center.routing.presence import PresenceStore
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
@@ -36,7 +37,6 @@ from crm_core.models import (
     MachineAction,
 )
 from crm_core.outbox.steps import Throttle
-from crm_core.pacing.history import CampaignHistory
 from crm_core.pacing.pacer import Pacer
 from crm_core.ports import Clock
 from crm_core.services import campaign_leases, hopper
@@ -79,6 +79,7 @@ class DialerPolicy:
     lease: timedelta = timedelta(seconds=5)
     settle_after: timedelta = timedelta(seconds=5)
     ring_seconds: int = 25
+    wrap_up_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ class CampaignDialer:
         self._calls, self._urls, self._throttle, self._policy = calls, urls, throttle, policy
         self.instance_id = instance_id or uuid.uuid4().hex
         self._pacer = pacer or Pacer()
-        self._histories: dict[int, CampaignHistory] = {}
+        self._histories: dict[int, HistoryFeed] = {}
         self._held: set[int] = set()
 
     @property
@@ -148,6 +149,7 @@ class CampaignDialer:
             self._held.add(campaign_id)
         else:
             self._held.discard(campaign_id)
+            self._histories.pop(campaign_id, None)  # read afresh if this instance paces it again
         return mine
 
     async def release(self) -> None:
@@ -170,8 +172,10 @@ class CampaignDialer:
             agent_ids = await dialer_state.working_agents(session, campaign_id)
             agents = await dialer_state.agent_snapshots(self._presence, agent_ids, campaign_id, now)
             in_flight = await dialer_state.calls_in_flight(session, campaign_id)
-            window = await window_counts(session, campaign_id, now, profile_of(campaign))
-            history = self._histories.setdefault(campaign_id, CampaignHistory())
+            profile = profile_of(campaign)
+            window = await window_counts(session, campaign_id, now, profile)
+            feed = self._histories.setdefault(campaign_id, HistoryFeed(self._policy.wrap_up_seconds))
+            history = await feed.update(session, campaign_id, profile)
             snapshot = dialer_state.snapshot(campaign, agents, in_flight, window, history, now)
             decision = self._pacer.decide(snapshot)
             if decision.calls <= 0:

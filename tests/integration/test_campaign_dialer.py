@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from channels.twilio.gateway import TwilioGateway
 from contact_center.campaigns.dialer import CampaignDialer, DialerPolicy
+from contact_center.campaigns.dialer_history import HistoryFeed
 from contact_center.routing.presence import AgentState, MemoryPresenceStore
 from contact_center.sandbox import CallOutcomes, Lognormal
 from contact_center.throttle import MemoryThrottle
@@ -23,7 +24,10 @@ from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
 from crm_core.models import CampaignAttempt, CampaignContact, DialOutcome, DncSource
 from crm_core.models.campaign import CampaignAgent
+from crm_core.rules.regulatory_profile import PROFILES
 from crm_core.services import do_not_call
+from crm_core.services.campaign_attempts import record_attempt_outcome, start_attempt
+from crm_core.services.hopper import claim_next
 from crm_core.voice import CallRecord
 from tests.conftest import Staff
 from tests.integration.campaign_support import NOON_NEW_YORK, customer, load, new_york, running_campaign
@@ -149,8 +153,6 @@ async def test_one_instance_paces_a_campaign_and_the_other_takes_over_when_it_st
     assert not second.held
     for a in placed:  # the first calls end: the agents are free again for the next ones
         async with uow_factory() as uow:
-            from crm_core.services.campaign_attempts import record_attempt_outcome
-
             await record_attempt_outcome(uow.session, a.id, DialOutcome.BUSY, clock.now())
             await uow.commit()
     clock.advance(3)
@@ -203,3 +205,44 @@ async def test_a_number_put_on_the_do_not_call_list_after_loading_is_never_diall
     await paced.tick()  # an agent is still free: the stopped number is still not chosen
     counts = await dialled(env)
     assert counts[callable_] == 1 and counts[stopped] == 0
+
+
+async def test_the_pacers_history_takes_in_each_settled_dial_once_whatever_order_they_settle_in(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    campaign_id = await campaign_with(uow_factory, staff, [new_york(n) for n in range(61, 64)])
+    now = NOON_NEW_YORK
+    async with uow_factory() as uow:
+        claimed = await claim_next(uow.session, campaign_id, now, 3)
+        ids = [(await start_attempt(uow.session, c.contact, now)).id for c in claimed.claimed]
+        await uow.commit()
+    talked, busy, abandoned = ids
+    later = now + timedelta(seconds=8)
+
+    async def settle(attempt_id: int, outcome: DialOutcome, **kw: Any) -> None:
+        async with uow_factory() as uow:
+            if kw.pop("agent", False):
+                attempt = await uow.session.get(CampaignAttempt, attempt_id)
+                assert attempt is not None
+                attempt.agent_id = staff.red_1.id
+            await record_attempt_outcome(uow.session, attempt_id, outcome, later, **kw)
+            await uow.commit()
+
+    feed = HistoryFeed(wrap_up_seconds=20)
+    profile = PROFILES["us"]
+    await settle(busy, DialOutcome.BUSY)
+    await settle(abandoned, DialOutcome.HUMAN, answered_at=now + timedelta(seconds=6), abandoned=True)
+    async with uow_factory() as uow:
+        history = await feed.update(uow.session, campaign_id, profile)
+    assert len(history.dials) == 2 and not history.work
+    assert history.recent_abandonment() == (1, 1)
+    # The first dial, still talking, settles last: taken in then, and nothing twice.
+    await settle(
+        talked, DialOutcome.HUMAN, answered_at=now + timedelta(seconds=5), talk_seconds=90, agent=True
+    )
+    async with uow_factory() as uow:
+        await feed.update(uow.session, campaign_id, profile)
+        await feed.update(uow.session, campaign_id, profile)
+    assert len(history.dials) == 3 and [w.talk_seconds for w in history.work] == [90.0]
+    assert history.dials[-1].ring_seconds == 5.0 and history.dials[-1].to_agent and history.dials[-1].live
+    assert history.recent_abandonment() == (1, 2)
