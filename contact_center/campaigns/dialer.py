@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -24,6 +23,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 
 from contact_center.campaigns import dialer_state
+from contact_center.campaigns.campaign_calls import is_machine
 from contact_center.campaigns.dialer_history import HistoryFeed
 from contact_center.routing.presence import PresenceStore
 from crm_core.db import UnitOfWorkFactory
@@ -42,10 +42,16 @@ from crm_core.ports import Clock
 from crm_core.services import campaign_leases, hopper
 from crm_core.services.campaign_attempts import record_attempt_outcome, start_attempt, window_counts
 from crm_core.services.campaigns import profile_of
-from crm_core.voice import CallRecord
+from crm_core.voice import CallRecord, CallStatus
 
 log = logging.getLogger(__name__)
 
+_QUIET_OUTCOMES = {
+    CallStatus.BUSY: DialOutcome.BUSY,
+    CallStatus.NO_ANSWER: DialOutcome.NO_ANSWER,
+    CallStatus.FAILED: DialOutcome.FAILED,
+    CallStatus.CANCELED: DialOutcome.FAILED,
+}
 THROTTLE_KEY = "campaign-calls"
 """The one throttle key of the account's outbound calls (all campaigns, all instances)."""
 
@@ -67,6 +73,8 @@ class CampaignCalls(Protocol):
 
     async def find_calls(self, *, to: str, from_: str, created_after: datetime) -> list[CallRecord]: ...
 
+    async def fetch_call(self, call_sid: str) -> CallRecord | None: ...
+
 
 class CampaignCallUrls(Protocol):
     def answer(self, attempt_id: int) -> str: ...
@@ -80,6 +88,9 @@ class DialerPolicy:
     settle_after: timedelta = timedelta(seconds=5)
     ring_seconds: int = 25
     wrap_up_seconds: float = 30.0
+    quiet_after: timedelta = timedelta(seconds=120)
+    """A dial still unsettled this long after it was placed, not with an agent, is asked of
+    Twilio: its final callback may have been lost (or gone to an instance that stopped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +116,6 @@ class CampaignDialer:
         *,
         instance_id: str | None = None,
         pacer: Pacer | None = None,
-        spawn: Callable[..., object] | None = None,
     ) -> None:
         self._uow, self._clock, self._presence = uow, clock, presence
         self._calls, self._urls, self._throttle, self._policy = calls, urls, throttle, policy
@@ -131,6 +141,7 @@ class CampaignDialer:
             if await self._lease(campaign_id):
                 try:
                     await self._settle_unplaced(campaign_id)
+                    await self._settle_quiet(campaign_id)
                     await self._pace(campaign_id)
                 except Exception:
                     log.exception("campaign %s: the dialer's tick failed", campaign_id)
@@ -229,6 +240,51 @@ class CampaignDialer:
         async with self._uow() as uow:
             await record_attempt_outcome(uow.session, attempt_id, DialOutcome.FAILED, self._clock.now())
             await uow.commit()
+
+    async def _settle_quiet(self, campaign_id: int) -> None:
+        """Dials placed long ago with no outcome and no agent: settled by the call as Twilio holds
+        it once it has ended (a completed call nobody was joined to was a live answer abandoned,
+        unless machine detection said machine)."""
+        now = self._clock.now()
+        async with self._uow() as uow:
+            quiet = (
+                await uow.session.execute(
+                    select(CampaignAttempt.id, CampaignAttempt.call_sid).where(
+                        CampaignAttempt.campaign_id == campaign_id,
+                        CampaignAttempt.call_sid.is_not(None),
+                        CampaignAttempt.outcome.is_(None),
+                        CampaignAttempt.agent_id.is_(None),
+                        CampaignAttempt.started_at <= now - self._policy.quiet_after,
+                    )
+                )
+            ).all()
+        for attempt_id, call_sid in quiet:
+            assert call_sid is not None
+            try:
+                call = await self._calls.fetch_call(call_sid)
+            except GatewayError as exc:
+                log.warning("campaign dial %s: Twilio could not be asked (%s)", attempt_id, exc)
+                continue
+            outcome = _QUIET_OUTCOMES.get(call.status) if call is not None else DialOutcome.FAILED
+            if call is not None and call.status is CallStatus.COMPLETED:
+                outcome = DialOutcome.MACHINE if is_machine(call.answered_by) else DialOutcome.HUMAN
+            if outcome is None:
+                continue  # still ringing or talking: asked again next tick
+            answered_at = (
+                call.start_time if call is not None and call.status is CallStatus.COMPLETED else None
+            )
+            async with self._uow() as uow:
+                await record_attempt_outcome(
+                    uow.session,
+                    attempt_id,
+                    outcome,
+                    self._clock.now(),
+                    answered_at=answered_at,
+                    answered_by=call.answered_by if call is not None else None,
+                    abandoned=outcome is DialOutcome.HUMAN,
+                )
+                await uow.commit()
+            log.info("campaign dial %s settled from Twilio: %s", attempt_id, outcome.value)
 
     async def _settle_unplaced(self, campaign_id: int) -> None:
         """Dials recorded a while ago with no call SID: adopt the call Twilio has, else fail them."""

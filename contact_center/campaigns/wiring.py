@@ -63,6 +63,7 @@ def setup_dialer(app: web.Application, settings: Settings) -> None:
             settle_after=timedelta(seconds=config.settle_after_seconds),
             ring_seconds=config.ring_seconds,
             wrap_up_seconds=runtime.settings.voice.wrap_up_seconds,
+            quiet_after=timedelta(seconds=config.quiet_seconds),
         )
         built = CampaignDialer(
             runtime.uow, runtime.clock, runtime.presence, runtime.twilio, urls, paced, policy

@@ -228,6 +228,8 @@ class DialerSettings(Section):
     connect_grace_seconds: float = Field(default=2.0, gt=0, le=2.0)
     """A live answer not joined to an agent this long after the greeting is abandoned."""
     reservation_seconds: float = Field(default=30.0, gt=0, le=600)
+    quiet_seconds: float = Field(default=120.0, gt=0, le=3600)
+    """A dial unsettled this long (not with an agent) is asked of Twilio."""
 
 
 class SandboxNumberSettings(Section):

@@ -75,6 +75,9 @@ class LostAnswers:
     async def find_calls(self, *, to: str, from_: str, created_after: datetime) -> list[CallRecord]:
         return await self.gateway.find_calls(to=to, from_=from_, created_after=created_after)
 
+    async def fetch_call(self, call_sid: str) -> CallRecord | None:
+        return await self.gateway.fetch_call(call_sid)
+
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def env() -> AsyncIterator[Env]:
