@@ -32,6 +32,7 @@ from crm_core.models import (
     Campaign,
     CampaignAttempt,
     CampaignContact,
+    CampaignMode,
     CampaignStatus,
     DialOutcome,
     MachineAction,
@@ -178,6 +179,8 @@ class CampaignDialer:
             campaign = await session.get(Campaign, campaign_id)
             if campaign is None or campaign.status is not CampaignStatus.RUNNING:
                 return
+            if campaign.mode is CampaignMode.PREVIEW:
+                return  # the agent places each call after reading the card
             if not hopper.in_schedule(campaign, now):
                 return
             agent_ids = await dialer_state.working_agents(session, campaign_id)

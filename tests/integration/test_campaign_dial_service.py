@@ -106,10 +106,10 @@ async def script(
     assert resp.status == 200, await resp.text()
 
 
-async def campaign_of(uow_factory: UnitOfWorkFactory, staff: Staff, numbers: list[str]) -> int:
+async def campaign_of(uow_factory: UnitOfWorkFactory, staff: Staff, numbers: list[str], **fields: Any) -> int:
     for number in numbers:
         await customer(uow_factory, number)
-    campaign = await running_campaign(uow_factory, staff.red_lead)
+    campaign = await running_campaign(uow_factory, staff.red_lead, **fields)
     async with uow_factory() as uow:
         await campaigns.set_members(
             uow, Viewer.of(staff.red_lead), campaign.id, agent_ids=[], team_ids=[staff.red.id]
@@ -256,3 +256,31 @@ async def test_with_no_agent_free_the_message_is_decided_within_the_2_second_gra
     answer = await desk.answered(attempt.id, "CA" + "5" * 32)
     assert time.monotonic() - began < 2.0
     assert answer.kind is AnswerKind.ABANDON and "press 9" in answer.say
+
+
+async def test_a_machine_hears_the_campaigns_message_after_the_beep_and_the_agent_is_freed(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    number = new_york(61)
+    await script(service, number, "machine", "machine_end_beep")
+    message = "Hello from Winter renewals, 冬季续订: please call us back on 212 555 0199."
+    campaign_id = await campaign_of(
+        uow_factory, staff, [number], machine_action="message", machine_message=message
+    )
+    await join(service, staff.red_1, campaign_id)
+
+    async def machine() -> CampaignAttempt | None:
+        attempt = (await attempts(uow_factory)).get(number)
+        return attempt if attempt is not None and attempt.outcome is DialOutcome.MACHINE else None
+
+    attempt = await eventually(machine, 15, "the machine recognised")
+    assert attempt.answered_by == "machine_end_beep"
+
+    async def message_left() -> list[str] | None:
+        state = await (await service.get(f"{SANDBOX}/calls/{attempt.call_sid}")).json()
+        said = [e["text"] for e in state["log"] if e["event"] == "say"]
+        return said or None
+
+    assert await eventually(message_left, 10, "the message said") == [message]
+    presence = await service.app[RUNTIME].presence.get(staff.red_1.id)
+    assert presence.state is AgentState.AVAILABLE

@@ -25,12 +25,20 @@ from crm_core.errors import GatewayError
 from crm_core.models import CampaignAttempt, CampaignContact, DialOutcome, DncSource
 from crm_core.models.campaign import CampaignAgent
 from crm_core.rules.regulatory_profile import PROFILES
-from crm_core.services import do_not_call
+from crm_core.services import campaigns, do_not_call
 from crm_core.services.campaign_attempts import record_attempt_outcome, start_attempt
 from crm_core.services.hopper import claim_next
+from crm_core.visibility import Viewer
 from crm_core.voice import CallRecord
 from tests.conftest import Staff
-from tests.integration.campaign_support import NOON_NEW_YORK, customer, load, new_york, running_campaign
+from tests.integration.campaign_support import (
+    NOON_NEW_YORK,
+    OWNED,
+    customer,
+    load,
+    new_york,
+    running_campaign,
+)
 from tests.support.sandbox_harness import SID, TOKEN, Env, sandbox_env
 
 BUSY = CallOutcomes(
@@ -249,3 +257,15 @@ async def test_the_pacers_history_takes_in_each_settled_dial_once_whatever_order
     assert len(history.dials) == 3 and [w.talk_seconds for w in history.work] == [90.0]
     assert history.dials[-1].ring_seconds == 5.0 and history.dials[-1].to_agent and history.dials[-1].live
     assert history.recent_abandonment() == (1, 2)
+
+
+async def test_a_preview_campaign_is_not_dialled_by_the_dialer(
+    uow_factory: UnitOfWorkFactory, staff: Staff, env: Env, gateway: TwilioGateway
+) -> None:
+    campaign_id = await campaign_with(uow_factory, staff, [new_york(81)])
+    async with uow_factory() as uow:
+        await campaigns.update_campaign(uow, Viewer.of(staff.red_lead), campaign_id, OWNED, mode="preview")
+        await uow.commit()
+    clock = FakeClock(NOON_NEW_YORK)
+    await dialer(uow_factory, clock, await available(clock, staff), gateway, env).tick()
+    assert not await dialled(env) and not await attempts(uow_factory)
