@@ -39,6 +39,13 @@ from crm_core.models.email import (
     EmailStatus,
 )
 from crm_core.models.interactions import Interaction
+from crm_core.models.knowledge import (
+    ArticleStatus,
+    ArticleVisibility,
+    KbArticle,
+    KbCategory,
+    KbTicketSolution,
+)
 from crm_core.models.outbox import OutboxChannel, OutboxEntry, OutboxStatus
 from crm_core.models.sms import SmsMessage, SmsSuppression
 from crm_core.models.tickets import Counter, Ticket, TicketComment
@@ -48,6 +55,8 @@ __all__ = [
     "AgentPresenceChoice",
     "AgentSession",
     "ApiToken",
+    "ArticleStatus",
+    "ArticleVisibility",
     "AuditEntry",
     "Base",
     "Campaign",
@@ -83,6 +92,9 @@ __all__ = [
     "EmailQuarantine",
     "EmailStatus",
     "Interaction",
+    "KbArticle",
+    "KbCategory",
+    "KbTicketSolution",
     "MachineAction",
     "OutboxChannel",
     "OutboxEntry",
