@@ -89,6 +89,9 @@ class DialerPolicy:
     settle_after: timedelta = timedelta(seconds=5)
     ring_seconds: int = 25
     wrap_up_seconds: float = 30.0
+    max_calls_per_tick: int = 10
+    """At most the calls the account's rate lets through in one tick: the pacer decides again
+    at the next tick with those calls in flight, instead of queueing calls behind the rate."""
     quiet_after: timedelta = timedelta(seconds=120)
     """A dial still unsettled this long after it was placed, not with an agent, is asked of
     Twilio: its final callback may have been lost (or gone to an instance that stopped)."""
@@ -194,7 +197,8 @@ class CampaignDialer:
             decision = self._pacer.decide(snapshot)
             if decision.calls <= 0:
                 return
-            claim = await hopper.claim_next(session, campaign, now, decision.calls)
+            wanted = min(decision.calls, self._policy.max_calls_per_tick)
+            claim = await hopper.claim_next(session, campaign, now, wanted)
             detection = "DetectMessageEnd" if campaign.machine_action is MachineAction.MESSAGE else "Enable"
             for claimed in claim.claimed:
                 contact = claimed.contact

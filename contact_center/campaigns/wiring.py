@@ -4,6 +4,7 @@ desk and the agents' rooms, with their Twilio webhooks."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -64,6 +65,7 @@ def setup_dialer(app: web.Application, settings: Settings) -> None:
             ring_seconds=config.ring_seconds,
             wrap_up_seconds=runtime.settings.voice.wrap_up_seconds,
             quiet_after=timedelta(seconds=config.quiet_seconds),
+            max_calls_per_tick=max(1, math.ceil(config.calls_per_second * config.tick_seconds)),
         )
         built = CampaignDialer(
             runtime.uow, runtime.clock, runtime.presence, runtime.twilio, urls, paced, policy

@@ -269,3 +269,28 @@ async def test_a_preview_campaign_is_not_dialled_by_the_dialer(
     clock = FakeClock(NOON_NEW_YORK)
     await dialer(uow_factory, clock, await available(clock, staff), gateway, env).tick()
     assert not await dialled(env) and not await attempts(uow_factory)
+
+
+async def test_one_tick_places_no_more_calls_than_the_accounts_rate_lets_through(
+    uow_factory: UnitOfWorkFactory, staff: Staff, env: Env, gateway: TwilioGateway
+) -> None:
+    await campaign_with(uow_factory, staff, [new_york(n) for n in range(91, 94)])
+    clock = FakeClock(NOON_NEW_YORK)
+    policy = DialerPolicy(max_calls_per_tick=1)
+    paced = CampaignDialer(
+        uow_factory,
+        clock,
+        await available(clock, staff),
+        gateway,
+        FakeUrls(env),
+        MemoryThrottle(1000.0),
+        policy,
+    )
+    await paced.tick()
+    assert len(await attempts(uow_factory)) == 1  # two agents free, one call this tick
+    clock.advance(1)
+    await paced.tick()
+    assert len(await attempts(uow_factory)) == 2  # the second at the next tick; none for the third
+    clock.advance(1)
+    await paced.tick()
+    assert len(await attempts(uow_factory)) == 2
