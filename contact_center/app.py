@@ -42,8 +42,6 @@ from contact_center.health import routes as health_routes
 from contact_center.jobs import Jobs
 from contact_center.knowledge import routes as knowledge_routes
 from contact_center.knowledge.wiring import setup_knowledge
-from contact_center.knowledge import routes as knowledge_routes
-from contact_center.knowledge.wiring import setup_knowledge
 from contact_center.observability.metrics import METRICS, counted, setup_metrics
 from contact_center.observability.requests import request_context, setup_request_context
 from contact_center.observability.shutdown import refuse_sockets_while_draining, setup_shutdown
@@ -85,7 +83,6 @@ API_GROUPS = (
     campaign_routes.routes,
     campaign_dnc_routes.routes,
     campaign_room_routes.routes,
-    knowledge_routes.routes,
     knowledge_routes.routes,
 )
 VERSION = "0.1.0"
@@ -204,7 +201,6 @@ def create_app(
     setup_email(app, settings)
     setup_campaigns(app)
     setup_dialer(app, settings)
-    setup_knowledge(app)
     setup_knowledge(app)
     setup_realtime(app)
     app.cleanup_ctx.append(presence_recovery(lambda: [agent for agent, _ in app[SOCKETS].held()]))
