@@ -31,6 +31,7 @@ from crm_core.models import (
     DialOutcome,
     DoNotCall,
 )
+from crm_core.models.campaign import CampaignAgent
 from crm_core.services import campaigns
 from crm_core.services.campaign_attempts import start_attempt, window_counts
 from crm_core.services.campaigns import profile_of
@@ -284,3 +285,27 @@ async def test_a_machine_hears_the_campaigns_message_after_the_beep_and_the_agen
     assert await eventually(message_left, 10, "the message said") == [message]
     presence = await service.app[RUNTIME].presence.get(staff.red_1.id)
     assert presence.state is AgentState.AVAILABLE
+
+
+async def test_an_agent_joins_once_and_leaving_hangs_up_their_room(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    campaign_id = await campaign_of(uow_factory, staff, [])
+    await join(service, staff.red_1, campaign_id)
+    await join(service, staff.red_1, campaign_id)  # joining again: still one room, one leg
+    client = f"client:agent-{staff.red_1.id}"
+
+    async def legs(status: str) -> list[dict[str, Any]] | None:
+        found = [c for c in await sandbox_calls(service) if c["to"] == client]
+        return found if found and all(c["status"] == status for c in found) else None
+
+    in_room = await eventually(lambda: legs("in-progress"), 10, "the agent in their room")
+    assert len(in_room) == 1
+    session = await signed_in(service, staff.red_1)
+    resp = await session.post(f"/api/v1/campaigns/{campaign_id}/leave")
+    assert resp.status == 200, await resp.text()
+    await eventually(lambda: legs("completed"), 10, "the agent's room leg hung up")
+    async with uow_factory() as uow:
+        assert await uow.session.scalar(select(CampaignAgent)) is None
+    resp = await session.post(f"/api/v1/campaigns/{campaign_id}/leave")
+    assert resp.status == 404
