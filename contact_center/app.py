@@ -51,6 +51,8 @@ from contact_center.routing.free_agents import FreeAgents
 from contact_center.routing.recovery import presence_recovery
 from contact_center.routing.redis_presence import presence_store
 from contact_center.server_header import hide_server_software
+from contact_center.service_levels import routes as service_level_routes
+from contact_center.service_levels.wiring import setup_service_levels
 from contact_center.settings import Settings
 from contact_center.sms import routes as sms
 from contact_center.sms.wiring import setup_sms
@@ -84,6 +86,7 @@ API_GROUPS = (
     campaign_dnc_routes.routes,
     campaign_room_routes.routes,
     knowledge_routes.routes,
+    service_level_routes.routes,
 )
 VERSION = "0.1.0"
 ENDPOINTS = web.AppKey("endpoints", list[Endpoint])
@@ -202,6 +205,7 @@ def create_app(
     setup_campaigns(app)
     setup_dialer(app, settings)
     setup_knowledge(app)
+    setup_service_levels(app, settings)
     setup_realtime(app)
     app.cleanup_ctx.append(presence_recovery(lambda: [agent for agent, _ in app[SOCKETS].held()]))
     setup_chat(

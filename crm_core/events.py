@@ -101,6 +101,7 @@ INTERACTION_UPDATED = "interaction.updated"
 TICKET_OPENED = "ticket.opened"
 TICKET_UPDATED = "ticket.updated"
 TICKET_COMMENTED = "ticket.commented"
+TICKET_ESCALATED = "ticket.escalated"
 SMS_RECEIVED = "sms.received"
 SMS_STATUS = "sms.status"
 EMAIL_DELIVERY = "email.delivery"
@@ -171,6 +172,15 @@ class TicketCommented(TicketState):
     internal: bool
 
 
+class TicketEscalated(TicketState):
+    """An escalation level fired, for each agent it notifies (``agent_id``)."""
+
+    target: str  # first_response, next_response, resolution
+    level: int
+    due_at: str | None
+    actions: list[str]
+
+
 # A customer's text, for ``agent_id`` ("from" is a keyword: the functional syntax gives it).
 SmsReceived = TypedDict(
     "SmsReceived",
@@ -227,6 +237,7 @@ interaction_updated = EventSpec(INTERACTION_UPDATED, InteractionUpdated, Audienc
 ticket_opened = EventSpec(TICKET_OPENED, TicketOpened, Audience.AGENT)
 ticket_updated = EventSpec(TICKET_UPDATED, TicketUpdated, Audience.AGENT)
 ticket_commented = EventSpec(TICKET_COMMENTED, TicketCommented, Audience.NOBODY)
+ticket_escalated = EventSpec(TICKET_ESCALATED, TicketEscalated, Audience.AGENT)
 sms_received = EventSpec(SMS_RECEIVED, SmsReceived, Audience.AGENT)
 sms_status = EventSpec(SMS_STATUS, SmsStatus, Audience.AGENT)
 email_delivery = EventSpec(EMAIL_DELIVERY, EmailDelivery, Audience.AGENT)
@@ -241,6 +252,7 @@ CORE_EVENTS = catalogue(
     ticket_opened,
     ticket_updated,
     ticket_commented,
+    ticket_escalated,
     sms_received,
     sms_status,
     email_delivery,

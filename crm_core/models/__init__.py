@@ -47,6 +47,15 @@ from crm_core.models.knowledge import (
     KbTicketSolution,
 )
 from crm_core.models.outbox import OutboxChannel, OutboxEntry, OutboxStatus
+from crm_core.models.service_levels import (
+    EscalationAction,
+    EscalationFiring,
+    EscalationRule,
+    ServiceCalendar,
+    SlaPolicyRecord,
+    SlaTarget,
+    TicketSla,
+)
 from crm_core.models.sms import SmsMessage, SmsSuppression
 from crm_core.models.tickets import Counter, Ticket, TicketComment
 
@@ -91,6 +100,9 @@ __all__ = [
     "EmailParticipant",
     "EmailQuarantine",
     "EmailStatus",
+    "EscalationAction",
+    "EscalationFiring",
+    "EscalationRule",
     "Interaction",
     "KbArticle",
     "KbCategory",
@@ -100,10 +112,14 @@ __all__ = [
     "OutboxEntry",
     "OutboxStatus",
     "Role",
+    "ServiceCalendar",
+    "SlaPolicyRecord",
+    "SlaTarget",
     "SmsMessage",
     "SmsSuppression",
     "Team",
     "Ticket",
     "TicketComment",
+    "TicketSla",
     "utcnow",
 ]

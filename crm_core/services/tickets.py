@@ -19,6 +19,7 @@ from crm_core.rules.ticket_status import ACTIVE_STATUSES, TicketStatus, check_tr
 from crm_core.services.audit import audit
 from crm_core.services.customers import get_visible
 from crm_core.services.pages import Page, paginate
+from crm_core.services.sla import agent_replied, track_ticket
 from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Priority
 from crm_core.visibility import Viewer, ticket_filter
@@ -155,6 +156,7 @@ async def open_ticket(
     )
     session.add(ticket)
     await session.flush()
+    await track_ticket(session, ticket, now)
     audit(
         session,
         "ticket",
@@ -248,6 +250,8 @@ async def update_ticket(
     if record:
         ticket.updated_at = now
         await session.flush()
+        if record.keys() & {"priority", "status", "team_id"}:
+            await track_ticket(session, ticket, now)
         audit(session, "ticket", ticket.id, "updated", viewer.agent_id, record)
         uow.record(_updated(ticket, sorted(record)))
     return ticket
@@ -298,6 +302,8 @@ async def comment(
     if not internal and ticket.first_responded_at is None:
         ticket.first_responded_at = now
     await session.flush()
+    if not internal:
+        await agent_replied(session, ticket, now)
     audit(
         session,
         "ticket",

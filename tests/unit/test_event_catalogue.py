@@ -32,6 +32,7 @@ def test_the_agents_sockets_are_shown_the_events_for_the_agent_they_name() -> No
         "presence.changed",
         "ticket.opened",
         "ticket.updated",
+        "ticket.escalated",
         "sms.received",
         "sms.status",
         "email.delivery",

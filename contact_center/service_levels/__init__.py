@@ -1,0 +1,1 @@
+"""Service levels: business calendars, SLA policies, escalation rules and the escalation pass."""
