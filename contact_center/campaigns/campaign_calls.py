@@ -21,12 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from contact_center.campaigns.dialer_state import reservation_key, working_agents
 from contact_center.routing.claim import reserve_for_outbound
 from contact_center.routing.presence import PresenceStore
-from crm_core.db import UnitOfWorkFactory
+from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.models import Campaign, CampaignAttempt, CampaignContact, ContactState, DialOutcome, DncSource
 from crm_core.models.campaign import CampaignAgent, MachineAction
 from crm_core.ports import Clock
 from crm_core.services import do_not_call
 from crm_core.services.campaign_attempts import record_attempt_outcome
+from crm_core.services.interactions import log_interaction
+from crm_core.types import Channel, Direction
 from crm_core.voice import CallStatus, CallStatusUpdate
 
 log = logging.getLogger(__name__)
@@ -203,6 +205,8 @@ class CampaignCallDesk:
                 await record_attempt_outcome(uow.session, attempt_id, _ENDED[update.status], now)
             elif update.status is CallStatus.COMPLETED:
                 talk = update.duration_seconds or 0
+                if agent_id is not None:
+                    await self._log_conversation(uow, attempt, agent_id, talk, now)
                 if attempt.outcome is None:
                     await record_attempt_outcome(
                         uow.session,
@@ -234,6 +238,30 @@ class CampaignCallDesk:
         ):
             return CallAnswer(AnswerKind.MESSAGE, say=campaign.machine_message)
         return CallAnswer(AnswerKind.HANG_UP)
+
+    @staticmethod
+    async def _log_conversation(
+        uow: UnitOfWork, attempt: CampaignAttempt, agent_id: int, talk: int, now: datetime
+    ) -> None:
+        """The conversation goes in the customer's history like any call (once per call SID)."""
+        contact = await uow.session.get(CampaignContact, attempt.contact_id)
+        campaign = await uow.session.get(Campaign, attempt.campaign_id)
+        assert contact is not None and campaign is not None
+        await log_interaction(
+            uow,
+            channel=Channel.VOICE,
+            direction=Direction.OUTBOUND,
+            customer_id=contact.customer_id,
+            external_id=attempt.call_sid,
+            agent_id=agent_id,
+            status=CallStatus.COMPLETED.value,
+            started_at=attempt.answered_at or now,
+            ended_at=now,
+            duration_seconds=talk,
+            subject=f"Campaign call: {campaign.name}",
+            meta={"campaign_id": campaign.id, "attempt_id": attempt.id, "to": contact.e164},
+            now=now,
+        )
 
     async def opt_out(self, attempt_id: int, digits: str) -> bool:
         """The abandonment message's digit: the number goes on the company's do-not-call list."""

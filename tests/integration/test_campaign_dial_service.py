@@ -30,12 +30,14 @@ from crm_core.models import (
     ContactState,
     DialOutcome,
     DoNotCall,
+    Interaction,
 )
 from crm_core.models.campaign import CampaignAgent
 from crm_core.services import campaigns
 from crm_core.services.campaign_attempts import start_attempt, window_counts
 from crm_core.services.campaigns import profile_of
 from crm_core.services.hopper import claim_next
+from crm_core.types import Direction
 from crm_core.visibility import Viewer
 from tests.conftest import Staff, isolated_settings
 from tests.integration.campaign_support import NOON_NEW_YORK, customer, load, new_york, running_campaign
@@ -172,6 +174,13 @@ async def test_a_progressive_campaign_with_two_agents_dials_each_number_once_and
         attempt = done[number]
         assert attempt.outcome is DialOutcome.HUMAN and not attempt.abandoned
         assert attempt.agent_id in (staff.red_1.id, staff.red_2.id) and attempt.talk_seconds > 0
+    async with uow_factory() as uow:
+        logged = list(await uow.session.scalars(select(Interaction).order_by(Interaction.id)))
+    # Each conversation is in the customer's history, with its agent and length.
+    assert sorted(str(i.external_id) for i in logged) == sorted(
+        str(done[n].call_sid) for n in (human_1, human_2)
+    )
+    assert all(i.direction is Direction.OUTBOUND and i.agent_id and i.duration_seconds for i in logged)
     assert done[machine].outcome is DialOutcome.MACHINE
     assert done[busy].outcome is DialOutcome.BUSY and done[silent].outcome is DialOutcome.NO_ANSWER
     async with uow_factory() as uow:
