@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from aiohttp import web
@@ -45,6 +46,7 @@ routes = web.RouteTableDef()
 def _html(template: str, status: int = 200, **context: Any) -> web.Response:
     context.setdefault("query", "")
     context.setdefault("lang", "en")
+    context.setdefault("limited", False)
     body = TEMPLATES.get_template(template).render(**context)
     return web.Response(text=body, content_type="text/html", charset="utf-8", status=status, headers=HEADERS)
 
@@ -65,7 +67,7 @@ async def help_home(request: web.Request) -> web.Response:
     query = _query(request)
     if query:
         if not await _within_limit(request):
-            return _html("index.html", 429, query=query, results=[])
+            return _html("index.html", 429, query=query, results=[], limited=True)
         hits = await desk.search(Audience.PUBLIC, query, limit=PAGE_RESULTS)
         results = [
             {
@@ -100,10 +102,21 @@ async def help_article(request: web.Request) -> web.Response:
     )
 
 
+def _widget_origins(request: web.Request) -> frozenset[str]:
+    """The sites the chat widget is embedded in (``webchat.allowed_origins``) and the service's own."""
+    settings = request.app[RUNTIME].settings
+    own = urlsplit(settings.server.public_base_url)
+    return frozenset({*settings.webchat.allowed_origins, f"{own.scheme}://{own.netloc}"})
+
+
 @routes.get("/help/search.json")
 async def help_search(request: web.Request) -> web.Response:
-    """Public articles matching ``q`` (the chat widget offers them before a chat starts)."""
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+    """Public articles matching ``q`` (the chat widget offers them before a chat starts). The
+    widget runs in the pages of the sites it is embedded in: those origins may read the answer."""
+    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache", "Vary": "Origin"}
+    origin = request.headers.get("Origin")
+    if origin and origin in _widget_origins(request):
+        headers["Access-Control-Allow-Origin"] = origin
     query = _query(request)
     if not await _within_limit(request):
         error = {

@@ -188,7 +188,8 @@ async def _search_sqlite(
 ) -> list[SearchHit]:
     terms = list(dict.fromkeys(substring_stem(t) for t in terms))
     long_terms = [t for t in terms if len(t) >= 3]
-    short = [t for t in terms if len(t) < 3 and (is_cjk(t) or not long_terms)]
+    # A single letter or digit finds nearly everything: dropped, as PostgreSQL's search drops it.
+    short = [t for t in terms if len(t) < 3 and (is_cjk(t) or (len(t) == 2 and not long_terms))]
     scores: dict[int, float] = {}
     articles: dict[int, KbArticle] = {}
     if long_terms:

@@ -18,6 +18,7 @@ from tests.conftest import SignIn, Staff
 from tests.support.clock import FakeClock
 
 API = "/api/v1"
+OWN_SITE = "http://127.0.0.1:8080"  # server.public_base_url: the widget's own origin
 XSS = (
     "# Reset 重置\n\n<script>alert('x')</script>\n\n[click](javascript:alert(1)) "
     "<img src=x onerror=alert(2)> [site](https://example.com)\n\nPress **reset** for 5 s."
@@ -163,14 +164,20 @@ async def test_the_help_centre_shows_public_articles_only(
     for hidden in (made["internal"], made["draft"]):
         assert (await client.get(f"/help/articles/{hidden}")).status == 404
 
-    search = await client.get("/help/search.json", params={"q": "billing"})
-    assert search.status == 200
+    search = await client.get("/help/search.json", params={"q": "billing"}, headers={"Origin": OWN_SITE})
+    assert search.status == 200 and search.headers["Access-Control-Allow-Origin"] == OWN_SITE
+    elsewhere = await client.get(
+        "/help/search.json", params={"q": "billing"}, headers={"Origin": "https://evil.example"}
+    )
+    assert "Access-Control-Allow-Origin" not in elsewhere.headers
     assert [i["id"] for i in (await search.json())["items"]] == [made["public"]]
     assert (await (await client.get("/help/search.json", params={"q": "账单"})).json())["items"][0][
         "url"
     ] == (f"/help/articles/{made['public']}")
     for _ in range(SEARCHES_PER_MINUTE):
         last = await client.get("/help/search.json", params={"q": "cycle"})
-    assert last.status == 429
+    assert last.status == 429 and (await last.json())["error"]["code"] == "too_many_requests"
+    limited = await client.get("/help", params={"q": "cycle"})
+    assert limited.status == 429 and "help-limited" in await limited.text()
     rate_clock.advance(61)
     assert (await client.get("/help/search.json", params={"q": "cycle"})).status == 200
