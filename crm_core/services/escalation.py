@@ -9,11 +9,11 @@ history and the events are written in the same transaction; events are published
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core import events
@@ -29,11 +29,12 @@ from crm_core.models import (
     TicketSla,
 )
 from crm_core.services.audit import audit
-from crm_core.services.sla import SlaBook, compute, fire_moment, fired_rules
-from crm_core.sql import dialect_name, insert_ignore
+from crm_core.services.sla import SlaBook, compute, due_at, fire_moment, fired_rules
+from crm_core.sql import dialect_name, insert_module
 from crm_core.types import Priority
 
 LEASE = timedelta(minutes=5)
+INSERT_ROWS = 1000
 RAISED = {Priority.LOW: Priority.NORMAL, Priority.NORMAL: Priority.HIGH, Priority.HIGH: Priority.URGENT}
 
 
@@ -63,23 +64,47 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[in
     return sorted(set(taken.scalars()))
 
 
-async def _recipients(session: AsyncSession, ticket: Ticket, actions: list[str]) -> list[int]:
-    wanted: list[int] = []
-    if EscalationAction.NOTIFY_ASSIGNEE in actions and ticket.assignee_id is not None:
-        wanted.append(ticket.assignee_id)
-    conditions: list[ColumnElement[bool]] = []
-    if EscalationAction.NOTIFY_SUPERVISOR in actions:
-        assignee = await session.get(Agent, ticket.assignee_id) if ticket.assignee_id is not None else None
-        if assignee is not None and assignee.supervisor_id is not None:
-            wanted.append(assignee.supervisor_id)
-        team_id = ticket.team_id if ticket.team_id is not None else (assignee.team_id if assignee else None)
-        if team_id is not None:
-            conditions.append((Agent.role == Role.SUPERVISOR) & (Agent.team_id == team_id))
-    if EscalationAction.NOTIFY_ADMIN in actions:
-        conditions.append(Agent.role == Role.ADMIN)
-    if conditions:
-        wanted.extend(await session.scalars(select(Agent.id).where(Agent.active.is_(True), or_(*conditions))))
-    return list(dict.fromkeys(wanted))
+@dataclass(slots=True)
+class Directory:
+    """Who escalations notify: each assignee's supervisor and team, the teams' supervisors, admins."""
+
+    assignees: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)  # supervisor, team
+    supervisors: dict[int, list[int]] = field(default_factory=dict)  # by team
+    admins: list[int] = field(default_factory=list)
+
+    @classmethod
+    async def load(cls, session: AsyncSession, assignee_ids: set[int]) -> Directory:
+        directory = cls()
+        staff = await session.execute(
+            select(Agent.id, Agent.role, Agent.team_id).where(
+                Agent.active.is_(True), Agent.role.in_((Role.SUPERVISOR, Role.ADMIN))
+            )
+        )
+        for agent_id, role, team_id in staff:
+            if role is Role.ADMIN:
+                directory.admins.append(agent_id)
+            elif team_id is not None:
+                directory.supervisors.setdefault(team_id, []).append(agent_id)
+        if assignee_ids:
+            rows = await session.execute(
+                select(Agent.id, Agent.supervisor_id, Agent.team_id).where(Agent.id.in_(assignee_ids))
+            )
+            directory.assignees = {agent_id: (sup, team) for agent_id, sup, team in rows}
+        return directory
+
+    def recipients(self, ticket: Ticket, actions: Sequence[str]) -> list[int]:
+        wanted: list[int] = []
+        supervisor, assignee_team = self.assignees.get(ticket.assignee_id or 0, (None, None))
+        if EscalationAction.NOTIFY_ASSIGNEE in actions and ticket.assignee_id is not None:
+            wanted.append(ticket.assignee_id)
+        if EscalationAction.NOTIFY_SUPERVISOR in actions:
+            if supervisor is not None:
+                wanted.append(supervisor)
+            team = ticket.team_id if ticket.team_id is not None else assignee_team
+            wanted.extend(self.supervisors.get(team or 0, []))
+        if EscalationAction.NOTIFY_ADMIN in actions:
+            wanted.extend(self.admins)
+        return list(dict.fromkeys(wanted))
 
 
 def _apply(ticket: Ticket, rule: EscalationRule) -> dict[str, object]:
@@ -95,98 +120,136 @@ def _apply(ticket: Ticket, rule: EscalationRule) -> dict[str, object]:
     return changes
 
 
-async def _escalate(uow: UnitOfWork, book: SlaBook, sla: TicketSla, fired: set[int], now: datetime) -> int:
-    session = uow.session
-    ticket = await session.get(Ticket, sla.ticket_id)
+def _due_levels(book: SlaBook, sla: TicketSla, fired: set[int], now: datetime) -> list[EscalationRule]:
     policy = book.policy(sla.policy_id)
-    if ticket is None:
-        return 0
-    count = 0
-    for rule in book.rules.get(policy.id, []) if policy is not None else []:
-        if rule.id in fired:
-            continue
-        moment = fire_moment(rule, sla, policy, book.calendar(policy)) if policy is not None else None
-        if moment is None or moment > now:
-            continue
-        values = {"ticket_id": ticket.id, "rule_id": rule.id, "target": rule.target, "level": rule.level}
-        if (
-            await insert_ignore(
-                session, EscalationFiring, {**values, "fired_at": now}, ["ticket_id", "rule_id"]
-            )
-            is None
-        ):
-            fired.add(rule.id)
-            continue  # fired by another pass
-        fired.add(rule.id)
-        count += 1
-        changes = _apply(ticket, rule)
-        recipients = await _recipients(session, ticket, list(rule.actions))
-        due = {"first_response": sla.first_response_due_at, "next_response": sla.next_response_due_at}.get(
-            str(rule.target), sla.resolution_due_at
+    if policy is None:
+        return []
+    calendar = book.calendar(policy)
+    due = []
+    for rule in book.rules.get(policy.id, []):
+        if rule.id not in fired:
+            moment = fire_moment(rule, sla, policy, calendar)
+            if moment is not None and moment <= now:
+                due.append(rule)
+    return due
+
+
+async def _insert_firings(
+    session: AsyncSession, pairs: list[tuple[TicketSla, EscalationRule]], now: datetime
+) -> set[tuple[int, int]]:
+    """Insert the firings; those another pass inserted first are left out of the answer."""
+    if not pairs:
+        return set()
+    rows = [
+        {"ticket_id": s.ticket_id, "rule_id": r.id, "target": r.target, "level": r.level, "fired_at": now}
+        for s, r in pairs
+    ]
+    table = EscalationFiring.__table__
+    insert = insert_module(dialect_name(session)).insert
+    won: set[tuple[int, int]] = set()
+    for start in range(0, len(rows), INSERT_ROWS):  # within both engines' bound-parameter limits
+        stmt = (
+            insert(table)
+            .values(rows[start : start + INSERT_ROWS])
+            .on_conflict_do_nothing(index_elements=["ticket_id", "rule_id"])
+            .returning(table.c.ticket_id, table.c.rule_id)
         )
-        audit(
-            session,
-            "ticket",
-            ticket.id,
-            "sla.escalated",
-            None,
-            {
-                "target": str(rule.target),
-                "level": rule.level,
-                "actions": list(rule.actions),
-                "due_at": due.isoformat() if due else None,
-                "notified": recipients,
-                **changes,
-            },
-        )
-        for agent_id in recipients:
-            uow.record(
-                events.ticket_escalated(
-                    {
-                        "ticket_id": ticket.id,
-                        "number": ticket.number,
-                        "customer_id": ticket.customer_id,
-                        "assignee_id": ticket.assignee_id,
-                        "agent_id": agent_id,
-                        "team_id": ticket.team_id,
-                        "status": str(ticket.status),
-                        "target": str(rule.target),
-                        "level": rule.level,
-                        "due_at": due.isoformat() if due else None,
-                        "actions": list(rule.actions),
-                    }
-                )
+        won.update((t, r) for t, r in (await session.execute(stmt)).all())
+    return won
+
+
+def _record(
+    uow: UnitOfWork, ticket: Ticket, sla: TicketSla, rule: EscalationRule, directory: Directory
+) -> None:
+    changes = _apply(ticket, rule)
+    recipients = directory.recipients(ticket, rule.actions)
+    due = due_at(sla, rule.target)
+    shown_due = due.isoformat() if due else None
+    audit(
+        uow.session,
+        "ticket",
+        ticket.id,
+        "sla.escalated",
+        None,
+        {
+            "target": str(rule.target),
+            "level": rule.level,
+            "actions": list(rule.actions),
+            "due_at": shown_due,
+            "notified": recipients,
+            **changes,
+        },
+    )
+    for agent_id in recipients:
+        uow.record(
+            events.ticket_escalated(
+                {
+                    "ticket_id": ticket.id,
+                    "number": ticket.number,
+                    "customer_id": ticket.customer_id,
+                    "assignee_id": ticket.assignee_id,
+                    "agent_id": agent_id,
+                    "team_id": ticket.team_id,
+                    "status": str(ticket.status),
+                    "target": str(rule.target),
+                    "level": rule.level,
+                    "due_at": shown_due,
+                    "actions": list(rule.actions),
+                }
             )
-    # Priority or team may have changed: choose the policy again and recompute what is due.
-    customer = await session.get(Customer, ticket.customer_id)
-    policy = book.choose(ticket, customer)
-    rules = book.rules.get(policy.id, []) if policy is not None else []
-    calendar = book.calendar(policy) if policy is not None else None
-    if calendar is None:
-        sla.next_check_at = None
-        sla.policy_id = None
-    else:
-        compute(sla, ticket, policy, calendar, rules, fired)
-    return count
+        )
+
+
+async def _escalate_batch(uow: UnitOfWork, book: SlaBook, ids: list[int], now: datetime) -> int:
+    session = uow.session
+    slas = list(await session.scalars(select(TicketSla).where(TicketSla.ticket_id.in_(ids))))
+    tickets = {t.id: t for t in await session.scalars(select(Ticket).where(Ticket.id.in_(ids)))}
+    customers = {
+        c.id: c
+        for c in await session.scalars(
+            select(Customer).where(Customer.id.in_({t.customer_id for t in tickets.values()}))
+        )
+    }
+    fired = await fired_rules(session, ids)
+    pairs = [
+        (sla, rule) for sla in slas for rule in _due_levels(book, sla, fired.get(sla.ticket_id, set()), now)
+    ]
+    won = await _insert_firings(session, pairs, now)
+    directory = await Directory.load(
+        session, {t.assignee_id for t in tickets.values() if t.assignee_id is not None}
+    )
+    for sla, rule in pairs:
+        fired.setdefault(sla.ticket_id, set()).add(rule.id)  # fired now, or by another pass before
+        ticket = tickets.get(sla.ticket_id)
+        if ticket is not None and (sla.ticket_id, rule.id) in won:
+            _record(uow, ticket, sla, rule, directory)
+    for sla in slas:
+        ticket = tickets.get(sla.ticket_id)
+        if ticket is None:
+            continue
+        # Priority or team may have changed: choose the policy again and recompute what is due.
+        policy = book.choose(ticket, customers.get(ticket.customer_id))
+        if policy is None:
+            sla.policy_id, sla.next_check_at = None, None
+            continue
+        rules = book.rules.get(policy.id, [])
+        compute(sla, ticket, policy, book.calendar(policy), rules, fired.get(sla.ticket_id, set()))
+    return len(won)
 
 
 async def escalation_pass(
-    uows: Callable[[], UnitOfWork], now: datetime, *, batch: int = 500, max_batches: int = 1000
+    uows: Callable[[], UnitOfWork], now: datetime, *, batch: int = 1000, max_batches: int = 1000
 ) -> PassReport:
     """Fire every level due at ``now``; each batch is one transaction."""
     claimed = fired = 0
+    book: SlaBook | None = None
     for _ in range(max_batches):
         async with uows() as uow:
-            session = uow.session
-            ids = await claim_due(session, now, batch)
+            ids = await claim_due(uow.session, now, batch)
             if not ids:
                 break
-            book = await SlaBook.load(session)
-            slas = list(await session.scalars(select(TicketSla).where(TicketSla.ticket_id.in_(ids))))
-            done = await fired_rules(session, ids)
-            await session.scalars(select(Ticket).where(Ticket.id.in_(ids)))  # one query for the batch
-            for sla in slas:
-                fired += await _escalate(uow, book, sla, done.setdefault(sla.ticket_id, set()), now)
+            book = book or await SlaBook.load(uow.session)
+            fired += await _escalate_batch(uow, book, ids, now)
             claimed += len(ids)
             await uow.commit()
         if len(ids) < batch:
