@@ -1,6 +1,6 @@
 """Migration 0016 gives every outbound text and mail still on its way an outbox row (and none to
-those already handed over, failed or received), on the engine of the run (SQLite, or PostgreSQL
-with DATABASE_URL)."""
+those already handed over, failed or received, except texts sent under an idempotency key, which
+keep it), on the engine of the run (SQLite, or PostgreSQL with DATABASE_URL)."""
 
 from __future__ import annotations
 
@@ -172,6 +172,9 @@ async def test_messages_on_their_way_get_their_outbox_rows(engine: AsyncEngine) 
                 _text(4, "delivered", message_sid="SM" + "1" * 32, claimed_at=AT),
                 _text(5, "failed", error_message="opted out"),
                 _text(6, "received", direction="inbound", message_sid="SM" + "2" * 32),
+                _text(
+                    7, "delivered", message_sid="SM" + "3" * 32, idempotency_key="7:sent-key", claimed_at=AT
+                ),
             ],
         )
         await conn.execute(
@@ -203,6 +206,7 @@ async def test_messages_on_their_way_get_their_outbox_rows(engine: AsyncEngine) 
         ("sms", 1): ("sms:#1", "queued", "+15005550006", 0, 0, None, None),
         ("sms", 2): ("sms:7:client-key", "claimed", "+15005550006", 1, 0, AT, None),
         ("sms", 3): ("sms:#3", "unconfirmed", "+15005550006", 1, 1, AT, "no answer"),
+        ("sms", 7): ("sms:7:sent-key", "sent", "+15005550006", 1, 0, AT, None),
         ("email", 1): ("email:m1@example.com", "queued", "support@example.com", 2, 0, None, "451 try later"),
         ("email", 2): ("email:m2@example.com", "claimed", "support@example.com", 2, 0, AT, None),
     }

@@ -5,7 +5,9 @@ Revises: 0015
 Create Date: 2026-12-07 22:00:00
 
 Outbound texts and mail still on their way (queued, claimed, unconfirmed, waiting to be tried
-again) get their outbox row here; those already handed over or failed need none.
+again) get their outbox row here; those already handed over or failed need none, except texts
+sent under an agent's idempotency key, which keep it (a request repeated after the upgrade gets
+the earlier text, not a second one).
 """
 
 from collections.abc import Sequence
@@ -93,6 +95,15 @@ def upgrade() -> None:
         " error_message, resends, id, created_at, updated_at"
         " FROM sms_messages WHERE direction = 'outbound' AND message_sid IS NULL"
         " AND status IN ('queued', 'unconfirmed')"
+    )
+    op.execute(
+        "INSERT INTO outbox (channel, idempotency_key, status, sender_key, attempts, next_attempt_at,"
+        " claimed_at, last_error, resends, sms_message_id, created_at, updated_at)"
+        " SELECT 'sms', 'sms:' || idempotency_key,"
+        " CASE WHEN message_sid IS NULL THEN 'failed' ELSE 'sent' END,"
+        " from_number, 1, NULL, claimed_at, error_message, resends, id, created_at, updated_at"
+        " FROM sms_messages WHERE direction = 'outbound' AND idempotency_key IS NOT NULL"
+        " AND NOT (message_sid IS NULL AND status IN ('queued', 'unconfirmed'))"
     )
 
 
