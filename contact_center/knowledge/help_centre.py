@@ -78,12 +78,15 @@ async def help_home(request: web.Request) -> web.Response:
             for h in hits
         ]
         return _html("index.html", query=query, results=results)
-    names = {c.id: c.name for c in await desk.categories()}
-    grouped: dict[str, list[dict[str, Any]]] = {}
+    # In the categories' own order (position, then name), the uncategorised last.
+    order: dict[int | None, str] = {c.id: c.name for c in await desk.categories()}
+    order[None] = "General · 常见问题"
+    grouped: dict[int | None, list[dict[str, Any]]] = {key: [] for key in order}
     for article in await desk.public_articles(HOME_ARTICLES):
-        name = names.get(article.category_id or 0, "General · 常见问题")
-        grouped.setdefault(name, []).append({"id": article.id, "title": article.published_title})
-    categories = [{"name": name, "articles": items} for name, items in grouped.items()]
+        grouped[article.category_id if article.category_id in order else None].append(
+            {"id": article.id, "title": article.published_title}
+        )
+    categories = [{"name": order[key], "articles": items} for key, items in grouped.items() if items]
     return _html("index.html", categories=categories, results=[])
 
 
