@@ -110,8 +110,9 @@ async def update_category(
 ) -> KbCategory:
     category = await _category(session, category_id)
     if name is not None:
-        category.name = _clean_title(name)
-        await _name_free(session, category.name, but=category_id)
+        new_name = _clean_title(name)
+        await _name_free(session, new_name, but=category_id)  # before the change is flushed
+        category.name = new_name
     if description is not None:
         category.description = description.strip()
     if position is not None:

@@ -42,6 +42,13 @@ async def test_roles_drafts_markdown_and_search(sign_in: SignIn, staff: Staff) -
     await refused(await agent.post(f"{API}/kb/categories", json={"name": "Mine"}), 403)
     await refused(await lead.post(f"{API}/kb/categories", json={"name": "Router 路由器"}), 409)
     await refused(await agent.patch(f"{API}/kb/categories/{category['id']}", json={"name": "x"}), 403)
+    other = await ok(await lead.post(f"{API}/kb/categories", json={"name": "Modem", "position": 1}), 201)
+    await refused(await lead.patch(f"{API}/kb/categories/{other['id']}", json={"name": "Router 路由器"}), 409)
+    renamed = await ok(
+        await lead.patch(f"{API}/kb/categories/{other['id']}", json={"name": "Modem 调制解调器"})
+    )
+    assert renamed["name"] == "Modem 调制解调器"
+    await ok(await lead.delete(f"{API}/kb/categories/{other['id']}"), 204)
     await refused(await agent.delete(f"{API}/kb/categories/{category['id']}"), 403)
     assert [c["name"] for c in (await ok(await agent.get(f"{API}/kb/categories")))["items"]] == [
         "Router 路由器"
