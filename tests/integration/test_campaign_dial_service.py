@@ -318,3 +318,24 @@ async def test_an_agent_joins_once_and_leaving_hangs_up_their_room(
         assert await uow.session.scalar(select(CampaignAgent)) is None
     resp = await session.post(f"/api/v1/campaigns/{campaign_id}/leave")
     assert resp.status == 404
+
+
+async def test_a_predictive_campaign_dials_each_number_once_and_settles_every_dial(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    numbers = [new_york(n) for n in range(101, 109)]
+    for number in numbers:
+        await script(service, number, "human", "human")
+    campaign_id = await campaign_of(uow_factory, staff, numbers, mode="predictive")
+    await join(service, staff.red_1, campaign_id)
+    await join(service, staff.red_2, campaign_id)
+
+    async def all_ended() -> dict[str, CampaignAttempt] | None:
+        found = await attempts(uow_factory)
+        return found if len(found) == len(numbers) and all(a.outcome for a in found.values()) else None
+
+    done = await eventually(all_ended, 30, "every number dialled and ended")
+    dialled = Counter(c["to"] for c in await sandbox_calls(service) if not c["to"].startswith("client:"))
+    assert dialled == Counter(numbers)
+    # Every answer was either joined to an agent or abandoned, never both.
+    assert all((a.agent_id is None) == a.abandoned for a in done.values())

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from channels.twilio.gateway import TwilioGateway
 from contact_center.campaigns.dialer import CampaignDialer, DialerPolicy
 from contact_center.campaigns.dialer_history import HistoryFeed
+from contact_center.campaigns.dialer_state import agent_snapshots, reservation_key
 from contact_center.routing.presence import AgentState, MemoryPresenceStore
 from contact_center.sandbox import CallOutcomes, Lognormal
 from contact_center.throttle import MemoryThrottle
@@ -294,3 +295,22 @@ async def test_one_tick_places_no_more_calls_than_the_accounts_rate_lets_through
     clock.advance(1)
     await paced.tick()
     assert len(await attempts(uow_factory)) == 2
+
+
+async def test_the_pacer_sees_the_working_agents_as_routing_holds_them() -> None:
+    clock = FakeClock(NOON_NEW_YORK)
+    presence = MemoryPresenceStore(clock.now)
+    ids = list(range(1, 7))
+    for agent in (1, 2):
+        await presence.set(agent, AgentState.AVAILABLE)
+    await presence.claim(preferred=2, eligible=[2], call_sid=reservation_key(7, 99), ttl_seconds=30)
+    await presence.set(3, AgentState.AVAILABLE)
+    await presence.claim(preferred=3, eligible=[3], call_sid="CA" + "1" * 32)  # an inbound call rings
+    await presence.set(4, AgentState.ON_CALL, call_sid="CA" + "2" * 32)
+    await presence.set(5, AgentState.WRAP_UP, call_sid="CA" + "3" * 32, wrap_up_seconds=20)
+    await presence.set(6, AgentState.AWAY)
+    seen = await agent_snapshots(presence, ids, 7, clock.now())
+    assert sorted(a.state.value for a in seen) == ["available", "on-call", "reserved", "wrap-up"]
+    clock.advance(21)  # the wrap-up is over: available again
+    seen = await agent_snapshots(presence, ids, 7, clock.now())
+    assert sorted(a.state.value for a in seen) == ["available", "available", "on-call", "reserved"]
