@@ -147,12 +147,17 @@ class CampaignCallDesk:
     async def _reserve(self, agents: list[int], key: str, answered_at: datetime) -> int | None:
         """An agent reserved for the call, trying until the grace is nearly over."""
         # Stop trying early enough that the message still starts inside the grace.
-        deadline = answered_at + self._grace - min(timedelta(seconds=0.5), self._grace / 4)
-        while True:
+        # The waits are real time (the caller is on the line), also bounded in number so that a
+        # clock that does not move on its own (a simulation's) cannot hold the answer.
+        margin = min(timedelta(seconds=0.5), self._grace / 4)
+        deadline = answered_at + self._grace - margin
+        polls = int((self._grace - margin).total_seconds() / self._poll)
+        for _ in range(polls):
             agent_id = await reserve_for_outbound(self._presence, agents, key, self._ttl)
             if agent_id is not None or self._clock.now() >= deadline:
                 return agent_id
             await asyncio.sleep(self._poll)
+        return await reserve_for_outbound(self._presence, agents, key, self._ttl)
 
     async def _room(self, session: AsyncSession, campaign_id: int, agent_id: int) -> str | None:
         room: str | None = await session.scalar(

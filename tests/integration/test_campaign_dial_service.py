@@ -22,7 +22,7 @@ from contact_center.routing.presence import AgentState
 from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
 from contact_center.twilio_account import SANDBOX_CONTROL_TOKEN
-from crm_core.clock import SystemClock
+from crm_core.clock import FakeClock, SystemClock
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import (
     CampaignAttempt,
@@ -339,3 +339,18 @@ async def test_a_predictive_campaign_dials_each_number_once_and_settles_every_di
     assert dialled == Counter(numbers)
     # Every answer was either joined to an agent or abandoned, never both.
     assert all((a.agent_id is None) == a.abandoned for a in done.values())
+
+
+async def test_on_a_clock_that_does_not_move_the_grace_still_ends_in_real_time(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    campaign_id = await campaign_of(uow_factory, staff, [new_york(111)])
+    async with uow_factory() as uow:
+        claimed = await claim_next(uow.session, campaign_id, NOON_NEW_YORK, 1)
+        attempt = await start_attempt(uow.session, claimed.claimed[0].contact, NOON_NEW_YORK)
+        await uow.commit()
+    runtime = service.app[RUNTIME]
+    desk = CampaignCallDesk(runtime.uow, FakeClock(NOON_NEW_YORK), runtime.presence)
+    began = time.monotonic()
+    answer = await desk.answered(attempt.id, "CA" + "6" * 32)
+    assert time.monotonic() - began < 2.0 and answer.kind is AnswerKind.ABANDON
