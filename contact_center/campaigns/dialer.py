@@ -127,6 +127,7 @@ class CampaignDialer:
         self._pacer = pacer or Pacer()
         self._histories: dict[int, HistoryFeed] = {}
         self._held: set[int] = set()
+        self._closing = False
 
     @property
     def held(self) -> frozenset[int]:
@@ -135,6 +136,8 @@ class CampaignDialer:
 
     async def tick(self) -> None:
         """One round: every running campaign whose lease this instance holds or takes."""
+        if self._closing:
+            return
         async with self._uow() as uow:
             running = list(
                 await uow.session.scalars(
@@ -152,6 +155,8 @@ class CampaignDialer:
         self._held &= set(running)
 
     async def _lease(self, campaign_id: int) -> bool:
+        if self._closing:  # shutting down: leases given back are not taken again
+            return False
         now = self._clock.now()
         async with self._uow() as uow:
             mine = await campaign_leases.take(
@@ -169,6 +174,7 @@ class CampaignDialer:
 
     async def release(self) -> None:
         """Hand back every lease held (shutdown): another instance resumes at once."""
+        self._closing = True
         async with self._uow() as uow:
             await campaign_leases.give_up(uow.session, self._held, self.instance_id)
             await uow.commit()

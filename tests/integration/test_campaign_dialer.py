@@ -314,3 +314,19 @@ async def test_the_pacer_sees_the_working_agents_as_routing_holds_them() -> None
     clock.advance(21)  # the wrap-up is over: available again
     seen = await agent_snapshots(presence, ids, 7, clock.now())
     assert sorted(a.state.value for a in seen) == ["available", "available", "on-call", "reserved"]
+
+
+async def test_a_stopping_instance_hands_its_campaigns_over_at_once(
+    uow_factory: UnitOfWorkFactory, staff: Staff, env: Env, gateway: TwilioGateway
+) -> None:
+    await campaign_with(uow_factory, staff, [new_york(95)])
+    clock = FakeClock(NOON_NEW_YORK)
+    presence = await available(clock, staff)
+    stopping = dialer(uow_factory, clock, presence, gateway, env)
+    other = dialer(uow_factory, clock, presence, gateway, env)
+    await stopping.tick()
+    assert stopping.held
+    await stopping.release()
+    await stopping.tick()  # a run still under way at shutdown takes nothing back
+    await other.tick()  # no wait for the lease to lapse
+    assert other.held and not stopping.held
