@@ -37,6 +37,8 @@ class BusinessCalendar:
     timezone: str = "UTC"
     weekly: Mapping[int, Ranges] = field(default_factory=dict)  # 0 = Monday
     holidays: frozenset[date] = frozenset()
+    # Each date's open instants, worked out once per calendar (clocks are computed by the thousand).
+    _days: dict[date, tuple[Span, ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_config(
@@ -67,8 +69,14 @@ class BusinessCalendar:
         _require_aware(at)
         return any(start <= at < end for start, end in self.open_spans(at, at + timedelta(days=1)))
 
-    def day_spans(self, day: date) -> list[Span]:
+    def day_spans(self, day: date) -> tuple[Span, ...]:
         """The open instants (UTC) of one local date; empty on holidays and closed days."""
+        known = self._days.get(day)
+        if known is None:
+            known = self._days[day] = tuple(self._work_out_day(day))
+        return known
+
+    def _work_out_day(self, day: date) -> list[Span]:
         if day in self.holidays:
             return []
         zone = self.zone

@@ -89,6 +89,10 @@ class SlaBook:
             rules.setdefault(rule.policy_id, []).append(rule)
         return cls(policies, calendars, rules)
 
+    def reads_customers(self) -> bool:
+        """Whether choosing a policy needs the customer (a segment or VIP condition)."""
+        return any(p.segment is not None or p.vip is not None for p in self.policies)
+
     def choose(self, ticket: Ticket, customer: Customer | None) -> SlaPolicyRecord | None:
         return next((p for p in self.policies if policy_matches(p, ticket, customer)), None)
 
