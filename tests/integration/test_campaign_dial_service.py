@@ -354,3 +354,36 @@ async def test_on_a_clock_that_does_not_move_the_grace_still_ends_in_real_time(
     began = time.monotonic()
     answer = await desk.answered(attempt.id, "CA" + "6" * 32)
     assert time.monotonic() - began < 2.0 and answer.kind is AnswerKind.ABANDON
+
+
+async def test_the_agent_who_took_the_call_records_its_disposition(
+    service: TestClient[Any, Any], staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    number = new_york(121)
+    await script(service, number, "human", "human")
+    campaign_id = await campaign_of(uow_factory, staff, [number])
+    async with uow_factory() as uow:
+        await campaigns.set_disposition(
+            uow, Viewer.of(staff.red_lead), campaign_id, "call-back", label="Call back 回电", callback=True
+        )
+        await uow.commit()
+    await join(service, staff.red_1, campaign_id)
+
+    async def talked() -> CampaignAttempt | None:
+        attempt = (await attempts(uow_factory)).get(number)
+        return attempt if attempt is not None and attempt.outcome is DialOutcome.HUMAN else None
+
+    attempt = await eventually(talked, 15, "the call taken and ended")
+    assert attempt.agent_id == staff.red_1.id
+    path = f"/api/v1/campaigns/{campaign_id}/attempts/{attempt.id}/disposition"
+    later = (NOON_NEW_YORK + timedelta(days=1)).isoformat()
+    body = {"code": "call-back", "notes": "wants the 冬季 offer", "callback_at": later}
+    other = await signed_in(service, staff.red_2)
+    assert (await other.post(path, json=body)).status == 403  # not their call
+    taker = await signed_in(service, staff.red_1)
+    resp = await taker.post(path, json={**body, "callback_agent_id": staff.red_1.id})
+    assert resp.status == 200, await resp.text()
+    result = await resp.json()
+    assert result["state"] == "pending" and result["callback_at"] is not None
+    resp = await taker.post(f"/api/v1/campaigns/{campaign_id}/attempts/999999/disposition", json=body)
+    assert resp.status == 404
