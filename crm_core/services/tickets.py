@@ -19,7 +19,7 @@ from crm_core.rules.ticket_status import ACTIVE_STATUSES, TicketStatus, check_tr
 from crm_core.services.audit import audit
 from crm_core.services.customers import get_visible
 from crm_core.services.pages import Page, paginate
-from crm_core.services.sla import agent_replied, track_ticket
+from crm_core.services.sla import agent_replied, customer_wrote, track_ticket
 from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Priority
 from crm_core.visibility import Viewer, ticket_filter
@@ -412,5 +412,6 @@ async def reopen_for_customer(
     _apply_status(ticket, TicketStatus.OPEN, now)
     ticket.updated_at = now
     await uow.session.flush()
+    await customer_wrote(uow.session, ticket, now)  # the SLA clock runs again; an answer is due
     audit(uow.session, "ticket", ticket.id, "updated", None, {"status": [str(old), "open"], "by": channel})
     uow.record(_updated(ticket, ["status"]))

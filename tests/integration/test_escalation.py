@@ -27,7 +27,7 @@ from crm_core.models import (
 from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services.customers import create_customer
 from crm_core.services.escalation import escalation_pass
-from crm_core.services.tickets import SlaPolicy, comment, open_ticket, update_ticket
+from crm_core.services.tickets import SlaPolicy, comment, open_ticket, reopen_for_customer, update_ticket
 from crm_core.types import Priority
 from crm_core.visibility import Viewer
 from tests.conftest import RecordingPublisher, Staff
@@ -230,3 +230,58 @@ async def _policy_id(uow_factory: UnitOfWorkFactory, name: str) -> int:
         return int(
             await uow.session.scalar(select(SlaPolicyRecord.id).where(SlaPolicyRecord.name == name)) or 0
         )
+
+
+async def test_a_customer_answer_on_a_pending_ticket_resumes_the_clock_and_asks_for_a_reply(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    async with uow_factory() as uow:
+        weekdays = {d: "09:00-17:00" for d in ("monday", "tuesday", "wednesday", "thursday", "friday")}
+        calendar = ServiceCalendar(name="NY", timezone="America/New_York", weekly=weekdays, holidays=[])
+        uow.session.add(calendar)
+        await uow.session.flush()
+        uow.session.add(
+            SlaPolicyRecord(
+                name="Replies", calendar_id=calendar.id, first_response_minutes=60, next_response_minutes=120,
+                resolution_minutes=960,
+            )
+        )  # fmt: skip
+        await uow.commit()
+    ticket_id = await _ticket(uow_factory, staff, MONDAY_9)
+    agent = Viewer(agent_id=staff.red_1.id, role=Role.AGENT, team_id=staff.red.id)
+    async with uow_factory() as uow:
+        await comment(
+            uow, agent, ticket_id, "Which model? / 哪个型号?", internal=False, now=MONDAY_9 + 10 * MINUTE
+        )
+        await update_ticket(
+            uow,
+            agent,
+            ticket_id,
+            {"status": TicketStatus.PENDING},
+            sla=SlaPolicy(),
+            now=MONDAY_9 + 10 * MINUTE,
+        )
+        await uow.commit()
+    _, sla = await _sla(uow_factory, ticket_id)
+    assert (
+        sla.first_response_due_at is None
+        and sla.next_response_due_at is None
+        and sla.paused_since is not None
+    )
+    # The customer writes back at 16:00: the ticket opens again and a reply is due in 120 business minutes.
+    answered = MONDAY_9 + 7 * timedelta(hours=1)
+    async with uow_factory() as uow:
+        reopened = await uow.session.get(Ticket, ticket_id)
+        assert reopened is not None
+        await reopen_for_customer(uow, reopened, "email", answered)
+        await uow.commit()
+    ticket, sla = await _sla(uow_factory, ticket_id)
+    assert ticket.status is TicketStatus.OPEN and sla.paused_since is None
+    assert sla.next_response_due_at == datetime(2026, 1, 13, 10, tzinfo=NY).astimezone(UTC)
+    # Resolution, 960 minutes: 10 before the pause, 60 from Monday 16:00, 480 on Tuesday, 410 on Wednesday.
+    assert sla.resolution_due_at == datetime(2026, 1, 14, 15, 50, tzinfo=NY).astimezone(UTC)
+    async with uow_factory() as uow:
+        await comment(uow, agent, ticket_id, "Fixed / 已修复", internal=False, now=answered + 30 * MINUTE)
+        await uow.commit()
+    _, sla = await _sla(uow_factory, ticket_id)
+    assert sla.next_response_due_at is None and sla.next_response_since is None
