@@ -30,6 +30,7 @@ from contact_center.bus.inprocess import InProcessBus
 from contact_center.bus.redis_bus import RedisBus
 from contact_center.campaigns import agent_room_routes as campaign_room_routes
 from contact_center.campaigns import dnc_routes as campaign_dnc_routes
+from contact_center.campaigns import results_routes as campaign_results_routes
 from contact_center.campaigns import routes as campaign_routes
 from contact_center.campaigns.wiring import setup_campaigns, setup_dialer
 from contact_center.chat import routes as chat_routes
@@ -83,6 +84,7 @@ API_GROUPS = (
     email_routes.routes,
     email_routes.quarantine_routes,
     campaign_routes.routes,
+    campaign_results_routes.routes,
     campaign_dnc_routes.routes,
     campaign_room_routes.routes,
     knowledge_routes.routes,

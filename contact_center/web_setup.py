@@ -30,6 +30,8 @@ PAGES = {
     "/tickets": "tickets.html",
     "/tickets/{id:\\d+}": "ticket.html",
     "/wallboard": "wallboard.html",
+    "/campaigns": "campaigns.html",
+    "/campaigns/{id:\\d+}": "campaigns-live.html",
 }
 TWILIO_ORIGINS = "https://*.twilio.com wss://*.twilio.com"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
