@@ -64,6 +64,7 @@ from contact_center.web_setup import setup_web
 from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWorkFactory, create_engine
 from crm_core.ports import Clock
+from crm_core.services.escalation_mail import EscalationMailer
 
 log = logging.getLogger(__name__)
 
@@ -207,13 +208,21 @@ def create_app(
     setup_campaigns(app)
     setup_dialer(app, settings)
     setup_knowledge(app)
-    setup_service_levels(app, settings)
+    transcripts = transcript_mailer(settings)
+    setup_service_levels(
+        app,
+        settings,
+        mailer=EscalationMailer(transcripts.identity, transcripts.secret, transcripts.domain)
+        if transcripts
+        else None,
+        wake_mail=lambda: app[EMAIL_DESK].wake_outbox(),
+    )
     setup_realtime(app)
     app.cleanup_ctx.append(presence_recovery(lambda: [agent for agent, _ in app[SOCKETS].held()]))
     setup_chat(
         app,
         settings,
-        transcripts=transcript_mailer(settings),
+        transcripts=transcripts,
         wake_mail=lambda: app[EMAIL_DESK].wake_outbox(),
     )
     setup_web(app, settings)

@@ -23,6 +23,7 @@ from crm_core.ports import Clock
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.services import sla_admin
 from crm_core.services.escalation import PassReport, escalation_pass
+from crm_core.services.escalation_mail import EscalationMailer
 from crm_core.services.tickets import get_ticket
 from crm_core.visibility import Viewer
 
@@ -40,9 +41,10 @@ class TicketClock:
 
 
 class ServiceLevelDesk:
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock, mailer: EscalationMailer | None = None) -> None:
         self._uow = uow
         self._clock = clock
+        self._mailer = mailer
 
     async def seed(self, voice_hours: BusinessHours) -> None:
         async with self._uow() as uow:
@@ -50,7 +52,7 @@ class ServiceLevelDesk:
                 await uow.commit()
 
     async def escalate(self) -> PassReport:
-        return await escalation_pass(self._uow, self._clock.now())
+        return await escalation_pass(self._uow, self._clock.now(), mailer=self._mailer)
 
     async def calendars(self, viewer: Viewer) -> list[ServiceCalendar]:
         _keeper(viewer)

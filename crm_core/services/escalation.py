@@ -29,6 +29,8 @@ from crm_core.models import (
     Ticket,
     TicketSla,
 )
+from crm_core.services.email_outbound import EmailDraft
+from crm_core.services.escalation_mail import EscalationMailer
 from crm_core.services.sla import SlaBook, compute, due_at, fire_moment, fired_rules
 from crm_core.sql import dialect_name, insert_module
 from crm_core.types import Priority
@@ -41,6 +43,7 @@ RAISED = {Priority.LOW: Priority.NORMAL, Priority.NORMAL: Priority.HIGH, Priorit
 class PassReport:
     claimed: int
     fired: int
+    mailed: int = 0
 
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[int]:
@@ -70,25 +73,33 @@ class Directory:
     assignees: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)  # supervisor, team
     supervisors: dict[int, list[int]] = field(default_factory=dict)  # by team
     admins: list[int] = field(default_factory=list)
+    emails: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     async def load(cls, session: AsyncSession, assignee_ids: set[int]) -> Directory:
         directory = cls()
         staff = await session.execute(
-            select(Agent.id, Agent.role, Agent.team_id).where(
+            select(Agent.id, Agent.role, Agent.team_id, Agent.email).where(
                 Agent.active.is_(True), Agent.role.in_((Role.SUPERVISOR, Role.ADMIN))
             )
         )
-        for agent_id, role, team_id in staff:
+        for agent_id, role, team_id, email in staff:
+            if email:
+                directory.emails[agent_id] = email
             if role is Role.ADMIN:
                 directory.admins.append(agent_id)
             elif team_id is not None:
                 directory.supervisors.setdefault(team_id, []).append(agent_id)
         if assignee_ids:
             rows = await session.execute(
-                select(Agent.id, Agent.supervisor_id, Agent.team_id).where(Agent.id.in_(assignee_ids))
+                select(Agent.id, Agent.supervisor_id, Agent.team_id, Agent.email).where(
+                    Agent.id.in_(assignee_ids)
+                )
             )
-            directory.assignees = {agent_id: (sup, team) for agent_id, sup, team in rows}
+            for agent_id, sup, team, email in rows:
+                directory.assignees[agent_id] = (sup, team)
+                if email:
+                    directory.emails[agent_id] = email
         return directory
 
     def recipients(self, ticket: Ticket, actions: Sequence[str]) -> list[int]:
@@ -156,8 +167,9 @@ async def _insert_firings(
 
 def _record(
     uow: UnitOfWork, ticket: Ticket, sla: TicketSla, rule: EscalationRule, directory: Directory, now: datetime
-) -> dict[str, object]:
-    """Apply the level's actions and announce it; the ticket's history entry is returned."""
+) -> tuple[dict[str, object], list[int]]:
+    """Apply the level's actions and announce it; the ticket's history entry and who was
+    notified are returned."""
     changes = _apply(ticket, rule)
     recipients = directory.recipients(ticket, rule.actions)
     due = due_at(sla, rule.target)
@@ -194,7 +206,7 @@ def _record(
             **changes,
         },
         "created_at": now,
-    }
+    }, recipients
 
 
 def _ticket_values(ticket: Ticket) -> tuple[object, ...]:
@@ -207,7 +219,9 @@ def _ticket_values(ticket: Ticket) -> tuple[object, ...]:
     )
 
 
-async def _escalate_batch(uow: UnitOfWork, book: SlaBook, ids: list[int], now: datetime) -> int:
+async def _escalate_batch(
+    uow: UnitOfWork, book: SlaBook, ids: list[int], now: datetime, mailer: EscalationMailer | None
+) -> tuple[int, int]:
     session = uow.session
     slas = list(await session.scalars(select(TicketSla).where(TicketSla.ticket_id.in_(ids))))
     tickets = {t.id: t for t in await session.scalars(select(Ticket).where(Ticket.id.in_(ids)))}
@@ -224,12 +238,18 @@ async def _escalate_batch(uow: UnitOfWork, book: SlaBook, ids: list[int], now: d
         session, {t.assignee_id for t in tickets.values() if t.assignee_id is not None}
     )
     before = {t.id: _ticket_values(t) for t in tickets.values()}
-    history = []
+    history: list[dict[str, object]] = []
+    mail: list[EmailDraft] = []
     for sla, rule in pairs:
         fired.setdefault(sla.ticket_id, set()).add(rule.id)  # fired now, or by another pass before
         ticket = tickets.get(sla.ticket_id)
         if ticket is not None and (sla.ticket_id, rule.id) in won:
-            history.append(_record(uow, ticket, sla, rule, directory, now))
+            entry, notified = _record(uow, ticket, sla, rule, directory, now)
+            history.append(entry)
+            if mailer is not None:
+                due = due_at(sla, rule.target)
+                addresses = (directory.emails.get(agent_id) for agent_id in notified)
+                mail.extend(mailer.draft(ticket, rule, due, to) for to in addresses if to)
     for sla in slas:
         ticket = tickets.get(sla.ticket_id)
         if ticket is None:
@@ -244,7 +264,9 @@ async def _escalate_batch(uow: UnitOfWork, book: SlaBook, ids: list[int], now: d
     await _write(
         session, slas, [t for t in tickets.values() if _ticket_values(t) != before[t.id]], history, now
     )
-    return len(won)
+    if mailer is not None and mail:
+        await mailer.queue(uow, mail)
+    return len(won), len(mail)
 
 
 async def _write(
@@ -296,10 +318,16 @@ async def _write(
 
 
 async def escalation_pass(
-    uows: Callable[[], UnitOfWork], now: datetime, *, batch: int = 1000, max_batches: int = 1000
+    uows: Callable[[], UnitOfWork],
+    now: datetime,
+    *,
+    mailer: EscalationMailer | None = None,
+    batch: int = 1000,
+    max_batches: int = 1000,
 ) -> PassReport:
-    """Fire every level due at ``now``; each batch is one transaction."""
-    claimed = fired = 0
+    """Fire every level due at ``now``; each batch is one transaction. With a ``mailer`` the
+    people notified who have an address are also mailed."""
+    claimed = fired = mailed = 0
     book: SlaBook | None = None
     for _ in range(max_batches):
         async with uows() as uow:
@@ -307,9 +335,10 @@ async def escalation_pass(
             if not ids:
                 break
             book = book or await SlaBook.load(uow.session)
-            fired += await _escalate_batch(uow, book, ids, now)
+            fired_now, mailed_now = await _escalate_batch(uow, book, ids, now, mailer)
+            fired, mailed = fired + fired_now, mailed + mailed_now
             claimed += len(ids)
             await uow.commit()
         if len(ids) < batch:
             break
-    return PassReport(claimed=claimed, fired=fired)
+    return PassReport(claimed=claimed, fired=fired, mailed=mailed)

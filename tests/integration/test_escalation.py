@@ -14,9 +14,12 @@ from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory, create_engine
 from crm_core.events import TICKET_ESCALATED
 from crm_core.models import (
+    Agent,
     AuditEntry,
+    EmailMessage,
     EscalationFiring,
     EscalationRule,
+    OutboxEntry,
     Role,
     ServiceCalendar,
     SlaPolicyRecord,
@@ -26,7 +29,9 @@ from crm_core.models import (
 )
 from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services.customers import create_customer
+from crm_core.services.email_outbound import Identity
 from crm_core.services.escalation import escalation_pass
+from crm_core.services.escalation_mail import EscalationMailer
 from crm_core.services.tickets import SlaPolicy, comment, open_ticket, reopen_for_customer, update_ticket
 from crm_core.types import Priority
 from crm_core.visibility import Viewer
@@ -285,3 +290,37 @@ async def test_a_customer_answer_on_a_pending_ticket_resumes_the_clock_and_asks_
         await uow.commit()
     _, sla = await _sla(uow_factory, ticket_id)
     assert sla.next_response_due_at is None and sla.next_response_since is None
+
+
+async def test_the_people_notified_are_mailed_through_the_outbox(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    await _setup(uow_factory, staff)
+    async with uow_factory() as uow:
+        for agent_id, address in (
+            (staff.red_1.id, "red1@example.com"),
+            (staff.red_lead.id, "lead@example.com"),
+        ):
+            agent = await uow.session.get(Agent, agent_id)
+            assert agent is not None
+            agent.email = address
+        await uow.commit()
+    ticket_id = await _ticket(uow_factory, staff, MONDAY_9)
+    mailer = EscalationMailer(
+        Identity("support", "support@example.com", "Support 客服"), b"k" * 32, "example.com"
+    )
+    report = await escalation_pass(uow_factory, MONDAY_9 + 60 * MINUTE, mailer=mailer)
+    assert (report.fired, report.mailed) == (2, 2)  # 75% to the assignee, the breach to the supervisor
+    async with uow_factory() as uow:
+        mails = list(await uow.session.scalars(select(EmailMessage).order_by(EmailMessage.id)))
+        queued = await uow.session.scalar(select(func.count()).select_from(OutboxEntry))
+    assert [m.to_addresses for m in mails] == [["red1@example.com"], ["lead@example.com"]]
+    assert all(m.ticket_id is None for m in mails)  # not threaded into the customer's ticket
+    assert "first response due soon (escalation level 1)" in mails[0].subject
+    assert "first response overdue (escalation level 2)" in mails[1].subject
+    assert queued == 2
+    # Nothing fires, or is mailed, twice.
+    again = await escalation_pass(uow_factory, MONDAY_9 + 90 * MINUTE, mailer=mailer)
+    assert (again.fired, again.mailed) == (0, 0)
+    _, sla = await _sla(uow_factory, ticket_id)
+    assert sla.next_check_at is not None
