@@ -16,10 +16,12 @@ from sqlalchemy import select
 from contact_center.api.responses import json_out
 from contact_center.api.schemas import Output
 from contact_center.api.spec import ApiRoutes, path_int
+from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import viewer_of
 from contact_center.campaigns.routes import desk_of
 from contact_center.campaigns.schemas import AbandonmentOut
-from crm_core.models import CampaignAttempt, DialOutcome
+from crm_core.models import Agent, CampaignAttempt, DialOutcome
+from crm_core.models.campaign import CampaignAgent
 from crm_core.rules.abandonment import abandonment_status
 from crm_core.services import campaigns
 from crm_core.services.campaign_attempts import window_counts
@@ -30,6 +32,14 @@ routes = ApiRoutes("campaign results")
 HOUR = timedelta(hours=1)
 
 
+class WorkingAgentOut(Output):
+    agent_id: int
+    display_name: str
+    state: str
+    since: datetime
+    joined_at: datetime
+
+
 class CampaignActivityOut(Output):
     at: datetime
     dials_per_minute: list[int] = Field(
@@ -37,8 +47,10 @@ class CampaignActivityOut(Output):
     )
     dials_last_hour: int
     conversations_last_hour: int = Field(description="Answers joined to an agent in the last hour")
+    calls_in_flight: int = Field(description="Dials of the last hour not ended yet")
     abandonment_24h: AbandonmentOut
     abandonment_30d: AbandonmentOut
+    agents: list[WorkingAgentOut] = Field(description="The agents working the campaign now")
 
 
 def _utc(moment: datetime) -> datetime:
@@ -116,8 +128,9 @@ async def campaign_results_csv(request: web.Request) -> web.Response:
 @routes.route(
     "GET",
     "/campaigns/{id}/activity",
-    summary="The campaign's last hour: dials a minute, conversations, and abandonment over 24 hours "
-    "and 30 days against its target",
+    summary="The campaign now: the agents working it and their state, calls in flight, the last "
+    "hour's dials a minute and conversations, and abandonment over 24 hours and 30 days against "
+    "its target",
     response=CampaignActivityOut,
 )
 async def campaign_activity(request: web.Request) -> web.Response:
@@ -128,9 +141,17 @@ async def campaign_activity(request: web.Request) -> web.Response:
         attempt = CampaignAttempt
         rows = (
             await uow.session.execute(
-                select(attempt.started_at, attempt.outcome, attempt.abandoned).where(
+                select(attempt.started_at, attempt.ended_at, attempt.outcome, attempt.abandoned).where(
                     attempt.campaign_id == campaign.id, attempt.started_at > now - HOUR
                 )
+            )
+        ).all()
+        working = (
+            await uow.session.execute(
+                select(CampaignAgent.agent_id, Agent.display_name, CampaignAgent.joined_at)
+                .join(Agent, Agent.id == CampaignAgent.agent_id)
+                .where(CampaignAgent.campaign_id == campaign.id)
+                .order_by(Agent.display_name, Agent.id)
             )
         ).all()
         profile = profile_of(campaign)
@@ -145,9 +166,23 @@ async def campaign_activity(request: web.Request) -> web.Response:
                 limit=status.limit,
                 predictive_allowed=status.predictive_allowed,
             )
+    presence = await request.app[RUNTIME].presence.get_many([a for a, _, _ in working])
+    agents = []
+    for agent_id, display_name, joined_at in working:
+        now_state = presence[agent_id].at(now)
+        agents.append(
+            WorkingAgentOut(
+                agent_id=agent_id,
+                display_name=display_name,
+                state=now_state.state.value,
+                since=now_state.since,
+                joined_at=_utc(joined_at),
+            )
+        )
     per_minute = [0] * 60
-    conversations = 0
-    for started_at, outcome, abandoned in rows:
+    conversations = in_flight = 0
+    for started_at, ended_at, outcome, abandoned in rows:
+        in_flight += ended_at is None
         age = int((now - _utc(started_at)).total_seconds() // 60)
         if 0 <= age < 60:
             per_minute[59 - age] += 1
@@ -160,6 +195,8 @@ async def campaign_activity(request: web.Request) -> web.Response:
             dials_last_hour=sum(per_minute),
             conversations_last_hour=conversations,
             abandonment_24h=windows["24h"],
+            calls_in_flight=in_flight,
             abandonment_30d=windows["30d"],
+            agents=agents,
         )
     )

@@ -67,6 +67,8 @@ async def test_a_supervisor_creates_loads_starts_and_follows_a_campaign(
     assert await page.locator("#campaign-status .badge").inner_text() == "running"
     assert await page.locator("#kpi-dials").inner_text() == "0"
     assert await page.locator("#abandon-rows tr").count() == 2
+    assert await page.locator("#kpi-in-flight").inner_text() == "0"
+    assert await page.locator("#agent-rows .empty").count() == 1
     assert "2" in await page.locator("#outcome-rows").inner_text()
     assert await page.locator("#campaign-script").inner_text() == HOSTILE
     assert await page.evaluate("window.__pwned") is None

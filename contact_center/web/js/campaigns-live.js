@@ -1,11 +1,11 @@
-// A campaign's live page: its figures from /results and /activity, refreshed every few seconds
+// A campaign's live page: the agents working it and their state, calls in flight, its figures from /results and /activity, refreshed every few seconds
 // (dials, answers, conversations, abandonment over 24 hours and 30 days against the limit,
 // contacts in the last hour, list penetration, results by disposition, talk time, cost, revenue,
 // ROI), a chart of the last hour's dials, the results as a CSV file, and for supervisors and
 // admins start / pause / stop.
 
 import { api } from "./api.js";
-import { byId, duration, errorText, h, notify, refusal, replace } from "./dom.js";
+import { badge, byId, duration, errorText, h, notify, refusal, replace, timeAgo } from "./dom.js";
 import { halt, startPage } from "./shell.js";
 import { canEdit, money, percent, statusBadge, statusButtons } from "./campaigns-shared.js";
 
@@ -94,6 +94,24 @@ function showResults(r, activity) {
   );
   if (!activity) return;
   set("kpi-contacts-per-hour", activity.conversations_last_hour);
+  set("kpi-in-flight", activity.calls_in_flight);
+  set("kpi-dial-rate", activity.dials_per_minute[activity.dials_per_minute.length - 1]);
+  const now = new Date(activity.at).getTime();
+  replace(
+    byId("agent-rows"),
+    activity.agents.length
+      ? activity.agents.map((a) =>
+          h(
+            "tr",
+            { dataset: { agent: a.agent_id, state: a.state } },
+            h("th", { scope: "row", text: a.display_name }),
+            h("td", {}, badge(a.state)),
+            h("td", { text: duration((now - new Date(a.since).getTime()) / 1000) }),
+            h("td", {}, timeAgo(a.joined_at)),
+          ),
+        )
+      : h("tr", {}, h("td", { colspan: 4, class: "empty", text: "Nobody is working this campaign now." })),
+  );
   set("dials-last-hour", activity.dials_last_hour);
   replace(byId("abandon-rows"), abandonRow("24 hours", activity.abandonment_24h), abandonRow("30 days", activity.abandonment_30d));
   drawChart(activity);
