@@ -43,6 +43,19 @@ async def test_a_supervisor_creates_loads_starts_and_follows_a_campaign(
     assert await page.input_value("#f-name") == NAME
     assert await page.locator("#campaign-rows .campaign-name").inner_text() == NAME
 
+    # Edited again: a new name and hours, the disposition kept.
+    renamed = NAME + " 第二轮"
+    await page.fill("#f-name", renamed)
+    await page.fill("#f-daily-start", "09:30")
+    await page.fill("#f-daily-end", "18:00")
+    await page.click("#save-campaign")
+    await page.wait_for_selector(f"#editor-title:has-text('{renamed}')")
+    assert await page.input_value("#f-daily-start") == "09:30"
+    assert await page.locator("#disposition-rows [name=code]").input_value() == "sale"
+    await page.fill("#f-name", NAME)
+    await page.click("#save-campaign")
+    await page.wait_for_selector(f"#editor-title:text-is('Edit {NAME}')")
+
     lead = await live.api(staff.red_lead.login)
     status, found = await lead.call("GET", "/campaigns")
     assert status == 200 and [c["name"] for c in found["items"]] == [NAME]

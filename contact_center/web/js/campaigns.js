@@ -83,6 +83,8 @@ const FIELDS = [
   "daily_end", "schedule_timezone", "machine_action", "machine_message", "price_per_minute", "script_template",
 ];
 
+const CLEARABLE = new Set(["starts_on", "ends_on", "daily_start", "daily_end", "machine_message"]);
+
 function dispositionRow(d = {}) {
   const check = (name) => h("td", {}, h("input", { type: "checkbox", name, checked: Boolean(d[name]), "aria-label": name }));
   return h(
@@ -159,7 +161,8 @@ function campaignFields() {
   fields.abandonment_target = target === "" ? null : (Number(target) / 100).toFixed(4);
   const team = data.get("team_id");
   if (team) fields.team_id = Number(team);
-  if (!editing) for (const [k, v] of Object.entries(fields)) if (v === null) delete fields[k];
+  // Only the optional dates, hours and message may be cleared; other fields left empty keep their value.
+  for (const [k, v] of Object.entries(fields)) if (v === null && (!editing || !CLEARABLE.has(k))) delete fields[k];
   return fields;
 }
 
