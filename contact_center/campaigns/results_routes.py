@@ -106,9 +106,10 @@ def _number(text: str) -> bool:
 )
 async def campaign_results_csv(request: web.Request) -> web.Response:
     desk = desk_of(request)
+    viewer = viewer_of(request)
     campaign_id = path_int(request)
     async with desk.uow() as uow:
-        campaign = await campaigns.get_visible(uow.session, viewer_of(request), campaign_id)
+        campaign = await campaigns.get_visible(uow.session, viewer, campaign_id)
         results = await campaign_results(uow.session, campaign, desk.clock.now())
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
