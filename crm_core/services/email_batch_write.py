@@ -31,6 +31,7 @@ from crm_core.services.audit import audit
 from crm_core.services.email_acks import AckRequest, write_acknowledgments
 from crm_core.services.email_ingest import EmailPolicy, Ingested, MailboxPolicy, Outcome, inbound_row
 from crm_core.services.email_participants import add_participant_rows
+from crm_core.services.sla import track_new_tickets
 from crm_core.services.tickets import TICKET_COUNTER
 from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Direction, Priority
@@ -153,6 +154,7 @@ async def write_steps(
         session.add(new_ticket.row)
     if new_tickets:
         await session.flush()
+        await track_new_tickets(session, [t.row for t in new_tickets if t.row is not None], now)
     for new_ticket in new_tickets:
         opened = new_ticket.row
         assert opened is not None

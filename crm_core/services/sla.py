@@ -231,6 +231,28 @@ async def track_ticket(
     return sla
 
 
+async def track_new_tickets(session: AsyncSession, tickets: Sequence[Ticket], now: datetime) -> int:
+    """SLA clocks for tickets opened together (a batch of mail): the policies read once."""
+    if not tickets:
+        return 0
+    book = await SlaBook.load(session)
+    if not book.policies:
+        return 0
+    customers: dict[int, Customer] = {}
+    if book.reads_customers():
+        wanted = {t.customer_id for t in tickets}
+        customers = {c.id: c for c in await session.scalars(select(Customer).where(Customer.id.in_(wanted)))}
+    for ticket in tickets:
+        sla = TicketSla(ticket_id=ticket.id, started_at=ticket.created_at or now, pauses=[])
+        follow_status(sla, ticket.status, now)
+        policy = book.choose(ticket, customers.get(ticket.customer_id))
+        rules = book.rules.get(policy.id, []) if policy is not None else []
+        calendar = book.calendar(policy) if policy is not None else BusinessCalendar.always_open()
+        compute(sla, ticket, policy, calendar, rules, set())
+        session.add(sla)
+    return len(tickets)
+
+
 async def customer_wrote(session: AsyncSession, ticket: Ticket, at: datetime) -> TicketSla | None:
     """The customer is waiting for an answer from ``at`` (unless already waiting)."""
     sla = await session.get(TicketSla, ticket.id)

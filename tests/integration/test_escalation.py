@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
 
+from channels.email.content_store import ContentStore
+from channels.email.parsing import parse_message
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory, create_engine
 from crm_core.events import TICKET_ESCALATED
@@ -29,6 +32,8 @@ from crm_core.models import (
 )
 from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services.customers import create_customer
+from crm_core.services.email_batch import ingest_batch
+from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
 from crm_core.services.email_outbound import Identity
 from crm_core.services.escalation import escalation_pass
 from crm_core.services.escalation_mail import EscalationMailer
@@ -36,6 +41,7 @@ from crm_core.services.tickets import SlaPolicy, comment, open_ticket, reopen_fo
 from crm_core.types import Priority
 from crm_core.visibility import Viewer
 from tests.conftest import RecordingPublisher, Staff
+from tests.email_servers import make_mail
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 NY = ZoneInfo("America/New_York")
@@ -324,3 +330,37 @@ async def test_the_people_notified_are_mailed_through_the_outbox(
     assert (again.fired, again.mailed) == (0, 0)
     _, sla = await _sla(uow_factory, ticket_id)
     assert sla.next_check_at is not None
+
+
+async def test_tickets_opened_by_a_batch_of_mail_get_their_sla_clocks(
+    uow_factory: UnitOfWorkFactory, staff: Staff, tmp_path: Path
+) -> None:
+    await _setup(uow_factory, staff, by_priority=True)
+    store = ContentStore(tmp_path)
+    mails = [
+        parse_message(
+            make_mail(sender=f"c{n}@example.org", subject=f"Help {n} / 帮助"),
+            store,
+            max_attachment_bytes=10**6,
+        )
+        for n in range(3)
+    ]
+    policy = EmailPolicy(
+        secret=b"sla-batch",
+        domain="example.com",
+        our_addresses=frozenset({"support@example.com"}),
+        sla=SlaPolicy(),
+    )
+    opened_at = MONDAY_9 + 30 * MINUTE
+    async with uow_factory() as uow:
+        await ingest_batch(
+            uow, MailboxPolicy(name="support", address="support@example.com"), policy, mails, opened_at
+        )
+        await uow.commit()
+    async with uow_factory() as uow:
+        clocks = list(await uow.session.scalars(select(TicketSla)))
+        everything_else = await _policy_id(uow_factory, "Everything else")
+    assert len(clocks) == 3
+    # The "Everything else" policy: 120 business minutes from 09:30.
+    assert {c.policy_id for c in clocks} == {everything_else}
+    assert {c.first_response_due_at for c in clocks} == {(opened_at + 120 * MINUTE).astimezone(UTC)}
