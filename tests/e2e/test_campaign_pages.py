@@ -36,7 +36,10 @@ async def test_a_supervisor_creates_loads_starts_and_follows_a_campaign(
     await row.locator("[name=label]").fill("成交 Sale")
     await row.locator("[name=converted]").check()
     await row.locator("[name=value]").fill("120")
-    await page.locator("#retry-rows tr[data-outcome=busy] [name=delay_minutes]").fill("30")
+    busy = page.locator("#retry-rows tr[data-outcome=busy]")
+    await busy.locator("[name=delay_minutes]").fill("30")
+    await busy.locator("[name=max_per_day]").fill("2")
+    await busy.locator("[name=max_total]").fill("5")
     await page.click("#save-campaign")
     await page.wait_for_selector("#loader:not([hidden])")
     # The name round-trips through the API into the editor and the list.
@@ -62,7 +65,9 @@ async def test_a_supervisor_creates_loads_starts_and_follows_a_campaign(
     campaign = found["items"][0]
     assert campaign["mode"] == "progressive" and campaign["agent_ids"] == [staff.red_1.id]
     status, rules = await lead.call("GET", f"/campaigns/{campaign['id']}/retry-rules")
-    assert {r["outcome"]: r["delay_seconds"] for r in rules["items"]}.get("busy") == 1800
+    assert [(r["outcome"], r["delay_seconds"], r["max_per_day"], r["max_total"]) for r in rules["items"]] == [
+        ("busy", 1800, 2, 5)
+    ]
 
     table = f"display_name,phones,consent_voice\n王芳,{new_york(201)},true\nJo Doe,{new_york(202)},true\n"
     await page.set_input_files(

@@ -116,7 +116,6 @@ function retryRow(outcome, rule = {}) {
 async function openEditor(campaign) {
   editing = campaign;
   form.reset();
-  byId("editor-title").textContent = campaign ? `Edit ${campaign.name}` : "New campaign";
   const agents = await api.get("/agents").then((r) => r.items || r, () => []);
   replace(
     byId("member-boxes"),
@@ -142,6 +141,8 @@ async function openEditor(campaign) {
   }
   replace(byId("disposition-rows"), dispositions.map((d) => dispositionRow(d)));
   replace(byId("retry-rows"), OUTCOMES.map((o) => retryRow(o, rules.find((r) => r.outcome === o))));
+  // The title changes last: once it names the campaign, the form holds it.
+  byId("editor-title").textContent = campaign ? `Edit ${campaign.name}` : "New campaign";
   byId("editor").hidden = false;
   byId("loader").hidden = !campaign;
   byId("load-report").textContent = "";
@@ -166,14 +167,33 @@ function campaignFields() {
   return fields;
 }
 
+/** The retry rules filled in, as [outcome, rule]; a row filled in part is refused before anything is saved. */
+function filledRetryRules() {
+  const rules = [];
+  for (const tr of byId("retry-rows").querySelectorAll("tr")) {
+    const value = (name) => tr.querySelector(`[name=${name}]`).value;
+    const given = [value("delay_minutes"), value("max_per_day"), value("max_total")].filter((v) => v !== "").length;
+    if (!given) continue;
+    if (given < 3) throw new Error(`Retry rule for ${tr.dataset.outcome.replace("_", " ")}: fill in all three numbers.`);
+    rules.push([
+      tr.dataset.outcome,
+      { delay_seconds: Number(value("delay_minutes")) * 60, max_per_day: Number(value("max_per_day")), max_total: Number(value("max_total")) },
+    ]);
+  }
+  return rules;
+}
+
 async function save(event) {
   event.preventDefault();
   try {
+    const retryRules = filledRetryRules();
     const fields = campaignFields();
+    const created = !editing;
     const campaign = editing ? await api.patch(`/campaigns/${editing.id}`, fields) : await api.post("/campaigns", fields);
+    editing = campaign; // a step below that fails is retried on this campaign, never a second one
     const agentIds = [...form.querySelectorAll("input[name=agent]:checked")].map((box) => Number(box.value));
     await api.put(`/campaigns/${campaign.id}/members`, { agent_ids: agentIds, team_ids: campaign.team_ids || [] });
-    const before = editing ? (await api.get(`/campaigns/${campaign.id}/dispositions`)).items.map((d) => d.code) : [];
+    const before = !created ? (await api.get(`/campaigns/${campaign.id}/dispositions`)).items.map((d) => d.code) : [];
     const kept = [];
     for (const tr of byId("disposition-rows").querySelectorAll("tr")) {
       const input = (name) => tr.querySelector(`[name=${name}]`);
@@ -192,15 +212,7 @@ async function save(event) {
     for (const code of before.filter((c) => !kept.includes(c))) {
       await api.raw("DELETE", `/api/v1/campaigns/${campaign.id}/dispositions/${encodeURIComponent(code)}`);
     }
-    for (const tr of byId("retry-rows").querySelectorAll("tr")) {
-      const value = (name) => tr.querySelector(`[name=${name}]`).value;
-      if (![value("delay_minutes"), value("max_per_day"), value("max_total")].some((v) => v !== "")) continue;
-      await api.put(`/campaigns/${campaign.id}/retry-rules/${tr.dataset.outcome}`, {
-        delay_seconds: Number(value("delay_minutes") || 0) * 60,
-        max_per_day: Number(value("max_per_day") || 0),
-        max_total: Number(value("max_total") || 0),
-      });
-    }
+    for (const [outcome, rule] of retryRules) await api.put(`/campaigns/${campaign.id}/retry-rules/${outcome}`, rule);
     notify(`Saved "${campaign.name}".`);
     await openEditor(await api.get(`/campaigns/${campaign.id}`));
   } catch (error) {
