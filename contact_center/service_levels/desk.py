@@ -79,6 +79,7 @@ class ServiceLevelDesk:
                 holidays=holidays,
                 calendar_id=calendar_id,
             )
+            await sla_admin.reclock_open_tickets(uow.session, self._clock.now())
             await uow.commit()
             return row
 
@@ -86,6 +87,7 @@ class ServiceLevelDesk:
         _keeper(viewer)
         async with self._uow() as uow:
             await sla_admin.delete_row(uow.session, model, row_id, what)
+            await sla_admin.reclock_open_tickets(uow.session, self._clock.now())
             await uow.commit()
 
     async def policies(self, viewer: Viewer) -> list[SlaPolicyRecord]:
@@ -99,6 +101,7 @@ class ServiceLevelDesk:
         _keeper(viewer)
         async with self._uow() as uow:
             row = await sla_admin.save_policy(uow.session, values, policy_id=policy_id)
+            await sla_admin.reclock_open_tickets(uow.session, self._clock.now())
             await uow.commit()
             return row
 
@@ -111,6 +114,7 @@ class ServiceLevelDesk:
         _keeper(viewer)
         async with self._uow() as uow:
             rule = await sla_admin.add_rule(uow.session, policy_id, draft)
+            await sla_admin.reclock_open_tickets(uow.session, self._clock.now())
             await uow.commit()
             return rule
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.errors import Conflict, InvalidInput, NotFound
@@ -19,9 +19,12 @@ from crm_core.models import (
     SlaPolicyRecord,
     SlaTarget,
     Team,
+    Ticket,
+    TicketSla,
 )
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.rules.business_time import BusinessCalendar, calendar_from_text
+from crm_core.rules.ticket_status import ACTIVE_STATUSES
 from crm_core.types import Channel, Priority
 
 VOICE_CALENDAR = "voice"
@@ -59,6 +62,20 @@ async def _unique_name(session: AsyncSession, model: Any, name: str, own_id: int
     clash = await session.scalar(select(model.id).where(func.lower(model.name) == name.lower()))
     if clash is not None and clash != own_id:
         raise Conflict(f"{name!r} is taken")
+
+
+async def reclock_open_tickets(session: AsyncSession, now: datetime) -> None:
+    """After a calendar, policy or escalation level changed: the clock of every open ticket is
+    checked at the next escalation pass, which chooses its policy again and recomputes its due
+    times. (A ticket without a clock gets one at its next change, not at once: adding the first
+    policy does not escalate the whole backlog in one pass.)"""
+    open_tickets = select(Ticket.id).where(Ticket.status.in_(ACTIVE_STATUSES))
+    await session.execute(
+        update(TicketSla)
+        .where(TicketSla.ticket_id.in_(open_tickets))
+        .values(next_check_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def list_calendars(session: AsyncSession) -> list[ServiceCalendar]:

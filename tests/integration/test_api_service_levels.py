@@ -4,12 +4,15 @@ hours are seeded as a calendar, and a ticket's SLA clock is shown to whoever may
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import ClientResponse
 
 from crm_core.db import UnitOfWorkFactory
+from crm_core.models import utcnow
 from crm_core.services.customers import create_customer
+from crm_core.services.escalation import escalation_pass
 from crm_core.services.tickets import SlaPolicy, open_ticket
 from tests.conftest import SignIn, Staff
 
@@ -108,3 +111,10 @@ async def test_a_tickets_sla_clock_is_shown_to_who_may_see_the_ticket(
     assert mine["paused"] is False and mine["escalations"] == []
     await ok(await (await sign_in(staff.red_lead)).get(f"{API}/tickets/{ticket.id}/sla"))
     await refused(await (await sign_in(staff.blue_1)).get(f"{API}/tickets/{ticket.id}/sla"), 404)
+    # A shorter target: the open tickets' clocks are recomputed by the next escalation pass.
+    policy_id = mine["policy_id"]
+    await ok(await admin.patch(f"{API}/sla/policies/{policy_id}", json={"first_response_minutes": 30}))
+    await escalation_pass(uow_factory, utcnow())
+    shorter = await ok(await (await sign_in(staff.red_1)).get(f"{API}/tickets/{ticket.id}/sla"))
+    due = datetime.fromisoformat(shorter["first_response_due_at"])
+    assert due == ticket.created_at + timedelta(minutes=30)
