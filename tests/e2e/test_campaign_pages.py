@@ -129,6 +129,7 @@ async def test_an_agent_sees_the_campaigns_they_work_read_only(
     await page.wait_for_selector(f"#campaign-rows tr[data-campaign='{campaign['id']}']")
     assert await page.locator("#campaign-rows .campaign-name").inner_text() == NAME
     assert await page.locator("#new-campaign, #editor, #loader, button[data-action]").count() == 0
+    assert await page.locator("nav a[href='/campaigns'][aria-current=page]").count() == 1
     await page.click(f"#campaign-rows a[href='/campaigns/{campaign['id']}']")
     await page.wait_for_selector("body[data-ready=true] #campaign-page:not([hidden])")
     await eventually(lambda: _text_is(page.locator("#kpi-dials"), "0"), timeout=10)

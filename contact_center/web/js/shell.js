@@ -8,6 +8,7 @@ import { LiveSocket } from "./socket.js";
 const NAV = [
   { href: "/console", label: "Console", roles: null },
   { href: "/tickets", label: "Tickets", roles: null },
+  { href: "/campaigns", label: "Campaigns", roles: null },
   { href: "/wallboard", label: "Wallboard", roles: ["supervisor", "admin"] },
 ];
 
