@@ -4,17 +4,21 @@ hours are seeded as a calendar, and a ticket's SLA clock is shown to whoever may
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
 
+from contact_center.service_levels.routes import SERVICE_LEVEL_DESK
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import utcnow
 from crm_core.services.customers import create_customer
 from crm_core.services.escalation import escalation_pass
 from crm_core.services.tickets import SlaPolicy, open_ticket
 from tests.conftest import SignIn, Staff
+from tests.support.sessions import signed_in
 
 API = "/api/v1"
 WEEKDAYS = {d: "09:00-12:00, 13:00-18:00" for d in ("monday", "tuesday", "wednesday", "thursday", "friday")}
@@ -118,3 +122,34 @@ async def test_a_tickets_sla_clock_is_shown_to_who_may_see_the_ticket(
     shorter = await ok(await (await sign_in(staff.red_1)).get(f"{API}/tickets/{ticket.id}/sla"))
     due = datetime.fromisoformat(shorter["first_response_due_at"])
     assert due == ticket.created_at + timedelta(minutes=30)
+
+
+async def test_an_escalation_reaches_the_assignees_socket(
+    client: TestClient[Any, Any], sign_in: SignIn, staff: Staff, uow_factory: UnitOfWorkFactory
+) -> None:
+    admin = await sign_in(staff.admin)
+    policy = await ok(
+        await admin.post(f"{API}/sla/policies", json={"name": "Fast 快速", "first_response_minutes": 10}), 201
+    )
+    level = {"target": "first_response", "level": 1, "percent": 50, "actions": ["notify_assignee"]}
+    await ok(await admin.post(f"{API}/sla/policies/{policy['id']}/escalations", json=level), 201)
+    async with uow_factory() as uow:
+        customer = await create_customer(uow, None, region="US", display_name="Ada")
+        ticket = await open_ticket(
+            uow, None, customer_id=customer.id, subject="Slow / 慢", sla=SlaPolicy(), assignee_id=staff.red_1.id,
+            team_id=staff.red.id, now=utcnow() - timedelta(minutes=6),
+        )  # fmt: skip
+        await uow.commit()
+    agent = await signed_in(client, staff.red_1)
+    ws = await client.ws_connect("/ws/agent", headers={"Cookie": agent.headers["Cookie"]})
+    try:
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        report = await client.app[SERVICE_LEVEL_DESK].get().escalate()
+        assert report.fired == 1
+        async with asyncio.timeout(5):
+            while (frame := await ws.receive_json())["type"] != "ticket.escalated":
+                pass
+        assert (frame["ticket_id"], frame["level"], frame["target"]) == (ticket.id, 1, "first_response")
+        assert frame["actions"] == ["notify_assignee"]
+    finally:
+        await ws.close()
