@@ -48,7 +48,7 @@ class ServiceLevelDesk:
 
     async def seed(self, voice_hours: BusinessHours) -> None:
         async with self._uow() as uow:
-            if await sla_admin.seed_voice_calendar(uow.session, voice_hours) is not None:
+            if await sla_admin.seed_voice_calendar(uow.session, voice_hours, self._clock.now()) is not None:
                 await uow.commit()
 
     async def escalate(self) -> PassReport:

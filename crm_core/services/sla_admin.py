@@ -25,6 +25,7 @@ from crm_core.models import (
 from crm_core.rules.business_hours import BusinessHours
 from crm_core.rules.business_time import BusinessCalendar, calendar_from_text
 from crm_core.rules.ticket_status import ACTIVE_STATUSES
+from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Priority
 
 VOICE_CALENDAR = "voice"
@@ -105,22 +106,24 @@ async def save_calendar(
     return row
 
 
-async def seed_voice_calendar(session: AsyncSession, hours: BusinessHours) -> ServiceCalendar | None:
-    """The voice hours from the settings as the ``voice`` calendar, unless it exists already."""
+async def seed_voice_calendar(session: AsyncSession, hours: BusinessHours, now: datetime) -> int | None:
+    """The voice hours from the settings as the ``voice`` calendar, unless it exists already
+    (instances starting together write it once); the new calendar's id, or None."""
     if await session.scalar(select(ServiceCalendar.id).where(ServiceCalendar.name == VOICE_CALENDAR)):
         return None
     calendar = BusinessCalendar.from_hours(hours)
     if not calendar.has_open_hours():
         return None
-    row = ServiceCalendar(
-        name=VOICE_CALENDAR,
-        timezone=calendar.timezone,
-        weekly=calendar.weekly_text(),
-        holidays=sorted(d.isoformat() for d in calendar.holidays),
-    )
-    session.add(row)
-    await session.flush()
-    return row
+    values = {
+        "name": VOICE_CALENDAR,
+        "timezone": calendar.timezone,
+        "weekly": calendar.weekly_text(),
+        "holidays": sorted(d.isoformat() for d in calendar.holidays),
+        "created_at": now,
+        "updated_at": now,
+    }
+    seeded: int | None = await insert_ignore(session, ServiceCalendar, values, ["name"])
+    return seeded
 
 
 async def delete_row(session: AsyncSession, model: Any, row_id: int, what: str) -> None:
