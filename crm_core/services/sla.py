@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from crm_core.errors import InvalidInput
 from crm_core.models import (
     Customer,
     EscalationFiring,
@@ -138,6 +139,17 @@ def due_at(sla: TicketSla, target: SlaTarget) -> datetime | None:
     }[target]
 
 
+def _added(
+    calendar: BusinessCalendar, start: datetime, amount: timedelta, pauses: list[Pause]
+) -> datetime | None:
+    """``calendar.add``, or None for a calendar closed for years: no due time rather than a
+    ticket that cannot be opened."""
+    try:
+        return calendar.add(start, amount, pauses)
+    except InvalidInput:
+        return None
+
+
 def fire_moment(
     rule: EscalationRule, sla: TicketSla, policy: SlaPolicyRecord, calendar: BusinessCalendar
 ) -> datetime | None:
@@ -148,7 +160,7 @@ def fire_moment(
     if due is None or minutes is None or start is None:
         return None
     if rule.percent is not None:
-        return calendar.add(start, timedelta(minutes=minutes * rule.percent / 100), pauses_of(sla))
+        return _added(calendar, start, timedelta(minutes=minutes * rule.percent / 100), pauses_of(sla))
     return due + timedelta(minutes=rule.after_breach_minutes or 0)
 
 
@@ -169,7 +181,7 @@ def compute(
         minutes = target_minutes(policy, target) if policy is not None else None
         if not (wanted and active) or minutes is None or start is None:
             return None
-        return calendar.add(start, timedelta(minutes=minutes), pauses)
+        return _added(calendar, start, timedelta(minutes=minutes), pauses)
 
     sla.first_response_due_at = due(
         SlaTarget.FIRST_RESPONSE, sla.started_at, ticket.first_responded_at is None

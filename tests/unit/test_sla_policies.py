@@ -102,3 +102,11 @@ def test_due_times_and_the_next_check_count_around_pauses() -> None:
     assert sla.next_check_at == T0 + 650 * MINUTE
     compute(sla, ticket(status=TicketStatus.RESOLVED), standard, always, [level, breach], set())
     assert (sla.resolution_due_at, sla.next_check_at) == (None, None)
+
+
+def test_a_calendar_closed_for_years_gives_no_due_time_instead_of_an_error() -> None:
+    holidays = frozenset(T0.date() + timedelta(days=d) for d in range(4 * 366))
+    closed = BusinessCalendar(weekly={0: BusinessCalendar.always_open().weekly[0]}, holidays=holidays)
+    sla = TicketSla(ticket_id=1, started_at=T0, pauses=[])
+    compute(sla, ticket(), policy(1), closed, [], set())
+    assert (sla.first_response_due_at, sla.resolution_due_at, sla.next_check_at) == (None, None, None)
