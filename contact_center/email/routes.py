@@ -207,6 +207,7 @@ async def reply(request: web.Request) -> web.Response:
             policy=desk.policy,
             mailboxes=desk.mailboxes,
             attachments=attachments,
+            now=runtime.clock.now(),
         )
         await uow.commit()
         rows = list(

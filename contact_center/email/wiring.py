@@ -23,11 +23,12 @@ from contact_center.throttle import throttle
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import MailTransport
 from crm_core.outbox.steps import UNLIMITED, Throttle
+from crm_core.ports import Clock
 from crm_core.services.email_acks import AckTemplate
 from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
 from crm_core.services.email_intake import EmailIntake
 from crm_core.services.email_outbound import RetryPolicy
-from crm_core.services.email_sending import deliver_due
+from crm_core.services.email_sending import SYSTEM_CLOCK, deliver_due
 from crm_core.services.transcript_email import EmailOutboxTranscriptMailer
 
 log = logging.getLogger(__name__)
@@ -140,13 +141,19 @@ async def run_outbox(
     transport: MailTransport,
     poll_seconds: float,
     sender_throttle: Throttle = UNLIMITED,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> None:
     """Deliver due mail until cancelled; sleeps until woken or the next poll when idle. Each
-    sending address waits for its turn on ``sender_throttle``."""
+    sending address waits for its turn on ``sender_throttle``; what is due, leases and retries
+    are read on ``clock``. The idle poll itself is a real wait (the loop's, not the clock's): it
+    only bounds how late a round starts, and a simulated clock nobody advances must not stop
+    the sender from noticing a wake-up."""
     while True:
         desk.outbox_wakeup.clear()
         try:
-            attempted = await deliver_due(uow_factory, transport, desk.retry, throttle=sender_throttle)
+            attempted = await deliver_due(
+                uow_factory, transport, desk.retry, throttle=sender_throttle, clock=clock
+            )
         except Exception:
             log.exception("outbox round failed")
             attempted = 0
@@ -170,7 +177,7 @@ async def _email_ctx(app: web.Application) -> AsyncIterator[None]:
         tasks.append(runtime.jobs.spawn(watcher.run(), f"imap-{mailbox.name}"))
     sender = SmtpSender(smtp_server(settings), desk.store)
     paced = throttle(settings.email.max_per_minute / 60, runtime.redis, f"{settings.redis.key_prefix}email:")
-    outbox = run_outbox(desk, runtime.uow, sender, settings.email.outbox_poll_seconds, paced)
+    outbox = run_outbox(desk, runtime.uow, sender, settings.email.outbox_poll_seconds, paced, runtime.clock)
     tasks.append(runtime.jobs.spawn(outbox, "email-outbox"))
     log.info("email: %d mailbox(es) watched, outbox via %r", len(settings.email.mailboxes), sender.server)
     try:

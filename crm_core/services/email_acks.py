@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import InboundEmail
 from crm_core.errors import InvalidInput
-from crm_core.models import EmailAddressHealth, EmailKind, EmailMessage, Ticket, utcnow
+from crm_core.models import EmailAddressHealth, EmailKind, EmailMessage, Ticket
 from crm_core.rules.email_refs import subject_token, with_token
 from crm_core.services.email_outbound import EmailDraft, queue_emails
 from crm_core.services.tickets import system_note
@@ -126,10 +126,10 @@ def may_acknowledge(
 
 
 async def acknowledgment_facts(
-    session: AsyncSession, senders: Collection[str]
+    session: AsyncSession, senders: Collection[str], *, now: datetime
 ) -> tuple[set[str], dict[str, int]]:
     """Of these (lower-cased) senders: those whose address is failing, and how many
-    acknowledgments each was sent in the last hour."""
+    acknowledgments each was sent in the hour before ``now``."""
     if not senders:
         return set(), {}
     failing = set(
@@ -144,7 +144,7 @@ async def acknowledgment_facts(
         .where(
             EmailMessage.recipient.in_(senders),
             EmailMessage.kind == EmailKind.ACKNOWLEDGMENT,
-            EmailMessage.created_at >= utcnow() - timedelta(hours=1),
+            EmailMessage.created_at >= now - timedelta(hours=1),
         )
         .group_by(EmailMessage.recipient)
     )
@@ -162,12 +162,16 @@ class AckRequest:
 
 
 async def write_acknowledgments(
-    uow: UnitOfWork, requests: Sequence[AckRequest], mailbox: MailboxPolicy, policy: EmailPolicy
+    uow: UnitOfWork,
+    requests: Sequence[AckRequest],
+    mailbox: MailboxPolicy,
+    policy: EmailPolicy,
+    now: datetime | None = None,
 ) -> list[EmailMessage | None]:
     """Queue the acknowledgments in the outbox by :func:`queue_emails` (in the caller's
-    transaction), one per request in order: the reply to the message, from the mailbox, with the
-    ticket's token. A template that cannot be rendered leaves a note on the ticket instead (None
-    in its place)."""
+    transaction, written at ``now``), one per request in order: the reply to the message, from
+    the mailbox, with the ticket's token. A template that cannot be rendered leaves a note on the
+    ticket instead (None in its place)."""
     drafts: list[EmailDraft] = []
     drafted: list[int] = []  # the index of each draft's request
     unsent: list[tuple[Ticket, str]] = []
@@ -195,7 +199,9 @@ async def write_acknowledgments(
                 automatic=True,
             )
         )
-    written = await queue_emails(uow, drafts, secret=policy.secret, domain=policy.domain, announce=False)
+    written = await queue_emails(
+        uow, drafts, secret=policy.secret, domain=policy.domain, announce=False, now=now
+    )
     acks: list[EmailMessage | None] = [None] * len(requests)
     for index, ack in zip(drafted, written, strict=True):
         acks[index] = ack

@@ -65,7 +65,7 @@ def _chain(mail: InboundEmail) -> list[str]:
     return [message_key(i) for i in [*mail.in_reply_to, *reversed(mail.references)]]
 
 
-async def _prefetch(uow: UnitOfWork, mails: Sequence[InboundEmail]) -> _Knowledge:
+async def _prefetch(uow: UnitOfWork, mails: Sequence[InboundEmail], now: datetime) -> _Knowledge:
     session = uow.session
     keys = [m.key for m in mails]
     stored = set(
@@ -97,7 +97,7 @@ async def _prefetch(uow: UnitOfWork, mails: Sequence[InboundEmail]) -> _Knowledg
             customers[address] = customer_id
             names[customer_id] = (name, language)
     lowered = {(m.from_address or "").lower() for m in mails if m.from_address}
-    failing, acks_sent = await acknowledgment_facts(session, lowered)
+    failing, acks_sent = await acknowledgment_facts(session, lowered, now=now)
     answered = {
         k
         for k in await session.scalars(
@@ -184,8 +184,8 @@ async def ingest_batch(
     """Store and thread ``mails`` (in mailbox order) in the caller's transaction, as of ``now``
     (the current time by default); the caller commits, together with its checkpoint. Duplicates
     (stored before, or twice in the batch) are reported as such and written once."""
-    known = await _prefetch(uow, mails)
     now = now or utcnow()
+    known = await _prefetch(uow, mails, now)
     results: dict[int, Ingested] = {}
     pending: list[Step] = []
 

@@ -206,7 +206,7 @@ async def write_steps(
             uow.record(_interaction_logged(rows.interaction))
         results[step.index] = Ingested(step.outcome, rows.email_id, ticket.id if ticket is not None else None)
     # After the messages, so that their ids come before their acknowledgments'.
-    acks = await write_acknowledgments(uow, [request for _, request in acknowledged], mailbox, policy)
+    acks = await write_acknowledgments(uow, [request for _, request in acknowledged], mailbox, policy, now)
     for (step, _), ack in zip(acknowledged, acks, strict=True):
         if ack is not None:
             result = results[step.index]

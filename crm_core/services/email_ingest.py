@@ -467,20 +467,25 @@ async def ingest_one(
     if skipped:
         names = ", ".join(f"{a.filename} ({a.size} bytes)" for a in skipped)
         await system_note(uow, ticket, f"Attachments not stored, {skipped[0].skipped_reason}: {names}", now)
-    ack = await _acknowledge(uow, ticket, mail, mailbox, policy) if decision.acknowledged else None
+    ack = await _acknowledge(uow, ticket, mail, mailbox, policy, now) if decision.acknowledged else None
     return Ingested(outcome, email_id, ticket.id, ack.id if ack is not None else None)
 
 
 async def _acknowledge(
-    uow: UnitOfWork, ticket: Ticket, mail: InboundEmail, mailbox: MailboxPolicy, policy: EmailPolicy
+    uow: UnitOfWork,
+    ticket: Ticket,
+    mail: InboundEmail,
+    mailbox: MailboxPolicy,
+    policy: EmailPolicy,
+    now: datetime,
 ) -> EmailMessage | None:
     sender = (mail.from_address or "").lower()
-    failing, sent = await acknowledgment_facts(uow.session, {sender})
+    failing, sent = await acknowledgment_facts(uow.session, {sender}, now=now)
     if not may_acknowledge(
         mailbox, policy, sender, failing=sender in failing, sent_last_hour=sent.get(sender, 0)
     ):
         return None
     customer = await uow.session.get_one(Customer, ticket.customer_id)
     request = AckRequest(ticket, customer.display_name, customer.preferred_language, mail)
-    (ack,) = await write_acknowledgments(uow, [request], mailbox, policy)
+    (ack,) = await write_acknowledgments(uow, [request], mailbox, policy, now)
     return ack

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,11 +82,13 @@ def build_outbound(
     author_id: int | None = None,
     attachments: Sequence[MailAttachment] = (),
     meta: Mapping[str, object] | None = None,
+    now: datetime | None = None,
 ) -> EmailMessage:
-    """An outbox row (with its interaction and attachments) ready to be added to the session.
-    With a ticket, a signed Message-ID and the hidden ticket marker in every body; without one
-    (``ticket_number`` None), neither. ``meta`` is added to the interaction's."""
-    now = utcnow()
+    """An outbox row (with its interaction and attachments) ready to be added to the session,
+    written at ``now`` (the current time by default). With a ticket, a signed Message-ID and the
+    hidden ticket marker in every body; without one (``ticket_number`` None), neither. ``meta``
+    is added to the interaction's."""
+    now = now or utcnow()
     if ticket_number is None:
         message_id = new_message_id(None, b"", domain)
         text_body, html_body = f"{text.rstrip()}\n", html
@@ -186,9 +188,9 @@ class EmailDraft:
     attachments: Sequence[MailAttachment] = ()
     meta: Mapping[str, object] | None = None
 
-    def row(self, secret: bytes, domain: str) -> EmailMessage:
+    def row(self, secret: bytes, domain: str, now: datetime | None = None) -> EmailMessage:
         """The outbox row, its interaction (logged on ``customer_id``, by default the ticket's
-        customer) and its attachments, ready to be added to the session."""
+        customer) and its attachments, written at ``now``, ready to be added to the session."""
         customer_id = self.customer_id
         if customer_id is None:
             if self.ticket is None:
@@ -213,6 +215,7 @@ class EmailDraft:
             author_id=self.author_id,
             attachments=self.attachments,
             meta=self.meta,
+            now=now,
         )
 
 
@@ -232,18 +235,25 @@ def outbox_entry(email: EmailMessage) -> OutboxEntry:
 
 
 async def queue_emails(
-    uow: UnitOfWork, drafts: Sequence[EmailDraft], *, secret: bytes, domain: str, announce: bool = True
+    uow: UnitOfWork,
+    drafts: Sequence[EmailDraft],
+    *,
+    secret: bytes,
+    domain: str,
+    announce: bool = True,
+    now: datetime | None = None,
 ) -> list[EmailMessage]:
     """The one way mail enters the outbox: write each draft's row, interaction and attachments
     in the caller's unit of work (one flush for all; the sender delivers them after the commit),
     log the interactions, and make the recipients of ticketed mail the tickets' participants.
 
     ``announce`` also tells the sender (or else the ticket's assignee) that each is queued; the
-    ingest's acknowledgments, which nobody waits for, are not announced until they are sent."""
+    ingest's acknowledgments, which nobody waits for, are not announced until they are sent.
+    Written, and due, at ``now`` (the producer's clock; the current time by default)."""
     if not drafts:
         return []
     session = uow.session
-    emails = [draft.row(secret, domain) for draft in drafts]
+    emails = [draft.row(secret, domain, now) for draft in drafts]
     session.add_all(emails)
     await session.flush()
     session.add_all([outbox_entry(email) for email in emails])
@@ -284,6 +294,7 @@ async def queue_email(
     attachments: Sequence[MailAttachment] = (),
     customer_id: int | None = None,
     meta: Mapping[str, object] | None = None,
+    now: datetime | None = None,
 ) -> EmailMessage:
     """:func:`queue_emails` for one message (announced as queued).
 
@@ -307,7 +318,7 @@ async def queue_email(
         attachments=attachments,
         meta=meta,
     )
-    (email,) = await queue_emails(uow, [draft], secret=secret, domain=domain)
+    (email,) = await queue_emails(uow, [draft], secret=secret, domain=domain, now=now)
     return email
 
 

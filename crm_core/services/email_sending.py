@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 
 from crm_core import events
+from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWork
 from crm_core.email_ports import DeliveryError, MailTransport, OutboundEmail
 from crm_core.models import (
@@ -24,7 +25,6 @@ from crm_core.models import (
     OutboxEntry,
     OutboxStatus,
     Ticket,
-    utcnow,
 )
 from crm_core.outbox.claim import claim
 from crm_core.outbox.rules import Stage, after_failure
@@ -34,11 +34,13 @@ from crm_core.services.email_outbound import RetryPolicy, delivery_event, outbou
 
 log = logging.getLogger(__name__)
 
+SYSTEM_CLOCK = SystemClock()
+
 
 async def claim_due(
-    uow: UnitOfWork, retry: RetryPolicy, *, limit: int = 20, now: datetime | None = None
+    uow: UnitOfWork, retry: RetryPolicy, *, now: datetime, limit: int = 20
 ) -> list[OutboundEmail]:
-    """Take up to ``limit`` due messages (the outbox's claim) and lease them; commits."""
+    """Take up to ``limit`` messages due at ``now`` (the outbox's claim) and lease them; commits."""
     return [claimed.outbound for claimed in await _claim(uow, retry, limit, now)]
 
 
@@ -56,12 +58,9 @@ class _Claimed:
     agent_id: int | None  # whom its delivery event is for
 
 
-async def _claim(
-    uow: UnitOfWork, retry: RetryPolicy, limit: int, now: datetime | None = None
-) -> list[_Claimed]:
+async def _claim(uow: UnitOfWork, retry: RetryPolicy, limit: int, now: datetime) -> list[_Claimed]:
     """:func:`claim_due`, with each claim's attempt number and the facts of its acceptance."""
     session = uow.session
-    now = now or utcnow()
     ids = await claim(
         session,
         OutboxEntry,
@@ -129,7 +128,7 @@ async def _claim(
     return claimed
 
 
-async def _accept(uow: UnitOfWork, claimed: _Claimed, reply: str, now: datetime | None = None) -> None:
+async def _accept(uow: UnitOfWork, claimed: _Claimed, reply: str, now: datetime) -> None:
     """Record that the server took the message: three UPDATEs (its outbox row, the message and
     its interaction) and the commit, nothing read first,
     so the time in which a crash sends it again is one commit long. Recorded whoever holds the
@@ -151,7 +150,7 @@ async def _accept(uow: UnitOfWork, claimed: _Claimed, reply: str, now: datetime 
     await session.execute(
         update(EmailMessage)
         .where(EmailMessage.id == email_id)
-        .values(status=EmailStatus.SENT, last_error=None, delivered_at=now or utcnow())
+        .values(status=EmailStatus.SENT, last_error=None, delivered_at=now)
         .execution_options(synchronize_session=False)
     )
     if claimed.interaction_id is not None:
@@ -179,7 +178,7 @@ async def _accept(uow: UnitOfWork, claimed: _Claimed, reply: str, now: datetime 
 
 
 async def _still_ours(
-    uow: UnitOfWork, outbox_id: int, attempt: int, retry: RetryPolicy, now: datetime | None = None
+    uow: UnitOfWork, outbox_id: int, attempt: int, retry: RetryPolicy, now: datetime
 ) -> bool:
     """Renew the lease of a claimed message just before handing it over, if the claim is still
     this sender's: a round longer than the lease lets another instance claim what this one has
@@ -191,7 +190,7 @@ async def _still_ours(
             OutboxEntry.status == OutboxStatus.CLAIMED,
             OutboxEntry.attempts == attempt,
         )
-        .values(next_attempt_at=(now or utcnow()) + timedelta(seconds=retry.lease_seconds))
+        .values(next_attempt_at=now + timedelta(seconds=retry.lease_seconds))
         .execution_options(synchronize_session=False)
     )
     await uow.commit()
@@ -204,7 +203,7 @@ async def _record(
     status: EmailStatus,
     error: str | None,
     next_at: datetime | None,
-    now: datetime | None = None,
+    now: datetime,
     *,
     suppressed: bool = False,
 ) -> None:
@@ -220,7 +219,7 @@ async def _record(
     row.status = status
     row.last_error = error
     if status is EmailStatus.SENT:
-        row.delivered_at = now or utcnow()
+        row.delivered_at = now
     if row.interaction_id is not None:
         interaction = await uow.session.get(Interaction, row.interaction_id)
         if interaction is not None:
@@ -244,9 +243,7 @@ async def _refusal(
         return await suppression.refusal(uow.session, row) if row is not None else None
 
 
-async def _release(
-    uow_factory: Callable[[], UnitOfWork], claims: Sequence[_Claimed], now: datetime | None = None
-) -> int:
+async def _release(uow_factory: Callable[[], UnitOfWork], claims: Sequence[_Claimed], now: datetime) -> int:
     """Give back claims this sender never began to hand over: queued again and due at once, the
     attempt not counted. Only a claim still this sender's (its attempt number) is released."""
     released = 0
@@ -263,7 +260,7 @@ async def _release(
                     status=OutboxStatus.QUEUED,
                     attempts=OutboxEntry.attempts - 1,
                     claimed_at=None,
-                    next_attempt_at=now or utcnow(),
+                    next_attempt_at=now,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -290,7 +287,7 @@ async def deliver_due(
     limit: int = 20,
     suppression: Suppression[EmailMessage] | None = None,
     throttle: Throttle = UNLIMITED,
-    clock: Clock | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
     """One outbox round: claim, check the producer's ``suppression`` (none by default), wait for
     the sending address's turn (``throttle``), send, record. Returns how many messages were
@@ -298,10 +295,9 @@ async def deliver_due(
 
     Cancelled (a shutdown), the round gives back at once what it claimed but never began to hand
     over, instead of leaving it to its lease; the message inside its SMTP session, which the
-    server may have taken, keeps its lease and is never released blindly."""
-
-    def now() -> datetime | None:
-        return clock.now() if clock is not None else None
+    server may have taken, keeps its lease and is never released blindly. Claims, leases, retries
+    and deliveries are timed by ``clock`` (the runtime's)."""
+    now = clock.now
 
     async with uow_factory() as uow:
         claimed = await _claim(uow, retry, limit, now())
@@ -323,7 +319,7 @@ async def _deliver(
     waiting: list[_Claimed],
     suppression: Suppression[EmailMessage] | None,
     throttle: Throttle,
-    now: Callable[[], datetime | None],
+    now: Callable[[], datetime],
 ) -> None:
     """One claimed message, taken off ``waiting`` the moment its hand-over begins."""
     outbound, attempt = item.outbound, item.attempt
@@ -353,11 +349,9 @@ async def _deliver(
         async with uow_factory() as uow:
             entry = await uow.session.get(OutboxEntry, item.outbox_id)
             attempts = entry.attempts if entry is not None else retry.max_attempts
-            first_try_at = entry.created_at if entry is not None else utcnow()
+            first_try_at = entry.created_at if entry is not None else now()
         # Mail servers answer: a mail transport's error is never unconfirmed.
-        decided = after_failure(
-            exc, retry.rule, attempts=attempts, first_try_at=first_try_at, now=now() or utcnow()
-        )
+        decided = after_failure(exc, retry.rule, attempts=attempts, first_try_at=first_try_at, now=now())
         status, next_at = EmailStatus.FAILED, None
         if decided.stage is Stage.QUEUED:
             status, next_at = EmailStatus.QUEUED, decided.retry_at

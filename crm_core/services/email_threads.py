@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +18,6 @@ from crm_core.models import (
     EmailAttachment,
     EmailKind,
     EmailMessage,
-    utcnow,
 )
 from crm_core.rules.email_refs import with_token
 from crm_core.services.audit import audit
@@ -94,9 +94,11 @@ async def reply_by_email(
     cc: Sequence[str] = (),
     mailbox: str | None = None,
     attachments: Sequence[MailAttachment] = (),
+    now: datetime | None = None,
 ) -> EmailMessage:
-    """Queue an agent's answer: to the last sender (or the customer), from the mailbox the
-    conversation came in on, threaded after the last inbound message."""
+    """Queue an agent's answer at ``now`` (the current time by default): to the last sender (or
+    the customer), from the mailbox the conversation came in on, threaded after the last inbound
+    message."""
     session = uow.session
     if not text.strip():
         raise InvalidInput("the reply is empty", "text")
@@ -153,8 +155,9 @@ async def reply_by_email(
         references=references,
         author_id=viewer.agent_id,
         attachments=attachments,
+        now=now,
     )
-    now = utcnow()
+    now = email.created_at
     ticket.updated_at = now
     if ticket.first_responded_at is None:
         ticket.first_responded_at = now
