@@ -98,6 +98,7 @@ async def _send(
                 agent_id=viewer.agent_id,
                 ticket_id=ticket.id if ticket else None,
                 idempotency_key=key,
+                now=now,
             )
     except IntegrityError:
         # The same key at the same moment: the other request stored its text first.

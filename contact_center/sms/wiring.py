@@ -44,6 +44,7 @@ async def _desk_ctx(app: web.Application, desk: Late[SmsDesk]) -> AsyncIterator[
         throttle=throttle(
             settings.sms.max_per_second_per_sender, runtime.redis, f"{settings.redis.key_prefix}sms:"
         ),
+        clock=runtime.clock,
     )
     built = SmsDesk(runtime.uow, sms_policy(settings), outbox, runtime.jobs, runtime.clock)
     desk.set(built)

@@ -40,7 +40,10 @@ UNLIMITED = Unlimited()
 async def pace(
     throttle: Throttle, sender_key: str, sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
 ) -> float:
-    """Wait for the sender's turn; returns how long it waited."""
+    """Wait for the sender's turn; returns how long it waited.
+
+    A real wait (``asyncio.sleep``), not the clock's: the throttle keeps to the provider's rate,
+    which runs on real time whatever clock the outbox reads its due times from."""
     wait = await throttle.acquire(sender_key)
     if wait > 0:
         await sleep(wait)

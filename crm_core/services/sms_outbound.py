@@ -13,7 +13,7 @@ from crm_core import events
 from crm_core.contact_points import normalize_phone
 from crm_core.db import UnitOfWork
 from crm_core.errors import InvalidInput
-from crm_core.models import Interaction, OutboxChannel, OutboxEntry, OutboxStatus, SmsMessage, utcnow
+from crm_core.models import Interaction, OutboxChannel, OutboxEntry, OutboxStatus, SmsMessage
 from crm_core.outbox import claim as outbox_claim
 from crm_core.outbox.rules import RetryRule
 from crm_core.outbox.steps import Suppression
@@ -68,9 +68,11 @@ async def queue_sms(
     agent_id: int | None = None,
     ticket_id: int | None = None,
     idempotency_key: str | None = None,
+    now: datetime | None = None,
 ) -> SmsMessage:
     """Write the text (status "queued") and its outbox row, and log it as an outbound SMS
-    interaction, in the caller's unit of work. ``idempotency_key`` is the outbox's: a second text
+    interaction, in the caller's unit of work, at ``now`` (the producer's clock; the current time
+    by default: a text's retries count their wait from it). ``idempotency_key`` is the outbox's: a second text
     under the same key fails the flush (``IntegrityError``).
 
     A suppressed number is refused here (:class:`SmsSuppressed`), before anything is stored,
@@ -93,6 +95,7 @@ async def queue_sms(
         encoding=count.encoding.value,
         segments=count.segments,
         status=QUEUED,
+        **({"created_at": now, "updated_at": now} if now is not None else {}),
     )
     session.add(row)
     await session.flush()
@@ -105,6 +108,7 @@ async def queue_sms(
             attempts=0,
             resends=0,
             sms_message_id=row.id,
+            **({"created_at": now, "updated_at": now} if now is not None else {}),
         )
     )
     await session.flush()  # a key written twice at once fails here, inside the caller's savepoint
@@ -125,6 +129,7 @@ async def queue_sms(
             "segments": count.segments,
             "kind": kind,
         },
+        now=now,
     )
     row.interaction_id = logged.interaction.id
     return row
@@ -282,8 +287,8 @@ async def claim(
     uow: UnitOfWork,
     message_id: int,
     *,
+    now: datetime,
     suppression: Suppression[SmsMessage] = OPT_OUTS,
-    now: datetime | None = None,
 ) -> ClaimedText | None:
     """Take a queued text for sending; None when another sender took it (or it is not queued).
 
@@ -302,7 +307,7 @@ async def claim(
         ],
         values={
             "status": OutboxStatus.CLAIMED,
-            "claimed_at": now or utcnow(),
+            "claimed_at": now,
             "attempts": OutboxEntry.attempts + 1,
         },
     )
@@ -337,13 +342,13 @@ async def release_claim(uow: UnitOfWork, message_id: int, claimed_at: datetime |
     return bool(getattr(released, "rowcount", 0) == 1)
 
 
-async def record_handed_over(uow: UnitOfWork, message_id: int, sid: str) -> SmsMessage | None:
-    """The gateway accepted the text and named it ``sid``."""
+async def record_handed_over(uow: UnitOfWork, message_id: int, sid: str, now: datetime) -> SmsMessage | None:
+    """The gateway accepted the text and named it ``sid`` (sent at ``now``)."""
     row = await _locked(uow.session, message_id)
     if row is None:
         return None
     changed = await _remember_sid(uow.session, row, sid)
-    row.sent_at = row.sent_at or utcnow()
+    row.sent_at = row.sent_at or now
     if changed and row.status == QUEUED:
         row.error_message = None  # an earlier attempt's "not sent yet" no longer holds
     if changed:
@@ -405,7 +410,7 @@ class SendRetry:
 
 
 async def retry_later(
-    uow: UnitOfWork, message_id: int, error: str, retry: SendRetry, now: datetime | None = None
+    uow: UnitOfWork, message_id: int, error: str, retry: SendRetry, now: datetime
 ) -> SmsMessage | None:
     """The gateway cannot have acted (no connection, or rate limited): the text goes back to the
     queue with the reason, and the sweep tries it again once :meth:`SendRetry.due_at`. One that
@@ -413,7 +418,6 @@ async def retry_later(
     row = await _locked(uow.session, message_id)
     if row is None or row.status != QUEUED or row.message_sid is not None:
         return row
-    now = now or utcnow()
     waited = now - row.created_at
     entry = await entry_of(uow.session, message_id)
     if retry.rule.gives_up(attempts=1, first_try_at=row.created_at, now=now):
@@ -435,11 +439,10 @@ def _hours(waited: timedelta) -> str:
     return f"{waited.total_seconds() / 3600:.1f} hours"
 
 
-async def waiting_ids(session: AsyncSession, limit: int, now: datetime | None = None) -> list[int]:
+async def waiting_ids(session: AsyncSession, limit: int, now: datetime) -> list[int]:
     """Queued texts nobody has taken, oldest first, that are due (the sweep sends them): new ones
     at once, those that could not be sent before once their wait is over (``next_attempt_at``,
     set by :func:`retry_later` from its :class:`SendRetry`)."""
-    now = now or utcnow()
     due = await session.scalars(
         select(OutboxEntry.sms_message_id)
         .where(

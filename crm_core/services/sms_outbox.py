@@ -25,9 +25,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from crm_core.clock import SystemClock
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import DeliveryError
-from crm_core.models import OutboxEntry, SmsMessage, utcnow
+from crm_core.models import OutboxEntry, SmsMessage
 from crm_core.outbox.rules import Outcome, outcome_of
 from crm_core.outbox.steps import UNLIMITED, Suppression, Throttle, pace
 from crm_core.ports import Clock, SmsSender
@@ -38,6 +39,8 @@ from crm_core.services.sms_reconcile import Reconcile
 from crm_core.services.sms_types import SmsLookup
 
 log = logging.getLogger(__name__)
+
+SYSTEM_CLOCK = SystemClock()
 
 # Twilio's clock and ours: a text it created up to this long before our claim is still ours.
 CLOCK_SLACK = timedelta(seconds=60)
@@ -55,7 +58,7 @@ class SmsOutbox:
         reconcile_policy: Reconcile | None = None,
         suppression: Suppression[SmsMessage] = OPT_OUTS,
         throttle: Throttle = UNLIMITED,
-        clock: Clock | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._uow = uow
         self._sender = sender
@@ -67,18 +70,16 @@ class SmsOutbox:
         self._throttle = throttle
         self._clock = clock
 
-    def _now(self, now: datetime | None = None) -> datetime | None:
-        """``now`` when given, else the clock's time (None without a clock: the services' own)."""
-        if now is not None or self._clock is None:
-            return now
-        return self._clock.now()
+    def _now(self, now: datetime | None = None) -> datetime:
+        """``now`` when given (a sweep's time, for every text it sends), else the clock's."""
+        return now if now is not None else self._clock.now()
 
     async def send(self, message_id: int, now: datetime | None = None) -> bool:
         """Send one queued text; False when it was not sent now (taken, suppressed, refused, or
         to be tried again later)."""
-        claimed_at = self._now() or utcnow()
+        claimed_at = self._clock.now()
         async with self._uow() as uow:
-            claimed = await outbound.claim(uow, message_id, suppression=self._suppression, now=claimed_at)
+            claimed = await outbound.claim(uow, message_id, now=claimed_at, suppression=self._suppression)
             await uow.commit()
         if claimed is None:
             return False
@@ -104,7 +105,7 @@ class SmsOutbox:
             await asyncio.shield(self._stopped_mid_send(message_id))
             raise
         async with self._uow() as uow:
-            await outbound.record_handed_over(uow, message_id, sid)
+            await outbound.record_handed_over(uow, message_id, sid, self._clock.now())
             await uow.commit()
         return True
 
@@ -121,7 +122,7 @@ class SmsOutbox:
             )
             await uow.commit()
 
-    async def _not_taken(self, message_id: int, exc: DeliveryError, now: datetime | None) -> None:
+    async def _not_taken(self, message_id: int, exc: DeliveryError, now: datetime) -> None:
         outcome = outcome_of(exc)
         async with self._uow() as uow:
             if outcome is Outcome.RETRY:
@@ -168,19 +169,17 @@ class SmsOutbox:
                 log.exception("could not settle unconfirmed text %s", row.id)
         return settled
 
-    async def _settle(
-        self, row: SmsMessage, entry: OutboxEntry, lookup: SmsLookup, now: datetime | None
-    ) -> bool:
+    async def _settle(self, row: SmsMessage, entry: OutboxEntry, lookup: SmsLookup, now: datetime) -> bool:
         claimed_at = entry.claimed_at or row.created_at
         candidates = await lookup.find_sms(
             to=row.to_number, from_=row.from_number, body=row.body, created_after=claimed_at - CLOCK_SLACK
         )
         async with self._uow() as uow:
-            if candidates and await reconciling.settle_found(uow, row.id, candidates) is not None:
+            if candidates and await reconciling.settle_found(uow, row.id, candidates, now) is not None:
                 await uow.commit()
                 log.info("unconfirmed text %s found at the gateway", row.id)
                 return True
-            settled = await reconciling.settle_absent(uow, row.id, self._reconcile, now or utcnow())
+            settled = await reconciling.settle_absent(uow, row.id, self._reconcile, now)
             await uow.commit()
         if settled:
             resent = entry.resends < self._reconcile.max_resends

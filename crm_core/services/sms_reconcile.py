@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm_core.db import UnitOfWork
-from crm_core.models import Interaction, OutboxChannel, OutboxEntry, OutboxStatus, SmsMessage, utcnow
+from crm_core.models import Interaction, OutboxChannel, OutboxEntry, OutboxStatus, SmsMessage
 from crm_core.services.sms_outbound import (
     FAILED,
     QUEUED,
@@ -42,12 +42,10 @@ class Reconcile:
     """How many times a text Twilio has no record of is sent again; after that it fails."""
 
 
-async def unconfirm_stale_claims(
-    uow: UnitOfWork, policy: Reconcile, now: datetime | None = None
-) -> list[int]:
+async def unconfirm_stale_claims(uow: UnitOfWork, policy: Reconcile, now: datetime) -> list[int]:
     """Texts whose sender stopped between claiming and recording the gateway's answer (a crash):
     they may have left, so they are unconfirmed (and reconciled), never lost in "queued"."""
-    cutoff = (now or utcnow()) - timedelta(seconds=policy.stale_claim_seconds)
+    cutoff = now - timedelta(seconds=policy.stale_claim_seconds)
     candidates = list(
         await uow.session.scalars(
             select(OutboxEntry.sms_message_id)
@@ -82,11 +80,11 @@ async def unconfirm_stale_claims(
 
 
 async def unconfirmed_to_settle(
-    session: AsyncSession, policy: Reconcile, now: datetime | None = None, limit: int = 50
+    session: AsyncSession, policy: Reconcile, now: datetime, limit: int = 50
 ) -> list[tuple[SmsMessage, OutboxEntry]]:
     """Unconfirmed texts (with their outbox rows) old enough to ask the gateway about, oldest
     first."""
-    cutoff = (now or utcnow()) - timedelta(seconds=policy.settle_after_seconds)
+    cutoff = now - timedelta(seconds=policy.settle_after_seconds)
     rows = await session.execute(
         select(SmsMessage, OutboxEntry)
         .join(OutboxEntry, OutboxEntry.sms_message_id == SmsMessage.id)
@@ -103,10 +101,10 @@ async def unconfirmed_to_settle(
 
 
 async def settle_found(
-    uow: UnitOfWork, message_id: int, candidates: Sequence[SmsStatusUpdate]
+    uow: UnitOfWork, message_id: int, candidates: Sequence[SmsStatusUpdate], now: datetime
 ) -> SmsMessage | None:
-    """The gateway has texts like this one: the first not already another row's is this one.
-    Returns the row when it was settled."""
+    """The gateway has texts like this one: the first not already another row's is this one
+    (found at ``now``). Returns the row when it was settled."""
     row = await _locked(uow.session, message_id)
     if row is None or row.status != UNCONFIRMED or row.message_sid is not None:
         return None
@@ -118,7 +116,7 @@ async def settle_found(
     if found is None:
         return None
     await _remember_sid(uow.session, row, found.message_sid)
-    row.sent_at = row.sent_at or utcnow()
+    row.sent_at = row.sent_at or now
     row.error_message = None
     row.status = QUEUED  # handed over after all; its status moves on from there
     error = f"Twilio error {found.error_code}" if found.error_code is not None else None
@@ -128,9 +126,7 @@ async def settle_found(
     return row
 
 
-async def settle_absent(
-    uow: UnitOfWork, message_id: int, policy: Reconcile, now: datetime | None = None
-) -> bool:
+async def settle_absent(uow: UnitOfWork, message_id: int, policy: Reconcile, now: datetime) -> bool:
     """The gateway has no such text long after it was handed over: it never arrived, so it goes
     back to the queue to be sent once more (counted in ``resends``); one already sent again
     ``max_resends`` times fails instead, saying why, and is never sent a third time. True when
@@ -141,7 +137,7 @@ async def settle_absent(
         return False
     if entry is None or entry.status != OutboxStatus.UNCONFIRMED or entry.claimed_at is None:
         return False
-    if (now or utcnow()) - entry.claimed_at < timedelta(seconds=policy.absent_after_seconds):
+    if now - entry.claimed_at < timedelta(seconds=policy.absent_after_seconds):
         return False
     if entry.resends >= policy.max_resends:
         row.status = FAILED

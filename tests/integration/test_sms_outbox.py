@@ -7,7 +7,7 @@ queueing is never texted."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import ClientSession, encode_basic_auth, web
@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from channels.twilio.gateway import TwilioGateway
 from contact_center.sandbox import SandboxConfig, create_sandbox_app
+from crm_core.clock import FakeClock
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import GatewayError
 from crm_core.models import OutboxEntry, SmsMessage, utcnow
@@ -318,7 +319,7 @@ async def test_a_text_whose_sender_stopped_mid_send_becomes_unconfirmed(
 ) -> None:
     message_id = await queued(uow_factory)
     async with uow_factory() as uow:
-        assert await claim(uow, message_id) is not None  # then the process dies
+        assert await claim(uow, message_id, now=utcnow()) is not None  # then the process dies
         await uow.commit()
     sender = outbox(uow_factory, ScriptedGateway())
     assert await sender.reconcile(now=utcnow() + timedelta(minutes=1)) == 0
@@ -402,3 +403,35 @@ async def test_one_lookup_failing_unexpectedly_does_not_stop_the_sweep(
     assert (await load(uow_factory, broken)).status == "unconfirmed"
     settled = await load(uow_factory, other.id)
     assert settled.message_sid is not None and settled.status not in ("unconfirmed", "failed")
+
+
+def aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def test_a_rate_limited_text_is_due_again_on_the_outboxs_clock(uow_factory: UnitOfWorkFactory) -> None:
+    clock = FakeClock()
+    customer_id = await customer_with_phone(uow_factory)
+    async with uow_factory() as uow:
+        queued_at = clock.now()
+        row = await queue_sms(
+            uow, customer_id=customer_id, to=TO, from_="+15005550006", body="Hi", now=queued_at
+        )
+        await uow.commit()
+    gateway = ScriptedGateway(
+        GatewayError("slow down", code=20429, status=429, retryable=True), "SM" + "7" * 32
+    )
+    sender = SmsOutbox(uow_factory, gateway, CALLBACK.format, clock=clock)
+    clock.advance(2)
+    assert await sender.send(row.id) is False
+    due = (await entry(uow_factory, row.id)).next_attempt_at
+    assert due is not None
+    # Tried 2 s after it was queued: the first wait (10 s) counts from that try.
+    assert aware(due) == queued_at + timedelta(seconds=12)
+    clock.advance(9.5)
+    assert await sender.send_waiting() == 0 and len(gateway.sent) == 1
+    clock.advance(0.5)
+    assert await sender.send_waiting() == 1 and len(gateway.sent) == 2
+    sent = await load(uow_factory, row.id)
+    assert sent.message_sid == "SM" + "7" * 32
+    assert sent.sent_at is not None and aware(sent.sent_at) == clock.now()
