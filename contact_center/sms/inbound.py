@@ -25,6 +25,7 @@ from crm_core.models import Customer, SmsMessage, Ticket, utcnow
 from crm_core.rules.sms_keywords import KeywordMatch, SmsKeyword, match_keyword, normalize
 from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services.customers import lock_customer
+from crm_core.services.sla import customer_wrote
 from crm_core.services.sms_inbound import (
     KIND_HELP,
     KIND_KEYWORD,
@@ -96,8 +97,10 @@ def _note(phone: str, match: KeywordMatch) -> str:
 
 
 async def _reopen_waiting(uow: UnitOfWork, ticket: Ticket, now: datetime | None = None) -> None:
-    """A customer's text answers a ticket waiting on them (pending): it is open again."""
+    """A customer's text answers a ticket waiting on them (pending): it is open again. On a
+    ticket already open, an answer is now due (its SLA clock's next response)."""
     if ticket.status is not TicketStatus.PENDING:
+        await customer_wrote(uow.session, ticket, now or utcnow())
         return
     await reopen_for_customer(uow, ticket, "sms", now)
 

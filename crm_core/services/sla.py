@@ -266,9 +266,10 @@ async def track_new_tickets(session: AsyncSession, tickets: Sequence[Ticket], no
 
 
 async def customer_wrote(session: AsyncSession, ticket: Ticket, at: datetime) -> TicketSla | None:
-    """The customer is waiting for an answer from ``at`` (unless already waiting)."""
+    """The customer is waiting for an answer from ``at`` (unless already waiting, or still
+    waiting for the first response, which that target covers)."""
     sla = await session.get(TicketSla, ticket.id)
-    if sla is not None and sla.next_response_since is None:
+    if sla is not None and sla.next_response_since is None and ticket.first_responded_at is not None:
         sla.next_response_since = at
     return await track_ticket(session, ticket, at, sla=sla)
 

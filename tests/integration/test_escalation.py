@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from channels.email.content_store import ContentStore
 from channels.email.parsing import parse_message
 from contact_center.settings import Settings
+from contact_center.sms.inbound import receive_sms
 from crm_core.db import UnitOfWorkFactory, create_engine
 from crm_core.events import TICKET_ESCALATED
 from crm_core.models import (
@@ -37,6 +38,7 @@ from crm_core.services.email_ingest import EmailPolicy, MailboxPolicy
 from crm_core.services.email_outbound import Identity
 from crm_core.services.escalation import escalation_pass
 from crm_core.services.escalation_mail import EscalationMailer
+from crm_core.services.sms_types import InboundSms, SmsPolicy
 from crm_core.services.tickets import SlaPolicy, comment, open_ticket, reopen_for_customer, update_ticket
 from crm_core.types import Priority
 from crm_core.visibility import Viewer
@@ -364,3 +366,36 @@ async def test_tickets_opened_by_a_batch_of_mail_get_their_sla_clocks(
     # The "Everything else" policy: 120 business minutes from 09:30.
     assert {c.policy_id for c in clocks} == {everything_else}
     assert {c.first_response_due_at for c in clocks} == {(opened_at + 120 * MINUTE).astimezone(UTC)}
+
+
+async def test_a_customers_text_on_an_answered_open_ticket_asks_for_the_next_response(
+    uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    async with uow_factory() as uow:
+        uow.session.add(SlaPolicyRecord(name="Texts", first_response_minutes=30, next_response_minutes=15))
+        await uow.commit()
+    policy = SmsPolicy(region="US", sla=SlaPolicy(), default_from="+15005550006")
+
+    async def text(body: str, sid: str, at: datetime) -> int:
+        async with uow_factory() as uow:
+            received = await receive_sms(
+                uow, InboundSms(sid, "+12025550143", "+15005550006", body), policy, at
+            )
+            await uow.commit()
+        assert received.ticket is not None
+        return received.ticket.id
+
+    ticket_id = await text("Router down / 路由器坏了", "SM" + "1" * 32, MONDAY_9)
+    _, sla = await _sla(uow_factory, ticket_id)
+    assert sla.first_response_due_at == (MONDAY_9 + 30 * MINUTE).astimezone(UTC)
+    assert sla.next_response_due_at is None  # the first response covers the first wait
+    agent = Viewer(agent_id=staff.admin.id, role=Role.ADMIN)
+    async with uow_factory() as uow:
+        await comment(uow, agent, ticket_id, "Restart it please", internal=False, now=MONDAY_9 + 5 * MINUTE)
+        await update_ticket(
+            uow, agent, ticket_id, {"status": TicketStatus.OPEN}, sla=SlaPolicy(), now=MONDAY_9
+        )
+        await uow.commit()
+    assert await text("Still down", "SM" + "2" * 32, MONDAY_9 + 20 * MINUTE) == ticket_id
+    _, sla = await _sla(uow_factory, ticket_id)
+    assert sla.next_response_due_at == (MONDAY_9 + 35 * MINUTE).astimezone(UTC)
