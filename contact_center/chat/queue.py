@@ -87,7 +87,7 @@ class ChatQueue:
             uow.record(chat_closed(conversation, by))
         if conversation.transcript_to:
             email = await transcript_email(uow, conversation, conversation.transcript_to)
-            await self._mailer.send_transcript(uow, email)
+            await self._mailer.send_transcript(uow, email, self._clock.now())
         return had_agent
 
     async def ended(self, freed_agent: int | None) -> None:

@@ -330,7 +330,7 @@ class VisitorChats:
             queued = False
             if conversation.status not in chat.OPEN_STATUSES:
                 queued = await self._mailer.send_transcript(
-                    uow, await transcript_email(uow, conversation, address)
+                    uow, await transcript_email(uow, conversation, address), self._clock.now()
                 )
             await uow.commit()
         return TranscriptRequested(address, queued)

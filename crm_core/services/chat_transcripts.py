@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from crm_core.db import UnitOfWork
-from crm_core.models import ChatConversation, ChatMessage, ChatSender, ChatTranscriptEmail, utcnow
+from crm_core.models import ChatConversation, ChatMessage, ChatSender, ChatTranscriptEmail
 from crm_core.services.chat import messages_and_names
 from crm_core.sql import insert_ignore
 
@@ -30,22 +30,23 @@ class TranscriptEmail:
 
 
 class TranscriptMailer(Protocol):
-    async def send_transcript(self, uow: UnitOfWork, email: TranscriptEmail) -> bool:
-        """Queue the email in ``uow`` (sent after commit); False if it was queued before."""
+    async def send_transcript(self, uow: UnitOfWork, email: TranscriptEmail, now: datetime) -> bool:
+        """Queue the email in ``uow`` at ``now`` (sent after commit); False if it was queued
+        before."""
         ...
 
 
 class OutboxTranscriptMailer:
     """Stores the request in ``chat_transcript_emails`` with status ``pending``."""
 
-    async def send_transcript(self, uow: UnitOfWork, email: TranscriptEmail) -> bool:
+    async def send_transcript(self, uow: UnitOfWork, email: TranscriptEmail, now: datetime) -> bool:
         values = {
             "conversation_id": email.conversation_id,
             "to_address": email.to,
             "subject": email.subject,
             "body": email.body,
             "status": "pending",
-            "created_at": utcnow(),
+            "created_at": now,
         }
         return await insert_ignore(uow.session, ChatTranscriptEmail, values, ["conversation_id"]) is not None
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from datetime import datetime
 
 from crm_core.db import UnitOfWork
-from crm_core.models import ChatConversation, ChatTranscriptEmail, EmailKind, Ticket, utcnow
+from crm_core.models import ChatConversation, ChatTranscriptEmail, EmailKind, Ticket
 from crm_core.services.chat_transcripts import TranscriptEmail
 from crm_core.services.email_outbound import Identity, queue_email
 from crm_core.sql import insert_ignore
@@ -39,7 +40,7 @@ class EmailOutboxTranscriptMailer:
     secret: bytes
     domain: str
 
-    async def send_transcript(self, uow: UnitOfWork, email: TranscriptEmail) -> bool:
+    async def send_transcript(self, uow: UnitOfWork, email: TranscriptEmail, now: datetime) -> bool:
         session = uow.session
         ledger = {
             "conversation_id": email.conversation_id,
@@ -47,7 +48,7 @@ class EmailOutboxTranscriptMailer:
             "subject": email.subject,
             "body": email.body,
             "status": QUEUED,
-            "created_at": utcnow(),
+            "created_at": now,
         }
         if await insert_ignore(session, ChatTranscriptEmail, ledger, ["conversation_id"]) is None:
             return False
@@ -68,5 +69,6 @@ class EmailOutboxTranscriptMailer:
             automatic=True,
             author_id=conversation.agent_id,
             meta={"chat_conversation_id": conversation.id},
+            now=now,
         )
         return True
