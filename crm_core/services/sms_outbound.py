@@ -368,8 +368,11 @@ async def record_refused(uow: UnitOfWork, message_id: int, code: int | None, err
     return row
 
 
-async def record_unconfirmed(uow: UnitOfWork, message_id: int, error: str) -> SmsMessage | None:
-    """No answer from the gateway: the text may have left, so it is not sent again."""
+async def record_unconfirmed(
+    uow: UnitOfWork, message_id: int, error: str, now: datetime
+) -> SmsMessage | None:
+    """No answer from the gateway: the text may have left, so it is not sent again. Unconfirmed
+    at ``now``, from which reconciliation counts its wait before asking."""
     row = await _locked(uow.session, message_id)
     if row is None:
         return None
@@ -380,6 +383,7 @@ async def record_unconfirmed(uow: UnitOfWork, message_id: int, error: str) -> Sm
         if entry is not None:
             entry.status = OutboxStatus.UNCONFIRMED
             entry.last_error = row.error_message
+            entry.updated_at = now
         uow.record(status_event(row))
     return row
 

@@ -118,7 +118,10 @@ class SmsOutbox:
     async def _stopped_mid_send(self, message_id: int) -> None:
         async with self._uow() as uow:
             await outbound.record_unconfirmed(
-                uow, message_id, "stopped while handing it over; asking Twilio whether it left"
+                uow,
+                message_id,
+                "stopped while handing it over; asking Twilio whether it left",
+                self._clock.now(),
             )
             await uow.commit()
 
@@ -128,7 +131,7 @@ class SmsOutbox:
             if outcome is Outcome.RETRY:
                 await outbound.retry_later(uow, message_id, str(exc), self._retry, now)
             elif outcome is Outcome.UNCONFIRMED:
-                await outbound.record_unconfirmed(uow, message_id, str(exc))
+                await outbound.record_unconfirmed(uow, message_id, str(exc), self._clock.now())
             else:
                 await outbound.record_refused(uow, message_id, exc.code, str(exc))
             await uow.commit()

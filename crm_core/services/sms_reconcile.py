@@ -71,6 +71,7 @@ async def unconfirm_stale_claims(uow: UnitOfWork, policy: Reconcile, now: dateti
             continue
         entry.status = OutboxStatus.UNCONFIRMED
         entry.last_error = stopped
+        entry.updated_at = now  # asked about once unconfirmed long enough, on the same clock
         if row is not None and row.status == QUEUED and row.message_sid is None:
             row.status = UNCONFIRMED
             row.error_message = stopped

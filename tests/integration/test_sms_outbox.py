@@ -435,3 +435,44 @@ async def test_a_rate_limited_text_is_due_again_on_the_outboxs_clock(uow_factory
     sent = await load(uow_factory, row.id)
     assert sent.message_sid == "SM" + "7" * 32
     assert sent.sent_at is not None and aware(sent.sent_at) == clock.now()
+
+
+class EmptyLookup:
+    """A gateway with no record of any text; counts the questions."""
+
+    def __init__(self) -> None:
+        self.asked: list[datetime] = []
+
+    async def find_sms(
+        self, *, to: str, from_: str, body: str, created_after: datetime
+    ) -> list[SmsStatusUpdate]:
+        self.asked.append(created_after)
+        return []
+
+
+async def test_an_unconfirmed_text_is_asked_about_and_sent_again_on_the_outboxs_clock(
+    uow_factory: UnitOfWorkFactory,
+) -> None:
+    clock = FakeClock()
+    customer_id = await customer_with_phone(uow_factory)
+    async with uow_factory() as uow:
+        row = await queue_sms(
+            uow, customer_id=customer_id, to=TO, from_="+15005550006", body="Hi", now=clock.now()
+        )
+        await uow.commit()
+    gateway = ScriptedGateway(GatewayError("text message: no answer from Twilio", unconfirmed=True))
+    lookup = EmptyLookup()
+    sender = SmsOutbox(uow_factory, gateway, CALLBACK.format, lookup=lookup, clock=clock)
+    claimed_at = clock.now()
+    assert await sender.send(row.id) is False
+    clock.advance(29)
+    assert await sender.reconcile() == 0 and lookup.asked == []  # its receipt may still come
+    clock.advance(1)
+    assert await sender.reconcile() == 0 and len(lookup.asked) == 1  # asked: not there yet
+    clock.advance(600 - 30 - 1)
+    assert await sender.reconcile() == 0 and len(lookup.asked) == 2
+    clock.advance(1)  # ten minutes after it was handed over, Twilio still has no record of it
+    assert await sender.reconcile() == 1
+    assert lookup.asked == [claimed_at - timedelta(seconds=60)] * 3
+    assert (await entry(uow_factory, row.id)).resends == 1
+    assert (await load(uow_factory, row.id)).status == "queued"
