@@ -48,11 +48,15 @@ class PassReport:
 
 async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[int]:
     """Ticket ids whose SLA check is due, each claimed by one pass (its check moved past a lease,
-    so a pass that dies hands it back after ``LEASE``)."""
+    so a pass that dies hands it back after ``LEASE``).
+
+    On PostgreSQL the clock's row and its ticket's are locked together, and a ticket an agent is
+    changing at this moment is left to a later pass: waiting for it could deadlock (the agent's
+    change then waits for the clock's row) and writing over it would lose the change."""
     due = TicketSla.next_check_at <= now
     pick = select(TicketSla.ticket_id).where(due).order_by(TicketSla.next_check_at).limit(limit)
     if dialect_name(session) == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
+        pick = pick.join(Ticket, Ticket.id == TicketSla.ticket_id).with_for_update(skip_locked=True)
     ids = list(await session.scalars(pick))
     if not ids:
         return []
@@ -261,9 +265,8 @@ async def _escalate_batch(
             continue
         rules = book.rules.get(policy.id, [])
         compute(sla, ticket, policy, book.calendar(policy), rules, fired.get(sla.ticket_id, set()))
-    await _write(
-        session, slas, [t for t in tickets.values() if _ticket_values(t) != before[t.id]], history, now
-    )
+    changed = [t for t in tickets.values() if _ticket_values(t) != before[t.id]]
+    await _write(session, slas, changed, history, now)
     if mailer is not None and mail:
         await mailer.queue(uow, mail)
     return len(won), len(mail)

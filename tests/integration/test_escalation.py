@@ -399,3 +399,32 @@ async def test_a_customers_text_on_an_answered_open_ticket_asks_for_the_next_res
     assert await text("Still down", "SM" + "2" * 32, MONDAY_9 + 20 * MINUTE) == ticket_id
     _, sla = await _sla(uow_factory, ticket_id)
     assert sla.next_response_due_at == (MONDAY_9 + 35 * MINUTE).astimezone(UTC)
+
+
+async def test_a_ticket_an_agent_is_changing_is_left_to_a_later_pass(
+    settings: Settings, uow_factory: UnitOfWorkFactory, staff: Staff
+) -> None:
+    if not settings.database.url.startswith("postgresql"):
+        pytest.skip("row locks that others skip are PostgreSQL's; SQLite has one writer at a time")
+    await _setup(uow_factory, staff)
+    busy_id, free_id = (
+        await _ticket(uow_factory, staff, MONDAY_9),
+        await _ticket(uow_factory, staff, MONDAY_9),
+    )
+    at = MONDAY_9 + 50 * MINUTE
+    async with uow_factory() as agent_change:  # an agent's update holds the ticket's row
+        await agent_change.session.execute(select(Ticket).where(Ticket.id == busy_id).with_for_update())
+        report = await asyncio.wait_for(escalation_pass(uow_factory, at), timeout=10)
+        await agent_change.session.rollback()
+    assert report.fired == 1
+    assert await _levels_of(uow_factory, busy_id) == [] and await _levels_of(uow_factory, free_id) == [1]
+    _, sla = await _sla(uow_factory, busy_id)
+    assert sla.next_check_at == (MONDAY_9 + 45 * MINUTE).astimezone(UTC)  # still due, not claimed
+    assert (await escalation_pass(uow_factory, at)).fired == 1
+    assert await _levels_of(uow_factory, busy_id) == [1]
+
+
+async def _levels_of(uow_factory: UnitOfWorkFactory, ticket_id: int) -> list[int]:
+    async with uow_factory() as uow:
+        stmt = select(EscalationFiring.level).where(EscalationFiring.ticket_id == ticket_id)
+        return sorted(await uow.session.scalars(stmt))
