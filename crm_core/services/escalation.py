@@ -283,8 +283,8 @@ async def _write(
     would take most of the pass)."""
     for row in [*slas, *tickets]:
         session.expunge(row)
-    clocks, rows = TicketSla.__table__, Ticket.__table__
-    assert isinstance(clocks, Table) and isinstance(rows, Table)
+    clocks, rows, log = TicketSla.__table__, Ticket.__table__, AuditEntry.__table__
+    assert isinstance(clocks, Table) and isinstance(rows, Table) and isinstance(log, Table)
     await session.execute(
         update(clocks).where(clocks.c.ticket_id == bindparam("key")),
         [
@@ -317,7 +317,7 @@ async def _write(
             ],
         )
     if history:
-        await session.execute(insert(AuditEntry), history)
+        await session.execute(insert(log), history)  # executemany, no ORM objects
 
 
 async def escalation_pass(
