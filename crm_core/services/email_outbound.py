@@ -66,7 +66,7 @@ def build_outbound(
     *,
     ticket_id: int | None,
     ticket_number: int | None,
-    customer_id: int,
+    customer_id: int | None,
     identity: Identity,
     secret: bytes,
     domain: str,
@@ -87,7 +87,8 @@ def build_outbound(
     """An outbox row (with its interaction and attachments) ready to be added to the session,
     written at ``now`` (the current time by default). With a ticket, a signed Message-ID and the
     hidden ticket marker in every body; without one (``ticket_number`` None), neither. ``meta``
-    is added to the interaction's."""
+    is added to the interaction's. With no ``customer_id`` (a notice to staff) nothing is logged
+    on a customer's timeline."""
     now = now or utcnow()
     if ticket_number is None:
         message_id = new_message_id(None, b"", domain)
@@ -98,19 +99,23 @@ def build_outbound(
         text_body = f"{text.rstrip()}\n\n{marker}\n"
         html_body = f'{html}<div style="display:none">{marker}</div>' if html else None
     key = message_key(message_id)
-    interaction = Interaction(
-        channel=Channel.EMAIL,
-        direction=Direction.OUTBOUND,
-        customer_id=customer_id,
-        agent_id=author_id,
-        ticket_id=ticket_id,
-        external_id=key,
-        status="queued",
-        started_at=now,
-        subject=subject[:500],
-        body=text.strip(),
-        meta={"kind": str(kind), "to": list(to), **(meta or {})},
-        created_at=now,
+    interaction = (
+        None
+        if customer_id is None
+        else Interaction(
+            channel=Channel.EMAIL,
+            direction=Direction.OUTBOUND,
+            customer_id=customer_id,
+            agent_id=author_id,
+            ticket_id=ticket_id,
+            external_id=key,
+            status="queued",
+            started_at=now,
+            subject=subject[:500],
+            body=text.strip(),
+            meta={"kind": str(kind), "to": list(to), **(meta or {})},
+            created_at=now,
+        )
     )
     return EmailMessage(
         message_key=key,
@@ -170,7 +175,8 @@ def interaction_logged(interaction: Interaction) -> events.DomainEvent:
 class EmailDraft:
     """One outbound message as its producer asks for it (an agent's reply, an acknowledgment, a
     transcript, a broadcast). With a ``ticket`` it carries the ticket's marker and its recipients
-    become the ticket's participants; without one ``customer_id`` names whom it is logged on."""
+    become the ticket's participants; without one ``customer_id`` names whom it is logged on.
+    A notice to staff (``to_staff``: an escalation) is logged on no customer at all."""
 
     identity: Identity
     kind: EmailKind
@@ -187,12 +193,13 @@ class EmailDraft:
     author_id: int | None = None
     attachments: Sequence[MailAttachment] = ()
     meta: Mapping[str, object] | None = None
+    to_staff: bool = False
 
     def row(self, secret: bytes, domain: str, now: datetime | None = None) -> EmailMessage:
         """The outbox row, its interaction (logged on ``customer_id``, by default the ticket's
         customer) and its attachments, written at ``now``, ready to be added to the session."""
         customer_id = self.customer_id
-        if customer_id is None:
+        if customer_id is None and not self.to_staff:
             if self.ticket is None:
                 raise ValueError("an email without a ticket needs its customer")
             customer_id = self.ticket.customer_id
@@ -258,8 +265,8 @@ async def queue_emails(
     await session.flush()
     session.add_all([outbox_entry(email) for email in emails])
     for email in emails:
-        assert email.interaction is not None
-        uow.record(interaction_logged(email.interaction))
+        if email.interaction is not None:
+            uow.record(interaction_logged(email.interaction))
         if announce:
             uow.record(await delivery_event(session, email))
     await add_participant_rows(

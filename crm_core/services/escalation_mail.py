@@ -2,9 +2,8 @@
 address, queued through the mail outbox in the escalation pass's transaction.
 
 The notice is not the customer's conversation: it carries no ticket marker (a reply to it is not
-threaded into the ticket, the agent does not become a participant) and is marked automatic; the
-outbox logs it, as every outbound mail, on the ticket's customer, with ``meta.escalation`` saying
-what it was.
+threaded into the ticket, the agent does not become a participant), is marked automatic, and is
+logged on no customer's timeline (a mail to staff).
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ class EscalationMailer:
                 f"Escalation level {rule.level}: {', '.join(rule.actions)}.\n"
                 f"Priority {ticket.priority}, status {ticket.status}.\n"
             ),
-            customer_id=ticket.customer_id,
+            to_staff=True,
             automatic=True,
             meta={"escalation": {"ticket_id": ticket.id, "target": str(rule.target), "level": rule.level}},
         )

@@ -24,7 +24,7 @@ from crm_core.models import (
     OutboxStatus,
     Ticket,
 )
-from crm_core.services.email_outbound import queue_email
+from crm_core.services.email_outbound import EmailDraft, queue_email, queue_emails
 from crm_core.services.email_sending import deliver_due
 from tests.email_servers import SmtpSink
 from tests.support.email_outbox import FAST, POLICY, SUPPORT, email, new_ticket_with_ack, sender
@@ -152,6 +152,35 @@ async def test_attachments_and_html_alternative_are_composed(
     async with uow_factory() as uow:
         statuses = set(await uow.session.scalars(select(EmailMessage.status)))
     assert EmailStatus.SENT in statuses
+
+
+async def test_a_notice_to_staff_is_delivered_and_on_no_customers_timeline(
+    uow_factory: UnitOfWorkFactory, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    """An escalation notice goes to an agent: delivered through the outbox like any mail, logged on
+    no customer (no interaction), announced to nobody's timeline."""
+    draft = EmailDraft(
+        identity=SUPPORT.identity,
+        kind=EmailKind.MESSAGE,
+        to=["lead@example.com"],
+        subject="Ticket #7: 首次响应已超时 / first response overdue",
+        text="Escalation level 2.",
+        to_staff=True,
+        automatic=True,
+    )
+    async with uow_factory() as uow:
+        (queued,) = await queue_emails(uow, [draft], secret=POLICY.secret, domain=POLICY.domain)
+        await uow.commit()
+    assert (queued.customer_id, queued.interaction_id, queued.ticket_id) == (None, None, None)
+    assert await deliver_due(uow_factory, sender(smtp_sink.port, ContentStore(tmp_path)), FAST) == 1
+    (received,) = await smtp_sink.wait_for(1)
+    assert received.recipients == ["lead@example.com"]
+    assert received.message["Subject"] == "Ticket #7: 首次响应已超时 / first response overdue"
+    assert received.message["Auto-Submitted"] is not None  # automatic: no auto-reply loops
+    row = await email(uow_factory, queued.id)
+    assert row.status is EmailStatus.SENT
+    async with uow_factory() as uow:
+        assert list(await uow.session.scalars(select(Interaction))) == []
 
 
 async def test_an_email_without_a_ticket_is_queued_and_delivered(

@@ -324,6 +324,8 @@ async def test_the_people_notified_are_mailed_through_the_outbox(
         queued = await uow.session.scalar(select(func.count()).select_from(OutboxEntry))
     assert [m.to_addresses for m in mails] == [["red1@example.com"], ["lead@example.com"]]
     assert all(m.ticket_id is None for m in mails)  # not threaded into the customer's ticket
+    # A notice to staff, not part of the customer's history.
+    assert all(m.customer_id is None and m.interaction_id is None for m in mails)
     assert "first response due soon (escalation level 1)" in mails[0].subject
     assert "first response overdue (escalation level 2)" in mails[1].subject
     assert queued == 2
