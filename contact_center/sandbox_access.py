@@ -16,8 +16,8 @@ from contact_center.appkeys import RUNTIME
 from contact_center.auth.credentials import Identity, identity_from_session, identity_from_token
 from contact_center.auth.middleware import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from contact_center.sandbox.access import EVERYTHING, Authorize, ControlGrant
-from contact_center.voice.offers import agent_identity
 from crm_core.models import Role
+from crm_core.voice import agent_identity
 
 
 def sandbox_authorizer(app: web.Application) -> Authorize:

@@ -136,3 +136,8 @@ class CallDecision:
     queue_name: str = "support"
     say: list[str] = field(default_factory=list)
     ring_seconds: int = 20
+
+
+def agent_identity(agent_id: int) -> str:
+    """The Voice SDK client identity of an agent's browser (inbound offers and campaign rooms ring it)."""
+    return f"agent-{agent_id}"

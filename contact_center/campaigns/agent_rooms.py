@@ -13,7 +13,6 @@ from typing import Protocol
 
 from sqlalchemy import delete, select
 
-from contact_center.voice.offers import agent_identity
 from crm_core.db import UnitOfWorkFactory
 from crm_core.errors import Forbidden, GatewayError, InvalidTransition, NotFound
 from crm_core.models import Campaign, CampaignStatus
@@ -21,7 +20,7 @@ from crm_core.models.campaign import CampaignAgent
 from crm_core.ports import Clock
 from crm_core.services import campaigns
 from crm_core.visibility import Viewer
-from crm_core.voice import CallRecord, CallStatus
+from crm_core.voice import CallRecord, CallStatus, agent_identity
 
 log = logging.getLogger(__name__)
 SLACK = timedelta(seconds=2)

@@ -18,17 +18,12 @@ from crm_core.services.customer_card import card_by_customer
 from crm_core.services.withheld_callers import is_withheld_callers
 from crm_core.sql import Executor
 from crm_core.types import Channel
-from crm_core.voice import QUEUED_FOR_AGENT, CallDecision, DecisionKind
+from crm_core.voice import QUEUED_FOR_AGENT, CallDecision, DecisionKind, agent_identity
 
 if TYPE_CHECKING:
     from contact_center.voice.desk import CallPolicy
 
 OFFERING = "offering"
-
-
-def agent_identity(agent_id: int) -> str:
-    """The Voice SDK client identity of an agent's browser."""
-    return f"agent-{agent_id}"
 
 
 def routing_owner(customer: Customer) -> int | None:

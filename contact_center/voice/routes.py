@@ -21,9 +21,8 @@ from contact_center.api.schemas import (
 from contact_center.api.spec import ApiRoutes, parse_body, path_int
 from contact_center.appkeys import RUNTIME
 from contact_center.auth.middleware import viewer_of
-from contact_center.voice.offers import agent_identity
 from crm_core.services.interactions import live_calls, record_outcome
-from crm_core.voice import QUEUED_FOR_AGENT
+from crm_core.voice import QUEUED_FOR_AGENT, agent_identity
 
 routes = ApiRoutes("voice")
 call_routes = ApiRoutes("calls")
