@@ -11,8 +11,8 @@ from aiohttp import web
 
 from contact_center.sandbox.engine import Sandbox
 from contact_center.sandbox.listing import page, time_filter
-from contact_center.sandbox.model import API_VERSION, Call, Recording, TwilioApiError, rfc2822
-from contact_center.sandbox.rest import PREFIX, _method, _one, _url, _values, check_account
+from contact_center.sandbox.model import API_VERSION, Call, Recording, TwilioApiError
+from contact_center.sandbox.rest import PREFIX, _method, _one, _url, _values, check_account, recording_fields
 from contact_center.sandbox.voice import recorder
 
 routes = web.RouteTableDef()
@@ -23,23 +23,8 @@ RECORDINGS = f"{PREFIX}/Calls/{{call}}/Recordings"
 def call_recording_resource(recording: Recording) -> dict[str, Any]:
     calls = f"/{API_VERSION}/Accounts/{recording.account_sid}/Calls/{recording.call_sid}"
     return {
-        "account_sid": recording.account_sid,
-        "api_version": API_VERSION,
-        "call_sid": recording.call_sid,
-        "conference_sid": None,
-        "date_created": rfc2822(recording.date_created),
-        "date_updated": rfc2822(recording.date_updated),
-        "start_time": rfc2822(recording.date_created),
-        "duration": str(recording.duration),
-        "sid": recording.sid,
-        "price": None,
+        **recording_fields(recording),
         "uri": f"{calls}/Recordings/{recording.sid}.json",
-        "encryption_details": None,
-        "price_unit": "USD",
-        "status": recording.status,
-        "channels": recording.channels,
-        "source": recording.source,
-        "error_code": None,
         "track": "both",
     }
 

@@ -122,8 +122,8 @@ def message_resource(message: Message) -> dict[str, Any]:
     }
 
 
-def recording_resource(sb: Sandbox, recording: Recording) -> dict[str, Any]:
-    uri = f"/{API_VERSION}/Accounts/{recording.account_sid}/Recordings/{recording.sid}"
+def recording_fields(recording: Recording) -> dict[str, Any]:
+    """What a recording shows wherever it is listed (the account's Recordings, a call's)."""
     return {
         "account_sid": recording.account_sid,
         "api_version": API_VERSION,
@@ -140,9 +140,16 @@ def recording_resource(sb: Sandbox, recording: Recording) -> dict[str, Any]:
         "channels": recording.channels,
         "source": recording.source,
         "error_code": None,
+        "encryption_details": None,
+    }
+
+
+def recording_resource(sb: Sandbox, recording: Recording) -> dict[str, Any]:
+    uri = f"/{API_VERSION}/Accounts/{recording.account_sid}/Recordings/{recording.sid}"
+    return {
+        **recording_fields(recording),
         "uri": f"{uri}.json",
         "media_url": sb.recording_url(recording),
-        "encryption_details": None,
         "subresource_uris": {
             "add_on_results": f"{uri}/AddOnResults.json",
             "transcriptions": f"{uri}/Transcriptions.json",
