@@ -30,9 +30,16 @@ from crm_core.models import (
     Ticket,
     utcnow,
 )
+from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services.identity import resolve_visitor
 from crm_core.services.interactions import log_interaction
-from crm_core.services.tickets import SlaPolicy, open_ticket, open_ticket_for_customer
+from crm_core.services.sla import customer_wrote
+from crm_core.services.tickets import (
+    SlaPolicy,
+    open_ticket,
+    open_ticket_for_customer,
+    reopen_for_customer,
+)
 from crm_core.sql import Executor, insert_ignore
 from crm_core.types import Channel, Direction
 from crm_core.visibility import Viewer, customer_filter
@@ -264,13 +271,14 @@ async def add_message(
     now: datetime | None = None,
 ) -> tuple[ChatMessage, bool]:
     """Store a message; the same ``client_id`` again returns the stored one (created False)."""
+    at = now or utcnow()
     values = {
         "conversation_id": conversation.id,
         "client_id": client_id,
         "sender": sender,
         "agent_id": agent_id,
         "body": body,
-        "created_at": now or utcnow(),
+        "created_at": at,
     }
     new_id = await insert_ignore(uow.session, ChatMessage, values, ["conversation_id", "client_id"])
     if new_id is None:
@@ -281,14 +289,27 @@ async def add_message(
         )
         assert existing is not None
         return existing, False
+    if sender is ChatSender.VISITOR and conversation.ticket_id is not None:
+        await _visitor_wrote(uow, conversation.ticket_id, at)
     # What was inserted, without reading it back (not attached to the session).
     return ChatMessage(id=new_id, **values), True
 
 
+async def _visitor_wrote(uow: UnitOfWork, ticket_id: int, at: datetime) -> None:
+    """The visitor wrote on the chat's ticket: one waiting on them (pending) opens again; on an
+    active one an answer is now due (its SLA clock's next response)."""
+    ticket = await uow.session.get_one(Ticket, ticket_id)
+    if ticket.status is TicketStatus.PENDING:
+        await reopen_for_customer(uow, ticket, "chat", at)
+    elif ticket.status in (TicketStatus.NEW, TicketStatus.OPEN):
+        await customer_wrote(uow.session, ticket, at)
+
+
 # The hot path of every visitor message, one statement: stored only while the conversation is
-# open (waiting or active), and the conversation's agent comes back with the new id. Spelled out
-# rather than built with the dialects' insert(): SQLAlchemy does not cache the compilation of
-# ON CONFLICT statements. The WHERE clause also keeps SQLite from reading ON CONFLICT as a join.
+# open (waiting or active) and has no ticket (whose SLA clock :func:`add_message` keeps), and the
+# conversation's agent comes back with the new id. Spelled out rather than built with the
+# dialects' insert(): SQLAlchemy does not cache the compilation of ON CONFLICT statements. The
+# WHERE clause also keeps SQLite from reading ON CONFLICT as a join.
 _MESSAGES = ChatMessage.__table__
 assert isinstance(_MESSAGES, Table)
 _INSERT_VISITOR_MESSAGE = text("""
@@ -297,6 +318,7 @@ SELECT chat_conversations.id, :client_id, :sender, NULL, :body, :created_at
   FROM chat_conversations
  WHERE chat_conversations.id = :conversation_id
    AND chat_conversations.status IN ('waiting', 'active')
+   AND chat_conversations.ticket_id IS NULL
     ON CONFLICT (conversation_id, client_id) DO NOTHING
 RETURNING id, (SELECT chat_conversations.agent_id FROM chat_conversations
                 WHERE chat_conversations.id = chat_messages.conversation_id)
@@ -312,9 +334,9 @@ class StoredVisitorMessage:
 async def add_visitor_message(
     db: Executor, conversation_id: int, client_id: str, body: str, created_at: datetime
 ) -> StoredVisitorMessage | None:
-    """Store a visitor's message in ``conversation_id`` if it is still open and the ``client_id``
-    is new there; None otherwise (a resend, or the conversation ended: :func:`add_message`
-    tells which)."""
+    """Store a visitor's message in ``conversation_id`` if it is still open, has no ticket and
+    the ``client_id`` is new there; None otherwise (a resend, the conversation ended or has a
+    ticket: :func:`add_message` tells which and stores it)."""
     params = {
         "conversation_id": conversation_id,
         "client_id": client_id,

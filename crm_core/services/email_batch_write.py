@@ -29,9 +29,16 @@ from crm_core.models import (
 from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services.audit import audit
 from crm_core.services.email_acks import AckRequest, write_acknowledgments
-from crm_core.services.email_ingest import EmailPolicy, Ingested, MailboxPolicy, Outcome, inbound_row
+from crm_core.services.email_ingest import (
+    EmailPolicy,
+    Ingested,
+    MailboxPolicy,
+    Outcome,
+    answer_due,
+    inbound_row,
+)
 from crm_core.services.email_participants import add_participant_rows
-from crm_core.services.sla import track_new_tickets
+from crm_core.services.sla import customers_wrote, track_new_tickets
 from crm_core.services.tickets import TICKET_COUNTER
 from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Direction, Priority
@@ -200,6 +207,8 @@ async def write_steps(
                 acknowledged.append((step, request))
     await _insert_inbound([rows for _, rows, _ in written], session)
     await add_participant_rows(session, participants, now)
+    answered = [t for s, _, t in written if t is not None and answer_due(s.outcome)]
+    await customers_wrote(session, answered, now)  # one query, more only if a clock starts
     results: dict[int, Ingested] = {}
     for step, rows, ticket in written:
         if rows.interaction is not None:

@@ -53,6 +53,7 @@ from crm_core.services.email_outbound import Identity, delivery_event
 from crm_core.services.email_participants import add_participants, may_write_to
 from crm_core.services.identity import resolve_email
 from crm_core.services.interactions import log_interaction
+from crm_core.services.sla import customers_wrote
 from crm_core.services.tickets import SlaPolicy, find_by_number, open_ticket, reopen_for_customer, system_note
 from crm_core.sql import insert_ignore
 from crm_core.types import Channel, Direction
@@ -322,6 +323,12 @@ class Thread:
     resolved_at: datetime | None = None
 
 
+def answer_due(outcome: Outcome) -> bool:
+    """Whether the customer now waits for an answer on the active ticket the message joined (its
+    next-response clock starts; :func:`decide` reopens a pending ticket instead)."""
+    return outcome is Outcome.THREADED
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     outcome: Outcome
@@ -338,9 +345,9 @@ def decide(mail: InboundEmail, policy: EmailPolicy, thread: Thread | None, now: 
 
     ``thread`` is the ticket it continues (In-Reply-To/References, signed ref, subject token from
     its customer or a participant, or a reply to it stored first), None when there is none. A
-    reply to an active ticket is filed on it; a resolved one reopens within the window; later, or
-    once closed, the reply opens a new ticket linked to the old one. Auto-replies, and mail
-    without a valid sender, never open anything."""
+    reply to an active ticket is filed on it (one waiting on the customer, pending, opens again);
+    a resolved one reopens within the window; later, or once closed, the reply opens a new ticket
+    linked to the old one. Auto-replies, and mail without a valid sender, never open anything."""
     if is_loop(mail, policy):
         return Decision(Outcome.LOOP, EmailKind.LOOP)
     if mail.bounce is not None:
@@ -352,7 +359,7 @@ def decide(mail: InboundEmail, policy: EmailPolicy, thread: Thread | None, now: 
         action = reply_action(
             thread.status, thread.resolved_at, now, policy.reopen_window, automatic=automatic
         )
-        if action is ThreadAction.REOPEN:
+        if action is ThreadAction.REOPEN or (not automatic and thread.status is TicketStatus.PENDING):
             return Decision(Outcome.REOPENED, email_kind)
         if action is ThreadAction.NEW_LINKED:
             return Decision(Outcome.LINKED, email_kind)
@@ -422,6 +429,8 @@ async def ingest_one(
         ticket = found
         if outcome is Outcome.REOPENED:
             await reopen_for_customer(uow, ticket, "email", now)
+        elif answer_due(outcome):
+            await customers_wrote(session, [ticket], now)
         elif outcome is Outcome.LINKED:
             ticket = await open_ticket(
                 uow,

@@ -280,3 +280,36 @@ async def agent_replied(session: AsyncSession, ticket: Ticket, at: datetime) -> 
     if sla is not None:
         sla.next_response_since = None
     return await track_ticket(session, ticket, at, sla=sla)
+
+
+async def customers_wrote(session: AsyncSession, tickets: Sequence[Ticket], at: datetime) -> int:
+    """:func:`customer_wrote` for the active tickets customers wrote on together (a batch of
+    mail): one query when no clock starts, else the policies, customers and fired levels read
+    once. Returns how many next-response clocks started."""
+    answered = {t.id: t for t in tickets if t.first_responded_at is not None and t.status in RUNNING}
+    if not answered:
+        return 0
+    slas = list(
+        await session.scalars(
+            select(TicketSla).where(
+                TicketSla.ticket_id.in_(answered), TicketSla.next_response_since.is_(None)
+            )
+        )
+    )
+    if not slas:
+        return 0
+    book = await SlaBook.load(session)
+    fired = await fired_rules(session, [s.ticket_id for s in slas])
+    customers: dict[int, Customer] = {}
+    if book.reads_customers():
+        wanted = {answered[s.ticket_id].customer_id for s in slas}
+        customers = {c.id: c for c in await session.scalars(select(Customer).where(Customer.id.in_(wanted)))}
+    for sla in slas:
+        ticket = answered[sla.ticket_id]
+        sla.next_response_since = at
+        follow_status(sla, ticket.status, at)
+        policy = book.choose(ticket, customers.get(ticket.customer_id))
+        rules = book.rules.get(policy.id, []) if policy is not None else []
+        calendar = book.calendar(policy) if policy is not None else BusinessCalendar.always_open()
+        compute(sla, ticket, policy, calendar, rules, fired.get(ticket.id, set()))
+    return len(slas)
