@@ -1,13 +1,13 @@
 """Hopper benchmark: choosing a campaign's next 100 dialable numbers from a call list of 1M.
 
 Creates a throw-away database (``cc_bench_<hex>``) on the ``DATABASE_URL`` server, migrates it and
-loads with COPY: N customers (90% consenting to calls, 5% refusing, 5% silent; 10% with a zone of
-their own among Denver, Phoenix, Honolulu, Anchorage and Shanghai, the rest placed by their US
-number in the New York, Chicago or Los Angeles zone), one running campaign whose call list holds
-every one of them (80% pending, the rest in flight, done or exhausted; 40% of the pending not
-due before tomorrow; 2% under the redial lockout; 0.2% with a callback in the next two weeks), 3%
-of the numbers on the company's do-not-call list and 5% plus N/2 other numbers on the national
-list. Then VACUUM ANALYZE.
+loads with COPY: N customers (90% consenting to calls, 5% refusing, 5% silent, the consent copied
+onto their call-list rows; 10% with a zone of their own among Denver, Phoenix, Honolulu, Anchorage
+and Shanghai, the rest placed by their US number in the New York, Chicago or Los Angeles zone),
+one running campaign whose call list holds every one of them (80% pending, the rest in flight,
+done or exhausted; 40% of the pending not due before tomorrow; 2% under the redial lockout; 0.2%
+with a callback in the next two weeks), 3% of the numbers on the company's do-not-call list and 5%
+plus N/2 other numbers on the national list. Then VACUUM ANALYZE.
 
 What is timed is :func:`crm_core.services.hopper.next_dialable` for 100 numbers on a session of
 an engine made by ``crm_core.db.create_engine`` (the campaign's current row read, the zone sets
@@ -64,6 +64,9 @@ MOMENTS = (
 LOADED = datetime(2026, 12, 1, tzinfo=UTC)
 
 
+VOICE_YES = '{"voice": true}'
+
+
 async def load(url: URL, n: int, rng: random.Random) -> float:
     started = time.perf_counter()
     numbers = Generator(rng, LOADED).phone_numbers(n + n // 2)
@@ -88,7 +91,7 @@ async def load(url: URL, n: int, rng: random.Random) -> float:
                 cid = first + offset + 1
                 tz = rng.choice(OWN_ZONES) if rng.random() < 0.10 else None
                 draw = rng.random()
-                consent = '{"voice": true}' if draw < 0.90 else '{"voice": false}' if draw < 0.95 else "{}"
+                consent = VOICE_YES if draw < 0.90 else '{"voice": false}' if draw < 0.95 else "{}"
                 customers.append((cid, f"Customer {cid}", "[]", tz, consent, "{}", LOADED, LOADED))
                 key = cache.get((e164[:5], tz))
                 if key is None:
@@ -112,7 +115,21 @@ async def load(url: URL, n: int, rng: random.Random) -> float:
                     LOADED + timedelta(seconds=rng.randrange(14 * 86400)) if rng.random() < 0.002 else None
                 )
                 contacts.append(
-                    (cid, 1, cid, e164, state, key, 1, 0, callback or due, callback, locked, LOADED)
+                    (
+                        cid,
+                        1,
+                        cid,
+                        e164,
+                        state,
+                        key,
+                        consent == VOICE_YES,
+                        1,
+                        0,
+                        callback or due,
+                        callback,
+                        locked,
+                        LOADED,
+                    )
                 )
             await conn.copy_records_to_table(
                 "customers",
@@ -138,6 +155,7 @@ async def load(url: URL, n: int, rng: random.Random) -> float:
                     "e164",
                     "state",
                     "zone_key",
+                    "voice_consent",
                     "attempts",
                     "attempts_today",
                     "next_attempt_at",

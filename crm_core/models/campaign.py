@@ -4,13 +4,29 @@ number), every dial made, and the per-minute answer counts the abandonment rule 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+    false,
+    inspect,
+)
+from sqlalchemy.orm import Mapped, Session, UOWTransaction, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 
 from crm_core.models.base import Base, BigIntId, Timestamped, str_enum, utcnow
+from crm_core.models.customers import Customer
 
 
 class CampaignMode(enum.StrEnum):
@@ -139,6 +155,10 @@ class CampaignContact(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     e164: Mapped[str] = mapped_column(String(20))
     state: Mapped[ContactState] = mapped_column(str_enum(ContactState), default=ContactState.PENDING)
+    voice_consent: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """The customer's voice consent, copied when loaded and whenever it changes (see
+    :func:`_copy_voice_consent`): the hopper reads no customer per candidate. The dial-time check
+    still reads the customer's own, so a stale copy never dials anyone without consent."""
     zone_key: Mapped[str] = mapped_column(String(200), default="")
     """The callee's zones when loaded (the customer's own, else the number's), sorted and joined by
     spaces; empty when unknown. An index-friendly stand-in for the calling window: the dial-time
@@ -232,3 +252,38 @@ class CampaignAgent(Base):
     )
     room: Mapped[str] = mapped_column(String(100))
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def consents_to_calls(consent: Mapping[str, Any] | None) -> bool:
+    """Whether a customer's consent record says yes to calls (silence is no)."""
+    return (consent or {}).get("voice") is True
+
+
+@event.listens_for(Session, "before_flush")
+def _copy_voice_consent(
+    session: Session, _flush: UOWTransaction, _instances: Iterable[object] | None
+) -> None:
+    """Copy a customer's changed voice consent onto their call-list rows, in the flush that writes
+    it: whichever service (edit, CSV import, merge) or script changed it."""
+    changed: dict[int, bool] = {}
+    for obj in session.dirty:
+        changed_consent = isinstance(obj, Customer) and inspect(obj).attrs.consent.history.has_changes()
+        if changed_consent and obj.id is not None:
+            changed[obj.id] = consents_to_calls(obj.consent)
+    if not changed:
+        return
+    table = CampaignContact.__table__
+    assert isinstance(table, Table)
+    connection = session.connection()
+    for yes in (True, False):
+        ids = [i for i, v in changed.items() if v is yes]
+        if ids:
+            connection.execute(
+                table.update()
+                .where(table.c.customer_id.in_(ids), table.c.voice_consent != yes)
+                .values(voice_consent=yes)
+            )
+    for obj in session.identity_map.values():
+        if isinstance(obj, CampaignContact) and obj.customer_id in changed:
+            # Loaded rows say what the table now says (without marking them changed).
+            set_committed_value(obj, "voice_consent", changed[obj.customer_id])

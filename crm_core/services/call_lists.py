@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crm_core.db import UnitOfWork, UnitOfWorkFactory
 from crm_core.errors import CoreError, InvalidInput
 from crm_core.models import Campaign, CampaignContact, ContactState, Customer, CustomerPhone
+from crm_core.models.campaign import consents_to_calls
 from crm_core.rules.calling_window import callee_zones
 from crm_core.services import campaigns
 from crm_core.services.customer_csv_rows import RowError, TextLines, parse_header, parse_row, records
@@ -29,6 +30,9 @@ from crm_core.sql import dialect_name, insert_module
 from crm_core.visibility import Viewer
 
 BATCH = 1000
+
+_Callee = tuple[int, str, str | None, Any]
+"""Customer id, E.164, the customer's zone and consent record."""
 
 
 @dataclass(slots=True)
@@ -46,10 +50,9 @@ def zone_key(e164: str, customer_timezone: str | None) -> str:
     return " ".join(sorted(callee_zones(e164, customer_timezone).zones))
 
 
-async def _add(
-    session: AsyncSession, campaign: Campaign, rows: Sequence[tuple[int, str, str | None]], now: datetime
-) -> int:
-    """Insert (customer id, E.164, customer zone) rows not yet on the list; how many were new."""
+async def _add(session: AsyncSession, campaign: Campaign, rows: Sequence[_Callee], now: datetime) -> int:
+    """Insert (customer id, E.164, customer zone, customer consent) rows not yet on the list; how
+    many were new."""
     if not rows:
         return 0
     values = [
@@ -58,13 +61,14 @@ async def _add(
             "customer_id": customer_id,
             "e164": e164,
             "zone_key": zone_key(e164, tz),
+            "voice_consent": consents_to_calls(consent),
             "state": ContactState.PENDING,
             "attempts": 0,
             "attempts_today": 0,
             "next_attempt_at": now,
             "created_at": now,
         }
-        for customer_id, e164, tz in rows
+        for customer_id, e164, tz, consent in rows
     ]
     table = CampaignContact.__table__
     assert isinstance(table, Table)
@@ -112,12 +116,12 @@ async def load_customers(
     chosen = search_statement(viewer, region=region, **filters).subquery()
     phone = _first_phone()
     stmt = (
-        select(Customer.id, phone, Customer.timezone)
+        select(Customer.id, phone, Customer.timezone, Customer.consent)
         .where(Customer.id.in_(select(chosen.c.id)), phone.is_not(None))
         .order_by(Customer.id)
     )
     result = ListLoad()
-    rows = [(int(r[0]), str(r[1]), r[2]) for r in await uow.session.execute(stmt)]
+    rows = [(int(r[0]), str(r[1]), r[2], r[3]) for r in await uow.session.execute(stmt)]
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
         added = await _add(uow.session, campaign, chunk, now)
@@ -142,13 +146,13 @@ async def load_from_campaign(
     if not codes:
         raise InvalidInput("name at least one disposition to take numbers from", "dispositions")
     stmt = (
-        select(CampaignContact.customer_id, CampaignContact.e164, Customer.timezone)
+        select(CampaignContact.customer_id, CampaignContact.e164, Customer.timezone, Customer.consent)
         .join(Customer, Customer.id == CampaignContact.customer_id)
         .where(CampaignContact.campaign_id == source.id, CampaignContact.last_disposition.in_(codes))
         .order_by(CampaignContact.id)
     )
     result = ListLoad()
-    rows = [(int(r[0]), str(r[1]), r[2]) for r in await uow.session.execute(stmt)]
+    rows = [(int(r[0]), str(r[1]), r[2], r[3]) for r in await uow.session.execute(stmt)]
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
         added = await _add(uow.session, campaign, chunk, now)
@@ -203,17 +207,18 @@ async def load_csv(
         for start in range(0, len(numbers), BATCH):
             chunk = numbers[start : start + BATCH]
             held = {
-                r[0]: (int(r[1]), r[2])
+                r[0]: (int(r[1]), r[2], r[3])
                 for r in await uow.session.execute(
-                    select(CustomerPhone.e164, CustomerPhone.customer_id, Customer.timezone)
+                    select(CustomerPhone.e164, CustomerPhone.customer_id, Customer.timezone, Customer.consent)
                     .join(Customer, Customer.id == CustomerPhone.customer_id)
                     .where(CustomerPhone.e164.in_([n for _, n in chunk]))
                 )
             }
-            rows = []
+            rows: list[_Callee] = []
             for line, e164 in chunk:
                 if e164 in held:
-                    rows.append((held[e164][0], e164, held[e164][1]))
+                    customer_id, tz, consent = held[e164]
+                    rows.append((customer_id, e164, tz, consent))
                 else:
                     result.missing.append(line)
             unique = list({r[1]: r for r in rows}.values())

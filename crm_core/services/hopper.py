@@ -3,11 +3,12 @@ dialling, and claimed so that two instances never take the same number.
 
 A number is chosen when it is pending, its next attempt is due, no redial lockout holds it (unless
 an agent is reserved for the call), it is on neither do-not-call list, its customer consents to
-calls (when the profile asks for consent), and every zone it may ring in is inside the calling
-window now. The window is applied through the cached ``zone_key`` of each number: the zone sets
-inside the window are worked out in Python (DST included, by zoneinfo) and handed to the query as
-a list, which the hopper index ``(campaign_id, state, zone_key, next_attempt_at, id)`` serves.
-Callbacks scheduled by agents come first, at their time.
+calls (when the profile asks for consent: the copy on the row, refreshed when the consent
+changes), and every zone it may ring in is inside the calling window now. The window is applied
+through the cached ``zone_key`` of each number: the zone sets inside the window are worked out in
+Python (DST included, by zoneinfo) and handed to the query as a list, which the hopper index
+``(campaign_id, state, zone_key, next_attempt_at, id)`` serves. Callbacks scheduled by agents come
+first, at their time.
 
 Claiming locks the chosen rows with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (the update is the
 lock on SQLite) and then asks :func:`crm_core.services.dialable.dialable` about each number, so
@@ -54,7 +55,6 @@ from crm_core.rules.regulatory_profile import RegulatoryProfile
 from crm_core.services.call_lists import zone_key
 from crm_core.services.campaigns import profile_of
 from crm_core.services.dialable import Dialability, RefusalCode, dialable
-from crm_core.types import Channel
 
 RECHECK_LATER = timedelta(hours=1)
 """When a refused number is looked at again if the refusal says no better time."""
@@ -98,12 +98,8 @@ def dialable_filter(
     if not agent_reserved:
         where.append(or_(CampaignContact.locked_until.is_(None), CampaignContact.locked_until <= now))
     if requires_consent:
-        where.append(
-            exists().where(
-                Customer.id == CampaignContact.customer_id,
-                Customer.consent[Channel.VOICE.value].as_boolean() == true(),
-            )
-        )
+        # The copy on the row (no customer read per candidate); the dial-time check reads the customer.
+        where.append(CampaignContact.voice_consent.is_(true()))
     return where
 
 
