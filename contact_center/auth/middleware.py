@@ -28,11 +28,18 @@ CSRF_EXEMPT_PATHS = frozenset({"/api/v1/auth/login"})
 # chat visitors carry a signed visitor token, and the widget's files are public; /metrics checks
 # its own token (metrics.token) and networks.
 OWN_AUTH_PREFIXES = ("/twilio/", "/twilio-sandbox/", "/ws/chat", "/chat/", "/metrics")
+# Public pages (the help centre) show everyone the same thing: credentials sent along, even
+# unknown or malformed ones, are ignored rather than refused.
+PUBLIC_PAGES = ("/help",)
+
+
+def is_public_page(path: str) -> bool:
+    return any(path == page or path.startswith(page + "/") for page in PUBLIC_PAGES)
 
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(OWN_AUTH_PREFIXES):
+    if request.path.startswith(OWN_AUTH_PREFIXES) or is_public_page(request.path):
         return await handler(request)
     runtime = request.app[RUNTIME]
     auth = request.headers.get("Authorization", "")
