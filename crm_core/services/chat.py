@@ -301,8 +301,8 @@ async def _visitor_wrote(uow: UnitOfWork, ticket_id: int, at: datetime) -> None:
     ticket = await uow.session.get_one(Ticket, ticket_id)
     if ticket.status is TicketStatus.PENDING:
         await reopen_for_customer(uow, ticket, "chat", at)
-    elif ticket.status in (TicketStatus.NEW, TicketStatus.OPEN):
-        await customer_wrote(uow.session, ticket, at)
+    elif ticket.status in (TicketStatus.NEW, TicketStatus.OPEN) and ticket.first_responded_at is not None:
+        await customer_wrote(uow.session, ticket, at)  # (before it, the first response is due)
 
 
 # The hot path of every visitor message, one statement: stored only while the conversation is

@@ -7,10 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event, select
 
 from channels.email.content_store import ContentStore
 from channels.email.parsing import parse_message
 from crm_core.db import UnitOfWorkFactory
+from crm_core.email_ports import InboundEmail
 from crm_core.models import ChatSender, Role, SlaPolicyRecord, Ticket, TicketSla
 from crm_core.rules.ticket_status import TicketStatus
 from crm_core.services import chat
@@ -194,3 +196,43 @@ async def test_a_visitors_chat_message_reopens_the_chat_ticket_and_asks_for_the_
         await uow.commit()
     _, sla = await _clock(uow_factory, ticket_id)
     assert sla.next_response_due_at == T0 + 95 * MINUTE
+
+
+async def test_a_batch_of_replies_reads_the_clocks_of_its_tickets_in_one_query(
+    uow_factory: UnitOfWorkFactory, staff: Staff, tmp_path: Path
+) -> None:
+    await _policy(uow_factory)
+    agent = Viewer(agent_id=staff.admin.id, role=Role.ADMIN)
+    store = ContentStore(tmp_path)
+
+    def mail(n: int, kind: str, parent: str | None = None) -> InboundEmail:
+        raw = make_mail(sender=f"c{n}@example.org", message_id=f"{kind}-{n}@example.org", in_reply_to=parent)
+        return parse_message(raw, store, max_attachment_bytes=10**6)
+
+    async with uow_factory() as uow:
+        opened = await ingest_batch(uow, MAILBOX, POLICY, [mail(n, "first") for n in range(4)], T0)
+        await uow.commit()
+    ticket_ids = [r.ticket_id for r in opened if r.ticket_id is not None]
+    for ticket_id in ticket_ids[:3]:  # the fourth is still waiting for its first response
+        await _answer(uow_factory, agent, ticket_id, T0 + 5 * MINUTE, TicketStatus.OPEN)
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    replies = [mail(n, "again", f"first-{n}@example.org") for n in range(4)]
+    event.listen(uow_factory.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with uow_factory() as uow:
+            results = await ingest_batch(uow, MAILBOX, POLICY, replies, T0 + 20 * MINUTE)
+            await uow.commit()
+    finally:
+        event.remove(uow_factory.engine.sync_engine, "before_cursor_execute", seen)
+    assert [r.outcome for r in results] == [Outcome.THREADED] * 4
+    assert sum(s.lstrip().upper().startswith("SELECT") and "FROM ticket_slas" in s for s in statements) == 1
+    async with uow_factory() as uow:
+        clocks = {
+            s.ticket_id: s.next_response_due_at
+            for s in await uow.session.scalars(select(TicketSla).where(TicketSla.ticket_id.in_(ticket_ids)))
+        }
+    assert clocks == dict.fromkeys(ticket_ids[:3], T0 + 35 * MINUTE) | {ticket_ids[3]: None}
