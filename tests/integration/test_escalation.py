@@ -403,11 +403,10 @@ async def test_a_customers_text_on_an_answered_open_ticket_asks_for_the_next_res
     assert sla.next_response_due_at == (MONDAY_9 + 35 * MINUTE).astimezone(UTC)
 
 
+@pytest.mark.needs_postgres  # row locks that others skip are PostgreSQL's; SQLite has one writer at a time
 async def test_a_ticket_an_agent_is_changing_is_left_to_a_later_pass(
-    settings: Settings, uow_factory: UnitOfWorkFactory, staff: Staff
+    uow_factory: UnitOfWorkFactory, staff: Staff
 ) -> None:
-    if not settings.database.url.startswith("postgresql"):
-        pytest.skip("row locks that others skip are PostgreSQL's; SQLite has one writer at a time")
     await _setup(uow_factory, staff)
     busy_id, free_id = (
         await _ticket(uow_factory, staff, MONDAY_9),
