@@ -53,7 +53,7 @@ def test_a_new_conversation_opens_a_ticket_and_is_acknowledged() -> None:
     ("thread", "outcome"),
     [
         (Thread(TicketStatus.NEW), Outcome.THREADED),
-        (Thread(TicketStatus.PENDING), Outcome.THREADED),
+        (Thread(TicketStatus.PENDING), Outcome.REOPENED),  # the customer answered: open again, clock running
         (Thread(TicketStatus.RESOLVED, NOW - timedelta(hours=1)), Outcome.REOPENED),
         (Thread(TicketStatus.RESOLVED, NOW - timedelta(hours=25)), Outcome.LINKED),
         (Thread(TicketStatus.CLOSED, NOW - timedelta(hours=1)), Outcome.LINKED),
