@@ -177,7 +177,7 @@ async def sandbox_env(**overrides: Any) -> AsyncIterator[Env]:
             numbers={NUMBER: number},
             time_scale=0.01,
             seed=7,
-            webhook_timeout=2.0,
+            webhook_timeout=10.0,  # loopback answers in milliseconds; a loaded CI machine may stall a second or two
             client_voice_url=fake.url("/client"),
         )
         config = dataclasses.replace(config, **overrides)
