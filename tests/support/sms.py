@@ -4,6 +4,7 @@ messaging webhooks signed as Twilio signs them, and the texts and tickets they l
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select
+from sqlalchemy import func, select
 from twilio.request_validator import RequestValidator
 
 from contact_center.app import create_app
@@ -20,6 +21,7 @@ from contact_center.sandbox.access import CONTROL_TOKEN_HEADER
 from contact_center.settings import Settings
 from crm_core.db import UnitOfWorkFactory
 from crm_core.models import Agent, SmsMessage
+from crm_core.models.outbox import OutboxEntry, OutboxStatus
 from crm_core.ports import Clock
 from crm_core.services.customers import create_customer
 from tests.conftest import isolated_settings
@@ -62,7 +64,24 @@ async def service(settings: Settings, uow_factory: UnitOfWorkFactory) -> AsyncIt
     try:
         yield client
     finally:
+        await _senders_settled(uow_factory)
         await client.close()
+
+
+async def _senders_settled(uow_factory: UnitOfWorkFactory, seconds: float = 5.0) -> None:
+    """Let a text a sender has claimed be handed over before the service stops, so stopping does not
+    cut a sender off in the middle of its write (the table is emptied right after)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        async with uow_factory() as uow:
+            claimed = await uow.session.scalar(
+                select(func.count())
+                .select_from(OutboxEntry)
+                .where(OutboxEntry.status == OutboxStatus.CLAIMED)
+            )
+        if not claimed:
+            return
+        await asyncio.sleep(0.05)
 
 
 class Twilio:
