@@ -4,21 +4,15 @@ DATABASE_URL)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest_asyncio
 import sqlalchemy as sa
-from alembic import command
-from sqlalchemy import Connection
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crm_core.db import alembic_config, create_engine
-from tests.conftest import RUN_ID
+from tests.support.migration_db import empty_database, migrate_to
 
 WHEN = sa.DateTime(timezone=True)
 AT = datetime(2026, 12, 7, 10, tzinfo=UTC)
@@ -44,51 +38,14 @@ CONTACTS = sa.table(
 )
 
 
-def _admin_dsn(url: str) -> str:
-    return (
-        make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    )
-
-
-def _migrate_to(connection: Connection, revision: str) -> None:
-    cfg = alembic_config()
-    cfg.attributes["connection"] = connection
-    command.upgrade(cfg, revision)
-
-
-async def _to(engine: AsyncEngine, revision: str) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(_migrate_to, revision)
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    base = os.environ.get("DATABASE_URL")
-    if not base:
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'consent.db'}")
+    async with empty_database(tmp_path, "consent_backfill") as engine:
         yield engine
-        await engine.dispose()
-        return
-    name = f"cc_test_{RUN_ID}_consent_backfill"
-    admin = await asyncpg.connect(_admin_dsn(base))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    engine = create_engine(make_url(base).set(database=name).render_as_string(hide_password=False))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        admin = await asyncpg.connect(_admin_dsn(base))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def test_the_migration_copies_each_customers_voice_consent(engine: AsyncEngine) -> None:
-    await _to(engine, "0019")
+    await migrate_to(engine, "0019")
     consents = [{"voice": True}, {"voice": False}, {}, {"sms": True}]
     async with engine.begin() as conn:
         await conn.execute(
@@ -142,7 +99,7 @@ async def test_the_migration_copies_each_customers_voice_consent(engine: AsyncEn
                 for i in range(1, len(consents) + 1)
             ],
         )
-    await _to(engine, "0020")
+    await migrate_to(engine, "0020")
     async with engine.connect() as conn:
         rows = await conn.execute(sa.text("SELECT id, voice_consent FROM campaign_contacts ORDER BY id"))
         assert [(i, bool(v)) for i, v in rows] == [(1, True), (2, False), (3, False), (4, False)]

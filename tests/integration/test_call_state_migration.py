@@ -3,23 +3,18 @@ its downgrade puts it back, on the engine of the run (SQLite, or PostgreSQL with
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
-from alembic import command
-from sqlalchemy import Connection
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crm_core.db import alembic_config, create_engine, migrate
-from tests.conftest import RUN_ID
+from crm_core.db import migrate
+from tests.support.migration_db import empty_database, migrate_to
 
 WHEN = sa.DateTime(timezone=True)
 AT = datetime(2026, 12, 7, 10, 0, 0, 123456, tzinfo=UTC)
@@ -80,45 +75,10 @@ MISSED = {
 ODD = {"decision": 12, "routed_agent_id": True, "queued_at": "yesterday", "sequence": "3", "missed": "yes"}
 
 
-def _admin_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _migrate_to(connection: Connection, revision: str, down: bool) -> None:
-    cfg = alembic_config()
-    cfg.attributes["connection"] = connection
-    (command.downgrade if down else command.upgrade)(cfg, revision)
-
-
-async def _to(engine: AsyncEngine, revision: str, *, down: bool = False) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(_migrate_to, revision, down)
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    base = os.environ.get("DATABASE_URL")
-    if not base:
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}")
+    async with empty_database(tmp_path, "call_state") as engine:
         yield engine
-        await engine.dispose()
-        return
-    name = f"cc_test_{RUN_ID}_call_state"
-    admin = await asyncpg.connect(_admin_dsn(base))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    engine = create_engine(make_url(base).set(database=name).render_as_string(hide_password=False))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        admin = await asyncpg.connect(_admin_dsn(base))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def _rows(engine: AsyncEngine, *columns: str) -> dict[str, tuple[Any, ...]]:
@@ -177,7 +137,7 @@ async def test_call_state_moves_into_columns_and_back(engine: AsyncEngine) -> No
             ],
         )
 
-    await _to(engine, "0010")
+    await migrate_to(engine, "0010")
     found = await _rows(engine, *STATE)
     meta, *state = found["CA-answered"]
     assert meta == {
@@ -208,7 +168,7 @@ async def test_call_state_moves_into_columns_and_back(engine: AsyncEngine) -> No
     assert found["CA-plain"] == ({"from": "+12025550100"}, *([None] * 7), False)
     assert found["SM-1"] == ({"missed": True, "decision": "x"}, *([None] * 7), False)
 
-    await _to(engine, "0009", down=True)
+    await migrate_to(engine, "0009", down=True)
     back = {sid: row[0] for sid, row in (await _rows(engine)).items()}
     assert back["CA-answered"] == {
         **ANSWERED,

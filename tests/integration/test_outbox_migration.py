@@ -4,22 +4,16 @@ keep it), on the engine of the run (SQLite, or PostgreSQL with DATABASE_URL)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest_asyncio
 import sqlalchemy as sa
-from alembic import command
-from sqlalchemy import Connection
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crm_core.db import alembic_config, create_engine
-from tests.conftest import RUN_ID
+from tests.support.migration_db import empty_database, migrate_to
 
 WHEN = sa.DateTime(timezone=True)
 AT = datetime(2026, 12, 7, 10, 0, 0, 123456, tzinfo=UTC)
@@ -63,47 +57,10 @@ OUTBOX = sa.table(
 )
 
 
-def _admin_dsn(url: str) -> str:
-    return (
-        make_url(url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    )
-
-
-def _migrate_to(connection: Connection, revision: str) -> None:
-    cfg = alembic_config()
-    cfg.attributes["connection"] = connection
-    command.upgrade(cfg, revision)
-
-
-async def _to(engine: AsyncEngine, revision: str) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(_migrate_to, revision)
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    base = os.environ.get("DATABASE_URL")
-    if not base:
-        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}")
+    async with empty_database(tmp_path, "outbox_backfill") as engine:
         yield engine
-        await engine.dispose()
-        return
-    name = f"cc_test_{RUN_ID}_outbox_backfill"
-    admin = await asyncpg.connect(_admin_dsn(base))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    engine = create_engine(make_url(base).set(database=name).render_as_string(hide_password=False))
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
-        admin = await asyncpg.connect(_admin_dsn(base))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 def _text(id_: int, status: str, **values: Any) -> dict[str, Any]:
@@ -156,7 +113,7 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 async def test_messages_on_their_way_get_their_outbox_rows(engine: AsyncEngine) -> None:
-    await _to(engine, "0015")
+    await migrate_to(engine, "0015")
     async with engine.begin() as conn:
         await conn.execute(
             sa.insert(CUSTOMERS).values(
@@ -187,7 +144,7 @@ async def test_messages_on_their_way_get_their_outbox_rows(engine: AsyncEngine) 
                 _mail(5, "received", "inbound"),
             ],
         )
-    await _to(engine, "0016")
+    await migrate_to(engine, "0016")
     async with engine.connect() as conn:
         rows = (await conn.execute(sa.select(OUTBOX))).mappings().all()
     found = {
